@@ -1,0 +1,198 @@
+"""Steps-ResNet: ResNet with stages 3 and 4 run as Step by Step Networks.
+
+Step by Step Network (StepsNet), arXiv:2511.14329, Table 12. Each converted stage keeps the baseline's first,
+strided (full-width, downsampling) block; the remaining blocks become an n-step trunk derived by
+:func:`stepsnet.steps.plan_steps` (ResNet widths are floored: 512 -> 362, 256, 181, 128, 90, 64; for
+Bottleneck blocks these are bottleneck widths and the feature widths are 4x). The blocks are timm's own
+``BasicBlock`` / ``Bottleneck``; stem, stages 1-2, head, init and the whole timm API are timm's ``ResNet``.
+"""
+from typing import Any, Dict, Optional, Sequence, Tuple, Type, Union
+
+import torch
+import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.layers import DropPath, calculate_drop_path_rates, get_act_layer, get_norm_layer
+from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models.resnet import BasicBlock, Bottleneck, ResNet
+from torch.utils.checkpoint import checkpoint
+
+from stepsnet.steps import StepPlan, Steps, plan_steps
+
+__all__ = ['StepsResNet']
+
+
+class StepsResNet(ResNet):
+    """timm ``ResNet`` whose stages may be Step by Step trunks.
+
+    Args:
+        block: timm residual block class (``BasicBlock`` or ``Bottleneck``).
+        layers: Baseline blocks per stage, including each stage's first block.
+        num_steps: Steps per stage; 1 keeps the stage as in the baseline.
+        steps_move: Blocks moved per substitution in each converted stage (``k`` of the planner).
+        channels: Baseline stage widths (bottleneck widths for ``Bottleneck``).
+        drop_path_rate: Stochastic depth, linear over the real block sequence (all blocks, in order).
+        zero_init_last: Zero-init the last norm of every residual branch (timm's default).
+        **kwargs: Everything else timm's ``ResNet`` takes (``num_classes``, ``in_chans``, ``global_pool``, ...).
+    """
+
+    def __init__(
+            self,
+            block: Type[Union[BasicBlock, Bottleneck]],
+            layers: Sequence[int],
+            num_steps: Sequence[int] = (1, 1, 5, 7),
+            steps_move: Sequence[int] = (0, 0, 1, 1),
+            channels: Sequence[int] = (64, 128, 256, 512),
+            drop_path_rate: float = 0.,
+            zero_init_last: bool = True,
+            **kwargs: Any,
+    ):
+        layers, num_steps, steps_move = tuple(layers), tuple(num_steps), tuple(steps_move)
+        if not len(layers) == len(num_steps) == len(steps_move) == len(channels):
+            raise ValueError(
+                f'layers {layers}, num_steps {num_steps}, steps_move {steps_move} and channels {tuple(channels)} '
+                'must have one entry per stage')
+        # timm builds each converted stage's first (downsampling) block; the Steps trunk is added below
+        base_layers = tuple(1 if s > 1 else n for n, s in zip(layers, num_steps))
+        dd = {'device': kwargs.get('device'), 'dtype': kwargs.get('dtype')}
+        super().__init__(block, base_layers, channels=tuple(channels), zero_init_last=zero_init_last, **kwargs)
+        self.num_steps = num_steps
+        self.plans: Dict[str, StepPlan] = {}
+
+        block_kwargs = dict(
+            cardinality=kwargs.get('cardinality', 1),
+            base_width=kwargs.get('base_width', 64),
+            reduce_first=kwargs.get('block_reduce_first', 1),
+            act_layer=get_act_layer(kwargs.get('act_layer', nn.ReLU)),
+            norm_layer=get_norm_layer(kwargs.get('norm_layer', nn.BatchNorm2d)),
+            aa_layer=kwargs.get('aa_layer'),
+            **(kwargs.get('block_args') or {}),
+            **dd,
+        )
+        output_stride = kwargs.get('output_stride', 32)
+        net_stride, dilation = 4, 1
+        for i, (ch, n, s, k) in enumerate(zip(channels, layers, num_steps, steps_move)):
+            stride = 1 if i == 0 else 2
+            if net_stride >= output_stride:
+                dilation *= stride
+            else:
+                net_stride *= stride
+            if s <= 1:
+                continue
+            plan = plan_steps(ch, n - 1, s, k)
+            e = block.expansion
+            feature_plan = StepPlan(tuple(w * e for w in plan.widths), plan.depths)
+            self.plans[f'layer{i + 1}'] = plan
+
+            def make_block(width: int, index: int, _d=dilation) -> nn.Module:
+                return block(width, width // e, first_dilation=_d, dilation=_d, **block_kwargs)
+
+            getattr(self, f'layer{i + 1}').add_module('1', Steps(feature_plan, make_block, dim=1))
+
+        # stochastic depth along the real (deeper) sequence of blocks
+        blocks = [m for m in self.modules() if isinstance(m, (BasicBlock, Bottleneck))]
+        for blk, rate in zip(blocks, calculate_drop_path_rates(drop_path_rate, len(blocks))):
+            blk.drop_path = DropPath(rate) if rate > 0. else None
+        self.init_weights(zero_init_last=zero_init_last)
+
+    @torch.jit.ignore
+    def group_matcher(self, coarse: bool = False) -> Dict[str, Any]:
+        if coarse:
+            return dict(stem=r'^conv1|bn1|maxpool', blocks=r'^layer(\d+)')
+        # converted stages: layerN.0 is the downsampling block, layerN.1.J the J-th block of the Steps trunk
+        return dict(
+            stem=r'^conv1|bn1|maxpool',
+            blocks=[(r'^layer(\d+)\.(\d+)\.(\d+)\.', None), (r'^layer(\d+)\.(\d+)', None)],
+        )
+
+    @torch.jit.ignore
+    def set_grad_checkpointing(self, enable: bool = True) -> None:
+        self.grad_checkpointing = enable
+        for m in self.modules():
+            if isinstance(m, Steps):
+                m.grad_checkpointing = enable
+
+    def _stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        if not self.grad_checkpointing or torch.jit.is_scripting():
+            return stage(x)
+        for m in stage:
+            # a Steps trunk checkpoints block by block itself
+            x = m(x) if isinstance(m, Steps) else checkpoint(m, x, use_reentrant=False)
+        return x
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.act1(x)
+        x = self.maxpool(x)
+        x = self._stage(self.layer1, x)
+        x = self._stage(self.layer2, x)
+        x = self._stage(self.layer3, x)
+        x = self._stage(self.layer4, x)
+        return x
+
+
+def _create_steps_resnet(variant: str, pretrained: bool = False, **kwargs) -> StepsResNet:
+    return build_model_with_cfg(StepsResNet, variant, pretrained, **kwargs)
+
+
+def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:
+    return {
+        'url': url,
+        'num_classes': 1000, 'input_size': (3, 224, 224), 'pool_size': (7, 7),
+        'crop_pct': 0.95, 'interpolation': 'bicubic',
+        'mean': IMAGENET_DEFAULT_MEAN, 'std': IMAGENET_DEFAULT_STD,
+        'first_conv': 'conv1', 'classifier': 'fc',
+        'paper_ids': 'arXiv:2511.14329', 'paper_name': 'Step by Step Network',
+        'license': 'apache-2.0',
+        **kwargs,
+    }
+
+
+default_cfgs = generate_default_cfgs({
+    'steps_resnet18.untrained': _cfg(),
+    'steps_resnet34.untrained': _cfg(),
+    'steps_resnet50.untrained': _cfg(),
+    'test_steps_resnet.untrained': _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
+    'test_steps_resnet_bottleneck.untrained': _cfg(input_size=(3, 64, 64), pool_size=(2, 2)),
+})
+
+
+@register_model
+def steps_resnet18(pretrained: bool = False, **kwargs) -> StepsResNet:
+    """Steps-ResNet-18: stages 3/4 as 5/7 steps (18 blocks, 38 layers; ResNet-18 has 8 / 18)."""
+    model_args = dict(block=BasicBlock, layers=(2, 2, 2, 2), num_steps=(1, 1, 5, 7), steps_move=(0, 0, 1, 1))
+    return _create_steps_resnet('steps_resnet18', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def steps_resnet34(pretrained: bool = False, **kwargs) -> StepsResNet:
+    """Steps-ResNet-34: stages 3/4 as 5/7 steps (34 blocks, 70 layers; ResNet-34 has 16 / 34)."""
+    model_args = dict(block=BasicBlock, layers=(3, 4, 6, 3), num_steps=(1, 1, 5, 7), steps_move=(0, 0, 3, 1))
+    return _create_steps_resnet('steps_resnet34', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def steps_resnet50(pretrained: bool = False, **kwargs) -> StepsResNet:
+    """Steps-ResNet-50: stages 3/4 as 5/7 steps of Bottlenecks (34 blocks, 104 layers; ResNet-50 has 16 / 50)."""
+    model_args = dict(block=Bottleneck, layers=(3, 4, 6, 3), num_steps=(1, 1, 5, 7), steps_move=(0, 0, 3, 1))
+    return _create_steps_resnet('steps_resnet50', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def test_steps_resnet(pretrained: bool = False, **kwargs) -> StepsResNet:
+    """Tiny BasicBlock Steps-ResNet for tests."""
+    model_args = dict(
+        block=BasicBlock, layers=(1, 1, 3, 2), channels=(8, 16, 32, 64),
+        num_steps=(1, 1, 3, 3), steps_move=(0, 0, 1, 1), stem_width=8,
+    )
+    return _create_steps_resnet('test_steps_resnet', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def test_steps_resnet_bottleneck(pretrained: bool = False, **kwargs) -> StepsResNet:
+    """Tiny Bottleneck Steps-ResNet for tests (feature widths 4x the planned widths)."""
+    model_args = dict(
+        block=Bottleneck, layers=(1, 1, 3, 2), channels=(8, 16, 32, 64),
+        num_steps=(1, 1, 3, 3), steps_move=(0, 0, 1, 1),
+    )
+    return _create_steps_resnet('test_steps_resnet_bottleneck', pretrained, **dict(model_args, **kwargs))
