@@ -1,0 +1,25 @@
+"""``stepsnet models``: parameters, FLOPs, blocks and layers of every Steps model and its baseline."""
+import argparse
+import sys
+
+import stepsnet  # noqa: F401  (registers the models)
+from stepsnet.analysis.complexity import complexity_table, format_table
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = complexity_table(args.names or None, input_size=(3, args.img_size, args.img_size))
+    if not rows:
+        raise ValueError(f'no registered Steps model or baseline matches {args.names}')
+    sys.stdout.write(format_table(rows, args.format))
+    return 0
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        'models', help='parameters, FLOPs, blocks and layers of each Steps model beside its timm baseline',
+        description='One row per Steps model and per baseline. FLOPs are multiply-adds of one forward pass, '
+                    'attention matmuls included; paper columns are Table 1 of arXiv:2511.14329.')
+    p.add_argument('names', nargs='*', help='only these models (Steps or baseline names); default all')
+    p.add_argument('--format', choices=('md', 'csv'), default='md')
+    p.add_argument('--img-size', type=int, default=224, help='square input size for FLOPs (default 224)')
+    p.set_defaults(func=run)
