@@ -128,7 +128,7 @@ class StepPlan:
         """Cost of this plan over that of the baseline trunk (``depth`` blocks at the full width)."""
         return self.cost(block_cost) / (depth * block_cost(self.channels))
 
-    def truncated(self, num_blocks: int) -> 'StepPlan':
+    def truncated(self, num_blocks: int) -> StepPlan:
         """The plan that keeps only the first ``num_blocks`` blocks; later steps keep their chunks (0 blocks)."""
         if not 0 <= num_blocks <= self.num_blocks:
             raise ValueError(f'cannot keep {num_blocks} blocks of a plan with {self.num_blocks}')
@@ -266,6 +266,7 @@ class Steps(nn.Module):
         make_block: ``make_block(width, index) -> nn.Module``, a residual block at ``width`` channels; ``index``
             is the block's position in execution order (for drop-path schedules, shifted windows, ...).
         dim: Channel axis: 1 for NCHW feature maps, -1 for NLC tokens or NHWC maps.
+        channels: Width of the trunk the plan replaces; when given, the plan's last width must equal it.
     """
 
     def __init__(
@@ -273,10 +274,15 @@ class Steps(nn.Module):
             plan: StepPlan,
             make_block: Callable[[int, int], nn.Module],
             dim: int = 1,
+            channels: Optional[int] = None,
     ):
         super().__init__()
         if not isinstance(plan, StepPlan):
             raise TypeError(f'plan must be a StepPlan, got {type(plan).__name__}')
+        if channels is not None and plan.channels != channels:
+            raise ValueError(
+                f'the plan [{plan}] ends at width {plan.channels}, but the trunk has {channels} channels; '
+                'expected the last step width to equal the channels')
         self.plan = plan
         self.dim = dim
         self.grad_checkpointing = False

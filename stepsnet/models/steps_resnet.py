@@ -6,7 +6,7 @@ strided (full-width, downsampling) block; the remaining blocks become an n-step 
 Bottleneck blocks these are bottleneck widths and the feature widths are 4x). The blocks are timm's own
 ``BasicBlock`` / ``Bottleneck``; stem, stages 1-2, head, init and the whole timm API are timm's ``ResNet``.
 """
-from typing import Any, Dict, Optional, Sequence, Tuple, Type, Union
+from typing import Any, Dict, Sequence, Type, Union
 
 import torch
 import torch.nn as nn
@@ -83,8 +83,8 @@ class StepsResNet(ResNet):
             feature_plan = StepPlan(tuple(w * e for w in plan.widths), plan.depths)
             self.plans[f'layer{i + 1}'] = plan
 
-            def make_block(width: int, index: int, _d=dilation) -> nn.Module:
-                return block(width, width // e, first_dilation=_d, dilation=_d, **block_kwargs)
+            def make_block(width: int, index: int, _d: int = dilation, _e: int = e) -> nn.Module:
+                return block(width, width // _e, first_dilation=_d, dilation=_d, **block_kwargs)
 
             getattr(self, f'layer{i + 1}').add_module('1', Steps(feature_plan, make_block, dim=1))
 

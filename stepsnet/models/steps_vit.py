@@ -12,8 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, Union
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import LayerType, Mlp, calculate_drop_path_rates, get_act_layer, get_norm_layer
-from timm.layers import LayerNorm
+from timm.layers import LayerNorm, LayerType, Mlp, calculate_drop_path_rates, get_act_layer, get_norm_layer
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
