@@ -19,7 +19,7 @@ run: $(STAMP)
 	$(BIN)/stepsnet models
 
 lint: $(STAMP)
-	$(BIN)/ruff check stepsnet tests benchmarks
+	$(BIN)/ruff check .
 
 test: $(STAMP) lint
 	$(BIN)/python -m pytest -q

@@ -6,7 +6,7 @@ from timm.models import group_parameters
 from timm.models.resnet import BasicBlock, Bottleneck
 
 import stepsnet  # noqa: F401  (registers the models)
-from stepsnet.analysis.complexity import PAPER_TABLE1, complexity_row, count_blocks
+from stepsnet.analysis.complexity import PAPER_TABLE1, count_blocks
 from stepsnet.steps import Steps
 
 PAIRS = [
@@ -22,8 +22,10 @@ TINY = [('test_steps_resnet', 64), ('test_steps_resnet_bottleneck', 64), ('test_
 
 
 @pytest.mark.parametrize('name,baseline', PAIRS)
-def test_parity_with_table1(name, baseline):
-    row, base = complexity_row(name, baseline), complexity_row(baseline)
+def test_parity_with_table1(name, baseline, model_table):
+    rows = {r.name: r for r in model_table}
+    row, base = rows[name], rows[baseline]
+    assert row.baseline == baseline
     blocks, layers, paper_params, paper_gflops = PAPER_TABLE1[name]
     assert (row.blocks, row.layers) == (blocks, layers)
     assert (base.blocks, base.layers) == PAPER_TABLE1[baseline][:2]
@@ -31,9 +33,10 @@ def test_parity_with_table1(name, baseline):
     assert abs(row.macs / 1e9 - paper_gflops) / paper_gflops < 0.03, (row.macs, paper_gflops)
 
 
-def test_attention_flops_are_counted():
+def test_attention_flops_are_counted(model_table):
     """Steps-DeiT costs more than DeiT only through attention (2 N^2 C per block): the counter must see it."""
-    s, b = complexity_row('steps_deit_small_patch16_224'), complexity_row('deit_small_patch16_224')
+    rows = {r.name: r for r in model_table}
+    s, b = rows['steps_deit_small_patch16_224'], rows['deit_small_patch16_224']
     n = 197
     attn = lambda widths: sum(2 * n * n * w for w in widths)  # noqa: E731
     extra_attention = attn([192] * 12 + [272] * 6 + [384] * 6) - attn([384] * 12)
