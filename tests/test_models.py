@@ -56,6 +56,8 @@ def test_create_model_options(name):
         torch.testing.assert_close(m(x), m.forward_features(x))  # no pooling, no classifier
     m = timm.create_model(name, num_classes=10)
     assert m.get_classifier().out_features == 10
+    f = timm.create_model(name, features_only=True)
+    assert f.feature_info.channels()[-1] == m.num_features
 
 
 @pytest.mark.parametrize('name', ['steps_resnet50', 'steps_deit_small_patch16_224'])

@@ -1,0 +1,30 @@
+"""`stepsnet models` from the command line."""
+import csv
+import io
+
+import pytest
+
+from stepsnet.cli import main
+
+
+def test_models_csv(capsys):
+    assert main(['models', '--format', 'csv', 'steps_resnet18']) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r['name'] for r in rows] == ['resnet18', 'steps_resnet18']
+    steps = rows[1]
+    assert steps['baseline'] == 'resnet18'
+    assert (steps['blocks'], steps['layers']) == ('18', '38')
+    assert float(steps['params_m']) == pytest.approx(11.69, abs=0.01)
+    assert rows[0]['paper_gflops'] == '1.8'
+
+
+def test_models_markdown_has_relative_columns(capsys):
+    assert main(['models', 'deit_tiny_patch16_224']) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].endswith('| params_vs_baseline | gflops_vs_paper |')
+    assert '| steps_deit_tiny_patch16_224 | deit_tiny_patch16_224 | 24 | 122 |' in out
+
+
+def test_models_unknown_name_is_an_error(capsys):
+    assert main(['models', 'no_such_model']) == 2
+    assert 'no_such_model' in capsys.readouterr().err
