@@ -1,0 +1,91 @@
+"""Checkpoints that are never half-written and never executed on load.
+
+``save_checkpoint`` writes to a temporary file in the target's directory, flushes it to disk and renames it over
+the target (``os.replace`` is atomic on POSIX and Windows), so a crash leaves either the old or the new file.
+``load_checkpoint`` reads with ``torch.load(weights_only=True)`` (tensors, containers and primitives only) and
+checks a format tag and the keys a task needs, so a truncated file or another program's checkpoint fails with a
+clear message instead of a pickle traceback.
+"""
+import os
+import tempfile
+from typing import Any, Dict, Iterable, Optional, Union
+
+import torch
+
+__all__ = ['CheckpointError', 'atomic_write_bytes', 'atomic_write_text', 'save_checkpoint', 'load_checkpoint']
+
+PathLike = Union[str, os.PathLike]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be used (truncated, corrupt, foreign or for another architecture)."""
+
+
+def _atomic_write(path: PathLike, write) -> None:
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
+    try:
+        with os.fdopen(fd, 'wb') as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_bytes(path: PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    _atomic_write(path, lambda f: f.write(data))
+
+
+def atomic_write_text(path: PathLike, text: str) -> None:
+    """Write UTF-8 ``text`` to ``path`` through a temporary file and a rename."""
+    atomic_write_bytes(path, text.encode('utf-8'))
+
+
+def save_checkpoint(state: Dict[str, Any], path: PathLike, kind: str) -> None:
+    """Atomically save ``state`` (tensors, containers, primitives) tagged with ``kind`` (e.g. ``'stepsnet-lm'``)."""
+    payload = dict(state)
+    payload['format'] = kind
+    _atomic_write(path, lambda f: torch.save(payload, f))
+
+
+def load_checkpoint(
+        path: PathLike,
+        kind: str,
+        required: Iterable[str] = (),
+        map_location: Optional[Union[str, torch.device]] = 'cpu',
+) -> Dict[str, Any]:
+    """Load a checkpoint saved by :func:`save_checkpoint` and check it.
+
+    Args:
+        path: The file.
+        kind: Format tag the file must carry.
+        required: Keys the state must contain.
+        map_location: Where tensors are loaded.
+
+    Raises:
+        FileNotFoundError: No such file.
+        CheckpointError: The file is truncated, not a PyTorch checkpoint, unsafe to load, or of another kind.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'checkpoint {path!r} does not exist')
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
+        raise CheckpointError(
+            f'cannot read checkpoint {path!r} ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ""}); '
+            'expected a complete file written by stepsnet (it may be truncated or from another program)') from e
+    if not isinstance(state, dict) or state.get('format') != kind:
+        found = state.get('format') if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f'checkpoint {path!r} has format {found!r}; expected a {kind!r} checkpoint')
+    missing = [k for k in required if k not in state]
+    if missing:
+        raise CheckpointError(f'checkpoint {path!r} lacks {missing}; expected a complete {kind!r} checkpoint')
+    return state

@@ -1,0 +1,76 @@
+"""Metric logs: a CSV file per run (always) and TensorBoard (when installed)."""
+import csv
+import os
+from typing import Any, Dict, List, Mapping, Optional
+
+__all__ = ['CSVLogger', 'MetricWriter']
+
+
+class CSVLogger:
+    """Append rows of metrics to a CSV file; the header is the first row's keys plus any later new keys.
+
+    On resume, ``truncate_after(step)`` drops rows logged after the checkpoint's step, so a resumed run's log
+    reads as if the run had never stopped.
+    """
+
+    def __init__(self, path: str, step_key: str = 'iter'):
+        self.path = path
+        self.step_key = step_key
+        self.fields: List[str] = []
+        self.rows: List[Dict[str, Any]] = []
+        if os.path.isfile(path):
+            with open(path, newline='') as f:
+                reader = csv.DictReader(f)
+                self.fields = list(reader.fieldnames or [])
+                self.rows = list(reader)
+
+    def truncate_after(self, step: int) -> None:
+        self.rows = [r for r in self.rows if r.get(self.step_key) in (None, '') or int(r[self.step_key]) <= step]
+        self._rewrite()
+
+    def _rewrite(self) -> None:
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        tmp = self.path + '.tmp'
+        with open(tmp, 'w', newline='') as f:
+            w = csv.DictWriter(f, fieldnames=self.fields, restval='')
+            w.writeheader()
+            w.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        row = {k: v for k, v in row.items()}
+        new = [k for k in row if k not in self.fields]
+        self.rows.append(row)
+        if new or not os.path.isfile(self.path):
+            self.fields.extend(new)
+            self._rewrite()
+            return
+        with open(self.path, 'a', newline='') as f:
+            csv.DictWriter(f, fieldnames=self.fields, restval='').writerow(row)
+
+
+class MetricWriter:
+    """CSV log plus TensorBoard scalars when ``torch.utils.tensorboard`` can be imported."""
+
+    def __init__(self, out_dir: str, filename: str = 'log.csv', tensorboard: bool = True, step_key: str = 'iter'):
+        self.csv = CSVLogger(os.path.join(out_dir, filename), step_key=step_key)
+        self.step_key = step_key
+        self.tb: Optional[Any] = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(os.path.join(out_dir, 'tb'))
+            except Exception:  # tensorboard is optional
+                self.tb = None
+
+    def log(self, row: Mapping[str, Any]) -> None:
+        self.csv.log(row)
+        if self.tb is not None:
+            step = int(row.get(self.step_key, 0))
+            for k, v in row.items():
+                if k != self.step_key and isinstance(v, (int, float)):
+                    self.tb.add_scalar(k, v, step)
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
