@@ -10,6 +10,7 @@ from typing import List, Optional
 
 COMMANDS = (
     'stepsnet.cli.models',
+    'stepsnet.cli.lm',
 )
 
 
