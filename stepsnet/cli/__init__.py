@@ -11,6 +11,7 @@ from typing import List, Optional
 COMMANDS = (
     'stepsnet.cli.models',
     'stepsnet.cli.lm',
+    'stepsnet.cli.cls',
 )
 
 
