@@ -208,14 +208,60 @@ def test_validate_cli_reports_errors_cleanly(tmp_path, capsys):
 def test_compare_classification_writes_the_report(tmp_path):
     cfg = fast_config(tmp_path, epochs=2, max_train_batches=2)
     res = compare_classification('test_steps_resnet', 'test_steps_resnet', cfg, output=str(tmp_path / 'cmp'),
-                                 baseline_kwargs=dict(num_steps=(1, 1, 1, 1), steps_move=(0, 0, 0, 0)))
+                                 seeds=(0, 1), baseline_kwargs=cls.PLAIN_TWIN_KWARGS)
     for role in ('baseline', 'steps'):
         r = res[role]
         assert {'name', 'params', 'val_top1', 'val_loss', 'images_seen'} <= set(r)
         assert r['images_seen'] == 2 * 2 * 32 and len(r['curve']) == 2
+        assert [p['seed'] for p in r['per_seed']] == [0, 1]
+        assert r['val_top1'] == pytest.approx(sum(p['val_top1'] for p in r['per_seed']) / 2)
+        assert (tmp_path / 'cmp' / 'seed1' / role / 'last.pth').exists()
+    assert res['task'] == 'cls' and len(res['delta_val_top1_per_seed']) == 2
     assert res['baseline']['params'] != res['steps']['params']  # the plain twin has a few more BN params
     on_disk = json.loads((tmp_path / 'cmp' / 'results.json').read_text())
     assert on_disk['steps']['val_top1'] == res['steps']['val_top1']
     report = (tmp_path / 'cmp' / 'report.md').read_text()
     assert '| baseline | test_steps_resnet |' in report and 'curves.png' in report
     assert (tmp_path / 'cmp' / 'curves.png').stat().st_size > 1000
+
+
+def test_two_process_ddp_trains_one_epoch_of_digits(tmp_path):
+    """torchrun with 2 CPU processes (gloo): one shared epoch, evaluation summed over both ranks."""
+    script = tmp_path / 'launch.py'
+    script.write_text('import sys\nfrom stepsnet.cli import main\nsys.exit(main(sys.argv[1:]))\n')
+    out = tmp_path / 'ddp'
+    cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', str(script),
+           'train', '--config', RECIPE, '--epochs', '1', '--batch-size', '32', '--max-train-batches', '5',
+           '--workers', '0', '--device', 'cpu', '--no-progress', '--no-tensorboard', '--output', str(out)]
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert '2 process(es) on cpu, global batch 64' in proc.stdout
+    summary = json.loads((out / 'summary.json').read_text())
+    assert summary['epochs'] == 1 and summary['images_seen'] == 5 * 64
+    r = summary['history'][0]
+    assert 0.0 <= r['val_top1'] <= 100.0 and r['val_loss'] > 0
+    # the validation score over both ranks' shards equals a single-process evaluation of the same weights
+    single = validate_classification(checkpoint=str(out / 'last.pth'), workers=0, progress=False)
+    assert single['images'] == 360
+    assert single['top1'] == pytest.approx(r['val_top1'], abs=1e-6)
+    assert single['loss'] == pytest.approx(r['val_loss'], rel=1e-4)
+
+
+def test_compare_arguments_build_the_digits_comparison(monkeypatch):
+    """``stepsnet compare --task cls`` options: the plain twin is the default baseline of the tiny Steps-ResNet."""
+    import argparse
+    p = argparse.ArgumentParser()
+    p.add_argument('--out', default='runs/compare')
+    p.add_argument('--seeds', type=lambda t: [int(x) for x in t.split(',')], default=[0])
+    p.add_argument('--config', default=None)
+    p.add_argument('--device', default='auto')
+    p.add_argument('--no-progress', action='store_true')
+    cls.compare_add_arguments(p)
+    seen = {}
+    monkeypatch.setattr(cls, 'compare_classification', lambda *a, **k: seen.update(args=a, kwargs=k) or {})
+    cls.compare_from_args(p.parse_args(['--out', 'x', '--seeds', '0,1', '--cls-epochs', '2', '--no-progress']))
+    baseline, steps, cfg = seen['args']
+    assert (baseline, steps) == ('test_steps_resnet', 'test_steps_resnet')
+    assert seen['kwargs'] == dict(output='x', seeds=[0, 1], baseline_kwargs=cls.PLAIN_TWIN_KWARGS)
+    assert cfg.dataset == 'digits' and cfg.epochs == 2 and cfg.progress is False

@@ -79,6 +79,9 @@ def run_validate(args: argparse.Namespace) -> int:
 def run_benchmark(args: argparse.Namespace) -> int:
     from stepsnet.analysis.speed import benchmark_pairs, format_ratios, parse_pair, plot_ratios, write_csv
     pairs = [parse_pair(p) for p in args.pair]
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     rows = benchmark_pairs(
         pairs, modes=args.mode, batch_size=args.batch_size, img_size=args.img_size, device=args.device,
         dtype=args.dtype, channels_last=args.channels_last, warmup=args.warmup, runs=args.runs,
@@ -139,6 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16', 'float16'),
                    help='float32, or an autocast dtype')
     b.add_argument('--channels-last', action='store_true')
+    b.add_argument('--threads', type=int, help='torch CPU threads (default: torch\'s choice, one per core)')
     b.add_argument('--warmup', type=int, default=2, help='untimed iterations per model before each timed run')
     b.add_argument('--runs', type=int, default=5, help='timed runs per model (alternating); the median is kept')
     b.add_argument('--iters', type=int, default=3, help='iterations per timed run')

@@ -46,7 +46,8 @@ from stepsnet.utils import (
 
 __all__ = [
     'ClassificationConfig', 'load_config', 'create_classifier', 'train_classification', 'validate_classification',
-    'evaluate', 'compare_classification', 'CHECKPOINT_KIND',
+    'evaluate', 'compare_classification', 'compare_add_arguments', 'compare_from_args', 'default_cpu_config',
+    'CHECKPOINT_KIND',
 ]
 
 CHECKPOINT_KIND = 'stepsnet-cls'
@@ -739,55 +740,143 @@ def compare_classification(
         steps: str,
         config: Optional[ClassificationConfig] = None,
         output: str = 'runs/compare_cls',
+        seeds: Sequence[int] = (0,),
         baseline_kwargs: Optional[Mapping[str, Any]] = None,
         steps_kwargs: Optional[Mapping[str, Any]] = None,
 ) -> Dict[str, Any]:
-    """Train a baseline and its Steps twin on the same data, budget and seed; write a report.
+    """Train a baseline and its Steps twin on the same data, budget and seeds; write a report.
 
-    Both runs use ``config`` (recipe, epochs, batch size, seed) with only the model name changed, each in its
-    own sub-folder of ``output``. Outputs: ``report.md`` (table + verdict), ``results.json`` (``baseline`` and
-    ``steps``: name, params, val_top1, val_loss, images_seen, plus best_top1 and the curves) and
-    ``curves.png`` (validation top-1 and training loss against images seen).
+    Both models use ``config`` (recipe, epochs, batch size) with only the model changed, so they see the same
+    images in the same order for a given seed. Each run has its own folder ``<output>/seed<k>/<role>``.
+    Outputs in ``output``: ``report.md`` (table + difference), ``results.json`` and ``curves.png``
+    (validation top-1 and training loss against images seen). ``results.json`` holds ``task``, ``config``,
+    ``seeds`` and, for ``baseline`` and ``steps``: name, params, val_top1 (mean over seeds), val_top1_std,
+    val_top5, val_loss, best_top1, images_seen, train_seconds, per_seed and curve (first seed); plus
+    ``delta_val_top1`` (Steps - baseline, mean) and its per-seed values.
 
     Returns:
         The contents of ``results.json``.
     """
-    config = config or ClassificationConfig()
-    results: Dict[str, Any] = {}
-    for role, name, extra in (('baseline', baseline, baseline_kwargs), ('steps', steps, steps_kwargs)):
-        run_cfg = dataclasses.replace(config, model=name, output=os.path.join(output, role),
-                                      model_kwargs=dict(config.model_kwargs, **(extra or {})))
-        s = train_classification(run_cfg)
+    config = config or default_cpu_config()
+    if not seeds:
+        raise ValueError('seeds must name at least one seed')
+    t0 = time.time()
+    runs: Dict[str, List[Dict[str, Any]]] = {'baseline': [], 'steps': []}
+    for seed in seeds:
+        for role, name, extra in (('baseline', baseline, baseline_kwargs), ('steps', steps, steps_kwargs)):
+            run_cfg = dataclasses.replace(
+                config, model=name, seed=int(seed), output=os.path.join(output, f'seed{seed}', role), resume=None,
+                model_kwargs=dict(config.model_kwargs, **(extra or {})), stop_after_epochs=None)
+            s = train_classification(run_cfg)
+            runs[role].append(s)
+            print(f'  seed {seed} {role:>8} {name}: val top-1 {s["final_top1"]:.2f}, loss {s["final_val_loss"]:.4f}, '
+                  f'{s["images_seen"]} images, {s["train_seconds_total"]:.0f} s', flush=True)
+    results: Dict[str, Any] = dict(task='cls', config=_plain(config.to_dict()), seeds=[int(x) for x in seeds],
+                                   torch=torch.__version__, threads=torch.get_num_threads())
+    for role, rs in runs.items():
+        top1 = [r['final_top1'] for r in rs]
         results[role] = dict(
-            name=name, params=s['params'], val_top1=s['final_top1'], val_top5=s['final_top5'],
-            val_loss=s['final_val_loss'], best_top1=s['best_top1'], images_seen=s['images_seen'],
-            train_seconds=s['train_seconds_total'],
-            curve=[dict(epoch=r['epoch'], images_seen=r['images_seen'], val_top1=r['val_top1'],
-                        val_loss=r['val_loss'], train_loss=r['train_loss']) for r in s['history']])
-    results['config'] = _plain(config.to_dict())
+            name=rs[0]['model'], params=rs[0]['params'],
+            model_kwargs=_plain(dict(baseline_kwargs if role == 'baseline' else steps_kwargs or {})),
+            val_top1=float(np.mean(top1)), val_top1_std=float(np.std(top1, ddof=1)) if len(top1) > 1 else 0.0,
+            val_top5=float(np.mean([r['final_top5'] for r in rs])),
+            val_loss=float(np.mean([r['final_val_loss'] for r in rs])),
+            best_top1=float(np.mean([r['best_top1'] for r in rs])),
+            images_seen=int(rs[0]['images_seen']),
+            train_seconds=float(np.mean([r['train_seconds_total'] for r in rs])),
+            per_seed=[dict(seed=int(sd), val_top1=r['final_top1'], val_loss=r['final_val_loss'],
+                           best_top1=r['best_top1']) for sd, r in zip(seeds, rs)],
+            curve=[dict(epoch=h['epoch'], images_seen=h['images_seen'], val_top1=h['val_top1'],
+                        val_loss=h['val_loss'], train_loss=h['train_loss']) for h in rs[0]['history']])
+    diffs = [s['final_top1'] - b['final_top1'] for b, s in zip(runs['baseline'], runs['steps'])]
+    results['delta_val_top1'] = float(np.mean(diffs))
+    results['delta_val_top1_per_seed'] = diffs
+    results['wall_time_s'] = round(time.time() - t0, 1)
     if int(os.environ.get('RANK', '0')) == 0:
+        os.makedirs(output, exist_ok=True)
         atomic_write_text(os.path.join(output, 'results.json'), json.dumps(results, indent=2))
         _plot_curves(results, os.path.join(output, 'curves.png'))
-        atomic_write_text(os.path.join(output, 'report.md'), _compare_markdown(results))
+        report = _compare_markdown(results)
+        atomic_write_text(os.path.join(output, 'report.md'), report)
+        print(report)
     return results
 
 
 def _compare_markdown(results: Mapping[str, Any]) -> str:
     b, s = results['baseline'], results['steps']
     cfg = results['config']
+    n = len(results['seeds'])
     rows = ['| | model | params | val top-1 | best top-1 | val loss | images seen | train time (s) |',
             '|---|---|---|---|---|---|---|---|']
     for role, r in (('baseline', b), ('steps', s)):
-        rows.append(f'| {role} | {r["name"]} | {r["params"] / 1e6:.3f}M | {r["val_top1"]:.2f} | '
+        std = f' +- {r["val_top1_std"]:.2f}' if n > 1 else ''
+        rows.append(f'| {role} | {r["name"]} | {r["params"] / 1e6:.3f}M | {r["val_top1"]:.2f}{std} | '
                     f'{r["best_top1"]:.2f} | {r["val_loss"]:.4f} | {r["images_seen"]} | {r["train_seconds"]:.1f} |')
-    delta = s['val_top1'] - b['val_top1']
+    per_seed = ', '.join(f'{d:+.2f}' for d in results['delta_val_top1_per_seed'])
     return '\n'.join([
         f'# Classification comparison: {s["name"]} vs {b["name"]}', '',
-        f'Dataset `{cfg["dataset"]}`, {cfg["epochs"]} epochs, batch {cfg["batch_size"]}, seed {cfg["seed"]}, '
-        'same recipe for both (one run each: differences within a few tenths of a point are noise).', '',
+        f'Dataset `{cfg["dataset"]}`, {cfg["epochs"]} epochs, batch {cfg["batch_size"]}, seed(s) '
+        f'{results["seeds"]}, the same recipe and the same images for both models. Means over {n} seed(s); with '
+        'one seed, differences of a few tenths of a point are within run-to-run noise.', '',
         *rows, '',
-        f'Steps - baseline: {delta:+.2f} top-1 points, params ratio {s["params"] / b["params"]:.3f}.', '',
+        f'Steps - baseline: {results["delta_val_top1"]:+.2f} top-1 points (per seed: {per_seed}); parameter '
+        f'ratio {s["params"] / b["params"]:.4f}.', '',
         '![curves](curves.png)', ''])
+
+
+DIGITS_CPU_RECIPE: Dict[str, Any] = dict(
+    model='test_steps_resnet', dataset='digits', img_size=32, batch_size=64, workers=1, threads=1, epochs=30,
+    opt='adamw', lr=3e-3, weight_decay=0.05, sched='cosine', warmup_epochs=2, warmup_lr=1e-5, min_lr=1e-5,
+    scale=(0.7, 1.0), ratio=(0.9, 1.1), hflip=0.0, color_jitter=None, auto_augment=None, reprob=0.0, mixup=0.0,
+    cutmix=0.0, smoothing=0.1, drop_path=0.0, model_ema=False, output='runs/cls/digits')
+
+
+def default_recipe_path() -> Optional[str]:
+    """``configs/cls/digits_cpu.yaml`` of a source checkout, or None when the package is installed without it."""
+    here = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    path = os.path.join(here, 'configs', 'cls', 'digits_cpu.yaml')
+    return path if os.path.isfile(path) else None
+
+
+def default_cpu_config(overrides: Optional[Mapping[str, Any]] = None) -> ClassificationConfig:
+    """The CPU recipe for the embedded digits default (the YAML file when present, else the same values)."""
+    path = default_recipe_path()
+    if path is not None:
+        return load_config(path, overrides)
+    return load_config(None, dict(DIGITS_CPU_RECIPE, **(overrides or {})))
+
+
+# ``stepsnet compare --task cls``: the plain twin of the tiny Steps-ResNet (one step per stage) is the default
+# baseline, so the CPU comparison needs no other model family.
+PLAIN_TWIN_KWARGS = dict(num_steps=(1, 1, 1, 1), steps_move=(0, 0, 0, 0))
+
+
+def compare_add_arguments(parser) -> None:
+    """Add the image-classification options to the ``compare`` parser."""
+    g = parser.add_argument_group('image classification (--task cls; budget = the recipe\'s epochs, --minutes '
+                                  'is not used)')
+    g.add_argument('--cls-baseline', default='test_steps_resnet',
+                   help='baseline timm model (default: test_steps_resnet built with one step per stage, i.e. '
+                        'a plain ResNet of the same widths and depths; see --cls-baseline-kwargs)')
+    g.add_argument('--cls-baseline-kwargs', type=json.loads, default=None, metavar='JSON',
+                   help='model arguments for the baseline (default for the tiny pair: the plain twin, '
+                        f'{json.dumps(PLAIN_TWIN_KWARGS)})')
+    g.add_argument('--cls-steps', default='test_steps_resnet', help='Steps model (default test_steps_resnet)')
+    g.add_argument('--cls-epochs', type=int, default=None, help='epochs for both models (default: the recipe)')
+    g.add_argument('--cls-dataset', default=None, help='digits, imagefolder, cifar10, cifar100 (default: recipe)')
+    g.add_argument('--cls-data-dir', default=None, help='dataset root for imagefolder / cifar')
+
+
+def compare_from_args(args) -> Dict[str, Any]:
+    """Run :func:`compare_classification` from parsed ``compare`` arguments."""
+    overrides = dict(epochs=args.cls_epochs, dataset=args.cls_dataset, data_dir=args.cls_data_dir,
+                     device=args.device, progress=not args.no_progress, tensorboard=False)
+    cfg = load_config(args.config, overrides) if args.config else default_cpu_config(overrides)
+    baseline_kwargs = args.cls_baseline_kwargs
+    if baseline_kwargs is None and args.cls_baseline == args.cls_steps == 'test_steps_resnet':
+        baseline_kwargs = PLAIN_TWIN_KWARGS
+    return compare_classification(args.cls_baseline, args.cls_steps, cfg, output=args.out, seeds=args.seeds,
+                                  baseline_kwargs=baseline_kwargs)
 
 
 def _plot_curves(results: Mapping[str, Any], path: str) -> None:
