@@ -12,6 +12,7 @@ COMMANDS = (
     'stepsnet.cli.models',
     'stepsnet.cli.lm',
     'stepsnet.cli.cls',
+    'stepsnet.cli.analyze',
 )
 
 

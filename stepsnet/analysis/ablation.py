@@ -1,0 +1,389 @@
+"""Ablations of a trained Steps model without retraining: channel masking (Table 6) and step dropping (Table 7).
+
+* **Masking** zeroes the first ``n`` channels (the slow path: they go through every step) or the last ``n``
+  channels (the fast path: only the last step sees them) of the tensor entering the Steps trunk, i.e. the tokens
+  entering ``model.blocks`` of a Steps-ViT or the input of a hierarchical stage's :class:`Steps` module.
+* **Step dropping** removes a similar amount of computation from one step at a time. The residual branch of the
+  last ``m_s`` blocks of step ``s`` is skipped (the block becomes the identity), with ``m_s`` chosen so that the
+  dropped multiply-adds are about equal across steps: the budget is the cost of ``blocks`` blocks of the widest
+  step that has blocks, and each step drops the number of its own blocks whose measured cost comes nearest to it
+  (at least one, at most the step's depth). For Steps-DeiT-S (192 x12, 272 x6, 384 x6) and ``blocks=1`` this is 4,
+  2 and 1 blocks (4 x 192^2 ~ 2 x 272^2 ~ 384^2). Block costs are measured with ``FlopCounterMode`` on the model's
+  input (attention matmuls included); without an input they fall back to ``width**2``.
+
+Both work on any model with a :class:`Steps` trunk and any data loader of ``(images, labels)``; a model with no
+Steps module raises ``ValueError``. :func:`load_classifier` rebuilds a model from a classification checkpoint
+and :func:`eval_loader` reads a data set with the checkpoint's preprocessing.
+"""
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from torch.utils.data import DataLoader
+
+from stepsnet.steps import Steps
+
+__all__ = [
+    'steps_modules', 'find_steps', 'masked_input', 'dropped_blocks', 'block_macs', 'drop_plan', 'mask_table',
+    'drop_step_table', 'format_mask_table', 'format_drop_table', 'load_classifier', 'eval_loader', 'StepDrop',
+    'default_mask_sizes',
+]
+
+
+# ---------------------------------------------------------------------------------------------- locating the trunk
+
+def steps_modules(model: nn.Module) -> List[Tuple[str, Steps]]:
+    """Every :class:`Steps` module of ``model`` with its path, in registration order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, Steps)]
+
+
+def find_steps(model: nn.Module, name: Optional[str] = None) -> Tuple[str, Steps]:
+    """The Steps trunk to ablate: ``name``, or the Steps module with the most blocks (ViT trunk, stage 3).
+
+    Raises:
+        ValueError: The model has no Steps module, or ``name`` is not one.
+    """
+    found = steps_modules(model)
+    if not found:
+        raise ValueError(
+            f'{type(model).__name__} has no Steps module (it is not a Step by Step Network); expected a Steps '
+            'model such as steps_deit_small_patch16_224 or steps_swin_tiny_patch4_window7_224')
+    if name is None:
+        return max(found, key=lambda nm: len(nm[1]))
+    for n, m in found:
+        if n == name:
+            return n, m
+    raise ValueError(f'{name!r} is not a Steps module of {type(model).__name__}; expected one of '
+                     f'{[n for n, _ in found]}')
+
+
+# ---------------------------------------------------------------------------------------------- interventions
+
+@contextlib.contextmanager
+def masked_input(steps: Steps, first: int = 0, last: int = 0) -> Iterator[None]:
+    """Zero the first ``first`` and the last ``last`` channels of the tensor entering ``steps``.
+
+    Raises:
+        ValueError: A count is negative or larger than the trunk's width.
+    """
+    c = steps.plan.channels
+    for label, n in (('first', first), ('last', last)):
+        if not 0 <= n <= c:
+            raise ValueError(f'cannot mask the {label} {n} channels of a Steps trunk of width {c}; expected 0..{c}')
+
+    def hook(_m, args):
+        x = args[0].clone()
+        dim = steps.dim
+        if first:
+            x.narrow(dim, 0, first).zero_()
+        if last:
+            x.narrow(dim, x.shape[dim] - last, last).zero_()
+        return (x,) + tuple(args[1:])
+
+    handle = steps.register_forward_pre_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def dropped_blocks(blocks: Sequence[nn.Module]) -> Iterator[None]:
+    """Make each block the identity (its residual branch is skipped) inside the context."""
+    handles = [b.register_forward_hook(lambda _m, args, _out: args[0]) for b in blocks]
+    try:
+        yield
+    finally:
+        for h in handles:
+            h.remove()
+
+
+# ---------------------------------------------------------------------------------------------- step dropping
+
+@torch.no_grad()
+def block_macs(model: nn.Module, steps: Steps, images: Optional[torch.Tensor] = None) -> List[float]:
+    """Multiply-adds of every block of ``steps`` for one input (``width**2`` per block when ``images`` is None)."""
+    if images is None:
+        return [float(w * w) for w in steps.plan.block_widths()]
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from stepsnet.analysis.complexity import explicit_attention
+    path = next(n for n, m in model.named_modules() if m is steps)
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    try:
+        with explicit_attention(model), counter:
+            model(images[:1])
+    finally:
+        model.train(was_training)
+    counts = counter.get_flop_counts()
+    prefix = f'{type(model).__name__}.{path}.' if path else f'{type(model).__name__}.'
+    out = []
+    for i in range(len(steps)):
+        ops = counts.get(f'{prefix}{i}', {})
+        out.append(sum(ops.values()) / 2.0)
+    if not any(out):  # the counter could not attribute costs to the blocks: use the quadratic model
+        return [float(w * w) for w in steps.plan.block_widths()]
+    return out
+
+
+@dataclass
+class StepDrop:
+    """What is dropped from one step.
+
+    Attributes:
+        step: Step number (1-based).
+        width: The step's width.
+        depth: Blocks in the step.
+        blocks: Indices (execution order) of the blocks made the identity: the last ``len(blocks)`` of the step.
+        macs: Multiply-adds dropped per image (or the ``width**2`` cost units without an input).
+        share: ``macs`` over the whole trunk's.
+    """
+    step: int
+    width: int
+    depth: int
+    blocks: Tuple[int, ...]
+    macs: float
+    share: float
+
+
+def drop_plan(steps: Steps, costs: Sequence[float], blocks: int = 1) -> List[StepDrop]:
+    """Choose, for every step with blocks, the last ``m_s`` blocks to drop so dropped costs are about equal.
+
+    Args:
+        steps: The trunk.
+        costs: Cost of each block (see :func:`block_macs`).
+        blocks: Budget, in blocks of the widest step that has blocks.
+
+    Raises:
+        ValueError: ``blocks`` < 1 or larger than that step's depth.
+    """
+    plan = steps.plan
+    if len(costs) != plan.num_blocks:
+        raise ValueError(f'{len(costs)} block costs for a trunk of {plan.num_blocks} blocks')
+    starts = [sum(plan.depths[:s]) for s in range(plan.num_steps)]
+    step_cost = [costs[starts[s]] if plan.depths[s] else 0.0 for s in range(plan.num_steps)]
+    ref = max(s for s in range(plan.num_steps) if plan.depths[s])
+    if not 1 <= blocks <= plan.depths[ref]:
+        raise ValueError(f'blocks={blocks}: the budget must be 1..{plan.depths[ref]} blocks of the widest step '
+                         f'({plan.widths[ref]} x{plan.depths[ref]})')
+    budget = sum(costs[starts[ref] + plan.depths[ref] - blocks: starts[ref] + plan.depths[ref]])
+    total = float(sum(costs))
+    out = []
+    for s in range(plan.num_steps):
+        d = plan.depths[s]
+        if not d:
+            continue
+        m = min(d, max(1, round(budget / step_cost[s])))
+        idx = tuple(range(starts[s] + d - m, starts[s] + d))
+        macs = float(sum(costs[i] for i in idx))
+        out.append(StepDrop(s + 1, plan.widths[s], d, idx, macs, macs / total))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- tables
+
+def default_mask_sizes(width: int, count: int = 6) -> List[int]:
+    """The paper's 0/32/64/96/128/160 of a 384-wide trunk, scaled to ``width``: ``k * width / 12``, k = 0..5."""
+    return [round(k * width / 12) for k in range(count)]
+
+
+def _accuracy(model: nn.Module, loader: DataLoader, device: str, progress: bool, desc: str) -> float:
+    from stepsnet.tasks.classification import evaluate
+    return float(evaluate(model, loader, device, progress=progress, desc=desc)['top1'])
+
+
+def mask_table(
+        model: nn.Module,
+        loader: DataLoader,
+        sizes: Optional[Sequence[int]] = None,
+        trunk: Optional[str] = None,
+        device: str = 'cpu',
+        progress: bool = True,
+        evaluate_fn: Optional[Callable[[nn.Module, DataLoader], float]] = None,
+) -> List[Dict[str, Any]]:
+    """Top-1 with the first (slow path) or last (fast path) ``n`` input channels of the Steps trunk zeroed.
+
+    Args:
+        model: A trained Steps model.
+        loader: ``(images, labels)`` batches.
+        sizes: Channel counts ``n`` (default :func:`default_mask_sizes`).
+        trunk: Steps module path (default :func:`find_steps`).
+        device: Where to run.
+        progress: Show progress bars.
+        evaluate_fn: ``f(model, loader) -> top-1``; default: the classification task's ``evaluate``.
+
+    Returns:
+        Rows ``{'n', 'slow_top1', 'fast_top1'}``.
+
+    Raises:
+        ValueError: No Steps module, or ``n`` larger than the trunk width.
+    """
+    name, steps = find_steps(model, trunk)
+    sizes = list(sizes) if sizes is not None else default_mask_sizes(steps.plan.channels)
+    for n in sizes:
+        if not 0 <= n <= steps.plan.channels:
+            raise ValueError(f'mask size {n} is outside 0..{steps.plan.channels} (the width of trunk {name!r})')
+    model.to(device).eval()
+    ev = evaluate_fn or (lambda m, dl, desc='': _accuracy(m, dl, device, progress, desc))
+    rows = []
+    base = None
+    for n in sizes:
+        if n == 0:
+            base = base if base is not None else ev(model, loader, 'mask none')
+            rows.append(dict(n=0, slow_top1=base, fast_top1=base))
+            continue
+        with masked_input(steps, first=n):
+            slow = ev(model, loader, f'mask first {n}')
+        with masked_input(steps, last=n):
+            fast = ev(model, loader, f'mask last {n}')
+        rows.append(dict(n=n, slow_top1=slow, fast_top1=fast))
+    return rows
+
+
+def drop_step_table(
+        model: nn.Module,
+        loader: DataLoader,
+        blocks: int = 1,
+        trunk: Optional[str] = None,
+        device: str = 'cpu',
+        example: Optional[torch.Tensor] = None,
+        progress: bool = True,
+        evaluate_fn: Optional[Callable[[nn.Module, DataLoader], float]] = None,
+) -> List[Dict[str, Any]]:
+    """Top-1 with a similar amount of computation dropped from each step in turn (see the module docstring).
+
+    Args:
+        model: A trained Steps model.
+        loader: ``(images, labels)`` batches.
+        blocks: Budget, in blocks of the widest step that has blocks.
+        trunk: Steps module path (default :func:`find_steps`).
+        device: Where to run.
+        example: One input image batch for measuring block costs (default: the loader's first batch).
+        progress: Show progress bars.
+        evaluate_fn: ``f(model, loader) -> top-1``; default: the classification task's ``evaluate``.
+
+    Returns:
+        A row ``step='none'`` (nothing dropped), then one per step with ``width``, ``depth``, ``dropped``
+        (block count), ``blocks`` (their indices), ``macs``, ``share`` and ``top1``.
+    """
+    name, steps = find_steps(model, trunk)
+    model.to(device).eval()
+    if example is None:
+        batch = next(iter(loader))
+        example = batch[0]
+    costs = block_macs(model, steps, example.to(device))
+    plan = drop_plan(steps, costs, blocks)
+    ev = evaluate_fn or (lambda m, dl, desc='': _accuracy(m, dl, device, progress, desc))
+    rows: List[Dict[str, Any]] = [dict(step='none', width=steps.plan.channels, depth=steps.plan.num_blocks,
+                                       dropped=0, blocks='', macs=0.0, share=0.0,
+                                       top1=ev(model, loader, 'drop none'))]
+    members = list(steps)
+    for d in plan:
+        with dropped_blocks([members[i] for i in d.blocks]):
+            top1 = ev(model, loader, f'drop F{d.step}')
+        rows.append(dict(step=d.step, width=d.width, depth=d.depth, dropped=len(d.blocks),
+                         blocks=' '.join(str(i) for i in d.blocks), macs=d.macs, share=d.share, top1=top1))
+    return rows
+
+
+def format_mask_table(rows: Sequence[Mapping[str, Any]], paper: bool = False) -> str:
+    """Table 6 layout: one column per ``n``; rows slow path / fast path (and the paper's, when asked)."""
+    head = '| mask out channels | ' + ' | '.join('none' if r['n'] == 0 else str(r['n']) for r in rows) + ' |'
+    lines = [head, '|---|' + '---|' * len(rows),
+             '| slow path (first n) | ' + ' | '.join(f'{r["slow_top1"]:.1f}' for r in rows) + ' |',
+             '| fast path (last n) | ' + ' | '.join(f'{r["fast_top1"]:.1f}' for r in rows) + ' |']
+    if paper:
+        lines += ['', 'Paper (Steps-DeiT-S, ImageNet-1K; n = 0/32/64/96/128/160 of 384): slow path '
+                  '81.0/77.3/68.3/49.0/20.4/4.4, fast path 81.0/80.9/80.9/80.8/80.7/80.3.']
+    return '\n'.join(lines) + '\n'
+
+
+def format_drop_table(rows: Sequence[Mapping[str, Any]], paper: bool = False) -> str:
+    """Table 7 layout: one row per dropped step with what was dropped and the resulting top-1."""
+    lines = ['| dropping position | step width x blocks | blocks dropped | dropped MACs (share of trunk) | top-1 |',
+             '|---|---|---|---|---|']
+    for r in rows:
+        pos = 'none' if r['step'] == 'none' else f'F{r["step"]}'
+        what = '-' if r['step'] == 'none' else f'{r["dropped"]} (last of the step: {r["blocks"]})'
+        share = '-' if r['step'] == 'none' else f'{r["macs"] / 1e6:.2f}M ({100 * r["share"]:.1f}%)'
+        lines.append(f'| {pos} | {r["width"]} x{r["depth"]} | {what} | {share} | {r["top1"]:.1f} |')
+    if paper:
+        lines += ['', 'Paper (Steps-DeiT-S, ImageNet-1K): F1 77.0, F2 78.1, F3 80.5 (full model 81.0).']
+    return '\n'.join(lines) + '\n'
+
+
+# ---------------------------------------------------------------------------------------------- models and data
+
+def load_classifier(
+        checkpoint: str,
+        model: Optional[str] = None,
+        device: str = 'cpu',
+) -> Tuple[nn.Module, Dict[str, Any]]:
+    """Rebuild a model from a checkpoint written by the classification task (``stepsnet train``).
+
+    The architecture is the checkpoint's ``model_name`` with the run's ``model_kwargs`` (so depth-scaled
+    configurations rebuild exactly).
+
+    Args:
+        checkpoint: ``last.pth`` / ``best.pth`` of a run.
+        model: Expected model name; a checkpoint of another architecture raises.
+        device: Where to put the model.
+
+    Returns:
+        (model in eval mode, the checkpoint's ``data_config`` plus ``model_name``, ``model_kwargs`` and
+        ``num_classes``).
+
+    Raises:
+        FileNotFoundError: No such file.
+        ValueError: Not a classification checkpoint, a checkpoint of another architecture than ``model``, or
+            weights that do not fit the architecture named in it.
+    """
+    from stepsnet.tasks.classification import CHECKPOINT_KIND, create_classifier
+    from stepsnet.utils import load_checkpoint
+    ck = load_checkpoint(checkpoint, CHECKPOINT_KIND, required=('model', 'model_name', 'num_classes'))
+    name = ck['model_name']
+    if model is not None and model != name:
+        raise ValueError(f'checkpoint {checkpoint!r} holds a {name!r} model; expected {model!r}')
+    kwargs = dict((ck.get('config') or {}).get('model_kwargs') or {})
+    dcfg = dict(ck.get('data_config') or {})
+    if 'img_size' in kwargs:
+        dcfg.setdefault('img_size', kwargs.pop('img_size'))
+    net = create_classifier(name, int(ck['num_classes']), dcfg.get('img_size'), **kwargs)
+    try:
+        net.load_state_dict(ck['model'])
+    except RuntimeError as e:
+        first = str(e).splitlines()[:3]
+        raise ValueError(f'the weights in checkpoint {checkpoint!r} do not fit {name!r} with {kwargs}: '
+                         f'{" ".join(first)}') from e
+    net.to(device).eval()
+    info = dict(dcfg, model_name=name, model_kwargs=kwargs, num_classes=int(ck['num_classes']))
+    return net, info
+
+
+def eval_loader(
+        data_config: Mapping[str, Any],
+        dataset: str = 'digits',
+        data_dir: Optional[str] = None,
+        split: str = 'val',
+        batch_size: int = 128,
+        workers: int = 0,
+) -> DataLoader:
+    """A validation loader with a checkpoint's preprocessing (``img_size``, ``mean``, ``std``, ``crop_pct``)."""
+    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+
+    from stepsnet.data.images import build_dataset, collate_skip_none, dataset_mean_std
+    img_size = int(data_config.get('img_size') or 32)
+    norm = dataset_mean_std(dataset) or (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
+    mean = tuple(data_config.get('mean') or norm[0])
+    std = tuple(data_config.get('std') or norm[1])
+    tf = create_transform(input_size=img_size, is_training=False, mean=mean, std=std,
+                          crop_pct=float(data_config.get('crop_pct') or 1.0),
+                          interpolation=data_config.get('interpolation', 'bicubic'))
+    ds = build_dataset(dataset, data_dir, split, tf, img_size=img_size)
+    return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skip_none)

@@ -1,0 +1,274 @@
+"""``stepsnet analyze``: the paper's analyses (SPEC section 5) over the functions of ``stepsnet.analysis``.
+
+Sub-commands: ``shortcut`` (Fig. 2), ``mask`` (Table 6), ``drop-step`` (Table 7), ``depth`` (Fig. 6c/d) and
+``pilot`` (Fig. 1 at CPU scale). Each prints a markdown table and writes CSV (and PNG where there is a plot).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from typing import Any, Dict, List, Optional, Tuple
+
+DATASET_HELP = 'digits (embedded), imagefolder, cifar10, cifar100, or random (noise; shortcut only)'
+
+
+def _build_model(name: str, kwargs: Dict[str, Any], img_size: Optional[int], seed: int):
+    import torch
+
+    from stepsnet.tasks.classification import create_classifier
+    torch.manual_seed(seed)
+    kwargs = {k: v for k, v in kwargs.items() if k != 'img_size'}
+    return create_classifier(name, 10, img_size, **kwargs)
+
+
+def _model_img_size(name: str) -> int:
+    import timm
+    cfg = timm.models.get_pretrained_cfg(name)
+    return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
+
+
+def run_shortcut(args: argparse.Namespace) -> int:
+    from stepsnet.analysis.ablation import load_classifier
+    from stepsnet.analysis.shortcut import (
+        deit_trunk_config,
+        input_batch,
+        plot_profiles,
+        shortcut_ratio,
+        summary_table,
+        write_profiles_csv,
+    )
+    jobs: List[Tuple[str, Any]] = []  # (label, thunk -> (model, img_size, mean, std))
+    kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
+    for name in args.model or []:
+        def make(name=name):
+            size = args.img_size or kwargs.get('img_size') or _model_img_size(name)
+            return _build_model(name, kwargs, size, args.seed), size, None, None
+        jobs.append((f'{name} (init)', make))
+    for blocks in args.deit_blocks or []:
+        for kind in args.kinds:
+            def make(blocks=blocks, kind=kind):
+                name, kw = deit_trunk_config(blocks, kind, args.width, args.heads, args.img_size or 224,
+                                             args.patch_size)
+                return _build_model(name, kw, kw['img_size'], args.seed), kw['img_size'], None, None
+            label = f'{"Steps-DeiT" if kind == "steps" else "DeiT"} {blocks} blocks ({blocks * 5 + 2} layers)'
+            jobs.append((label + ' (init)', make))
+    for path, label in zip(args.checkpoint or [], (args.labels or []) + [None] * len(args.checkpoint or [])):
+        def make(path=path):
+            net, info = load_classifier(path)
+            return net, args.img_size or info.get('img_size') or 224, info.get('mean'), info.get('std')
+        jobs.append((label or os.path.basename(os.path.dirname(os.path.abspath(path))) + ':' +
+                     os.path.basename(path), make))
+    if not jobs:
+        raise ValueError('nothing to measure: give --model, --deit-blocks or --checkpoint')
+    from tqdm import tqdm
+    profiles = []
+    batches: Dict[Any, Any] = {}
+    for label, make in tqdm(jobs, desc='shortcut ratio', disable=args.no_progress):
+        model, size, mean, std = make()
+        key = (size, tuple(mean or ()), tuple(std or ()))
+        if key not in batches:
+            batches[key] = input_batch(args.dataset, args.data_dir, args.split, size, args.batch_size, mean, std,
+                                       args.seed)
+        profiles.append(shortcut_ratio(model, batches[key], args.trunk, args.reduction, label))
+        del model
+    os.makedirs(args.out_dir, exist_ok=True)
+    csv_path = os.path.join(args.out_dir, f'{args.name}.csv')
+    png_path = os.path.join(args.out_dir, f'{args.name}.png')
+    write_profiles_csv(profiles, csv_path)
+    title = args.title or f'shortcut ratio on {args.dataset} ({args.batch_size} images, {args.reduction} std)'
+    plot_profiles(profiles, png_path, title)
+    print(summary_table(profiles), end='')
+    print(f'wrote {csv_path}\nwrote {png_path}')
+    return 0
+
+
+def _model_and_loader(args: argparse.Namespace):
+    from stepsnet.analysis.ablation import eval_loader, load_classifier
+    if args.checkpoint:
+        model, info = load_classifier(args.checkpoint, args.model, args.device)
+    elif args.model:
+        kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
+        size = args.img_size or 32
+        model = _build_model(args.model, kwargs, size, args.seed)
+        info = dict(img_size=size)
+    else:
+        raise ValueError('give --checkpoint (a stepsnet train checkpoint) or --model')
+    if args.img_size:
+        info['img_size'] = args.img_size
+    loader = eval_loader(info, args.dataset, args.data_dir, args.split, args.batch_size, args.workers)
+    return model, loader
+
+
+def _write_rows(rows, path: Optional[str]) -> None:
+    if not path:
+        return
+    from stepsnet.utils import atomic_write_text
+    cols = list(rows[0])
+    lines = [','.join(cols)] + [','.join(str(r[c]) for c in cols) for r in rows]
+    atomic_write_text(path, '\n'.join(lines) + '\n')
+    print(f'wrote {path}')
+
+
+def run_mask(args: argparse.Namespace) -> int:
+    from stepsnet.analysis.ablation import find_steps, format_mask_table, mask_table
+    model, loader = _model_and_loader(args)
+    find_steps(model, args.trunk)  # fail before any evaluation when there is no Steps trunk
+    rows = mask_table(model, loader, args.sizes, args.trunk, args.device, progress=not args.no_progress)
+    print(format_mask_table(rows, paper=args.paper), end='')
+    _write_rows(rows, args.csv)
+    return 0
+
+
+def run_drop_step(args: argparse.Namespace) -> int:
+    from stepsnet.analysis.ablation import drop_step_table, find_steps, format_drop_table
+    model, loader = _model_and_loader(args)
+    find_steps(model, args.trunk)
+    rows = drop_step_table(model, loader, args.blocks, args.trunk, args.device, progress=not args.no_progress)
+    print(format_drop_table(rows, paper=args.paper), end='')
+    _write_rows(rows, args.csv)
+    return 0
+
+
+def run_depth(args: argparse.Namespace) -> int:
+    from stepsnet.analysis.depth import depth_benchmark, format_depth_table, plot_depth, write_depth_csv
+    rows = depth_benchmark(
+        families=args.family, blocks=args.blocks, width=args.width, img_size=args.img_size, device=args.device,
+        batch_sizes=tuple(args.batch_sizes), throughput_batch=args.throughput_batch, warmup=args.warmup,
+        runs=args.runs, memory=not args.no_memory, memory_mode=args.memory_mode, threads=args.threads,
+        progress=not args.no_progress)
+    print(format_depth_table(rows), end='')
+    os.makedirs(args.out_dir, exist_ok=True)
+    write_depth_csv(rows, os.path.join(args.out_dir, f'{args.name}.csv'))
+    plot_depth(rows, os.path.join(args.out_dir, f'{args.name}.png'))
+    print(f'wrote {os.path.join(args.out_dir, args.name)}.csv / .png')
+    return 0
+
+
+def run_pilot(args: argparse.Namespace) -> int:
+    from stepsnet.analysis.depth import depth_pilot, format_pilot_table, plot_pilot, write_pilot_csv
+    rows = depth_pilot(
+        blocks=args.blocks, width=args.width, heads=args.heads, patch_size=args.patch_size, epochs=args.epochs,
+        dataset=args.dataset, data_dir=args.data_dir, img_size=args.img_size, batch_size=args.batch_size,
+        lr=args.lr, seed=args.seed, output=args.run_dir, kinds=args.kinds, progress=not args.no_progress)
+    print(format_pilot_table(rows), end='')
+    os.makedirs(args.out_dir, exist_ok=True)
+    write_pilot_csv(rows, os.path.join(args.out_dir, f'{args.name}.csv'))
+    plot_pilot(rows, os.path.join(args.out_dir, f'{args.name}.png'))
+    print(f'wrote {os.path.join(args.out_dir, args.name)}.csv / .png')
+    return 0
+
+
+def _add_eval_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument('--checkpoint', help='checkpoint written by stepsnet train (last.pth / best.pth)')
+    p.add_argument('--model', help='expected model name of the checkpoint, or an untrained model without one')
+    p.add_argument('--model-kwargs', help='JSON model arguments (with --model and no checkpoint)')
+    p.add_argument('--dataset', default='digits', help='digits (embedded), imagefolder, cifar10 or cifar100')
+    p.add_argument('--data-dir', help='dataset root')
+    p.add_argument('--split', default='val')
+    p.add_argument('--img-size', type=int, help='input size (default: the checkpoint\'s)')
+    p.add_argument('--batch-size', type=int, default=128)
+    p.add_argument('--workers', type=int, default=0)
+    p.add_argument('--device', default='cpu')
+    p.add_argument('--trunk', help='Steps module path (default: the one with the most blocks)')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--csv', help='write the table to this CSV')
+    p.add_argument('--paper', action='store_true', help='print the paper\'s numbers under the table')
+    p.add_argument('--no-progress', action='store_true')
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    a = sub.add_parser('analyze', help='the paper\'s analyses: shortcut ratio, masking, step dropping, depth',
+                       description='Reproduce the analyses of the paper (Fig. 1, 2, 6; Tables 6, 7).')
+    asub = a.add_subparsers(dest='analysis', metavar='ANALYSIS')
+    asub.required = True
+
+    s = asub.add_parser(
+        'shortcut', help='shortcut ratio sigma_0 / sigma_l along the trunk (Fig. 2)',
+        description='gamma_l = sigma_0 / sigma_l after every block of a residual or Steps trunk, on a real batch. '
+                    'Example (Fig. 2a at CPU scale): stepsnet analyze shortcut --deit-blocks 24 96')
+    s.add_argument('--model', action='append', help='timm model name, measured at initialisation (repeatable)')
+    s.add_argument('--model-kwargs', help='JSON arguments for every --model')
+    s.add_argument('--checkpoint', action='append', help='stepsnet train checkpoint (repeatable)')
+    s.add_argument('--labels', nargs='+', help='labels of the checkpoints, in order')
+    s.add_argument('--deit-blocks', type=int, nargs='+', help='depth-scaled DeiT-like trunks with these block '
+                   'counts (Steps twins have the same blocks and final width)')
+    s.add_argument('--kinds', nargs='+', default=['residual', 'steps'], choices=('residual', 'steps'))
+    s.add_argument('--width', type=int, default=384, help='trunk width of --deit-blocks models (DeiT-S: 384)')
+    s.add_argument('--heads', type=int, default=6)
+    s.add_argument('--patch-size', type=int, default=16)
+    s.add_argument('--img-size', type=int, help='input size (default: the model\'s / checkpoint\'s; 224)')
+    s.add_argument('--dataset', default='digits', help=DATASET_HELP)
+    s.add_argument('--data-dir')
+    s.add_argument('--split', default='val')
+    s.add_argument('--batch-size', type=int, default=16)
+    s.add_argument('--trunk', help='trunk module path (default: the Steps module or the longest block sequence)')
+    s.add_argument('--reduction', default='token', choices=('token', 'global'),
+                   help='token: std over channels per position (what a pre-norm sees); global: over all elements')
+    s.add_argument('--seed', type=int, default=0, help='seed of the weights at init and of the image subset')
+    s.add_argument('--out-dir', default='runs/analyze')
+    s.add_argument('--name', default='shortcut_ratio', help='file name stem of the CSV and PNG')
+    s.add_argument('--title')
+    s.add_argument('--no-progress', action='store_true')
+    s.set_defaults(func=run_shortcut)
+
+    m = asub.add_parser(
+        'mask', help='zero the first / last n input channels of the Steps trunk (Table 6)',
+        description='Top-1 with the first n (slow path) or last n (fast path) channels of the Steps trunk\'s input '
+                    'zeroed, without retraining.')
+    _add_eval_args(m)
+    m.add_argument('--sizes', type=int, nargs='+', help='channel counts n (default: k * width / 12, k = 0..5)')
+    m.set_defaults(func=run_mask)
+
+    d = asub.add_parser(
+        'drop-step', help='drop a similar amount of computation from each step (Table 7)',
+        description='Top-1 with the last blocks of one step made the identity, the same MACs from each step.')
+    _add_eval_args(d)
+    d.add_argument('--blocks', type=int, default=1, help='budget, in blocks of the widest step (default 1)')
+    d.set_defaults(func=run_drop_step)
+
+    b = asub.add_parser(
+        'depth', help='throughput and memory of residual and Steps models as depth grows (Fig. 6c/d)',
+        description='Residual and Steps models of growing depth at a fixed width: inference throughput, and memory '
+                    'as the growth of peak memory from batch 32 to 64 (CPU: peak RSS of a fresh process; CUDA: '
+                    'peak allocated).')
+    b.add_argument('--family', nargs='+', default=['deit', 'swin'], choices=('deit', 'swin'))
+    b.add_argument('--blocks', type=int, nargs='+', default=[12, 24, 48, 96],
+                   help='total residual blocks per model (DeiT: trunk blocks; Swin: all stages)')
+    b.add_argument('--width', type=int, help='DeiT trunk width / Swin stage-1 width (default 192 / 96)')
+    b.add_argument('--img-size', type=int, help='input size (default 64 for DeiT patch 8, 64 for Swin window 4)')
+    b.add_argument('--device', default='cpu')
+    b.add_argument('--batch-sizes', type=int, nargs=2, default=[32, 64], metavar=('SMALL', 'LARGE'))
+    b.add_argument('--throughput-batch', type=int, default=32)
+    b.add_argument('--warmup', type=int, default=1)
+    b.add_argument('--runs', type=int, default=3)
+    b.add_argument('--threads', type=int, help='torch threads (default: torch\'s)')
+    b.add_argument('--memory-mode', default='train', choices=('train', 'infer'),
+                   help='train: forward + backward (activations kept, as in training); infer: no_grad forward')
+    b.add_argument('--no-memory', action='store_true')
+    b.add_argument('--out-dir', default='runs/analyze')
+    b.add_argument('--name', default='depth_benchmark')
+    b.add_argument('--no-progress', action='store_true')
+    b.set_defaults(func=run_depth)
+
+    p = asub.add_parser(
+        'pilot', help='residual vs Steps DeiT-like models of growing depth, same training budget (Fig. 1)',
+        description='Train residual and Steps DeiT-like models of growing depth at a fixed width for the same '
+                    'epochs on the embedded digits (or CIFAR / an image folder) and plot accuracy against depth.')
+    p.add_argument('--blocks', type=int, nargs='+', default=[4, 8, 16, 32])
+    p.add_argument('--kinds', nargs='+', default=['residual', 'steps'], choices=('residual', 'steps'))
+    p.add_argument('--width', type=int, default=64)
+    p.add_argument('--heads', type=int, default=4)
+    p.add_argument('--patch-size', type=int, default=4)
+    p.add_argument('--img-size', type=int, default=32)
+    p.add_argument('--epochs', type=int, default=15)
+    p.add_argument('--batch-size', type=int, default=64)
+    p.add_argument('--lr', type=float, default=1e-3)
+    p.add_argument('--dataset', default='digits', help='digits (embedded), cifar10, cifar100 or imagefolder')
+    p.add_argument('--data-dir')
+    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--run-dir', default='runs/analyze/pilot', help='training runs (checkpoints, logs)')
+    p.add_argument('--out-dir', default='runs/analyze')
+    p.add_argument('--name', default='depth_pilot')
+    p.add_argument('--no-progress', action='store_true')
+    p.set_defaults(func=run_pilot)
