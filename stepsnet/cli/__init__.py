@@ -13,6 +13,7 @@ COMMANDS = (
     'stepsnet.cli.lm',
     'stepsnet.cli.cls',
     'stepsnet.cli.analyze',
+    'stepsnet.cli.dense',
 )
 
 

@@ -1,0 +1,115 @@
+"""ADE20K-format data and segmentation metrics: loader, augmentation, metrics, inference modes, bad input."""
+import math
+import os
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+from PIL import Image
+
+from stepsnet.cli import main
+from stepsnet.data.ade import IGNORE_INDEX, ADE20KSegmentation
+from stepsnet.data.synthetic import make_synthetic_ade
+from stepsnet.tasks.segmentation import confusion_matrix, predict_logits, segmentation_metrics
+
+
+@pytest.fixture()
+def ade_root(tmp_path):
+    root = str(tmp_path / 'ade')
+    make_synthetic_ade(root, num_train=2, num_val=2, size=(64, 80), seed=4)
+    return root
+
+
+def test_synthetic_ade_loads(ade_root):
+    ds = ADE20KSegmentation(ade_root, 'validation', num_classes=4)
+    image, label = ds[0]
+    assert image.shape[1:] == label.shape and label.dtype == torch.int64
+    values = set(label.unique().tolist())
+    assert values <= {0, 1, 2, 3, IGNORE_INDEX} and 0 in values and IGNORE_INDEX in values  # 0 = background
+    with Image.open(ds.files[0][1]) as im:
+        raw = np.asarray(im)
+    assert ((raw == 0) == (label.numpy() == IGNORE_INDEX)).all()  # label 0 is ignored
+    assert (label.numpy()[raw > 0] == raw[raw > 0] - 1).all()  # the others shift down by one
+
+
+def test_training_crops(ade_root):
+    ds = ADE20KSegmentation(ade_root, 'training', num_classes=4, train=True, crop_size=(96, 112), scale=(80, 64),
+                            ratio_range=(0.5, 0.5))
+    image, label = ds[0]  # the rescaled image is smaller than the crop: padded with the ignore index
+    assert image.shape == (3, 96, 112) and label.shape == (96, 112)
+    assert (label[-1] == IGNORE_INDEX).all()
+
+
+def test_metrics_from_confusion():
+    label = torch.tensor([[0, 0, 1, 1], [2, 2, IGNORE_INDEX, 1]])
+    pred = torch.tensor([[0, 1, 1, 1], [2, 0, 0, 1]])
+    conf = confusion_matrix(pred, label, 4)
+    assert conf.sum() == 7 and conf[0, 0] == 1 and conf[0, 1] == 1 and conf[2, 0] == 1
+    m = segmentation_metrics(conf)
+    # class 0: inter 1, union 2 + 2 - 1 = 3; class 1: inter 3, union 3 + 4 - 3 = 4; class 2: 1 / (2 + 1 - 1)
+    assert m['IoU'][:3] == pytest.approx([1 / 3, 3 / 4, 1 / 2])
+    assert math.isnan(m['IoU'][3])  # absent everywhere: left out of the mean
+    assert m['mIoU'] == pytest.approx((1 / 3 + 3 / 4 + 1 / 2) / 3)
+    assert m['mAcc'] == pytest.approx((1 / 2 + 1 + 1 / 2) / 3)
+    assert m['aAcc'] == pytest.approx(5 / 7)
+
+
+def test_sliding_window_matches_whole_for_a_pointwise_model():
+    torch.manual_seed(0)
+    model = nn.Conv2d(3, 5, 1)  # per-pixel: windows cannot change the answer
+    image = torch.rand(3, 70, 90)
+    whole = predict_logits(model, image, 'whole', test_scale=None).softmax(0)
+    slide = predict_logits(model, image, 'slide', crop_size=(32, 32), stride=(20, 24), test_scale=None)
+    assert slide.shape == (5, 70, 90)
+    assert torch.allclose(whole, slide, atol=1e-5)
+    resized = predict_logits(model, image, 'whole', test_scale=(180, 140))
+    assert resized.shape == (5, 70, 90)
+    with pytest.raises(ValueError, match='unknown inference mode'):
+        predict_logits(model, image, 'tiles')
+
+
+def test_missing_annotation(ade_root):
+    os.remove(os.path.join(ade_root, 'annotations', 'validation', 'ADE_val_00000002.png'))
+    with pytest.raises(FileNotFoundError, match='ADE_val_00000002.png'):
+        ADE20KSegmentation(ade_root, 'validation', num_classes=4)
+
+
+def test_label_out_of_range(ade_root):
+    ds = ADE20KSegmentation(ade_root, 'validation', num_classes=4)
+    path = ds.files[1][1]
+    with Image.open(path) as im:
+        raw = np.asarray(im).copy()
+    raw[0, 0] = 151
+    Image.fromarray(raw).save(path)
+    ds[0]
+    with pytest.raises(ValueError, match=r'ADE_val_00000002\.png.*label id 151; expected 0 \(unlabelled\) to 4'):
+        ds[1]
+
+
+def test_empty_image_folder(ade_root):
+    folder = os.path.join(ade_root, 'images', 'validation')
+    for n in os.listdir(folder):
+        os.remove(os.path.join(folder, n))
+    with pytest.raises(ValueError, match='holds no images'):
+        ADE20KSegmentation(ade_root, 'validation')
+
+
+def test_missing_split_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match='images/training'):
+        ADE20KSegmentation(str(tmp_path), 'training')
+
+
+def test_size_mismatch(ade_root):
+    ds = ADE20KSegmentation(ade_root, 'validation', num_classes=4)
+    Image.new('L', (7, 5), 1).save(ds.files[0][1])
+    with pytest.raises(ValueError, match='expected the same size'):
+        ds[0]
+
+
+def test_synth_ade_command(tmp_path, capsys):
+    out = str(tmp_path / 'a')
+    assert main(['data', 'synth-ade', '--out', out, '--num-train', '1', '--num-val', '1', '--size', '40,56']) == 0
+    assert 'num_classes 4' in capsys.readouterr().out
+    assert os.listdir(os.path.join(out, 'images', 'training')) == ['ADE_train_00000001.jpg']
+    assert os.listdir(os.path.join(out, 'annotations', 'validation')) == ['ADE_val_00000001.png']
