@@ -255,6 +255,20 @@ def plan_steps(
     return StepPlan(tuple(widths), tuple(depths), tuple(head_counts) if heads is not None else None)
 
 
+@torch.fx.wrap  # a leaf call in FX graphs (symbolic tracing cannot branch on a shape)
+def _check_channels(
+        x: torch.Tensor,
+        dim: int,
+        widths: Tuple[int, ...],
+        depths: Tuple[int, ...],
+        heads: Optional[Tuple[int, ...]],
+) -> None:
+    if x.shape[dim] != widths[-1]:
+        raise ValueError(
+            f'Steps expected {widths[-1]} channels on dim {dim} (plan [{StepPlan(widths, depths, heads)}]), '
+            f'got input of shape {tuple(x.shape)}')
+
+
 class Steps(nn.Module):
     """Run an n-step plan: split the input along channels, run each step's blocks, concatenate the next chunk.
 
@@ -303,11 +317,7 @@ class Steps(nn.Module):
         return f'plan=[{self.plan}], dim={self.dim}'
 
     def _check_input(self, x: torch.Tensor) -> None:
-        c = x.shape[self.dim]
-        if c != self.plan.channels:
-            raise ValueError(
-                f'Steps expected {self.plan.channels} channels on dim {self.dim} (plan [{self.plan}]), '
-                f'got input of shape {tuple(x.shape)}')
+        _check_channels(x, self.dim, self.plan.widths, self.plan.depths, self.plan.heads)
 
     def _run(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         if self.grad_checkpointing and self.training and not torch.jit.is_scripting():

@@ -22,6 +22,12 @@ from stepsnet.steps import StepPlan, Steps, plan_steps
 __all__ = ['StepsVisionTransformer']
 
 
+@torch.fx.wrap  # a leaf call in FX graphs, where the mask arguments are placeholders
+def _check_no_attn_mask(attn_mask: Optional[torch.Tensor], is_causal: bool) -> None:
+    if attn_mask is not None or is_causal:
+        raise ValueError('Steps-ViT does not take attention masks (blocks of different widths share no mask API)')
+
+
 class StepsVisionTransformer(VisionTransformer):
     """timm ``VisionTransformer`` with a Step by Step block trunk (``self.blocks`` is a :class:`Steps`).
 
@@ -105,8 +111,7 @@ class StepsVisionTransformer(VisionTransformer):
             attn_mask: Optional[torch.Tensor] = None,
             is_causal: bool = False,
     ) -> torch.Tensor:
-        if attn_mask is not None or is_causal:
-            raise ValueError('Steps-ViT does not take attention masks (blocks of different widths share no mask API)')
+        _check_no_attn_mask(attn_mask, is_causal)
         x = self.patch_embed(x)
         x = self._pos_embed(x)
         x = self.patch_drop(x)
