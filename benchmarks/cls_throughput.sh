@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Throughput and peak memory of each Steps classifier against its timm baseline (224x224), written to
-# benchmarks/results/cls_<device>_<dtype>.csv and .png. Usage:
-#   bash benchmarks/cls_throughput.sh                 # CPU, float32, batch 8
+# Throughput and peak memory of each Steps classifier against its timm baseline (224x224). Each pair is measured
+# by its own `stepsnet benchmark` call (so finished pairs are kept if a later one is interrupted), then merged
+# into benchmarks/results/cls_<device>_<dtype>.csv / .md / .png. Usage:
+#   bash benchmarks/cls_throughput.sh                             # CPU, float32, batch 8
+#   bash benchmarks/cls_throughput.sh --threads 1                 # extra arguments go to `stepsnet benchmark`
 #   DEVICE=cuda DTYPE=bfloat16 BATCH=128 RUNS=10 ITERS=10 bash benchmarks/cls_throughput.sh
-# Extra arguments go to `stepsnet benchmark` (e.g. --channels-last, --threads 2, --mode infer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cpu}
@@ -14,8 +15,24 @@ ITERS=${ITERS:-2}
 PAIRS=${PAIRS:-"resnet50,steps_resnet50 deit_small_patch16_224,steps_deit_small_patch16_224 \
 swin_tiny_patch4_window7_224,steps_swin_tiny_patch4_window7_224 convnext_tiny,steps_convnext_tiny"}
 STEPSNET=${STEPSNET:-stepsnet}
-args=()
-for p in $PAIRS; do args+=(--pair "$p"); done
+PYTHON=${PYTHON:-python}
 out=benchmarks/results/cls_${DEVICE%%:*}_${DTYPE}
-"$STEPSNET" benchmark "${args[@]}" --device "$DEVICE" --dtype "$DTYPE" --batch-size "$BATCH" --img-size 224 \
-  --runs "$RUNS" --iters "$ITERS" --warmup 2 --csv "$out.csv" --png "$out.png" "$@" | tee "$out.md"
+mkdir -p "$out.parts"
+parts=()
+for p in $PAIRS; do
+  part="$out.parts/${p%%,*}.csv"
+  "$STEPSNET" benchmark --pair "$p" --device "$DEVICE" --dtype "$DTYPE" --batch-size "$BATCH" --img-size 224 \
+    --runs "$RUNS" --iters "$ITERS" --warmup 2 --csv "$part" "$@"
+  parts+=("$part")
+done
+"$PYTHON" - "$out" "${parts[@]}" <<'PY'
+import sys
+from stepsnet.analysis.speed import format_ratios, plot_ratios, read_csv, write_csv
+out, parts = sys.argv[1], sys.argv[2:]
+rows = [r for p in parts for r in read_csv(p)]
+write_csv(rows, out + '.csv')
+plot_ratios(rows, out + '.png')
+with open(out + '.md', 'w') as f:
+    f.write(format_ratios(rows))
+print(format_ratios(rows))
+PY

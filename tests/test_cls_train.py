@@ -153,7 +153,8 @@ def test_train_on_image_folder_then_validate_and_its_errors(tmp_path):
     out = tmp_path / 'run'
     rc = cli_main(['train', '--model', 'test_steps_resnet', '--dataset', 'imagefolder', '--data-dir', root,
                    '--img-size', '32', '--epochs', '1', '--batch-size', '6', '--workers', '0', '--no-progress',
-                   '--no-tensorboard', '--output', str(out), '--mixup', '0', '--cutmix', '0', '--model-ema'])
+                   '--no-tensorboard', '--output', str(out), '--mixup', '0', '--cutmix', '0', '--model-ema',
+                   '--grad-checkpointing'])
     assert rc == 0
     summary = json.loads((out / 'summary.json').read_text())
     assert summary['epochs'] == 1 and summary['images_seen'] == 18 and 0 <= summary['final_top1'] <= 100

@@ -30,8 +30,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-__all__ = ['parse_pair', 'benchmark_pair', 'benchmark_pairs', 'format_ratios', 'write_csv', 'plot_ratios',
-           'environment']
+__all__ = ['parse_pair', 'benchmark_pair', 'benchmark_pairs', 'format_ratios', 'write_csv', 'read_csv',
+           'plot_ratios', 'environment']
 
 
 def parse_pair(text: str) -> Tuple[str, str]:
@@ -303,6 +303,26 @@ def write_csv(rows: Sequence[Dict[str, Any]], path: str) -> None:
     w.writeheader()
     w.writerows(rows)
     atomic_write_text(path, buf.getvalue())
+
+
+def read_csv(path: str) -> List[Dict[str, Any]]:
+    """Rows written by :func:`write_csv`, numbers converted back (to merge runs made one pair at a time)."""
+    def conv(v: str) -> Any:
+        if v == '':
+            return None
+        try:
+            return int(v)
+        except ValueError:
+            try:
+                return float(v)
+            except ValueError:
+                return v
+    with open(path, newline='') as f:
+        return [{k: (v if k in _TEXT_COLUMNS else conv(v)) for k, v in r.items()} for r in csv.DictReader(f)]
+
+
+_TEXT_COLUMNS = {'model', 'pair', 'role', 'infer_runs', 'train_runs', 'dtype', 'memory_format', 'device',
+                 'device_name', 'torch', 'timm', 'stepsnet', 'python'}
 
 
 def plot_ratios(rows: Sequence[Dict[str, Any]], path: str) -> None:
