@@ -127,3 +127,16 @@ def test_fx_trace(family):
     assert len(traced) == len(ref) == len(FX_NODES[family])
     for a, b in zip(traced, ref):
         torch.testing.assert_close(a, b)
+
+
+# ---- fixed-size models ----
+
+def test_fixed_size_models_reject_sizes_off_the_patch_grid():
+    with pytest.raises(ValueError, match=r'image size \(36, 36\) is not divisible by the patch size \(8, 8\)'):
+        timm.create_model('test_steps_vit', img_size=36)
+    with pytest.raises(ValueError, match=r'image size \(230, 230\) is not divisible by the patch size \(16, 16\)'):
+        timm.create_model('steps_deit_tiny_patch16_224', img_size=230, device='meta')
+    with pytest.raises(ValueError, match=r'image size \(62, 62\) is not divisible by the patch size \(4, 4\)'):
+        timm.create_model('test_steps_swin', img_size=62)
+    # other sizes on the grid need a model built for them, or a dynamic-size one
+    assert timm.create_model('test_steps_vit', img_size=40)(torch.randn(1, 3, 40, 40)).shape == (1, 1000)

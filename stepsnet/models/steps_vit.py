@@ -12,7 +12,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Type, Union
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
-from timm.layers import LayerNorm, LayerType, Mlp, calculate_drop_path_rates, get_act_layer, get_norm_layer
+from timm.layers import LayerNorm, LayerType, Mlp, calculate_drop_path_rates, get_act_layer, get_norm_layer, to_2tuple
 from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
@@ -69,6 +69,12 @@ class StepsVisionTransformer(VisionTransformer):
             attn_layer: LayerType = Attention,
             **kwargs: Any,
     ):
+        if not (kwargs.get('dynamic_img_size') or kwargs.get('dynamic_img_pad')):
+            img, patch = to_2tuple(kwargs.get('img_size', 224)), to_2tuple(kwargs.get('patch_size', 16))
+            if any(i % p for i, p in zip(img, patch)):
+                raise ValueError(
+                    f'image size {tuple(img)} is not divisible by the patch size {tuple(patch)}; a fixed-size model '
+                    'expects a multiple of the patch size (or pass dynamic_img_size=True)')
         super().__init__(
             embed_dim=embed_dim, depth=0, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias,
             qk_norm=qk_norm, proj_bias=proj_bias, init_values=init_values, proj_drop_rate=proj_drop_rate,
