@@ -388,7 +388,7 @@ def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
             it += 1
             bar.update(1)
             if writer is not None and (it % cfg.log_interval == 0 or it == cfg.iters):
-                row = {'iter': it, 'lr': lr, 'loss': float(loss), 'loss_main': float(loss_main),
+                row = {'iter': it, 'lr': lr, 'loss': loss.item(), 'loss_main': loss_main.item(),
                        'elapsed_s': round(time.time() - t0, 1)}
                 bar.set_postfix(loss=f'{row["loss"]:.3f}', lr=f'{lr:.2e}')
                 writer.log(row)

@@ -1,0 +1,97 @@
+"""Detection training loop: a tiny run, checkpoint and resume, the train-det / eval-det commands, config errors."""
+import csv
+import json
+import os
+
+import pytest
+import torch
+
+from stepsnet.cli import main
+from stepsnet.data.synthetic import make_synthetic_coco
+from stepsnet.tasks.detection import DetectionConfig, detector_from_checkpoint, load_config, train_detection
+from stepsnet.utils import CheckpointError
+
+pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')  # pycocotools on numpy 2
+
+TINY = dict(backbone='test_steps_resnet', min_size=64, max_size=96, fpn_channels=16, box_head_dim=32,
+            mask_head_channels=8, anchor_sizes=[16, 32, 64, 128, 256], rpn_batch_size_per_image=32,
+            box_batch_size_per_image=32, batch_size=2, workers=0, lr=1e-3, warmup_iters=2, log_interval=1,
+            device='cpu', threads=1, progress=False,
+            detector_kwargs=dict(rpn_pre_nms_top_n_test=50, rpn_post_nms_top_n_test=20, box_detections_per_img=10))
+
+
+@pytest.fixture(scope='module')
+def coco(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp('coco'))
+    make_synthetic_coco(root, num_train=2, num_val=1, size=(64, 80), seed=5)
+    return root
+
+
+def _rows(out_dir):
+    with open(os.path.join(out_dir, 'log.csv')) as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_resume_and_evaluate(coco, tmp_path, capsys):
+    out = str(tmp_path / 'run')
+    first = train_detection(DetectionConfig(data_dir=coco, out_dir=out, epochs=1, **TINY))
+    assert first['iters'] == 1 and os.path.isfile(first['checkpoint'])
+    assert 0.0 <= first['metrics']['bbox_AP50'] <= 1.0 and 'segm_AP' in first['metrics']
+    resumed = train_detection(DetectionConfig(data_dir=coco, out_dir=out, epochs=2, **TINY))
+    assert resumed['iters'] == 2 and resumed['epochs'] == 2
+    assert [r['iter'] for r in _rows(out) if r.get('loss')] == ['1', '2']  # the first epoch was not redone
+    loaded = detector_from_checkpoint(resumed['checkpoint'])
+    assert loaded['classes'] == ['rectangle', 'ellipse', 'triangle'] and not loaded['model'].training
+    with open(os.path.join(out, 'metrics.json')) as f:
+        assert json.load(f) == pytest.approx(resumed['metrics'], nan_ok=True)
+
+    metrics_file = str(tmp_path / 'm.json')
+    assert main(['eval-det', '--checkpoint', resumed['checkpoint'], '--split', 'train2017', '--no-progress',
+                 '--device', 'cpu', '--out', metrics_file]) == 0
+    table = capsys.readouterr().out
+    assert '| bbox |' in table and '| segm |' in table
+    with open(metrics_file) as f:
+        assert 0.0 <= json.load(f)['bbox_AP'] <= 1.0
+
+
+def test_train_det_command(coco, tmp_path, capsys):
+    config = tmp_path / 'c.yaml'
+    config.write_text('arch: retinanet\nepochs: 1\n')
+    out = str(tmp_path / 'cli')
+    args = ['train-det', '--config', str(config), '--data-dir', coco, '--out-dir', out, '--backbone', 'test_resnet',
+            '--min-size', '64', '--max-size', '96', '--fpn-channels', '16', '--anchor-sizes', '[16, 32, 64, 128, 256]',
+            '--batch-size', '2', '--workers', '0', '--threads', '1', '--progress', 'false', '--device', 'cpu',
+            '--model-arg', 'drop_path_rate=0.1']
+    assert main(args) == 0
+    assert 'retinanet test_resnet: 1 iterations' in capsys.readouterr().out
+    state = torch.load(os.path.join(out, 'checkpoint.pt'), weights_only=True)
+    assert state['config']['model_kwargs'] == {'drop_path_rate': 0.1} and state['config']['arch'] == 'retinanet'
+
+
+def test_corrupt_checkpoint_is_reported(coco, tmp_path):
+    out = tmp_path / 'bad'
+    out.mkdir()
+    (out / 'checkpoint.pt').write_bytes(b'not a checkpoint')
+    with pytest.raises(CheckpointError, match='checkpoint.pt'):
+        train_detection(DetectionConfig(data_dir=coco, out_dir=str(out), epochs=1, **TINY))
+
+
+def test_config_errors(tmp_path, capsys):
+    with pytest.raises(ValueError, match=r"unknown options \['epoch'\]"):
+        load_config(DetectionConfig, None, epoch=3)
+    with pytest.raises(FileNotFoundError, match='nope.yaml'):
+        load_config(DetectionConfig, str(tmp_path / 'nope.yaml'))
+    assert main(['train-det', '--data-dir', str(tmp_path / 'none'), '--device', 'cpu']) == 2
+    assert 'instances_train2017.json' in capsys.readouterr().err
+
+
+def test_paper_recipes_load():
+    root = os.path.join(os.path.dirname(__file__), '..', 'configs', 'det')
+    names = sorted(n for n in os.listdir(root) if n.endswith('.yaml'))
+    assert 'synthetic.yaml' in names and len(names) >= 2
+    for name in names:
+        cfg = load_config(DetectionConfig, os.path.join(root, name))
+        if name.startswith('mask_rcnn_fpn_1x'):
+            assert cfg.arch == 'mask_rcnn' and cfg.epochs == 12 and cfg.lr_steps == [8, 11]
+            assert cfg.min_size == 800 and cfg.max_size == 1333
+            assert cfg.optimizer == ('sgd' if 'resnet' in cfg.backbone else 'adamw')
