@@ -167,7 +167,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     'write report.md, results.json and a loss-curve PNG into --out.')
     p.add_argument('--task', choices=sorted(COMPARE_TASKS), default='lm', help='default lm')
     p.add_argument('--out', default='runs/compare', help='output folder (default runs/compare)')
-    p.add_argument('--minutes', type=float, default=4.0, help='training budget per model and seed (default 4)')
+    p.add_argument('--minutes', type=float, default=3.5,
+                   help='training budget per model and seed, evaluation excluded (default 3.5)')
     p.add_argument('--seeds', type=_seeds, default=[0], help='a count (3 -> 0,1,2) or a list (0,1,2); default 0')
     p.add_argument('--config', default=None, help='training config YAML (default: the task\'s CPU config)')
     p.add_argument('--device', default='auto', help='auto, cpu, cuda')

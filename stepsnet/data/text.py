@@ -19,10 +19,10 @@ Tokenizers: bytes (the default: 256 ids, UTF-8 bytes), or BPE through Hugging Fa
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sysconfig
-import zlib
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -225,8 +225,20 @@ def _read(path: str) -> str:
         return f.read().decode('utf-8', errors='replace')
 
 
-def _in_val(rel: str, val_fraction: float) -> bool:
-    return (zlib.crc32(rel.encode('utf-8')) % 10000) < val_fraction * 10000
+def _hash01(rel: str) -> float:
+    """A stable pseudo-random number in [0, 1) for a file's relative path."""
+    return int.from_bytes(hashlib.sha1(rel.replace(os.sep, '/').encode('utf-8')).digest()[:8], 'big') / 2.0 ** 64
+
+
+def _assign_splits(rels: Sequence[str], val_fraction: float) -> List[bool]:
+    """Per file, whether it is held out: a hash of its path below ``val_fraction`` (at least one file held out)."""
+    h = [_hash01(r) for r in rels]
+    held = [x < val_fraction for x in h]
+    if len(rels) > 1 and not any(held):
+        held[min(range(len(h)), key=h.__getitem__)] = True
+    if len(rels) > 1 and all(held):
+        held[max(range(len(h)), key=h.__getitem__)] = False
+    return held
 
 
 def _collect(
@@ -269,8 +281,8 @@ def _collect(
         return {'train': [text[:cut]], 'val': [text[cut:]]}, {
             'kind': 'file-tail', 'file': files[0][1], 'val_fraction': val_fraction}
     splits: Dict[str, List[str]] = {'train': [], 'val': []}
-    for rel, f in files:
-        splits['val' if _in_val(rel, val_fraction) else 'train'].append(_read(f))
+    for (_, f), held in zip(files, _assign_splits([rel for rel, _ in files], val_fraction)):
+        splits['val' if held else 'train'].append(_read(f))
     return splits, {'kind': 'files-by-hash', 'inputs': list(inputs), 'files': len(files), 'val_fraction': val_fraction}
 
 
@@ -280,14 +292,17 @@ def _read_checked(path: str) -> str:
 
 
 def _split_files(root: str, rels: Sequence[str], val_fraction: float, max_bytes: Optional[int]):
+    if max_bytes is not None:  # a capped corpus is a hash-ordered sample of the files, not the first ones
+        chosen, total = [], 0
+        for rel in sorted(rels, key=_hash01):
+            if total >= max_bytes:
+                break
+            chosen.append(rel)
+            total += os.path.getsize(os.path.join(root, rel))
+        rels = sorted(chosen)
     splits: Dict[str, List[str]] = {'train': [], 'val': []}
-    total = 0
-    for rel in rels:
-        if max_bytes is not None and total >= max_bytes:
-            break
-        text = _read(os.path.join(root, rel))
-        total += len(text)
-        splits['val' if _in_val(rel, val_fraction) else 'train'].append(text)
+    for rel, held in zip(rels, _assign_splits(rels, val_fraction)):
+        splits['val' if held else 'train'].append(_read(os.path.join(root, rel)))
     return splits
 
 

@@ -211,22 +211,19 @@ def _model_config_for(cfg: TrainConfig, data_vocab: int) -> GPTConfig:
 
 
 @torch.no_grad()
-def _estimate_loss(model: nn.Module, data: TokenData, cfg: TrainConfig, block: int, device: str,
-                   dtype: torch.dtype, rank: int) -> Dict[str, float]:
-    """Mean loss over ``eval_iters`` fixed batches per split (the same batches at every evaluation)."""
+def _estimate_val_loss(model: nn.Module, data: TokenData, cfg: TrainConfig, block: int, device: str,
+                       dtype: torch.dtype, rank: int) -> float:
+    """Mean validation loss over ``eval_iters`` fixed batches (the same batches at every evaluation)."""
     model.eval()
-    out = {}
-    for split in ('train', 'val'):
-        g = torch.Generator().manual_seed(_seed_for(cfg.seed + 1, 0, 0, rank) + (0 if split == 'train' else 1))
-        losses = torch.zeros(cfg.eval_iters)
-        for k in range(cfg.eval_iters):
-            x, y = data.get_batch(split, cfg.batch_size, block, g)
-            with _autocast(device, dtype):
-                _, loss = model(x.to(device), y.to(device))
-            losses[k] = loss.float().item()
-        out[split] = float(all_reduce_mean(losses.mean().to(device)).item())
+    g = torch.Generator().manual_seed(_seed_for(cfg.seed + 1, 0, 0, rank))
+    losses = torch.zeros(cfg.eval_iters)
+    for k in range(cfg.eval_iters):
+        x, y = data.get_batch('val', cfg.batch_size, block, g)
+        with _autocast(device, dtype):
+            _, loss = model(x.to(device), y.to(device))
+        losses[k] = loss.float().item()
     model.train()
-    return out
+    return float(all_reduce_mean(losses.mean().to(device)).item())
 
 
 @torch.no_grad()
@@ -469,11 +466,10 @@ def _train(cfg: TrainConfig, env: DistEnv) -> Dict[str, Any]:
 
         out_of_time = cfg.time_limit is not None and train_time >= cfg.time_limit
         if it % cfg.eval_interval == 0 or it == cfg.max_iters or out_of_time:
-            losses = _estimate_loss(model, data, cfg, block, device, dtype, env.rank)
-            last_val = losses['val']
+            last_val = _estimate_val_loss(model, data, cfg, block, device, dtype, env.rank)
             best = min(best, last_val)
-            row = {'iter': it, 'tokens': tokens_seen, 'val_loss': losses['val'], 'eval_train_loss': losses['train'],
-                   'val_ppl': math.exp(min(losses['val'], 50.0)), 'time': elapsed_before + train_time}
+            row = {'iter': it, 'tokens': tokens_seen, 'val_loss': last_val, 'val_ppl': math.exp(min(last_val, 50.0)),
+                   'time': elapsed_before + train_time}
             history.append(row)
             if writer is not None:
                 writer.log(row)
@@ -582,7 +578,7 @@ class CompareConfig:
         progress: Progress bars.
     """
     out: str = os.path.join('runs', 'compare')
-    minutes: float = 4.0
+    minutes: float = 3.5
     seeds: Sequence[int] = (0,)
     config: Optional[str] = None
     baseline: str = 'gpt_cpu'
@@ -661,16 +657,16 @@ def compare_lm(cc: CompareConfig) -> Dict[str, Any]:
     models = {r: GPT(_model_config_for(c, data.vocab_size)) for r, c in cfgs.items()}
     p_base, p_steps = models['baseline'].num_params(), models['steps'].num_params()
     if abs(p_base - p_steps) > 0.02 * p_base:
-        raise ValueError(f'{cc.baseline} has {p_base:,} parameters and {cc.steps} {p_steps:,}; expected equal '
-                         'parameter counts (within 2%) for a fair comparison')
+        print(f'warning: {cc.baseline} has {p_base:,} parameters and {cc.steps} {p_steps:,} '
+              f'({100 * (p_steps / p_base - 1):+.1f}%); a fair comparison needs equal counts', flush=True)
 
     if cc.max_iters is not None:
         iters = int(cc.max_iters)
         step_times = {}
     else:
         step_times = {r: _measure_step_time(c, data) for r, c in cfgs.items()}
-        # Evaluations take roughly 10% on top of the steps; the slower model sets the shared step count.
-        iters = max(1, int(cc.minutes * 60 * 0.88 / max(step_times.values())))
+        # The slower model sets the shared step count; 8% of the time is kept for step-time noise.
+        iters = max(1, int(cc.minutes * 60 * 0.92 / max(step_times.values())))
     print(f'{cc.baseline} ({p_base / 1e6:.2f}M params) vs {cc.steps} ({p_steps / 1e6:.2f}M params): '
           f'{iters} steps of {base_cfg.batch_size * base_cfg.grad_accum} x {cfgs["baseline"].block_size or "ctx"} '
           f'tokens each, {len(cc.seeds)} seed(s)', flush=True)
@@ -687,7 +683,7 @@ def compare_lm(cc: CompareConfig) -> Dict[str, Any]:
             cfg = dataclasses.replace(
                 cfgs[role], out_dir=out_dir, seed=seed, max_iters=iters,
                 warmup_iters=min(cfgs[role].warmup_iters, max(1, iters // 10)),
-                eval_interval=max(1, min(cfgs[role].eval_interval, iters // 8 or 1)),
+                eval_interval=max(1, min(cfgs[role].eval_interval, iters // 6)),
                 time_limit=cc.minutes * 60 * 1.05 if cc.max_iters is None else None)
             summary = train_lm(cfg)
             runs[role].append(summary)
@@ -794,6 +790,13 @@ def _report(r: Dict[str, Any]) -> str:
     verdict = 'lower' if d < 0 else 'higher'
     spread = f' (std of the per-seed difference {r["delta_val_loss_std"]:.4f} over {n} seeds)' if n > 1 else \
         ' (one seed: no spread; run more seeds before drawing conclusions)'
+    capped = [f'{r[role]["name"]} (seed {p["seed"]})' for role in ('baseline', 'steps')
+              for p in r[role]['per_seed'] if p['stopped_by_time']]
+    note = ''
+    if capped:
+        note = (f'Note: {", ".join(capped)} reached the time cap before the planned {r["iters"]} steps (the machine '
+                'was slower than when the step time was measured), so the models did not see the same number of '
+                'tokens; compare them with `--lm-iters` for equal tokens regardless of speed.\n')
     return '\n'.join([
         '# Residual LM vs Steps LM',
         '',
@@ -807,6 +810,7 @@ def _report(r: Dict[str, Any]) -> str:
         'Validation loss is the mean over fixed, non-overlapping windows of the validation split (the same windows '
         'for both models). FLOPs are multiply-adds of one forward pass per token, attention included.',
         '',
+        note,
         '![validation loss](loss_curves.png)',
         '',
     ])

@@ -1,0 +1,192 @@
+"""LM training: exact resume after SIGKILL, NaN guard, bad checkpoints and contexts, sampling, compare, DDP."""
+import csv
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from stepsnet.data.text import prepare_text
+from stepsnet.models.steps_gpt import GPT
+from stepsnet.tasks.lm import CompareConfig, TrainConfig, compare_lm, load_lm, sample_lm, train_lm
+from stepsnet.utils.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAIN = 'import sys\nfrom stepsnet.cli import main\nsys.exit(main())\n'
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp('lmdata')
+    prepare_text(str(d), max_bytes=300_000)
+    return str(d)
+
+
+def tiny(data_dir, out, **kw):
+    args = dict(data_dir=data_dir, out_dir=str(out), model='gpt_tiny', batch_size=4, max_iters=12, lr=3e-3,
+                warmup_iters=2, eval_interval=6, eval_iters=2, final_eval_windows=16, log_interval=1,
+                progress=False, tensorboard=False, device='cpu', seed=3)
+    args.update(kw)
+    return TrainConfig(**args)
+
+
+def train_losses(out):
+    with open(os.path.join(out, 'log.csv'), newline='') as f:
+        return {int(r['iter']): float(r['train_loss']) for r in csv.DictReader(f) if r['train_loss']}
+
+
+def cli(args, cwd, env=None, **kw):
+    script = os.path.join(cwd, '_stepsnet_main.py')
+    with open(script, 'w') as f:
+        f.write(MAIN)
+    e = dict(os.environ, PYTHONPATH=ROOT + os.pathsep + os.environ.get('PYTHONPATH', ''), **(env or {}))
+    return [sys.executable, script] + args, e
+
+
+def test_train_learns_and_checkpoints(data_dir, tmp_path):
+    s = train_lm(tiny(data_dir, tmp_path / 'a', model='steps_gpt_tiny', max_iters=30))
+    assert s['final']['loss'] < math.log(256) - 0.3
+    assert s['tokens_seen'] == 30 * 4 * 32
+    state = load_checkpoint(s['checkpoint'], 'stepsnet-lm', required=('model', 'optimizer'))
+    assert state['iter'] == 30
+    model, tok, info = load_lm(s['checkpoint'])
+    assert isinstance(model, GPT) and model.config.num_steps == 3
+    texts = sample_lm(s['checkpoint'], prompt='import ', max_new_tokens=10, num_samples=2)
+    assert len(texts) == 2 and all(t.startswith('import ') for t in texts)
+
+
+def test_resume_after_sigkill_gives_the_same_losses(data_dir, tmp_path):
+    kw = dict(max_iters=120, checkpoint_interval=5, eval_interval=100, final_eval_windows=0)
+    ref = train_lm(tiny(data_dir, tmp_path / 'ref', **kw))
+    out = tmp_path / 'killed'
+    args = ['train-lm', '--data-dir', data_dir, '--out-dir', str(out), '--model', 'gpt_tiny', '--batch-size', '4',
+            '--max-iters', '120', '--lr', '3e-3', '--warmup-iters', '2', '--eval-interval', '100', '--eval-iters', '2',
+            '--final-eval-windows', '0', '--log-interval', '1', '--checkpoint-interval', '5', '--seed', '3',
+            '--progress', 'false', '--tensorboard', 'false', '--device', 'cpu']
+    cmd, env = cli(args, str(tmp_path), env={'OMP_NUM_THREADS': str(torch.get_num_threads())})
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    ckpt = out / 'ckpt.pt'
+    deadline = time.time() + 120
+    while not ckpt.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+    killed_at = load_checkpoint(ckpt, 'stepsnet-lm')['iter']
+    assert 5 <= killed_at < 120
+    res = subprocess.run(cmd + ['--resume', 'true'], env=env, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    ref_losses, resumed = train_losses(ref['out_dir']), train_losses(out)
+    assert sorted(resumed) == list(range(1, 121))
+    for it in range(killed_at + 1, 121):
+        assert resumed[it] == pytest.approx(ref_losses[it], rel=1e-6, abs=1e-7), f'iteration {it}'
+    a = load_checkpoint(ckpt, 'stepsnet-lm')['model']
+    b = load_checkpoint(ref['checkpoint'], 'stepsnet-lm')['model']
+    for k in a:
+        torch.testing.assert_close(a[k], b[k], rtol=1e-5, atol=1e-6)
+
+
+def test_non_finite_loss_stops_and_keeps_the_checkpoint(data_dir, tmp_path, monkeypatch):
+    original = GPT.forward
+    calls = {'n': 0}
+
+    def forward(self, idx, targets=None):
+        logits, loss = original(self, idx, targets)
+        if self.training:
+            calls['n'] += 1
+            if calls['n'] > 7:
+                loss = loss * float('nan')
+        return logits, loss
+
+    monkeypatch.setattr(GPT, 'forward', forward)
+    cfg = tiny(data_dir, tmp_path / 'nan', max_iters=20, checkpoint_interval=5)
+    with pytest.raises(FloatingPointError, match=r'training loss is nan at iteration 8 .*left intact'):
+        train_lm(cfg)
+    state = load_checkpoint(tmp_path / 'nan' / 'ckpt.pt', 'stepsnet-lm', required=('model',))
+    assert state['iter'] == 5
+    assert all(torch.isfinite(v).all() for v in state['model'].values())
+
+
+def test_existing_checkpoint_is_not_overwritten(data_dir, tmp_path):
+    train_lm(tiny(data_dir, tmp_path / 'r', max_iters=2, final_eval_windows=0))
+    before = (tmp_path / 'r' / 'ckpt.pt').read_bytes()
+    with pytest.raises(ValueError, match='already exists; pass resume'):
+        train_lm(tiny(data_dir, tmp_path / 'r', max_iters=4))
+    with pytest.raises(CheckpointError, match='expected the same model'):
+        train_lm(tiny(data_dir, tmp_path / 'r', max_iters=4, model='steps_gpt_tiny', resume=True))
+    assert (tmp_path / 'r' / 'ckpt.pt').read_bytes() == before
+
+
+def test_truncated_and_foreign_checkpoints(data_dir, tmp_path):
+    s = train_lm(tiny(data_dir, tmp_path / 'c', max_iters=2, final_eval_windows=0))
+    good = open(s['checkpoint'], 'rb').read()
+    trunc = tmp_path / 'trunc.pt'
+    trunc.write_bytes(good[:len(good) // 2])
+    with pytest.raises(CheckpointError, match='cannot read checkpoint'):
+        load_lm(str(trunc))
+    foreign = tmp_path / 'foreign.pt'
+    torch.save({'state_dict': {'w': torch.zeros(2)}}, foreign)
+    with pytest.raises(CheckpointError, match="expected a 'stepsnet-lm' checkpoint"):
+        load_lm(str(foreign))
+    other = tmp_path / 'other.pt'
+    save_checkpoint({'model': {}}, other, 'stepsnet-cls')
+    with pytest.raises(CheckpointError, match="format 'stepsnet-cls'"):
+        load_lm(str(other))
+    with pytest.raises(FileNotFoundError, match='does not exist'):
+        load_lm(str(tmp_path / 'missing.pt'))
+    # resuming from a truncated checkpoint fails and leaves it as it was
+    (tmp_path / 'c' / 'ckpt.pt').write_bytes(good[:100])
+    with pytest.raises(CheckpointError, match='cannot read checkpoint'):
+        train_lm(tiny(data_dir, tmp_path / 'c', max_iters=4, resume=True))
+    assert (tmp_path / 'c' / 'ckpt.pt').read_bytes() == good[:100]
+
+
+def test_context_longer_than_the_model(data_dir, tmp_path):
+    with pytest.raises(ValueError, match='block_size=64 is longer than the model'):
+        train_lm(tiny(data_dir, tmp_path / 'x', block_size=64))
+    assert not (tmp_path / 'x').exists()
+
+
+def test_missing_data(tmp_path):
+    with pytest.raises(FileNotFoundError, match='prepare-text'):
+        train_lm(tiny(str(tmp_path / 'nodata'), tmp_path / 'x'))
+
+
+def test_compare_writes_report(data_dir, tmp_path):
+    cfg = tmp_path / 'c.yaml'
+    cfg.write_text('batch_size: 4\nlr: 3.0e-3\nwarmup_iters: 2\neval_iters: 2\nfinal_eval_windows: 16\n'
+                   'log_interval: 1\ntensorboard: false\n')
+    out = tmp_path / 'cmp'
+    res = compare_lm(CompareConfig(out=str(out), config=str(cfg), baseline='gpt_tiny', steps='steps_gpt_tiny',
+                                   data_dir=data_dir, device='cpu', max_iters=8, seeds=(0, 1), progress=False))
+    saved = json.loads((out / 'results.json').read_text())
+    for role in ('baseline', 'steps'):
+        for key in ('name', 'params', 'val_loss', 'tokens_seen'):
+            assert key in saved[role]
+        assert saved[role]['tokens_seen'] == 8 * 4 * 32
+        assert saved[role]['val_loss'] < math.log(256)
+    assert saved['baseline']['name'] == 'gpt_tiny' and saved['steps']['name'] == 'steps_gpt_tiny'
+    assert res['delta_val_loss'] == pytest.approx(saved['steps']['val_loss'] - saved['baseline']['val_loss'])
+    assert (out / 'loss_curves.png').stat().st_size > 1000
+    assert '| val loss |' in (out / 'report.md').read_text()
+
+
+def test_ddp_two_processes_gloo(data_dir, tmp_path):
+    out = tmp_path / 'ddp'
+    args = ['train-lm', '--data-dir', data_dir, '--out-dir', str(out), '--model', 'steps_gpt_tiny',
+            '--batch-size', '4', '--max-iters', '4', '--eval-interval', '4', '--eval-iters', '2',
+            '--final-eval-windows', '8', '--log-interval', '2', '--progress', 'false', '--tensorboard', 'false',
+            '--device', 'cpu']
+    cmd, env = cli(args, str(tmp_path), env={'OMP_NUM_THREADS': '1'})
+    launcher = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node', '2', '--master_port', '29517']
+    res = subprocess.run(launcher + cmd[1:], env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-3000:]
+    state = load_checkpoint(out / 'ckpt.pt', 'stepsnet-lm', required=('model',))
+    assert state['iter'] == 4
+    assert state['tokens_seen'] == 4 * 2 * 4 * 32  # two ranks
+    assert json.loads((out / 'config.json').read_text())['world_size'] == 2
