@@ -17,9 +17,9 @@ def test_benchmark_pair_alternates_and_reports_medians(monkeypatch):
     calls = []
     real = speed._Runner.timed
 
-    def timed(self, iters):
+    def timed(self, iters, clock):
         calls.append(self.name)
-        return real(self, iters)
+        return real(self, iters, clock)
     monkeypatch.setattr(speed._Runner, 'timed', timed)
     res = speed.benchmark_pair('test_steps_resnet', 'test_steps_vit', mode='train', batch_size=2, img_size=32,
                                warmup=1, runs=3, iters=1, num_classes=10)
@@ -38,7 +38,8 @@ def test_benchmark_cli_writes_timm_columns(tmp_path, capsys):
     out = tmp_path / 'bench.csv'
     rc = cli_main(['benchmark', '--pair', 'test_steps_resnet,test_steps_resnet_bottleneck', '--batch-size', '2',
                    '--img-size', '32', '--num-classes', '10', '--runs', '2', '--iters', '1', '--warmup', '1',
-                   '--csv', str(out), '--png', str(tmp_path / 'bench.png'), '--no-progress', '--no-memory'])
+                   '--csv', str(out), '--png', str(tmp_path / 'bench.png'), '--no-progress', '--no-memory',
+                   '--clock', 'process', '--threads', '1'])
     assert rc == 0
     text = capsys.readouterr().out
     assert '| test_steps_resnet,test_steps_resnet_bottleneck |' in text and 'median of 2 alternating runs' in text
@@ -50,5 +51,14 @@ def test_benchmark_cli_writes_timm_columns(tmp_path, capsys):
                 'infer_ratio', 'train_ratio', 'device', 'dtype', 'memory_format', 'torch', 'timm'):
         assert col in rows[0], col
     assert rows[0]['infer_ratio'] == '1.0' and float(rows[1]['infer_ratio']) > 0
-    assert rows[1]['memory_format'] == 'nchw' and rows[1]['infer_batch_size'] == '2'
+    assert rows[1]['memory_format'] == 'nchw' and rows[1]['infer_batch_size'] == '2' and rows[1]['clock'] == 'process'
     assert (tmp_path / 'bench.png').stat().st_size > 1000
+
+
+def test_bad_benchmark_arguments_are_named():
+    with pytest.raises(ValueError, match="mode must be 'infer' or 'train', got 'eval'"):
+        speed.benchmark_pair('a', 'b', mode='eval')
+    with pytest.raises(ValueError, match="only applies to device cpu, got 'cuda'"):
+        speed.benchmark_pair('a', 'b', device='cuda', clock='process')
+    with pytest.raises(ValueError, match='need runs >= 1'):
+        speed.benchmark_pair('a', 'b', runs=0)

@@ -85,7 +85,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
     rows = benchmark_pairs(
         pairs, modes=args.mode, batch_size=args.batch_size, img_size=args.img_size, device=args.device,
         dtype=args.dtype, channels_last=args.channels_last, warmup=args.warmup, runs=args.runs,
-        iters=args.iters, num_classes=args.num_classes, memory=not args.no_memory, progress=not args.no_progress)
+        iters=args.iters, num_classes=args.num_classes, memory=not args.no_memory, progress=not args.no_progress,
+        clock=args.clock)
     sys.stdout.write(format_ratios(rows))
     if args.csv:
         write_csv(rows, args.csv)
@@ -146,6 +147,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument('--warmup', type=int, default=2, help='untimed iterations per model before each timed run')
     b.add_argument('--runs', type=int, default=5, help='timed runs per model (alternating); the median is kept')
     b.add_argument('--iters', type=int, default=3, help='iterations per timed run')
+    b.add_argument('--clock', choices=('wall', 'process'), default='wall',
+                   help='wall clock (default), or CPU time of this process (CPU only; with --threads 1 it ignores '
+                        'time taken by other jobs on a shared machine)')
     b.add_argument('--no-memory', action='store_true', help='skip the peak-memory pass')
     b.add_argument('--csv', help='write the rows to this CSV')
     b.add_argument('--png', help='plot the ratios to this PNG')
