@@ -94,3 +94,18 @@ def test_unknown_arch_and_backbone():
         build_detector('test_steps_resnet', 3, arch='yolo')
     with pytest.raises(ValueError, match='unknown backbone'):
         build_detector('no_such_model', 3)
+
+
+def test_backbone_weights_from_a_classification_checkpoint(tmp_path):
+    import timm
+    torch.manual_seed(1)
+    classifier = timm.create_model('test_steps_resnet', num_classes=10)
+    path = str(tmp_path / 'cls.pt')
+    torch.save({'model': classifier.state_dict(), 'epoch': 3}, path)
+    body = FeatureBackbone('test_steps_resnet', weights=path)
+    got = dict(body.body.named_parameters())
+    for name, p in classifier.named_parameters():
+        if not name.startswith('fc.'):
+            assert torch.equal(got[name], p), name
+    with pytest.raises(FileNotFoundError, match='missing.pt'):
+        FeatureBackbone('test_steps_resnet', weights=str(tmp_path / 'missing.pt'))

@@ -3,6 +3,7 @@ argument parsing only; the work is in :mod:`stepsnet.tasks.detection`, :mod:`ste
 :mod:`stepsnet.data.synthetic`."""
 import argparse
 import dataclasses
+import os
 import sys
 import typing
 from typing import Any, Dict, Optional
@@ -44,6 +45,11 @@ def _int_pair(text: str) -> list:
     return values
 
 
+def _is_main() -> bool:
+    """Print once under torchrun: only rank 0 reports."""
+    return os.environ.get('RANK', '0') == '0'
+
+
 def _converter(tp: Any):
     origin = typing.get_origin(tp)
     if origin is typing.Union:
@@ -82,8 +88,9 @@ def _run_train_det(args: argparse.Namespace) -> int:
     except FloatingPointError as e:
         print(f'stepsnet train-det: stopped: {e}', file=sys.stderr)
         return 3
-    print(f'{cfg.arch} {cfg.backbone}: {result["iters"]} iterations; {format_metrics(result["metrics"])}; '
-          f'checkpoint {result["checkpoint"]}')
+    if _is_main():
+        print(f'{cfg.arch} {cfg.backbone}: {result["iters"]} iterations; {format_metrics(result["metrics"])}; '
+              f'checkpoint {result["checkpoint"]}')
     return 0
 
 
@@ -92,6 +99,8 @@ def _run_eval_det(args: argparse.Namespace) -> int:
     m = evaluate_detection(args.checkpoint, data_dir=args.data_dir, split=args.split, image_dir=args.images,
                            ann_file=args.ann, device=args.device, batch_size=args.batch_size, out=args.out,
                            progress=not args.no_progress, verbose=args.verbose)
+    if not _is_main():
+        return 0
     print('| metric | AP | AP50 | AP75 | APs | APm | APl |\n|---|---|---|---|---|---|---|')
     for kind in ('bbox', 'segm'):
         if f'{kind}_AP' in m:
@@ -109,8 +118,9 @@ def _run_train_seg(args: argparse.Namespace) -> int:
     except FloatingPointError as e:
         print(f'stepsnet train-seg: stopped: {e}', file=sys.stderr)
         return 3
-    print(f'upernet {cfg.backbone}: {result["iters"]} iterations; {format_metrics(result["metrics"])}; '
-          f'checkpoint {result["checkpoint"]}')
+    if _is_main():
+        print(f'upernet {cfg.backbone}: {result["iters"]} iterations; {format_metrics(result["metrics"])}; '
+              f'checkpoint {result["checkpoint"]}')
     return 0
 
 
@@ -120,7 +130,8 @@ def _run_eval_seg(args: argparse.Namespace) -> int:
     m = evaluate_segmentation(args.checkpoint, data_dir=args.data_dir, split=args.split, mode=args.mode,
                               crop_size=args.crop_size, stride=args.stride, test_scale=test_scale,
                               device=args.device, out=args.out, progress=not args.no_progress)
-    print(format_metrics(m))
+    if _is_main():
+        print(format_metrics(m))
     return 0
 
 

@@ -32,6 +32,7 @@ from stepsnet.tasks.detection import build_optimizer, load_config
 from stepsnet.utils import (
     DistEnv,
     MetricWriter,
+    all_reduce_mean,
     atomic_write_text,
     cleanup_distributed,
     load_checkpoint,
@@ -387,11 +388,13 @@ def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
             scaler.update()
             it += 1
             bar.update(1)
-            if writer is not None and (it % cfg.log_interval == 0 or it == cfg.iters):
-                row = {'iter': it, 'lr': lr, 'loss': loss.item(), 'loss_main': loss_main.item(),
+            if it % cfg.log_interval == 0 or it == cfg.iters:
+                losses = all_reduce_mean(torch.stack([loss.detach(), loss_main.detach()]))  # mean over ranks
+                row = {'iter': it, 'lr': lr, 'loss': losses[0].item(), 'loss_main': losses[1].item(),
                        'elapsed_s': round(time.time() - t0, 1)}
                 bar.set_postfix(loss=f'{row["loss"]:.3f}', lr=f'{lr:.2e}')
-                writer.log(row)
+                if writer is not None:
+                    writer.log(row)
             if it == cfg.iters or (cfg.eval_interval and it % cfg.eval_interval == 0):
                 metrics = evaluate_segmenter(model, val_set, env.device, **eval_kwargs)
                 if writer is not None:
