@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/stepsnet models
+	$(BIN)/stepsnet compare
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
