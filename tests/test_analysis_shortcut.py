@@ -20,6 +20,15 @@ from stepsnet.analysis.shortcut import (
 from stepsnet.steps import StepPlan, Steps, plan_steps
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run faster on one thread, most of all on a shared, busy machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 class Double(nn.Module):
     """A residual block whose branch is the identity: x + x."""
 

@@ -146,7 +146,11 @@ def run_depth(args: argparse.Namespace) -> int:
 
 
 def run_pilot(args: argparse.Namespace) -> int:
+    import torch
+
     from stepsnet.analysis.depth import depth_pilot, format_pilot_table, plot_pilot, write_pilot_csv
+    if args.threads:
+        torch.set_num_threads(args.threads)
     rows = depth_pilot(
         blocks=args.blocks, width=args.width, heads=args.heads, patch_size=args.patch_size, epochs=args.epochs,
         dataset=args.dataset, data_dir=args.data_dir, img_size=args.img_size, batch_size=args.batch_size,
@@ -267,6 +271,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--dataset', default='digits', help='digits (embedded), cifar10, cifar100 or imagefolder')
     p.add_argument('--data-dir')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--threads', type=int, help='torch threads (default: torch\'s)')
     p.add_argument('--run-dir', default='runs/analyze/pilot', help='training runs (checkpoints, logs)')
     p.add_argument('--out-dir', default='runs/analyze')
     p.add_argument('--name', default='depth_pilot')
