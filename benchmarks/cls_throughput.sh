@@ -4,7 +4,9 @@
 # into benchmarks/results/cls_<device>_<dtype>.csv / .md / .png. Usage:
 #   bash benchmarks/cls_throughput.sh                             # CPU, float32, batch 8
 #   bash benchmarks/cls_throughput.sh --threads 1                 # extra arguments go to `stepsnet benchmark`
+#   TAG=channels_last bash benchmarks/cls_throughput.sh --channels-last   # TAG names the output files
 #   DEVICE=cuda DTYPE=bfloat16 BATCH=128 RUNS=10 ITERS=10 bash benchmarks/cls_throughput.sh
+# The numbers in docs/benchmarks.md: RUNS=5 ITERS=1 bash benchmarks/cls_throughput.sh --threads 1 --clock process
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cpu}
@@ -16,7 +18,7 @@ PAIRS=${PAIRS:-"resnet50,steps_resnet50 deit_small_patch16_224,steps_deit_small_
 swin_tiny_patch4_window7_224,steps_swin_tiny_patch4_window7_224 convnext_tiny,steps_convnext_tiny"}
 STEPSNET=${STEPSNET:-stepsnet}
 PYTHON=${PYTHON:-python}
-out=benchmarks/results/cls_${DEVICE%%:*}_${DTYPE}
+out=benchmarks/results/cls_${DEVICE%%:*}_${DTYPE}${TAG:+_$TAG}
 mkdir -p "$out.parts"
 parts=()
 for p in $PAIRS; do
