@@ -31,7 +31,7 @@ def test_own_block_example_runs():
 
 
 def test_timm_example_runs():
-    (code,) = python_blocks('Models in timm')
+    (code,) = python_blocks('Models')
     scope = {}
     exec(compile(code, 'README', 'exec'), scope)
     assert scope['model'].num_classes == 100

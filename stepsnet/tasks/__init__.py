@@ -8,6 +8,7 @@ from typing import Dict
 
 COMPARE_TASKS: Dict[str, str] = {
     'lm': 'stepsnet.tasks.lm',
+    'cls': 'stepsnet.tasks.classification',
 }
 
 __all__ = ['COMPARE_TASKS']

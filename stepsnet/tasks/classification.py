@@ -802,6 +802,12 @@ def compare_classification(
     return results
 
 
+def _label(r: Mapping[str, Any]) -> str:
+    """Model name with its construction overrides (a baseline may be a Steps entrypoint built with one step)."""
+    extra = r.get('model_kwargs') or {}
+    return r['name'] + (f' ({", ".join(f"{k}={v}" for k, v in extra.items())})' if extra else '')
+
+
 def _compare_markdown(results: Mapping[str, Any]) -> str:
     b, s = results['baseline'], results['steps']
     cfg = results['config']
@@ -810,11 +816,11 @@ def _compare_markdown(results: Mapping[str, Any]) -> str:
             '|---|---|---|---|---|---|---|---|']
     for role, r in (('baseline', b), ('steps', s)):
         std = f' +- {r["val_top1_std"]:.2f}' if n > 1 else ''
-        rows.append(f'| {role} | {r["name"]} | {r["params"] / 1e6:.3f}M | {r["val_top1"]:.2f}{std} | '
+        rows.append(f'| {role} | {_label(r)} | {r["params"] / 1e6:.3f}M | {r["val_top1"]:.2f}{std} | '
                     f'{r["best_top1"]:.2f} | {r["val_loss"]:.4f} | {r["images_seen"]} | {r["train_seconds"]:.1f} |')
     per_seed = ', '.join(f'{d:+.2f}' for d in results['delta_val_top1_per_seed'])
     return '\n'.join([
-        f'# Classification comparison: {s["name"]} vs {b["name"]}', '',
+        f'# Classification comparison: {_label(s)} vs {_label(b)}', '',
         f'Dataset `{cfg["dataset"]}`, {cfg["epochs"]} epochs, batch {cfg["batch_size"]}, seed(s) '
         f'{results["seeds"]}, the same recipe and the same images for both models. Means over {n} seed(s); with '
         'one seed, differences of a few tenths of a point are within run-to-run noise.', '',
