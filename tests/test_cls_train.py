@@ -222,7 +222,8 @@ def test_compare_classification_writes_the_report(tmp_path):
     on_disk = json.loads((tmp_path / 'cmp' / 'results.json').read_text())
     assert on_disk['steps']['val_top1'] == res['steps']['val_top1']
     report = (tmp_path / 'cmp' / 'report.md').read_text()
-    assert '| baseline | test_steps_resnet |' in report and 'curves.png' in report
+    assert '| baseline | test_steps_resnet (num_steps=[1, 1, 1, 1], steps_move=[0, 0, 0, 0]) |' in report
+    assert '| steps | test_steps_resnet |' in report and 'curves.png' in report
     assert (tmp_path / 'cmp' / 'curves.png').stat().st_size > 1000
 
 
