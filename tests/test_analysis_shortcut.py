@@ -164,13 +164,13 @@ def test_csv_plot_roundtrip(tmp_path):
 
 def test_cli_shortcut(tmp_path, capsys):
     from stepsnet.cli import main
-    rc = main(['analyze', 'shortcut', '--model', 'test_steps_vit', '--deit-blocks', '4', '--width', '64',
-               '--heads', '4', '--img-size', '32', '--patch-size', '8', '--dataset', 'digits', '--batch-size', '4',
-               '--out-dir', str(tmp_path), '--no-progress'])
+    rc = main(['analyze', 'shortcut', '--model', 'test_steps_vit', 'test_steps_resnet', '--deit-blocks', '4',
+               '--width', '64', '--heads', '4', '--img-size', '32', '--patch-size', '8', '--dataset', 'digits',
+               '--batch-size', '4', '--out-dir', str(tmp_path), '--no-progress'])
     assert rc == 0
     out = capsys.readouterr().out
     assert 'test_steps_vit (init)' in out and 'Steps-DeiT 4 blocks' in out
     assert (tmp_path / 'shortcut_ratio.csv').exists() and (tmp_path / 'shortcut_ratio.png').exists()
     labels = {p.label for p in read_profiles_csv(str(tmp_path / 'shortcut_ratio.csv'))}
-    assert len(labels) == 3
+    assert len(labels) == 4
     assert main(['analyze', 'shortcut', '--out-dir', str(tmp_path)]) == 2

@@ -191,9 +191,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         'shortcut', help='shortcut ratio sigma_0 / sigma_l along the trunk (Fig. 2)',
         description='gamma_l = sigma_0 / sigma_l after every block of a residual or Steps trunk, on a real batch. '
                     'Example (Fig. 2a at CPU scale): stepsnet analyze shortcut --deit-blocks 24 96')
-    s.add_argument('--model', action='append', help='timm model name, measured at initialisation (repeatable)')
+    s.add_argument('--model', action='extend', nargs='+', help='timm model names, measured at initialisation')
     s.add_argument('--model-kwargs', help='JSON arguments for every --model')
-    s.add_argument('--checkpoint', action='append', help='stepsnet train checkpoint (repeatable)')
+    s.add_argument('--checkpoint', action='extend', nargs='+', help='stepsnet train checkpoints (one or more; '
+                   'the flag may be repeated)')
     s.add_argument('--labels', nargs='+', help='labels of the checkpoints, in order')
     s.add_argument('--deit-blocks', type=int, nargs='+', help='depth-scaled DeiT-like trunks with these block '
                    'counts (Steps twins have the same blocks and final width)')
