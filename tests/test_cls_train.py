@@ -219,6 +219,11 @@ def test_compare_classification_writes_the_report(tmp_path):
         assert (tmp_path / 'cmp' / 'seed1' / role / 'last.pth').exists()
     assert res['task'] == 'cls' and len(res['delta_val_top1_per_seed']) == 2
     assert res['baseline']['params'] != res['steps']['params']  # the plain twin has a few more BN params
+    # validate rebuilds the plain twin from the checkpoint's model_kwargs, not the registered Steps default
+    ckpt = str(tmp_path / 'cmp' / 'seed0' / 'baseline' / 'last.pth')
+    val = cls.validate_classification(ckpt, workers=0, progress=False)
+    assert val['params'] == res['baseline']['params']
+    assert val['top1'] == pytest.approx(res['baseline']['per_seed'][0]['val_top1'])
     on_disk = json.loads((tmp_path / 'cmp' / 'results.json').read_text())
     assert on_disk['steps']['val_top1'] == res['steps']['val_top1']
     report = (tmp_path / 'cmp' / 'report.md').read_text()

@@ -715,7 +715,9 @@ def validate_classification(
         raise ValueError(
             f'dataset {dataset!r} split {split!r} ({data_dir or "embedded"}) has {ds.num_classes} classes, but '
             f'checkpoint {checkpoint!r} was trained for {num_classes}; expected the same class folders')
-    net = create_classifier(model, num_classes, dcfg['img_size'])
+    # the run's construction overrides (e.g. a depth-scaled trunk) rebuild the architecture it trained
+    model_kwargs = dict(((ck.get('config') or {}).get('model_kwargs') or {}) if ck else {})
+    net = create_classifier(model, num_classes, dcfg['img_size'], **model_kwargs)
     if ck is not None:
         weights = ck['ema'] if use_ema and ck.get('ema') is not None else ck['model']
         if use_ema and ck.get('ema') is None:
