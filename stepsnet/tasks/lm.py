@@ -715,7 +715,7 @@ def _summarise(cc, runs, data, iters, step_times, base_cfg, config_path, wall) -
                  'source': data.meta.get('source', {}).get('kind')},
         'uniform_loss': math.log(data.vocab_size),
         'iters': iters,
-        'minutes_per_model': cc.minutes,
+        'minutes_per_model': cc.minutes if cc.max_iters is None else None,
         'seeds': list(cc.seeds),
         'config': config_path,
         'train': {k: v for k, v in base_cfg.to_dict().items() if k not in ('model', 'out_dir', 'data_dir')},
@@ -802,8 +802,9 @@ def _report(r: Dict[str, Any]) -> str:
         '',
         f'Data: `{r["data"]["dir"]}` ({r["data"]["source"]}, tokenizer {r["data"]["tokenizer"]["kind"]}, '
         f'vocabulary {r["data"]["tokenizer"]["vocab_size"]}; uniform loss {r["uniform_loss"]:.3f}). '
-        f'Both models: {r["iters"]} steps on the same batches, budget {r["minutes_per_model"]} min per model, '
-        f'seeds {r["seeds"]}, device {r["device"]} ({r["threads"]} threads), torch {r["torch"]}.',
+        f'Both models: {r["iters"]} steps on the same batches, '
+        + (f'budget {r["minutes_per_model"]} min per model, ' if r['minutes_per_model'] else 'a fixed step count, ')
+        + f'seeds {r["seeds"]}, device {r["device"]} ({r["threads"]} threads), torch {r["torch"]}.',
         '',
         _table(r),
         f'The Steps model ends with a validation loss {abs(d):.4f} {verdict} than the baseline{spread}. '
