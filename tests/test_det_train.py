@@ -77,7 +77,7 @@ def test_corrupt_checkpoint_is_reported(coco, tmp_path):
 
 
 def test_config_errors(tmp_path, capsys):
-    with pytest.raises(ValueError, match=r"unknown options \['epoch'\]"):
+    with pytest.raises(ValueError, match=r"unknown config keys \['epoch'\]"):
         load_config(DetectionConfig, None, epoch=3)
     with pytest.raises(FileNotFoundError, match='nope.yaml'):
         load_config(DetectionConfig, str(tmp_path / 'nope.yaml'))

@@ -43,6 +43,7 @@ from stepsnet.utils import (
     save_checkpoint,
     setup_distributed,
 )
+from stepsnet.utils.config import load_dataclass_config
 
 __all__ = [
     'ClassificationConfig', 'load_config', 'create_classifier', 'train_classification', 'validate_classification',
@@ -159,30 +160,13 @@ class ClassificationConfig:
 
 
 def load_config(path: Optional[str] = None, overrides: Optional[Mapping[str, Any]] = None) -> ClassificationConfig:
-    """Read a YAML recipe and apply ``overrides`` (e.g. parsed CLI flags).
+    """Read a YAML recipe and apply ``overrides`` (e.g. parsed CLI flags); a recipe's ``source`` is informational.
 
     Raises:
         FileNotFoundError: The recipe does not exist.
         ValueError: A key is not a :class:`ClassificationConfig` field.
     """
-    values: Dict[str, Any] = {}
-    if path:
-        import yaml
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f'recipe {path!r} does not exist; expected a YAML file such as '
-                                    'configs/cls/digits_cpu.yaml')
-        with open(path) as f:
-            values = yaml.safe_load(f) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f'recipe {path!r} must be a mapping of config fields, got {type(values).__name__}')
-        values.pop('source', None)  # citation of the recipe, informational
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    known = {f.name for f in dataclasses.fields(ClassificationConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f'unknown config keys {unknown} (from {path or "overrides"}); expected fields of '
-                         'ClassificationConfig, e.g. model, dataset, epochs, lr, batch_size')
-    return ClassificationConfig(**values)
+    return load_dataclass_config(ClassificationConfig, path, overrides)
 
 
 # ----------------------------------------------------------------------------------------------- helpers

@@ -36,6 +36,7 @@ from stepsnet.utils import (
     save_checkpoint,
     setup_distributed,
 )
+from stepsnet.utils.config import load_dataclass_config
 
 __all__ = [
     'ARCHS', 'DetectionConfig', 'load_config', 'build_detector', 'build_optimizer', 'evaluate_detector',
@@ -101,32 +102,8 @@ class DetectionConfig:
 
 
 def load_config(cls: Type[C], path: Optional[str] = None, **overrides: Any) -> C:
-    """A config dataclass from a YAML file (keys are its fields) plus non-``None`` overrides.
-
-    Raises:
-        FileNotFoundError: ``path`` does not exist.
-        ValueError: Invalid YAML, not a mapping, or unknown keys (named).
-    """
-    values: Dict[str, Any] = {}
-    if path:
-        import yaml
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f'config file {path!r} does not exist')
-        with open(path, encoding='utf-8') as f:
-            try:
-                loaded = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
-                raise ValueError(f'config file {path!r} is not valid YAML ({e})') from e
-        if not isinstance(loaded, dict):
-            raise ValueError(f'config file {path!r} must hold a mapping of {cls.__name__} fields')
-        values.update(loaded)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        where = f' in {path!r}' if path else ''
-        raise ValueError(f'unknown options {unknown}{where}; expected some of {sorted(known)}')
-    return cls(**values)
+    """A config dataclass from a YAML file (keys are its fields) plus non-``None`` overrides."""
+    return load_dataclass_config(cls, path, overrides)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ import torch.nn as nn
 from stepsnet.data.text import TokenData, prepare_text, tokenizer_from_spec
 from stepsnet.models.steps_gpt import GPT, GPTConfig, lm_config
 from stepsnet.utils.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from stepsnet.utils.config import load_dataclass_config
 from stepsnet.utils.distributed import DistEnv, all_reduce_mean, barrier, cleanup_distributed, setup_distributed
 from stepsnet.utils.logging import MetricWriter
 
@@ -133,25 +134,7 @@ class TrainConfig:
 
 def load_train_config(path: Optional[str] = None, **overrides: Any) -> TrainConfig:
     """A :class:`TrainConfig` from a YAML file (its keys are the dataclass fields) plus overrides."""
-    values: Dict[str, Any] = {}
-    if path:
-        import yaml
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f'config file {path!r} does not exist')
-        with open(path, encoding='utf-8') as f:
-            try:
-                loaded = yaml.safe_load(f) or {}
-            except yaml.YAMLError as e:
-                raise ValueError(f'config file {path!r} is not valid YAML ({e})') from e
-        if not isinstance(loaded, dict):
-            raise ValueError(f'config file {path!r} must hold a mapping of TrainConfig fields')
-        values.update(loaded)
-    values.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise ValueError(f'unknown training options {unknown}; expected some of {sorted(known)}')
-    return TrainConfig(**values)
+    return load_dataclass_config(TrainConfig, path, overrides)
 
 
 # ----------------------------------------------------------------------------------------------------------------

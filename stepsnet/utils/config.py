@@ -1,0 +1,46 @@
+"""Task configs: a dataclass filled from a YAML recipe, then from overrides such as parsed command-line flags."""
+import dataclasses
+import os
+from typing import Any, Mapping, Optional, Type, TypeVar
+
+__all__ = ['load_dataclass_config']
+
+C = TypeVar('C')
+
+# keys a recipe may carry for its readers only (e.g. the citation of where the recipe comes from)
+INFORMATIONAL_KEYS = ('source',)
+
+
+def load_dataclass_config(
+        cls: Type[C],
+        path: Optional[str] = None,
+        overrides: Optional[Mapping[str, Any]] = None,
+) -> C:
+    """Build ``cls`` from a YAML file whose keys are its fields, then apply the non-``None`` ``overrides``.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        ValueError: Invalid YAML, a file that is not a mapping, or unknown keys (named, with the expected fields).
+    """
+    values: dict = {}
+    if path:
+        import yaml
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'config file {path!r} does not exist; expected a YAML file of {cls.__name__} '
+                                    'fields (see configs/)')
+        with open(path, encoding='utf-8') as f:
+            try:
+                loaded = yaml.safe_load(f) or {}
+            except yaml.YAMLError as e:
+                raise ValueError(f'config file {path!r} is not valid YAML ({e})') from e
+        if not isinstance(loaded, dict):
+            raise ValueError(f'config file {path!r} must hold a mapping of {cls.__name__} fields, '
+                             f'got {type(loaded).__name__}')
+        values.update({k: v for k, v in loaded.items() if k not in INFORMATIONAL_KEYS})
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        where = f' in {path!r}' if path else ''
+        raise ValueError(f'unknown config keys {unknown}{where}; expected fields of {cls.__name__}: {sorted(known)}')
+    return cls(**values)
