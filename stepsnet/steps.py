@@ -325,18 +325,7 @@ class Steps(nn.Module):
         return block(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self._check_input(x)
-        chunks = torch.split(x, self._chunks, dim=self.dim)
-        blocks = list(self._modules.values())
-        y = chunks[0]
-        b = 0
-        for s, d in enumerate(self.plan.depths):
-            if s:
-                y = torch.cat((y, chunks[s]), dim=self.dim)
-            for blk in blocks[b:b + d]:
-                y = self._run(blk, y)
-            b += d
-        return y
+        return self.forward_intermediates(x, ())[0]
 
     def forward_intermediates(
             self,
