@@ -21,14 +21,7 @@ from stepsnet.analysis.ablation import (
 )
 from stepsnet.steps import StepPlan, Steps, plan_steps
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread, most of all on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 class AddOne(nn.Module):

@@ -3,19 +3,11 @@ import csv
 
 import pytest
 import timm
-import torch
 
 import stepsnet  # noqa: F401
 from stepsnet.analysis.depth import model_config, swin_depth_config
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run faster on one thread, most of all on a shared, busy machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 def test_swin_depth_configs_have_the_requested_blocks():

@@ -41,12 +41,7 @@ def coco(tmp_path_factory):
     return CocoInstances(*coco_split_paths(root, 'val2017'), train=True)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures('one_thread')
 
 
 @pytest.mark.parametrize('name,kwargs', FAMILIES, ids=IDS)
