@@ -35,6 +35,7 @@ from stepsnet.utils import (
     load_checkpoint,
     save_checkpoint,
     setup_distributed,
+    unwrap_model,
 )
 from stepsnet.utils.config import load_dataclass_config
 
@@ -226,10 +227,6 @@ def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
 # Evaluation
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, 'module') else model
-
-
 @torch.no_grad()
 def evaluate_detector(
         model: nn.Module,
@@ -251,7 +248,7 @@ def evaluate_detector(
     """
     from tqdm import tqdm
     env = env or DistEnv(device=device)
-    net = _unwrap(model)
+    net = unwrap_model(model)
     was_training = net.training
     net.eval()
     indices = list(range(env.rank, len(dataset), env.world_size))
@@ -417,7 +414,7 @@ def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
                     bar.write(f'epoch {epoch + 1}: ' + format_metrics(metrics))
             if env.is_main:
                 save_checkpoint({
-                    'model': _unwrap(model).state_dict(), 'optimizer': optimizer.state_dict(),
+                    'model': unwrap_model(model).state_dict(), 'optimizer': optimizer.state_dict(),
                     'epoch': done, 'iter': it, 'config': dataclasses.asdict(cfg),
                     'classes': train_set.classes, 'cat_ids': train_set.cat_ids, 'metrics': metrics,
                     'rng': torch.get_rng_state(),

@@ -38,6 +38,7 @@ from stepsnet.utils import (
     load_checkpoint,
     save_checkpoint,
     setup_distributed,
+    unwrap_model,
 )
 
 __all__ = [
@@ -224,10 +225,6 @@ def segmentation_metrics(confusion: torch.Tensor) -> Dict[str, Any]:
     }
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, 'module') else model
-
-
 @torch.no_grad()
 def evaluate_segmenter(
         model: nn.Module,
@@ -243,7 +240,7 @@ def evaluate_segmenter(
     """mIoU / mAcc / aAcc of ``model`` on ``dataset`` (original-size labels); DDP ranks share the images."""
     from tqdm import tqdm
     env = env or DistEnv(device=device)
-    net = _unwrap(model)
+    net = unwrap_model(model)
     was_training = net.training
     net.eval()
     k = dataset.num_classes
@@ -402,7 +399,7 @@ def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
                                 'val_aAcc': metrics['aAcc']})
                     bar.write(f'iter {it}: ' + format_metrics(metrics))
             if env.is_main and (it == cfg.iters or (cfg.checkpoint_interval and it % cfg.checkpoint_interval == 0)):
-                save_checkpoint({'model': _unwrap(model).state_dict(), 'optimizer': optimizer.state_dict(),
+                save_checkpoint({'model': unwrap_model(model).state_dict(), 'optimizer': optimizer.state_dict(),
                                  'iter': it, 'config': dataclasses.asdict(cfg)}, ckpt_path, CHECKPOINT_KIND)
         bar.close()
         if not metrics:  # resumed a finished run

@@ -5,7 +5,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-__all__ = ['DistEnv', 'setup_distributed', 'cleanup_distributed', 'barrier', 'all_reduce_mean']
+__all__ = ['DistEnv', 'setup_distributed', 'cleanup_distributed', 'barrier', 'all_reduce_mean', 'unwrap_model']
 
 
 @dataclass
@@ -64,3 +64,8 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
         dist.all_reduce(value, op=dist.ReduceOp.SUM)
         value /= dist.get_world_size()
     return value
+
+
+def unwrap_model(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a DistributedDataParallel (or similar ``.module``) wrapper; the model itself otherwise."""
+    return model.module if hasattr(model, 'module') else model
