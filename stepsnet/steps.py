@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
@@ -368,8 +368,3 @@ class Steps(nn.Module):
         for i in range(num_blocks, self.plan.num_blocks):
             del self._modules[str(i)]
         self.plan = plan
-
-
-def block_sequence(module: nn.Module, block_types: Union[type, Tuple[type, ...]]) -> List[nn.Module]:
-    """All modules of ``block_types`` under ``module``, in registration (= execution) order."""
-    return [m for m in module.modules() if isinstance(m, block_types)]
