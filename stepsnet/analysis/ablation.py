@@ -12,8 +12,8 @@
   input (attention matmuls included); without an input they fall back to ``width**2``.
 
 Both work on any model with a :class:`Steps` trunk and any data loader of ``(images, labels)``; a model with no
-Steps module raises ``ValueError``. :func:`load_classifier` rebuilds a model from a classification checkpoint
-and :func:`eval_loader` reads a data set with the checkpoint's preprocessing.
+Steps module raises ``ValueError``. :func:`eval_loader` reads a data set with a checkpoint's preprocessing
+(:func:`stepsnet.models.factory.classifier_from_checkpoint` rebuilds the model).
 """
 from __future__ import annotations
 
@@ -23,13 +23,15 @@ from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Seque
 
 import torch
 import torch.nn as nn
+from timm.data import create_transform
 from torch.utils.data import DataLoader
 
+from stepsnet.data.images import build_dataset, collate_skip_none
 from stepsnet.steps import Steps
 
 __all__ = [
     'steps_modules', 'find_steps', 'masked_input', 'dropped_blocks', 'block_macs', 'drop_plan', 'mask_table',
-    'drop_step_table', 'format_mask_table', 'format_drop_table', 'load_classifier', 'eval_loader', 'StepDrop',
+    'drop_step_table', 'format_mask_table', 'format_drop_table', 'eval_loader', 'StepDrop',
     'default_mask_sizes',
 ]
 
@@ -320,52 +322,6 @@ def format_drop_table(rows: Sequence[Mapping[str, Any]], paper: bool = False) ->
 
 # ---------------------------------------------------------------------------------------------- models and data
 
-def load_classifier(
-        checkpoint: str,
-        model: Optional[str] = None,
-        device: str = 'cpu',
-) -> Tuple[nn.Module, Dict[str, Any]]:
-    """Rebuild a model from a checkpoint written by the classification task (``stepsnet train``).
-
-    The architecture is the checkpoint's ``model_name`` with the run's ``model_kwargs`` (so depth-scaled
-    configurations rebuild exactly).
-
-    Args:
-        checkpoint: ``last.pth`` / ``best.pth`` of a run.
-        model: Expected model name; a checkpoint of another architecture raises.
-        device: Where to put the model.
-
-    Returns:
-        (model in eval mode, the checkpoint's ``data_config`` plus ``model_name``, ``model_kwargs`` and
-        ``num_classes``).
-
-    Raises:
-        FileNotFoundError: No such file.
-        ValueError: Not a classification checkpoint, a checkpoint of another architecture than ``model``, or
-            weights that do not fit the architecture named in it.
-    """
-    from stepsnet.tasks.classification import CHECKPOINT_KIND, create_classifier
-    from stepsnet.utils import load_checkpoint
-    ck = load_checkpoint(checkpoint, CHECKPOINT_KIND, required=('model', 'model_name', 'num_classes'))
-    name = ck['model_name']
-    if model is not None and model != name:
-        raise ValueError(f'checkpoint {checkpoint!r} holds a {name!r} model; expected {model!r}')
-    kwargs = dict((ck.get('config') or {}).get('model_kwargs') or {})
-    dcfg = dict(ck.get('data_config') or {})
-    if 'img_size' in kwargs:
-        dcfg.setdefault('img_size', kwargs.pop('img_size'))
-    net = create_classifier(name, int(ck['num_classes']), dcfg.get('img_size'), **kwargs)
-    try:
-        net.load_state_dict(ck['model'])
-    except RuntimeError as e:
-        first = str(e).splitlines()[:3]
-        raise ValueError(f'the weights in checkpoint {checkpoint!r} do not fit {name!r} with {kwargs}: '
-                         f'{" ".join(first)}') from e
-    net.to(device).eval()
-    info = dict(dcfg, model_name=name, model_kwargs=kwargs, num_classes=int(ck['num_classes']))
-    return net, info
-
-
 def eval_loader(
         data_config: Mapping[str, Any],
         dataset: str = 'digits',
@@ -374,16 +330,11 @@ def eval_loader(
         batch_size: int = 128,
         workers: int = 0,
 ) -> DataLoader:
-    """A validation loader with a checkpoint's preprocessing (``img_size``, ``mean``, ``std``, ``crop_pct``)."""
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+    """A loader of a split with a model's evaluation preprocessing.
 
-    from stepsnet.data.images import build_dataset, collate_skip_none, dataset_mean_std
-    img_size = int(data_config.get('img_size') or 32)
-    norm = dataset_mean_std(dataset) or (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
-    mean = tuple(data_config.get('mean') or norm[0])
-    std = tuple(data_config.get('std') or norm[1])
-    tf = create_transform(input_size=img_size, is_training=False, mean=mean, std=std,
-                          crop_pct=float(data_config.get('crop_pct') or 1.0),
-                          interpolation=data_config.get('interpolation', 'bicubic'))
-    ds = build_dataset(dataset, data_dir, split, tf, img_size=img_size)
+    ``data_config`` holds timm's keys (``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``), as a
+    checkpoint stores them (:func:`stepsnet.models.factory.classifier_from_checkpoint`).
+    """
+    tf = create_transform(**data_config, is_training=False)
+    ds = build_dataset(dataset, data_dir, split, tf, img_size=int(data_config['input_size'][-1]))
     return DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=collate_skip_none)

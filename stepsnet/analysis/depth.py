@@ -1,10 +1,12 @@
-"""Depth at a fixed width: speed and memory (Fig. 6c/d) and a small accuracy pilot (Fig. 1).
+"""Depth at a fixed width: speed and memory (Fig. 6c/d). The accuracy pilot (Fig. 1) is a comparison:
+:func:`stepsnet.compare.depth_comparison`.
 
 **Benchmark** (:func:`depth_benchmark`). For each total block count ``L`` a residual model and its Steps twin with
 the same number of blocks and the same final width are built and measured the same way:
 
 * DeiT-like (``family='deit'``): a trunk of ``L`` pre-norm ViT blocks at ``width`` against the 3-step trunk
-  ``[width/2 x L/2, width/sqrt2 x L/4, width x L/4]`` (:func:`stepsnet.analysis.shortcut.deit_trunk_config`).
+  ``[width/2 x L/2, width/sqrt2 x L/4, width x L/4]`` (:func:`stepsnet.models.factory.deit_trunk_config`,
+  pairing ``blocks``).
 * Swin-like (``family='swin'``): Swin-T/S widths with stage depths ``(2, 2, L - 6, 2)`` against Steps-Swin with
   the paper's stage-4 plan (5 steps, 10 blocks) and a 3-step stage 3 of ``L - 14`` blocks, the stage-3 base depth
   ``d`` and move ``k`` chosen with ``d + 2k = L - 14`` and ``k ~ d / 2`` (stages 1-2 as in the baseline).
@@ -14,14 +16,9 @@ after warm-up, median of the runs. Memory follows the paper: the growth of the m
 goes from ``32`` to ``64`` (by default a training step, forward + backward, where activations are kept); each peak
 is measured by :func:`stepsnet.analysis.speed.peak_memory_mb` (CPU: peak resident set of the step on top of the
 resident model; CUDA: peak allocated).
-
-**Pilot** (:func:`depth_pilot`). Residual and Steps DeiT-like models of growing depth at a fixed width are trained
-for the same number of epochs with the classification task's library function (on the embedded digits by
-default, or CIFAR / an image folder) and their accuracy is plotted against the number of layers.
 """
 from __future__ import annotations
 
-import dataclasses
 import os
 import statistics
 import time
@@ -30,11 +27,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
-from stepsnet.analysis.shortcut import deit_trunk_config
+from stepsnet.models.factory import create_classifier, deit_trunk_config
 
 __all__ = [
     'model_config', 'swin_depth_config', 'depth_benchmark', 'format_depth_table', 'write_depth_csv', 'plot_depth',
-    'depth_pilot', 'format_pilot_table', 'write_pilot_csv', 'plot_pilot', 'PAPER_FIG6',
+    'PAPER_FIG6',
 ]
 
 # Fig. 6c/d at about 485 layers: Steps-Swin vs Swin throughput and memory.
@@ -83,15 +80,12 @@ def model_config(family: str, blocks: int, kind: str, width: Optional[int] = Non
     img_size = img_size or d['img_size']
     if family == 'deit':
         heads = max(1, width // 64)
-        return deit_trunk_config(blocks, kind, width, heads, img_size, d['patch_size'])
+        return deit_trunk_config(blocks, kind, width, heads, img_size, d['patch_size'], pairing='blocks')
     return swin_depth_config(blocks, kind, width, img_size, d['window_size'])
 
 
 def _build(name: str, kwargs: Dict[str, Any], num_classes: int = 10) -> nn.Module:
-    import timm
-
-    import stepsnet  # noqa: F401
-    return timm.create_model(name, pretrained=False, num_classes=num_classes, **kwargs)
+    return create_classifier(name, num_classes, **kwargs)
 
 
 def _step(model: nn.Module, x: torch.Tensor, mode: str):
@@ -297,108 +291,6 @@ def plot_depth(rows: Sequence[Dict[str, Any]], path: str) -> None:
                              color=colors[kind], label=label)
     axes[0].set(xlabel='#layers', ylabel='images / s (inference)', title='throughput')
     axes[1].set(xlabel='#layers', ylabel='MB', title='memory growth, batch 32 -> 64')
-    for ax in axes:
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    _save_fig(fig, path)
-
-
-# ---------------------------------------------------------------------------------------------- pilot
-
-def depth_pilot(
-        blocks: Sequence[int] = (4, 8, 16, 32),
-        width: int = 64,
-        heads: int = 4,
-        patch_size: int = 4,
-        epochs: int = 15,
-        dataset: str = 'digits',
-        data_dir: Optional[str] = None,
-        img_size: int = 32,
-        batch_size: int = 64,
-        lr: float = 1e-3,
-        seed: int = 0,
-        output: str = 'runs/analyze/pilot',
-        kinds: Sequence[str] = ('residual', 'steps'),
-        progress: bool = True,
-        max_train_batches: Optional[int] = None,
-) -> List[Dict[str, Any]]:
-    """Train residual and Steps DeiT-like models of each depth for the same budget; accuracy against depth.
-
-    Every run uses the same recipe (AdamW, cosine, light augmentation as ``configs/cls/digits_cpu.yaml``), seed,
-    epochs and batch size through :func:`stepsnet.tasks.classification.train_classification`; the Steps twin has
-    the same number of blocks and final width (:func:`stepsnet.analysis.shortcut.deit_trunk_config`). After
-    training, the final weights are evaluated on the training split without augmentation (train top-1, as
-    Fig. 1 left) and on the validation split (Fig. 1 right).
-
-    ``max_train_batches`` caps the updates per epoch (smoke tests).
-
-    Returns:
-        One row per (kind, blocks): ``layers``, ``params``, ``macs``, ``val_top1``, ``best_val_top1``,
-        ``train_top1``, ``train_loss``, ``seconds``, ``run``.
-    """
-    from stepsnet.analysis.ablation import eval_loader, load_classifier
-    from stepsnet.analysis.complexity import count_flops, count_layers
-    from stepsnet.tasks.classification import ClassificationConfig, evaluate, train_classification
-    rows = []
-    for b in blocks:
-        for kind in kinds:
-            name, kw = deit_trunk_config(b, kind, width, heads, img_size, patch_size)
-            kw.pop('img_size')  # the task passes the input size itself
-            run = os.path.join(output, f'{kind}_{b}')
-            cfg = ClassificationConfig(
-                model=name, model_kwargs=kw, dataset=dataset, data_dir=data_dir, img_size=img_size,
-                batch_size=batch_size, workers=0, epochs=epochs, opt='adamw', lr=lr, weight_decay=0.05,
-                sched='cosine', warmup_epochs=min(2, max(0, epochs - 1)), warmup_lr=1e-5, min_lr=1e-5,
-                scale=(0.7, 1.0), ratio=(0.9, 1.1), hflip=0.0, color_jitter=None, auto_augment=None, reprob=0.0,
-                mixup=0.0, cutmix=0.0, smoothing=0.1, drop_path=0.0, seed=seed, output=run, progress=progress,
-                tensorboard=False, device='cpu', max_train_batches=max_train_batches)
-            summary = train_classification(cfg)
-            net, info = load_classifier(os.path.join(run, 'last.pth'))
-            train_eval = evaluate(net, eval_loader(info, dataset, data_dir, 'train', 256), 'cpu')
-            rows.append(dict(
-                kind=kind, blocks=b, layers=count_layers(net), params=summary['params'],
-                macs=count_flops(net, (3, img_size, img_size)), epochs=epochs, val_top1=summary['final_top1'],
-                best_val_top1=summary['best_top1'], train_top1=train_eval['top1'], train_loss=train_eval['loss'],
-                seconds=summary['train_seconds_total'], run=run, config=dataclasses.asdict(cfg)['model_kwargs']))
-            del net
-    return rows
-
-
-def format_pilot_table(rows: Sequence[Dict[str, Any]]) -> str:
-    lines = ['| kind | blocks | layers | params | MACs/img | train top-1 | val top-1 (final) | val top-1 (best) | '
-             'train time (s) |', '|' + '---|' * 9]
-    for r in rows:
-        lines.append(f'| {r["kind"]} | {r["blocks"]} | {r["layers"]} | {r["params"] / 1e6:.3f}M | '
-                     f'{r["macs"] / 1e6:.1f}M | {r["train_top1"]:.2f} | {r["val_top1"]:.2f} | '
-                     f'{r["best_val_top1"]:.2f} | {r["seconds"]:.0f} |')
-    return '\n'.join(lines) + '\n'
-
-
-_PILOT_COLS = ('kind', 'blocks', 'layers', 'params', 'macs', 'epochs', 'train_top1', 'train_loss', 'val_top1',
-               'best_val_top1', 'seconds', 'run', 'config')
-
-
-def write_pilot_csv(rows: Sequence[Dict[str, Any]], path: str) -> None:
-    _csv(rows, _PILOT_COLS, path)
-
-
-def plot_pilot(rows: Sequence[Dict[str, Any]], path: str) -> None:
-    """Fig. 1 axes: training and validation accuracy against the number of layers."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
-    colors = dict(residual='#404040', steps='#e07040')
-    for kind in ('residual', 'steps'):
-        rs = sorted((r for r in rows if r['kind'] == kind), key=lambda r: r['layers'])
-        if not rs:
-            continue
-        label = 'Steps-DeiT-like' if kind == 'steps' else 'DeiT-like (residual)'
-        for ax, key in zip(axes, ('train_top1', 'val_top1')):
-            ax.plot([r['layers'] for r in rs], [r[key] for r in rs], marker='o', color=colors[kind], label=label)
-    axes[0].set(xlabel='#layers', ylabel='top-1 (%)', title='training accuracy')
-    axes[1].set(xlabel='#layers', ylabel='top-1 (%)', title='validation accuracy')
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

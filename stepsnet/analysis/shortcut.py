@@ -17,8 +17,8 @@ How the standard deviation is taken:
   ``gamma_chunk_i``, per original input chunk ``i`` (channels ``C_{i-1} .. C_i``).
 * Normalised depth is ``l / L`` for ``L`` blocks; ``l = 0`` (the input) has ratio 1.
 
-:func:`shortcut_ratio` measures one model on one input batch; :func:`deit_trunk_config` builds the depth-scaled
-DeiT-like trunks of Fig. 2 (residual, or its Steps twin with the same number of blocks at the same width);
+:func:`shortcut_ratio` measures one model on one input batch (the depth-scaled DeiT-like trunks of Fig. 2 come
+from :func:`stepsnet.models.factory.deit_trunk_config`);
 :func:`input_batch` reads a real batch from the embedded digits, ImageFolder or CIFAR.
 """
 from __future__ import annotations
@@ -34,7 +34,7 @@ import torch.nn as nn
 from stepsnet.steps import Steps
 
 __all__ = [
-    'Trunk', 'ShortcutProfile', 'find_trunk', 'shortcut_ratio', 'channel_std', 'deit_trunk_config', 'input_batch',
+    'Trunk', 'ShortcutProfile', 'find_trunk', 'shortcut_ratio', 'channel_std', 'input_batch',
     'write_profiles_csv', 'plot_profiles', 'summary_table',
 ]
 
@@ -266,37 +266,6 @@ def shortcut_ratio(
 
 
 # ---------------------------------------------------------------------------------------------- model configs
-
-def deit_trunk_config(
-        blocks: int,
-        kind: str = 'residual',
-        width: int = 384,
-        heads: int = 6,
-        img_size: int = 224,
-        patch_size: int = 16,
-        mlp_ratio: float = 4.0,
-) -> Tuple[str, Dict[str, Any]]:
-    """A DeiT-like trunk of ``blocks`` blocks at a fixed ``width``, as a timm name and keyword arguments.
-
-    ``residual`` is a plain pre-norm ViT trunk (one step: exactly timm's ``Block`` sequence); ``steps`` is its
-    Step by Step twin with the *same number of blocks* and the same final width, the 3-step DeiT pattern
-    ``[width/2 x L/2, width/sqrt2 x L/4, width x L/4]`` (the paper's Steps-DeiT at 482 layers against DeiT at 482
-    layers). Both come from the ``steps_deit_small_patch16_224`` entrypoint, so a checkpoint written by the
-    classification task rebuilds them.
-
-    Raises:
-        ValueError: Unknown ``kind``, or ``blocks`` not a multiple of 4 for ``steps``.
-    """
-    common = dict(embed_dim=width, num_heads=heads, img_size=img_size, patch_size=patch_size, mlp_ratio=mlp_ratio)
-    if kind == 'residual':
-        return 'steps_deit_small_patch16_224', dict(common, depth=blocks, num_steps=1, steps_move=0)
-    if kind == 'steps':
-        if blocks % 4 or blocks < 4:
-            raise ValueError(f'a 3-step DeiT trunk of {blocks} blocks needs a positive multiple of 4 blocks '
-                             '(L/2 + L/4 + L/4)')
-        return 'steps_deit_small_patch16_224', dict(common, depth=blocks // 2, num_steps=3, steps_move=blocks // 4)
-    raise ValueError(f"kind must be 'residual' or 'steps', got {kind!r}")
-
 
 def input_batch(
         dataset: str = 'digits',

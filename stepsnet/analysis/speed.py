@@ -30,6 +30,8 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from stepsnet.models.factory import create_classifier
+
 __all__ = ['parse_pair', 'benchmark_pair', 'benchmark_pairs', 'format_ratios', 'write_csv', 'read_csv',
            'plot_ratios', 'environment']
 
@@ -66,7 +68,6 @@ class _Runner:
 
     def __init__(self, name: str, mode: str, batch_size: int, img_size: int, device: str, dtype: str,
                  channels_last: bool, num_classes: int):
-        from stepsnet.tasks.classification import create_classifier
         self.name, self.mode, self.device = name, mode, device
         self.model = create_classifier(name, num_classes, img_size).to(device)
         self.params = sum(p.numel() for p in self.model.parameters())

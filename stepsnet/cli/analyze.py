@@ -10,13 +10,16 @@ import json
 import os
 from typing import Any, Dict, List, Optional, Tuple
 
+import torch
+
+from stepsnet.cli.common import ParseKwargs
+from stepsnet.models.factory import classifier_from_checkpoint, create_classifier, deit_trunk_config
+from stepsnet.tasks.classification import data_config, load_config
+
 DATASET_HELP = 'digits (embedded), imagefolder, cifar10, cifar100, or random (noise; shortcut only)'
 
 
 def _build_model(name: str, kwargs: Dict[str, Any], img_size: Optional[int], seed: int):
-    import torch
-
-    from stepsnet.tasks.classification import create_classifier
     torch.manual_seed(seed)
     kwargs = {k: v for k, v in kwargs.items() if k != 'img_size'}
     return create_classifier(name, 10, img_size, **kwargs)
@@ -29,9 +32,7 @@ def _model_img_size(name: str) -> int:
 
 
 def run_shortcut(args: argparse.Namespace) -> int:
-    from stepsnet.analysis.ablation import load_classifier
     from stepsnet.analysis.shortcut import (
-        deit_trunk_config,
         input_batch,
         plot_profiles,
         shortcut_ratio,
@@ -49,14 +50,15 @@ def run_shortcut(args: argparse.Namespace) -> int:
         for kind in args.kinds:
             def make(blocks=blocks, kind=kind):
                 name, kw = deit_trunk_config(blocks, kind, args.width, args.heads, args.img_size or 224,
-                                             args.patch_size)
+                                             args.patch_size, pairing='blocks')
                 return _build_model(name, kw, kw['img_size'], args.seed), kw['img_size'], None, None
             label = f'{"Steps-DeiT" if kind == "steps" else "DeiT"} {blocks} blocks ({blocks * 5 + 2} layers)'
             jobs.append((label + ' (init)', make))
     for path, label in zip(args.checkpoint or [], (args.labels or []) + [None] * len(args.checkpoint or [])):
         def make(path=path):
-            net, info = load_classifier(path)
-            return net, args.img_size or info.get('img_size') or 224, info.get('mean'), info.get('std')
+            net, info = classifier_from_checkpoint(path)
+            dcfg = info['data_config']
+            return net, args.img_size or dcfg['input_size'][-1], dcfg.get('mean'), dcfg.get('std')
         jobs.append((label or os.path.basename(os.path.dirname(os.path.abspath(path))) + ':' +
                      os.path.basename(path), make))
     if not jobs:
@@ -84,19 +86,20 @@ def run_shortcut(args: argparse.Namespace) -> int:
 
 
 def _model_and_loader(args: argparse.Namespace):
-    from stepsnet.analysis.ablation import eval_loader, load_classifier
+    from stepsnet.analysis.ablation import eval_loader
     if args.checkpoint:
-        model, info = load_classifier(args.checkpoint, args.model, args.device)
+        model, info = classifier_from_checkpoint(args.checkpoint, args.model, args.device)
+        dcfg = dict(info['data_config'])
     elif args.model:
         kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
         size = args.img_size or 32
         model = _build_model(args.model, kwargs, size, args.seed)
-        info = dict(img_size=size)
+        dcfg = data_config(load_config(model=args.model, dataset=args.dataset, img_size=size))
     else:
         raise ValueError('give --checkpoint (a stepsnet train checkpoint) or --model')
     if args.img_size:
-        info['img_size'] = args.img_size
-    loader = eval_loader(info, args.dataset, args.data_dir, args.split, args.batch_size, args.workers)
+        dcfg['input_size'] = (3, args.img_size, args.img_size)
+    loader = eval_loader(dcfg, args.dataset, args.data_dir, args.split, args.batch_size, args.workers)
     return model, loader
 
 
@@ -146,20 +149,11 @@ def run_depth(args: argparse.Namespace) -> int:
 
 
 def run_pilot(args: argparse.Namespace) -> int:
-    import torch
-
-    from stepsnet.analysis.depth import depth_pilot, format_pilot_table, plot_pilot, write_pilot_csv
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    rows = depth_pilot(
-        blocks=args.blocks, width=args.width, heads=args.heads, patch_size=args.patch_size, epochs=args.epochs,
-        dataset=args.dataset, data_dir=args.data_dir, img_size=args.img_size, batch_size=args.batch_size,
-        lr=args.lr, seed=args.seed, output=args.run_dir, kinds=args.kinds, progress=not args.no_progress)
-    print(format_pilot_table(rows), end='')
-    os.makedirs(args.out_dir, exist_ok=True)
-    write_pilot_csv(rows, os.path.join(args.out_dir, f'{args.name}.csv'))
-    plot_pilot(rows, os.path.join(args.out_dir, f'{args.name}.png'))
-    print(f'wrote {os.path.join(args.out_dir, args.name)}.csv / .png')
+    from stepsnet.compare import depth_comparison, run_comparison
+    comp = depth_comparison(depths=args.blocks, width=args.width, heads=args.heads, seeds=args.seeds,
+                            config=args.config, overrides=args.set or {}, pairings=args.pairing, out=args.out,
+                            jobs=args.jobs, threads=args.threads)
+    run_comparison(comp, progress=args.progress)
     return 0
 
 
@@ -257,24 +251,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.set_defaults(func=run_depth)
 
     p = asub.add_parser(
-        'pilot', help='residual vs Steps DeiT-like models of growing depth, same training budget (Fig. 1)',
-        description='Train residual and Steps DeiT-like models of growing depth at a fixed width for the same '
-                    'epochs on the embedded digits (or CIFAR / an image folder) and plot accuracy against depth.')
-    p.add_argument('--blocks', type=int, nargs='+', default=[4, 8, 16, 32])
-    p.add_argument('--kinds', nargs='+', default=['residual', 'steps'], choices=('residual', 'steps'))
-    p.add_argument('--width', type=int, default=64)
+        'pilot', help='residual vs Steps DeiT-like models of growing depth, same recipe and seeds (Fig. 1)',
+        description='The depth pilot: residual DeiT-like trunks of growing depth against Steps trunks paired by '
+                    'equal compute (the Table 1 twin, twice the blocks) and by equal blocks, trained with the same '
+                    'recipe and seeds (a `stepsnet compare depth` with more depths, both pairings and seeds).')
+    p.add_argument('--blocks', type=int, nargs='+', default=[4, 8, 16, 32], help='residual block counts')
+    p.add_argument('--pairing', nargs='+', choices=('compute', 'blocks'), default=['compute', 'blocks'])
+    p.add_argument('--width', type=int, default=80)
     p.add_argument('--heads', type=int, default=4)
-    p.add_argument('--patch-size', type=int, default=4)
-    p.add_argument('--img-size', type=int, default=32)
-    p.add_argument('--epochs', type=int, default=15)
-    p.add_argument('--batch-size', type=int, default=64)
-    p.add_argument('--lr', type=float, default=1e-3)
-    p.add_argument('--dataset', default='digits', help='digits (embedded), cifar10, cifar100 or imagefolder')
-    p.add_argument('--data-dir')
-    p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--threads', type=int, help='torch threads (default: torch\'s)')
-    p.add_argument('--run-dir', default='runs/analyze/pilot', help='training runs (checkpoints, logs)')
-    p.add_argument('--out-dir', default='runs/analyze')
-    p.add_argument('--name', default='depth_pilot')
-    p.add_argument('--no-progress', action='store_true')
-    p.set_defaults(func=run_pilot)
+    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
+    p.add_argument('--config', help='recipe (default configs/cls/depth_digits.yaml)')
+    p.add_argument('--set', nargs='*', action=ParseKwargs, metavar='FIELD=VALUE', help='change recipe fields')
+    p.add_argument('--jobs', type=int, default=2, help='runs side by side (default 2)')
+    p.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1)')
+    p.add_argument('--out', default='runs/analyze/pilot', help='output folder (runs, report, plots)')
+    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(func=run_pilot, trains=True)

@@ -1,53 +1,50 @@
 """Object detection and instance segmentation on COCO-format data: torchvision's Mask R-CNN / Faster R-CNN /
-RetinaNet on any stepsnet or timm backbone, trained with the 1x schedule and scored with pycocotools.
+RetinaNet on any stepsnet or timm backbone (:func:`stepsnet.models.factory.create_detector`), trained with the 1x
+schedule and scored with pycocotools.
 
-The paper protocol (SPEC section 4): Mask R-CNN + FPN, 1x schedule = 12 epochs, learning rate divided by 10
-after epochs 8 and 11, linear warm-up; AdamW for Transformer backbones (mmdetection's Swin recipe: lr 1e-4,
-weight decay 0.05, total batch 16), SGD for ResNets (lr 0.02, momentum 0.9, weight decay 1e-4). Recipes are in
-``configs/det/``. The same function runs single-process on a CPU or as one rank of ``torchrun`` (DDP).
+The paper's protocol (Section 4; its tables were not recovered, so the field's standard applies): Mask R-CNN +
+FPN, 1x schedule = 12 epochs, learning rate divided by 10 after epochs 8 and 11, linear warm-up; AdamW for
+Transformer backbones (mmdetection's Swin recipe: lr 1e-4, weight decay 0.05, total batch 16), SGD with momentum
+for ResNets (lr 0.02, momentum 0.9, weight decay 1e-4). Recipes are in ``configs/det/``. The loop, checkpoints
+and DDP are the shared engine's (:mod:`stepsnet.engine`).
 
-Library entry points: :func:`build_detector`, :func:`train_detection`, :func:`evaluate_detection`,
-:func:`evaluate_detector` (a model and a data set in memory), :class:`DetectionConfig`.
+Library entry points: :func:`train_detection`, :func:`evaluate_detection`, :func:`evaluate_detector` (a model
+and a data set in memory), :class:`DetectionConfig`.
 """
-import dataclasses
 import json
-import math
 import os
-import random
-import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Type, TypeVar
+from typing import Any, Dict, Iterator, List, Optional
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
+from timm.scheduler import create_scheduler_v2
+from timm.utils import unwrap_model
 from torch.utils.data import DataLoader, Subset
-from torch.utils.data.distributed import DistributedSampler
 
 from stepsnet.data.coco import CocoInstances, coco_evaluate, coco_split_paths, collate_detection, detections_to_coco
-from stepsnet.models.dense import FPNBackbone, create_backbone
-from stepsnet.utils import (
+from stepsnet.data.sampler import epoch_batches, steps_per_epoch
+from stepsnet.engine import (
     DistEnv,
-    MetricWriter,
-    all_reduce_mean,
-    atomic_write_text,
-    cleanup_distributed,
-    load_checkpoint,
-    save_checkpoint,
-    setup_distributed,
-    unwrap_model,
+    Progress,
+    RunError,
+    RunFolder,
+    Schedule,
+    amp_context,
+    config_dict,
+    create_optimizer,
+    distributed,
+    fit,
+    wrap_model,
 )
+from stepsnet.models.factory import DET_KIND, DETECTOR_ARCHS, create_detector, detector_from_checkpoint, load_weights
+from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.config import load_dataclass_config
+from stepsnet.utils.logging import MetricWriter
 
-__all__ = [
-    'ARCHS', 'DetectionConfig', 'load_config', 'build_detector', 'build_optimizer', 'evaluate_detector',
-    'train_detection', 'evaluate_detection', 'detector_from_checkpoint',
-]
-
-ARCHS = ('mask_rcnn', 'faster_rcnn', 'retinanet')
-CHECKPOINT_KIND = 'stepsnet-det'
-
-C = TypeVar('C')
+__all__ = ['DetectionConfig', 'load_config', 'evaluate_detector', 'train_detection', 'evaluate_detection',
+           'format_metrics']
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -56,7 +53,10 @@ C = TypeVar('C')
 
 @dataclass
 class DetectionConfig:
-    """Options of :func:`train_detection` (the keys of a ``configs/det/*.yaml`` file)."""
+    """Options of :func:`train_detection` (the keys of a ``configs/det/*.yaml`` file).
+
+    ``resume``: None (a folder holding a run is refused), ``auto`` (continue ``out_dir/last.pth``) or a path.
+    """
     # data: <data_dir>/<split>/ images, <data_dir>/annotations/instances_<split>.json
     data_dir: str = 'runs/data/synth-coco'
     train_split: str = 'train2017'
@@ -81,7 +81,7 @@ class DetectionConfig:
     max_iters: Optional[int] = None
     batch_size: int = 2
     workers: int = 2
-    optimizer: str = 'adamw'
+    opt: str = 'adamw'
     lr: float = 1e-4
     weight_decay: float = 0.05
     momentum: float = 0.9
@@ -89,7 +89,7 @@ class DetectionConfig:
     lr_gamma: float = 0.1
     warmup_iters: int = 1000
     warmup_factor: float = 0.001
-    grad_clip: Optional[float] = None
+    clip_grad: Optional[float] = None
     # bookkeeping
     eval_interval: int = 1
     eval_batch_size: int = 1
@@ -98,129 +98,49 @@ class DetectionConfig:
     device: str = 'auto'
     threads: Optional[int] = None  # torch CPU threads (1 avoids oversubscription on a shared, small CPU)
     amp: bool = False
-    resume: bool = True
+    amp_dtype: str = 'bfloat16'
+    compile: bool = False
+    resume: Optional[str] = None
+    nan_tolerance: int = 0
     progress: bool = True
+    tensorboard: bool = True
+
+    MUTABLE = ('data_dir', 'out_dir', 'epochs', 'max_iters', 'eval_interval', 'eval_batch_size', 'log_interval',
+               'workers', 'device', 'threads', 'compile', 'resume', 'nan_tolerance', 'progress', 'tensorboard')
+    RENAMED = {'optimizer': 'opt', 'grad_clip': 'clip_grad', 'output': 'out_dir', 'model_args': 'model_kwargs'}
+
+    def __post_init__(self):
+        if self.arch not in DETECTOR_ARCHS:
+            raise ValueError(f'unknown detector {self.arch!r}; expected one of {DETECTOR_ARCHS}')
+        for name in ('epochs', 'batch_size', 'eval_batch_size', 'log_interval', 'min_size', 'max_size',
+                     'fpn_channels'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+        for name in ('workers', 'warmup_iters', 'eval_interval', 'nan_tolerance'):
+            if getattr(self, name) < 0:
+                raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
+        if self.max_iters is not None and self.max_iters < 1:
+            raise ValueError(f'max_iters must be >= 1 (or unset), got {self.max_iters}')
+        if self.lr <= 0:
+            raise ValueError(f'lr must be > 0, got {self.lr}')
+        if list(self.lr_steps) != sorted(self.lr_steps) or any(s < 1 for s in self.lr_steps):
+            raise ValueError(f'lr_steps must be increasing epochs >= 1, got {self.lr_steps}')
+
+    def model_args(self, num_classes: int) -> Dict[str, Any]:
+        """The :func:`stepsnet.models.factory.create_detector` arguments of this run."""
+        sampling = {} if self.arch == 'retinanet' else dict(
+            rpn_batch_size_per_image=self.rpn_batch_size_per_image,
+            box_batch_size_per_image=self.box_batch_size_per_image)
+        return dict(backbone=self.backbone, num_classes=num_classes, arch=self.arch, min_size=self.min_size,
+                    max_size=self.max_size, fpn_channels=self.fpn_channels, box_head_dim=self.box_head_dim,
+                    mask_head_channels=self.mask_head_channels, anchor_sizes=self.anchor_sizes,
+                    backbone_weights=self.backbone_weights, model_kwargs=dict(self.model_kwargs),
+                    **sampling, **self.detector_kwargs)
 
 
-def load_config(cls: Type[C], path: Optional[str] = None, **overrides: Any) -> C:
-    """A config dataclass from a YAML file (keys are its fields) plus non-``None`` overrides."""
-    return load_dataclass_config(cls, path, overrides)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Model
-
-
-def build_detector(
-        backbone: str,
-        num_classes: int,
-        arch: str = 'mask_rcnn',
-        min_size: int = 800,
-        max_size: int = 1333,
-        fpn_channels: int = 256,
-        box_head_dim: int = 1024,
-        mask_head_channels: int = 256,
-        anchor_sizes: Optional[Sequence[int]] = None,
-        backbone_weights: Optional[str] = None,
-        model_kwargs: Optional[Dict[str, Any]] = None,
-        **detector_kwargs: Any,
-) -> nn.Module:
-    """A torchvision detector on a timm / stepsnet backbone with an FPN.
-
-    Args:
-        backbone: timm model name (``steps_resnet50``, ``steps_deit_small_patch16_224``, ``resnet50``, ...).
-        num_classes: Object classes, background not included (labels run 1..num_classes).
-        arch: ``mask_rcnn``, ``faster_rcnn`` or ``retinanet``.
-        min_size: Shorter image side after the detector's resize (COCO: 800).
-        max_size: Longest image side cap (COCO: 1333).
-        fpn_channels: FPN width (256 in the papers; smaller for tests).
-        box_head_dim: Width of the two-layer box head (R-CNN).
-        mask_head_channels: Width of the four-conv mask head (Mask R-CNN).
-        anchor_sizes: One anchor size per level (P2-P6 for R-CNN, P3-P7 for RetinaNet); default
-            32..512 as torchvision.
-        backbone_weights: Local file of classification weights for the backbone.
-        model_kwargs: Extra ``timm.create_model`` arguments (e.g. ``drop_path_rate``).
-        **detector_kwargs: Passed to the torchvision detector (e.g. ``rpn_batch_size_per_image``,
-            ``box_detections_per_img``).
-
-    Raises:
-        ValueError: Unknown ``arch`` or backbone, or ``num_classes`` < 1.
-    """
-    from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
-    from torchvision.models.detection.anchor_utils import AnchorGenerator
-    from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
-    from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
-    from torchvision.models.detection.retinanet import RetinaNetHead
-
-    if arch not in ARCHS:
-        raise ValueError(f'unknown detector {arch!r}; expected one of {ARCHS}')
-    if num_classes < 1:
-        raise ValueError(f'num_classes must be >= 1, got {num_classes}')
-    strides = (8, 16, 32) if arch == 'retinanet' else (4, 8, 16, 32)
-    body = create_backbone(backbone, weights=backbone_weights, strides=strides, **dict(model_kwargs or {}))
-    common = dict(min_size=min_size, max_size=max_size, image_mean=list(body.mean), image_std=list(body.std))
-    if arch == 'retinanet':
-        sizes = list(anchor_sizes or (32, 64, 128, 256, 512))
-        if len(sizes) != 5:
-            raise ValueError(f'RetinaNet needs 5 anchor sizes (P3-P7), got {sizes}')
-        anchors = AnchorGenerator(tuple((s, int(s * 2 ** (1 / 3)), int(s * 2 ** (2 / 3))) for s in sizes),
-                                  ((0.5, 1.0, 2.0),) * 5)
-        fpn = FPNBackbone(body, fpn_channels, extra='p6p7')
-        head = RetinaNetHead(fpn_channels, anchors.num_anchors_per_location()[0], num_classes + 1)
-        return RetinaNet(fpn, num_classes + 1, anchor_generator=anchors, head=head, **common, **detector_kwargs)
-    sizes = list(anchor_sizes or (32, 64, 128, 256, 512))
-    if len(sizes) != 5:
-        raise ValueError(f'{arch} needs 5 anchor sizes (P2-P6), got {sizes}')
-    anchors = AnchorGenerator(tuple((s,) for s in sizes), ((0.5, 1.0, 2.0),) * 5)
-    fpn = FPNBackbone(body, fpn_channels, extra='pool')
-    box_head = TwoMLPHead(fpn_channels * 7 * 7, box_head_dim)
-    box_predictor = FastRCNNPredictor(box_head_dim, num_classes + 1)
-    kwargs = dict(rpn_anchor_generator=anchors, box_head=box_head, box_predictor=box_predictor, **common,
-                  **detector_kwargs)
-    if arch == 'faster_rcnn':
-        return FasterRCNN(fpn, **kwargs)
-    mask_head = MaskRCNNHeads(fpn_channels, [mask_head_channels] * 4, 1)
-    mask_predictor = MaskRCNNPredictor(mask_head_channels, mask_head_channels, num_classes + 1)
-    return MaskRCNN(fpn, mask_head=mask_head, mask_predictor=mask_predictor, **kwargs)
-
-
-def _detector_from_config(cfg: DetectionConfig, num_classes: int, load_weights: bool = True) -> nn.Module:
-    return build_detector(
-        cfg.backbone, num_classes, arch=cfg.arch, min_size=cfg.min_size, max_size=cfg.max_size,
-        fpn_channels=cfg.fpn_channels, box_head_dim=cfg.box_head_dim, mask_head_channels=cfg.mask_head_channels,
-        anchor_sizes=cfg.anchor_sizes, backbone_weights=cfg.backbone_weights if load_weights else None,
-        model_kwargs=cfg.model_kwargs, **_sampling_kwargs(cfg))
-
-
-def _sampling_kwargs(cfg: DetectionConfig) -> Dict[str, Any]:
-    if cfg.arch == 'retinanet':
-        return dict(cfg.detector_kwargs)
-    return dict(rpn_batch_size_per_image=cfg.rpn_batch_size_per_image,
-                box_batch_size_per_image=cfg.box_batch_size_per_image, **cfg.detector_kwargs)
-
-
-def build_optimizer(model: nn.Module, name: str, lr: float, weight_decay: float,
-                    momentum: float = 0.9) -> torch.optim.Optimizer:
-    """AdamW or SGD; biases, norms, position embeddings and tokens get no weight decay (as mmdet's Swin recipe).
-
-    Raises:
-        ValueError: Unknown optimizer name.
-    """
-    decay, no_decay = [], []
-    for n, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if p.ndim <= 1 or n.endswith(('pos_embed', 'cls_token', 'relative_position_bias_table', 'reg_token')):
-            no_decay.append(p)
-        else:
-            decay.append(p)
-    groups = [{'params': decay, 'weight_decay': weight_decay}, {'params': no_decay, 'weight_decay': 0.0}]
-    name = name.lower()
-    if name == 'adamw':
-        return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.999))
-    if name == 'sgd':
-        return torch.optim.SGD(groups, lr=lr, momentum=momentum)
-    raise ValueError(f"unknown optimizer {name!r}; expected 'adamw' or 'sgd'")
+def load_config(path: Optional[str] = None, **overrides: Any) -> DetectionConfig:
+    """A :class:`DetectionConfig` from a YAML file (keys are its fields) plus non-None overrides."""
+    return load_dataclass_config(DetectionConfig, path, overrides)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -293,162 +213,113 @@ def _has_mask_head(model: nn.Module) -> bool:
 # Training
 
 
-def _lr_factor(it: int, epoch: int, cfg: DetectionConfig) -> float:
-    decay = cfg.lr_gamma ** sum(epoch >= s for s in cfg.lr_steps)
-    if it < cfg.warmup_iters:
-        alpha = it / cfg.warmup_iters
-        return decay * (cfg.warmup_factor * (1 - alpha) + alpha)
-    return decay
+def _train_batches(dataset: CocoInstances, cfg: DetectionConfig, spe: int, start: int,
+                   env: DistEnv) -> Iterator[List]:
+    epoch, offset = divmod(start, spe)
+    while True:
+        torch.manual_seed(cfg.seed + 1_000_003 * (epoch + 1) + env.rank)  # flips: re-seeded per epoch
+        batches = epoch_batches(len(dataset), cfg.batch_size, epoch, cfg.seed, env.world_size, env.rank,
+                                start=offset, drop_last=False)
+        loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_detection)
+        for images, targets in loader:
+            yield [([im.to(env.device) for im in images],
+                    [{k: (v.to(env.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets])]
+        epoch, offset = epoch + 1, 0
 
 
-def _seed_everything(seed: int) -> None:
-    random.seed(seed)
-    torch.manual_seed(seed)
+def _detection_loss(model: nn.Module, batch) -> tuple:
+    losses = model(*batch)
+    return sum(losses.values()), losses
 
 
 def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
-    """Train a detector on COCO-format data; evaluate on the validation split; checkpoint every epoch.
+    """Train a detector on COCO-format data, evaluate on the validation split, checkpoint every epoch.
 
-    ``<out_dir>/checkpoint.pt`` holds the model, optimizer, epoch and iteration; with ``resume`` a run restarts
-    from it (data order and learning rate continue where they were). ``log.csv`` holds training losses and
-    evaluations; ``metrics.json`` the final evaluation; ``config.json`` the options.
+    The run folder holds ``last.pth`` / ``best.pth`` (best box AP), ``log.csv``, ``metrics.json`` (the final
+    evaluation) and ``config.json``.
 
     Returns:
         ``{'metrics': final evaluation, 'epochs': ..., 'iters': ..., 'checkpoint': path}``.
 
     Raises:
-        FileNotFoundError, ValueError: Bad data (see :class:`CocoInstances`) or options.
+        FileNotFoundError, ValueError: Bad data (see :class:`CocoInstances`) or options; a run folder holding a run
+            without ``resume``, a resume with other settings or categories.
+        FloatingPointError: More than ``nan_tolerance`` non-finite losses.
     """
-    from tqdm import tqdm
-    if cfg.arch not in ARCHS:
-        raise ValueError(f'unknown detector {cfg.arch!r}; expected one of {ARCHS}')
-    env = setup_distributed(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
-        _seed_everything(cfg.seed + env.rank)
-        train_set = CocoInstances(*coco_split_paths(cfg.data_dir, cfg.train_split), train=True,
-                                  masks=cfg.arch == 'mask_rcnn')
-        val_set = CocoInstances(*coco_split_paths(cfg.data_dir, cfg.val_split), train=False,
-                                masks=cfg.arch == 'mask_rcnn')
-        if val_set.cat_ids != train_set.cat_ids:
-            raise ValueError(f'categories of {val_set.ann_file!r} ({val_set.cat_ids}) differ from those of '
-                             f'{train_set.ann_file!r} ({train_set.cat_ids}); expected the same categories')
-        model = _detector_from_config(cfg, train_set.num_classes).to(env.device)
-        optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
-        ckpt_path = os.path.join(cfg.out_dir, 'checkpoint.pt')
-        start_epoch, it = 0, 0
-        if cfg.resume and os.path.isfile(ckpt_path):
-            state = load_checkpoint(ckpt_path, CHECKPOINT_KIND, required=('model', 'optimizer', 'epoch', 'iter'))
-            model.load_state_dict(state['model'])
+    masks = cfg.arch == 'mask_rcnn'
+    train_set = CocoInstances(*coco_split_paths(cfg.data_dir, cfg.train_split), train=True, masks=masks)
+    val_set = CocoInstances(*coco_split_paths(cfg.data_dir, cfg.val_split), train=False, masks=masks)
+    if val_set.cat_ids != train_set.cat_ids:
+        raise ValueError(f'categories of {val_set.ann_file!r} ({val_set.cat_ids}) differ from those of '
+                         f'{train_set.ann_file!r} ({train_set.cat_ids}); expected the same categories')
+    with distributed(cfg.device, cfg.threads) as env:
+        run = RunFolder(cfg.out_dir, DET_KIND, cfg.resume, env)
+        config = config_dict(cfg)
+        state = run.open(config, DetectionConfig.MUTABLE)
+        if state is not None and list(state['meta']['cat_ids']) != list(train_set.cat_ids):
+            raise RunError(f'{run.resumed_from!r} was trained on categories {state["meta"]["cat_ids"]}, but '
+                           f'{train_set.ann_file!r} has {train_set.cat_ids}; resume with the data it was trained on')
+        torch.manual_seed(cfg.seed)
+        model_args = cfg.model_args(train_set.num_classes)
+        model = create_detector(**model_args)
+        optimizer = create_optimizer(model, cfg.opt, cfg.lr, cfg.weight_decay, cfg.momentum)
+        spe = steps_per_epoch(len(train_set), cfg.batch_size, env.world_size, drop_last=False)
+        total = cfg.epochs * spe if cfg.max_iters is None else min(cfg.max_iters, cfg.epochs * spe)
+        scheduler, _ = create_scheduler_v2(
+            optimizer, 'multistep', num_epochs=cfg.epochs * spe, decay_milestones=[s * spe for s in cfg.lr_steps],
+            decay_rate=cfg.lr_gamma, warmup_epochs=cfg.warmup_iters, warmup_lr=cfg.lr * cfg.warmup_factor,
+            step_on_epochs=False, updates_per_epoch=1)
+        autocast, scaler = amp_context(cfg.amp, cfg.amp_dtype, env.device)
+        model.to(env.device)
+        progress = Progress()
+        if state is not None:
+            load_weights(model, state['model'], run.resumed_from)
             optimizer.load_state_dict(state['optimizer'])
-            start_epoch, it = int(state['epoch']), int(state['iter'])
-            if 'rng' in state:
-                torch.set_rng_state(state['rng'])
-        if env.distributed:
-            if env.device.startswith('cuda'):
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[env.local_rank] if env.device.startswith('cuda') else None)
-        sampler = DistributedSampler(train_set, num_replicas=env.world_size, rank=env.rank, shuffle=True,
-                                     seed=cfg.seed)
-        loader = DataLoader(train_set, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.workers,
-                            collate_fn=collate_detection, drop_last=False, persistent_workers=False)
-        iters_per_epoch = len(loader)
-        total = cfg.epochs * iters_per_epoch if cfg.max_iters is None else min(cfg.max_iters,
-                                                                                 cfg.epochs * iters_per_epoch)
-        writer = MetricWriter(cfg.out_dir, step_key='iter') if env.is_main else None
-        if writer is not None:
-            writer.csv.truncate_after(it)
-            atomic_write_text(os.path.join(cfg.out_dir, 'config.json'),
-                              json.dumps(dataclasses.asdict(cfg), indent=2))
-        use_amp = cfg.amp and env.device.startswith('cuda')
-        scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
-        metrics: Dict[str, float] = {}
-        bar = tqdm(total=total, initial=it, desc=f'train {cfg.arch} {cfg.backbone}',
-                   disable=not (cfg.progress and env.is_main))
-        epoch = start_epoch
-        t0 = time.time()
-        for epoch in range(start_epoch, cfg.epochs):
-            if it >= total:
-                break
-            sampler.set_epoch(epoch)
-            model.train()
-            for images, targets in loader:
-                if it >= total:
-                    break
-                for g in optimizer.param_groups:
-                    g['lr'] = cfg.lr * _lr_factor(it, epoch, cfg)
-                images = [im.to(env.device) for im in images]
-                targets = [{k: (v.to(env.device) if torch.is_tensor(v) else v) for k, v in t.items()}
-                           for t in targets]
-                with torch.autocast('cuda', enabled=use_amp):
-                    losses = model(images, targets)
-                loss = sum(losses.values())
-                if not math.isfinite(loss.item()):
-                    raise FloatingPointError(f'loss is {loss.item()} at iteration {it} (epoch {epoch}): '
-                                             f'{ {k: float(v) for k, v in losses.items()} }')
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                if cfg.grad_clip:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-                scaler.step(optimizer)
-                scaler.update()
-                it += 1
-                bar.update(1)
-                if it % cfg.log_interval == 0 or it == total:
-                    row = {k: float(all_reduce_mean(v.detach())) for k, v in losses.items()}
-                    row['loss'] = sum(row.values())
-                    bar.set_postfix(loss=f'{row["loss"]:.3f}', lr=f'{optimizer.param_groups[0]["lr"]:.2e}')
-                    if writer is not None:
-                        writer.log({'iter': it, 'epoch': epoch, 'lr': optimizer.param_groups[0]['lr'], **row,
-                                    'elapsed_s': round(time.time() - t0, 1)})
-            done = epoch + 1 if it == (epoch + 1) * iters_per_epoch else epoch  # an epoch cut by max_iters is redone
-            last = it >= total or epoch + 1 == cfg.epochs
-            if last or (cfg.eval_interval and (epoch + 1) % cfg.eval_interval == 0):
-                metrics = evaluate_detector(model, val_set, env.device, cfg.eval_batch_size, env=env,
-                                            progress=cfg.progress)
-                if writer is not None:
-                    writer.log({'iter': it, 'epoch': epoch, **{f'val_{k}': v for k, v in metrics.items()}})
-                    bar.write(f'epoch {epoch + 1}: ' + format_metrics(metrics))
-            if env.is_main:
-                save_checkpoint({
-                    'model': unwrap_model(model).state_dict(), 'optimizer': optimizer.state_dict(),
-                    'epoch': done, 'iter': it, 'config': dataclasses.asdict(cfg),
-                    'classes': train_set.classes, 'cat_ids': train_set.cat_ids, 'metrics': metrics,
-                    'rng': torch.get_rng_state(),
-                }, ckpt_path, CHECKPOINT_KIND)
-        bar.close()
-        if not metrics:  # resumed a finished run: evaluate it again
-            metrics = evaluate_detector(model, val_set, env.device, cfg.eval_batch_size, env=env,
-                                        progress=cfg.progress)
-        if writer is not None:
+            scheduler.load_state_dict(state['scheduler'])
+            if scaler is not None and state.get('scaler'):
+                scaler.load_state_dict(state['scaler'])
+            progress = Progress.from_state(state['progress'])
+        train_model = wrap_model(model, env, compile=cfg.compile)
+        writer = None
+        if env.is_main:
+            run.write_config(config, dict(world_size=env.world_size, device=env.device))
+            writer = MetricWriter(cfg.out_dir, tensorboard=cfg.tensorboard, step_key='step')
+            writer.csv.truncate_after(progress.step)
+        schedule = Schedule(
+            total_steps=total, eval_every=cfg.eval_interval * spe, checkpoint_every=spe, log_every=cfg.log_interval,
+            metric='bbox_AP', higher_is_better=True, clip_grad=cfg.clip_grad, nan_tolerance=cfg.nan_tolerance,
+            progress=cfg.progress, desc=f'{cfg.arch} {cfg.backbone}', item_name='images', steps_per_epoch=spe)
+        metrics: Dict[str, Any] = {}
+
+        def evaluate_run() -> Dict[str, Any]:
+            metrics.clear()
+            metrics.update(evaluate_detector(model, val_set, env.device, cfg.eval_batch_size, env=env,
+                                             progress=cfg.progress))
+            return dict(metrics)
+
+        if progress.step >= total and env.is_main:
+            print(f'{cfg.out_dir}: the run is finished ({progress.step} of {total} steps); nothing to train')
+        try:
+            fit(model, train_model, optimizer, scheduler, _train_batches(train_set, cfg, spe, progress.step, env),
+                _detection_loss, evaluate_run, schedule, run, env, progress, autocast, scaler,
+                count=lambda micro: sum(len(b[0]) for b in micro),
+                checkpoint_extra=dict(config=config, meta=dict(model_args=model_args, classes=train_set.classes,
+                                                               cat_ids=train_set.cat_ids)),
+                writer=writer, on_eval=lambda step, m: print(f'step {step}: {format_metrics(m)}', flush=True))
+        finally:
+            if writer is not None:
+                writer.close()
+        if not metrics:  # nothing was trained: report the stored final evaluation
+            metrics = next((h for h in reversed(progress.history) if 'val_bbox_AP' in h), {})
+            metrics = {k[4:]: v for k, v in metrics.items() if k.startswith('val_')}
+        if env.is_main and progress.step > 0:
             atomic_write_text(os.path.join(cfg.out_dir, 'metrics.json'), json.dumps(metrics, indent=2))
-            writer.close()
-        return {'metrics': metrics, 'epochs': epoch + 1, 'iters': it, 'checkpoint': ckpt_path}
-    finally:
-        cleanup_distributed()
+        return {'metrics': metrics, 'epochs': progress.step / spe, 'iters': progress.step, 'checkpoint': run.last}
 
 
 def format_metrics(m: Dict[str, float]) -> str:
     keys = [k for k in ('bbox_AP', 'bbox_AP50', 'bbox_AP75', 'segm_AP', 'segm_AP50', 'segm_AP75') if k in m]
     return '  '.join(f'{k} {100 * m[k]:.1f}' for k in keys)
-
-
-def detector_from_checkpoint(path: str, device: str = 'cpu') -> Dict[str, Any]:
-    """Rebuild the detector saved by :func:`train_detection`.
-
-    Returns:
-        ``{'model': the detector in eval mode, 'config': DetectionConfig, 'classes': names, 'cat_ids': ids}``.
-    """
-    state = load_checkpoint(path, CHECKPOINT_KIND, required=('model', 'config', 'classes', 'cat_ids'))
-    known = {f.name for f in dataclasses.fields(DetectionConfig)}
-    cfg = DetectionConfig(**{k: v for k, v in state['config'].items() if k in known})
-    model = _detector_from_config(cfg, len(state['classes']), load_weights=False)
-    model.load_state_dict(state['model'])
-    return {'model': model.to(device).eval(), 'config': cfg, 'classes': state['classes'],
-            'cat_ids': state['cat_ids']}
 
 
 def evaluate_detection(
@@ -466,7 +337,7 @@ def evaluate_detection(
     """COCO AP of a :func:`train_detection` checkpoint on a split (default: the run's validation split).
 
     Args:
-        checkpoint: ``checkpoint.pt`` of a run.
+        checkpoint: ``last.pth`` / ``best.pth`` of a run.
         data_dir: Data root (default: the run's).
         split: Split name (default: the run's ``val_split``).
         image_dir: Explicit image folder (with ``ann_file``; overrides ``data_dir`` / ``split``).
@@ -478,24 +349,23 @@ def evaluate_detection(
         verbose: Print pycocotools' tables.
 
     Raises:
-        ValueError: The data's categories differ from the checkpoint's.
+        ValueError: The data's categories differ from the checkpoint's; bad arguments.
     """
-    env = setup_distributed(device)
-    try:
-        loaded = detector_from_checkpoint(checkpoint, env.device)
-        cfg: DetectionConfig = loaded['config']
-        if (image_dir is None) != (ann_file is None):
-            raise ValueError('give both image_dir and ann_file, or neither')
+    if (image_dir is None) != (ann_file is None):
+        raise ValueError('give both image_dir and ann_file, or neither')
+    if batch_size < 1:
+        raise ValueError(f'batch_size must be >= 1, got {batch_size}')
+    with distributed(device) as env:
+        model, info = detector_from_checkpoint(checkpoint, env.device)
+        cfg = info['config']
         if image_dir is None:
-            image_dir, ann_file = coco_split_paths(data_dir or cfg.data_dir, split or cfg.val_split)
+            image_dir, ann_file = coco_split_paths(data_dir or cfg['data_dir'], split or cfg['val_split'])
         dataset = CocoInstances(image_dir, ann_file, train=False, masks=False)
-        if dataset.cat_ids != list(loaded['cat_ids']):
+        if dataset.cat_ids != info['cat_ids']:
             raise ValueError(f'categories of {ann_file!r} ({dataset.cat_ids}) differ from the checkpoint\'s '
-                             f'({list(loaded["cat_ids"])}); expected the categories the model was trained on')
-        metrics = evaluate_detector(loaded['model'], dataset, env.device, batch_size, env=env, progress=progress,
+                             f'({info["cat_ids"]}); expected the categories the model was trained on')
+        metrics = evaluate_detector(model, dataset, env.device, batch_size, env=env, progress=progress,
                                     verbose=verbose)
         if out and env.is_main:
             atomic_write_text(out, json.dumps(metrics, indent=2))
         return metrics
-    finally:
-        cleanup_distributed()

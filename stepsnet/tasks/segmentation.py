@@ -1,58 +1,63 @@
-"""Semantic segmentation on ADE20K-format data: UperNet on any stepsnet or timm backbone; mIoU, mean accuracy and
-pixel accuracy with whole-image or sliding-window inference.
+"""Semantic segmentation on ADE20K-format data: UperNet on any stepsnet or timm backbone
+(:func:`stepsnet.models.factory.create_segmenter`); mIoU, mean accuracy and pixel accuracy with whole-image or
+sliding-window inference.
 
-The paper protocol (SPEC section 4) is mmsegmentation's ADE20K UperNet setting: 512x512 crops, 160k iterations
-at a total batch of 16, auxiliary FCN head with loss weight 0.4; AdamW (lr 6e-5, weight decay 0.01, 1500
-iterations of linear warm-up, poly decay with power 1) for Transformer / ConvNeXt backbones, SGD (lr 0.01,
-momentum 0.9, weight decay 5e-4, poly 0.9) for ResNets. Evaluation resizes each image to the (2048, 512) scale
-keeping its aspect ratio, predicts (whole or 512x512 windows with stride 341), resizes the logits back to the
-original size and compares with the original labels. Recipes are in ``configs/seg/``.
+The paper's protocol (Section 4; its tables were not recovered, so the field's standard applies) is
+mmsegmentation's ADE20K UperNet setting: 512x512 crops, 160k iterations at a total batch of 16, auxiliary FCN head
+with loss weight 0.4; AdamW (lr 6e-5, weight decay 0.01, 1500 iterations of linear warm-up, poly decay with power 1)
+for Transformer / ConvNeXt backbones, SGD with momentum (lr 0.01, momentum 0.9, weight decay 5e-4, poly 0.9) for
+ResNets. Evaluation resizes each image to the (2048, 512) scale keeping its aspect ratio, predicts (whole or
+512x512 windows with stride 341), resizes the logits back to the original size and compares with the original
+labels. Recipes are in ``configs/seg/``. The loop, checkpoints and DDP are the shared engine's.
 
-Library entry points: :func:`build_segmenter`, :func:`train_segmentation`, :func:`evaluate_segmentation`,
-:func:`evaluate_segmenter`, :func:`predict_logits`, :func:`segmentation_metrics`, :class:`SegmentationConfig`.
+Library entry points: :func:`train_segmentation`, :func:`evaluate_segmentation`, :func:`evaluate_segmenter`,
+:func:`predict_logits`, :func:`segmentation_metrics`, :class:`SegmentationConfig`.
 """
-import dataclasses
 import json
-import math
-import os
-import random
-import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Sampler
+from timm.scheduler import create_scheduler_v2
+from timm.utils import unwrap_model
+from torch.utils.data import DataLoader
 
 from stepsnet.data.ade import IGNORE_INDEX, ADE20KSegmentation, resize_keep_ratio
-from stepsnet.models.dense import UperNet
-from stepsnet.tasks.detection import build_optimizer, load_config
-from stepsnet.utils import (
+from stepsnet.data.sampler import epoch_batches, steps_per_epoch
+from stepsnet.engine import (
     DistEnv,
-    MetricWriter,
-    all_reduce_mean,
-    atomic_write_text,
-    cleanup_distributed,
-    load_checkpoint,
-    save_checkpoint,
-    setup_distributed,
-    unwrap_model,
+    Progress,
+    RunFolder,
+    Schedule,
+    amp_context,
+    config_dict,
+    create_optimizer,
+    distributed,
+    fit,
+    wrap_model,
 )
+from stepsnet.models.factory import SEG_KIND, create_segmenter, load_weights, segmenter_from_checkpoint
+from stepsnet.utils.checkpoint import atomic_write_text
+from stepsnet.utils.config import load_dataclass_config
+from stepsnet.utils.logging import MetricWriter
 
 __all__ = [
-    'SegmentationConfig', 'load_config', 'build_segmenter', 'predict_logits', 'segmentation_metrics',
-    'evaluate_segmenter', 'train_segmentation', 'evaluate_segmentation', 'segmenter_from_checkpoint',
+    'SegmentationConfig', 'load_config', 'predict_logits', 'segmentation_metrics', 'evaluate_segmenter',
+    'train_segmentation', 'evaluate_segmentation', 'format_metrics', 'EVAL_MODES',
 ]
 
-CHECKPOINT_KIND = 'stepsnet-seg'
 EVAL_MODES = ('whole', 'slide')
 
 
 @dataclass
 class SegmentationConfig:
-    """Options of :func:`train_segmentation` (the keys of a ``configs/seg/*.yaml`` file)."""
+    """Options of :func:`train_segmentation` (the keys of a ``configs/seg/*.yaml`` file).
+
+    ``resume``: None (a folder holding a run is refused), ``auto`` (continue ``out_dir/last.pth``) or a path.
+    """
     # data: <data_dir>/images/<split>/, <data_dir>/annotations/<split>/
     data_dir: str = 'runs/data/synth-ade'
     train_split: str = 'training'
@@ -77,7 +82,7 @@ class SegmentationConfig:
     iters: int = 160000
     batch_size: int = 2
     workers: int = 4
-    optimizer: str = 'adamw'
+    opt: str = 'adamw'
     lr: float = 6e-5
     weight_decay: float = 0.01
     momentum: float = 0.9
@@ -85,7 +90,7 @@ class SegmentationConfig:
     min_lr: float = 0.0
     warmup_iters: int = 1500
     warmup_ratio: float = 1e-6
-    grad_clip: Optional[float] = None
+    clip_grad: Optional[float] = None
     # evaluation
     eval_interval: int = 16000
     eval_mode: str = 'whole'
@@ -98,30 +103,46 @@ class SegmentationConfig:
     device: str = 'auto'
     threads: Optional[int] = None  # torch CPU threads (1 avoids oversubscription on a shared, small CPU)
     amp: bool = False
-    resume: bool = True
+    amp_dtype: str = 'bfloat16'
+    compile: bool = False
+    resume: Optional[str] = None
+    nan_tolerance: int = 0
     progress: bool = True
+    tensorboard: bool = True
+
+    MUTABLE = ('data_dir', 'out_dir', 'iters', 'eval_interval', 'eval_mode', 'eval_stride', 'test_scale',
+               'checkpoint_interval', 'log_interval', 'workers', 'device', 'threads', 'compile', 'resume',
+               'nan_tolerance', 'progress', 'tensorboard')
+    RENAMED = {'optimizer': 'opt', 'grad_clip': 'clip_grad', 'output': 'out_dir', 'model_args': 'model_kwargs'}
+
+    def __post_init__(self):
+        if self.eval_mode not in EVAL_MODES:
+            raise ValueError(f'unknown eval_mode {self.eval_mode!r}; expected one of {EVAL_MODES}')
+        for name in ('iters', 'batch_size', 'num_classes', 'log_interval', 'channels'):
+            if getattr(self, name) < 1:
+                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
+        for name in ('workers', 'warmup_iters', 'eval_interval', 'checkpoint_interval', 'nan_tolerance'):
+            if getattr(self, name) < 0:
+                raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
+        for name in ('crop_size', 'scale', 'eval_stride') + (('test_scale',) if self.test_scale else ()):
+            v = getattr(self, name)
+            if len(v) != 2 or any(int(x) < 1 for x in v):
+                raise ValueError(f'{name} must be two positive integers, got {v}')
+        if len(self.ratio_range) != 2 or not 0 < self.ratio_range[0] <= self.ratio_range[1]:
+            raise ValueError(f'ratio_range must be two numbers 0 < low <= high, got {self.ratio_range}')
+        if self.lr <= 0:
+            raise ValueError(f'lr must be > 0, got {self.lr}')
+
+    def model_args(self) -> Dict[str, Any]:
+        """The :func:`stepsnet.models.factory.create_segmenter` arguments of this run."""
+        return dict(backbone=self.backbone, num_classes=self.num_classes, channels=self.channels,
+                    aux_channels=self.aux_channels, aux_head=self.aux_weight > 0, pool_scales=list(self.pool_scales),
+                    dropout=self.dropout, backbone_weights=self.backbone_weights, model_kwargs=dict(self.model_kwargs))
 
 
-def build_segmenter(
-        backbone: str,
-        num_classes: int,
-        channels: int = 512,
-        aux_channels: int = 256,
-        aux_head: bool = True,
-        pool_scales: Sequence[int] = (1, 2, 3, 6),
-        dropout: float = 0.1,
-        backbone_weights: Optional[str] = None,
-        model_kwargs: Optional[Dict[str, Any]] = None,
-) -> UperNet:
-    """UperNet on a timm / stepsnet backbone (see :class:`stepsnet.models.dense.UperNet`)."""
-    return UperNet(backbone, num_classes, channels=channels, pool_scales=pool_scales, aux_channels=aux_channels,
-                   aux_head=aux_head, dropout=dropout, weights=backbone_weights, model_kwargs=model_kwargs)
-
-
-def _segmenter_from_config(cfg: SegmentationConfig, load_weights: bool = True) -> UperNet:
-    return build_segmenter(cfg.backbone, cfg.num_classes, cfg.channels, cfg.aux_channels, cfg.aux_weight > 0,
-                           cfg.pool_scales, cfg.dropout, cfg.backbone_weights if load_weights else None,
-                           cfg.model_kwargs)
+def load_config(path: Optional[str] = None, **overrides: Any) -> SegmentationConfig:
+    """A :class:`SegmentationConfig` from a YAML file (keys are its fields) plus non-None overrides."""
+    return load_dataclass_config(SegmentationConfig, path, overrides)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -261,169 +282,110 @@ def evaluate_segmenter(
 # Training
 
 
-class _ResumableSampler(Sampler):
-    """Endless shuffled batches of indices for this rank, reproducible from ``(seed, iteration)``.
-
-    Each pass over the data is a permutation seeded by ``seed + pass``; a resumed run asks for the batches from
-    ``start_batch`` on and sees exactly the sequence the uninterrupted run would have seen.
-    """
-
-    def __init__(self, n: int, batch_size: int, world_size: int, rank: int, seed: int, start_batch: int = 0):
-        self.n, self.bs, self.world, self.rank, self.seed = n, batch_size, world_size, rank, seed
-        self.per_pass = max(n // (batch_size * world_size), 1)
-        self.start = start_batch
-
-    def __iter__(self) -> Iterator[List[int]]:
-        p, b = divmod(self.start, self.per_pass)
-        while True:
-            g = torch.Generator().manual_seed(self.seed + p)
-            perm = torch.randperm(self.n, generator=g).tolist()
-            need = self.per_pass * self.bs * self.world
-            while len(perm) < need:  # fewer images than one global batch: repeat them
-                perm += perm[:need - len(perm)]
-            mine = perm[self.rank:need:self.world]
-            for i in range(b, self.per_pass):
-                yield mine[i * self.bs:(i + 1) * self.bs]
-            p, b = p + 1, 0
-
-    def __len__(self) -> int:  # endless; DataLoader only needs it for its repr
-        return 2 ** 62
-
-
-def _lr_at(it: int, cfg: SegmentationConfig) -> float:
-    lr = (cfg.lr - cfg.min_lr) * (1 - it / cfg.iters) ** cfg.power + cfg.min_lr
-    if it < cfg.warmup_iters:
-        k = (1 - it / cfg.warmup_iters) * (1 - cfg.warmup_ratio)
-        lr = lr * (1 - k)
-    return lr
+def _train_batches(dataset: ADE20KSegmentation, cfg: SegmentationConfig, spe: int, start: int,
+                   env: DistEnv) -> Iterator[List]:
+    epoch, offset = divmod(start, spe)
+    while True:
+        torch.manual_seed(cfg.seed + 1_000_003 * (epoch + 1) + env.rank)  # crops and flips: re-seeded per epoch
+        batches = epoch_batches(len(dataset), cfg.batch_size, epoch, cfg.seed, env.world_size, env.rank,
+                                start=offset)
+        for images, labels in DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers):
+            yield [(images.to(env.device), labels.to(env.device))]
+        epoch, offset = epoch + 1, 0
 
 
 def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
     """Train UperNet on ADE20K-format data; evaluate on the validation split; checkpoint at intervals.
 
-    ``<out_dir>/checkpoint.pt`` holds the model, optimizer and iteration; with ``resume`` a run restarts from it
-    and sees the same images in the same batches it would have seen (the random crops and flips are re-drawn).
-    ``log.csv``, ``metrics.json`` and ``config.json`` as in detection.
+    The run folder holds ``last.pth`` / ``best.pth`` (best mIoU), ``log.csv``, ``metrics.json`` and ``config.json``.
+    A resumed run sees the same images in the same batches it would have seen; crops and flips are re-seeded per
+    epoch, so they repeat exactly when the run resumes at an epoch boundary.
 
     Returns:
         ``{'metrics': final evaluation, 'iters': ..., 'checkpoint': path}``.
 
     Raises:
-        FileNotFoundError, ValueError: Bad data (see :class:`ADE20KSegmentation`) or options.
+        FileNotFoundError, ValueError: Bad data (see :class:`ADE20KSegmentation`) or options; a run folder holding a
+            run without ``resume``, a resume with other settings.
+        FloatingPointError: More than ``nan_tolerance`` non-finite losses.
     """
-    from tqdm import tqdm
-    if cfg.eval_mode not in EVAL_MODES:
-        raise ValueError(f'unknown eval_mode {cfg.eval_mode!r}; expected one of {EVAL_MODES}')
-    if cfg.iters < 1:
-        raise ValueError(f'iters must be >= 1, got {cfg.iters}')
-    env = setup_distributed(cfg.device)
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
-        random.seed(cfg.seed + env.rank)
-        torch.manual_seed(cfg.seed + env.rank)
-        common = dict(num_classes=cfg.num_classes, reduce_zero_label=cfg.reduce_zero_label)
-        train_set = ADE20KSegmentation(cfg.data_dir, cfg.train_split, train=True, crop_size=tuple(cfg.crop_size),
-                                       scale=tuple(cfg.scale), ratio_range=tuple(cfg.ratio_range), **common)
-        val_set = ADE20KSegmentation(cfg.data_dir, cfg.val_split, train=False, **common)
+    common = dict(num_classes=cfg.num_classes, reduce_zero_label=cfg.reduce_zero_label)
+    train_set = ADE20KSegmentation(cfg.data_dir, cfg.train_split, train=True, crop_size=tuple(cfg.crop_size),
+                                   scale=tuple(cfg.scale), ratio_range=tuple(cfg.ratio_range), **common)
+    val_set = ADE20KSegmentation(cfg.data_dir, cfg.val_split, train=False, **common)
+    with distributed(cfg.device, cfg.threads) as env:
+        run = RunFolder(cfg.out_dir, SEG_KIND, cfg.resume, env)
+        config = config_dict(cfg)
+        state = run.open(config, SegmentationConfig.MUTABLE)
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        model = _segmenter_from_config(cfg).to(env.device)
-        optimizer = build_optimizer(model, cfg.optimizer, cfg.lr, cfg.weight_decay, cfg.momentum)
-        ckpt_path = os.path.join(cfg.out_dir, 'checkpoint.pt')
-        it = 0
-        if cfg.resume and os.path.isfile(ckpt_path):
-            state = load_checkpoint(ckpt_path, CHECKPOINT_KIND, required=('model', 'optimizer', 'iter'))
-            model.load_state_dict(state['model'])
+        model_args = cfg.model_args()
+        model = create_segmenter(**model_args)
+        optimizer = create_optimizer(model, cfg.opt, cfg.lr, cfg.weight_decay, cfg.momentum)
+        scheduler, _ = create_scheduler_v2(
+            optimizer, 'poly', num_epochs=cfg.iters, decay_rate=cfg.power, min_lr=cfg.min_lr,
+            warmup_epochs=cfg.warmup_iters, warmup_lr=cfg.lr * cfg.warmup_ratio, step_on_epochs=False,
+            updates_per_epoch=1)
+        autocast, scaler = amp_context(cfg.amp, cfg.amp_dtype, env.device)
+        model.to(env.device)
+        progress = Progress()
+        if state is not None:
+            load_weights(model, state['model'], run.resumed_from)
             optimizer.load_state_dict(state['optimizer'])
-            it = int(state['iter'])
-        if env.distributed:
-            if env.device.startswith('cuda'):
-                model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[env.local_rank] if env.device.startswith('cuda') else None)
-        # augmentation draws: a stream seeded by the start iteration (the batch order itself resumes exactly)
-        random.seed(cfg.seed + 1000 * (it + 1) + env.rank)
-        torch.manual_seed(cfg.seed + 1000 * (it + 1) + env.rank)
-        sampler = _ResumableSampler(len(train_set), cfg.batch_size, env.world_size, env.rank, cfg.seed, it)
-        loader = DataLoader(train_set, batch_sampler=sampler, num_workers=cfg.workers)
-        writer = MetricWriter(cfg.out_dir, step_key='iter') if env.is_main else None
-        if writer is not None:
-            writer.csv.truncate_after(it)
-            atomic_write_text(os.path.join(cfg.out_dir, 'config.json'),
-                              json.dumps(dataclasses.asdict(cfg), indent=2))
-        use_amp = cfg.amp and env.device.startswith('cuda')
-        scaler = torch.amp.GradScaler('cuda', enabled=use_amp)
-        eval_kwargs = dict(mode=cfg.eval_mode, crop_size=cfg.crop_size, stride=cfg.eval_stride,
-                           test_scale=cfg.test_scale, env=env, progress=cfg.progress)
+            scheduler.load_state_dict(state['scheduler'])
+            if scaler is not None and state.get('scaler'):
+                scaler.load_state_dict(state['scaler'])
+            progress = Progress.from_state(state['progress'])
+        train_model = wrap_model(model, env, compile=cfg.compile)
+        spe = steps_per_epoch(len(train_set), cfg.batch_size, env.world_size)
+
+        def loss_fn(net: nn.Module, batch) -> tuple:
+            images, labels = batch
+            out, aux = net(images, return_aux=True)
+            main = F.cross_entropy(out.float(), labels, ignore_index=IGNORE_INDEX)
+            if aux is None:
+                return main, {'main': main}
+            return main + cfg.aux_weight * F.cross_entropy(aux.float(), labels, ignore_index=IGNORE_INDEX), \
+                {'main': main}
+
         metrics: Dict[str, Any] = {}
-        bar = tqdm(total=cfg.iters, initial=it, desc=f'train upernet {cfg.backbone}',
-                   disable=not (cfg.progress and env.is_main))
-        model.train()
-        t0 = time.time()
-        batches = iter(loader)
-        while it < cfg.iters:
-            images, labels = next(batches)
-            images, labels = images.to(env.device), labels.to(env.device)
-            lr = _lr_at(it, cfg)
-            for g in optimizer.param_groups:
-                g['lr'] = lr
-            with torch.autocast('cuda', enabled=use_amp):
-                out, aux = model(images, return_aux=True)
-                loss_main = F.cross_entropy(out.float(), labels, ignore_index=IGNORE_INDEX)
-                loss = loss_main
-                if aux is not None:
-                    loss_aux = F.cross_entropy(aux.float(), labels, ignore_index=IGNORE_INDEX)
-                    loss = loss + cfg.aux_weight * loss_aux
-            if not math.isfinite(loss.item()):
-                raise FloatingPointError(f'loss is {loss.item()} at iteration {it}')
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                scaler.unscale_(optimizer)
-                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            scaler.step(optimizer)
-            scaler.update()
-            it += 1
-            bar.update(1)
-            if it % cfg.log_interval == 0 or it == cfg.iters:
-                losses = all_reduce_mean(torch.stack([loss.detach(), loss_main.detach()]))  # mean over ranks
-                row = {'iter': it, 'lr': lr, 'loss': losses[0].item(), 'loss_main': losses[1].item(),
-                       'elapsed_s': round(time.time() - t0, 1)}
-                bar.set_postfix(loss=f'{row["loss"]:.3f}', lr=f'{lr:.2e}')
-                if writer is not None:
-                    writer.log(row)
-            if it == cfg.iters or (cfg.eval_interval and it % cfg.eval_interval == 0):
-                metrics = evaluate_segmenter(model, val_set, env.device, **eval_kwargs)
-                if writer is not None:
-                    writer.log({'iter': it, 'val_mIoU': metrics['mIoU'], 'val_mAcc': metrics['mAcc'],
-                                'val_aAcc': metrics['aAcc']})
-                    bar.write(f'iter {it}: ' + format_metrics(metrics))
-            if env.is_main and (it == cfg.iters or (cfg.checkpoint_interval and it % cfg.checkpoint_interval == 0)):
-                save_checkpoint({'model': unwrap_model(model).state_dict(), 'optimizer': optimizer.state_dict(),
-                                 'iter': it, 'config': dataclasses.asdict(cfg)}, ckpt_path, CHECKPOINT_KIND)
-        bar.close()
-        if not metrics:  # resumed a finished run
-            metrics = evaluate_segmenter(model, val_set, env.device, **eval_kwargs)
-        if writer is not None:
-            atomic_write_text(os.path.join(cfg.out_dir, 'metrics.json'), json.dumps(metrics, indent=2))
-            writer.close()
-        return {'metrics': metrics, 'iters': it, 'checkpoint': ckpt_path}
-    finally:
-        cleanup_distributed()
+
+        def evaluate_run() -> Dict[str, Any]:
+            metrics.clear()
+            metrics.update(evaluate_segmenter(model, val_set, env.device, cfg.eval_mode, cfg.crop_size,
+                                              cfg.eval_stride, cfg.test_scale, env=env, progress=cfg.progress))
+            return {k: v for k, v in metrics.items() if not isinstance(v, list)}
+
+        writer = None
+        if env.is_main:
+            run.write_config(config, dict(world_size=env.world_size, device=env.device))
+            writer = MetricWriter(cfg.out_dir, tensorboard=cfg.tensorboard, step_key='step')
+            writer.csv.truncate_after(progress.step)
+            if progress.step >= cfg.iters:
+                print(f'{cfg.out_dir}: the run is finished ({progress.step} of {cfg.iters} steps); nothing to train')
+        schedule = Schedule(
+            total_steps=cfg.iters, eval_every=cfg.eval_interval, checkpoint_every=cfg.checkpoint_interval,
+            log_every=cfg.log_interval, metric='mIoU', higher_is_better=True, clip_grad=cfg.clip_grad,
+            nan_tolerance=cfg.nan_tolerance, progress=cfg.progress, desc=f'upernet {cfg.backbone}',
+            item_name='images', steps_per_epoch=spe)
+        try:
+            fit(model, train_model, optimizer, scheduler, _train_batches(train_set, cfg, spe, progress.step, env),
+                loss_fn, evaluate_run, schedule, run, env, progress, autocast, scaler,
+                count=lambda micro: sum(b[0].shape[0] for b in micro),
+                checkpoint_extra=dict(config=config, meta=dict(model_args=model_args)), writer=writer,
+                on_eval=lambda step, m: print(f'step {step}: {format_metrics(m)}', flush=True))
+        finally:
+            if writer is not None:
+                writer.close()
+        if not metrics:  # nothing was trained: report the stored final evaluation
+            last = next((h for h in reversed(progress.history) if 'val_mIoU' in h), {})
+            metrics = {k[4:]: v for k, v in last.items() if k.startswith('val_')}
+        if env.is_main and progress.step > 0:
+            atomic_write_text(f'{cfg.out_dir}/metrics.json', json.dumps(metrics, indent=2))
+        return {'metrics': metrics, 'iters': progress.step, 'checkpoint': run.last}
 
 
 def format_metrics(m: Dict[str, Any]) -> str:
     return f'mIoU {100 * m["mIoU"]:.2f}  mAcc {100 * m["mAcc"]:.2f}  aAcc {100 * m["aAcc"]:.2f}'
-
-
-def segmenter_from_checkpoint(path: str, device: str = 'cpu') -> Tuple[UperNet, SegmentationConfig]:
-    """The UperNet saved by :func:`train_segmentation` (eval mode) and its config."""
-    state = load_checkpoint(path, CHECKPOINT_KIND, required=('model', 'config'))
-    known = {f.name for f in dataclasses.fields(SegmentationConfig)}
-    cfg = SegmentationConfig(**{k: v for k, v in state['config'].items() if k in known})
-    model = _segmenter_from_config(cfg, load_weights=False)
-    model.load_state_dict(state['model'])
-    return model.to(device).eval(), cfg
 
 
 def evaluate_segmentation(
@@ -441,7 +403,7 @@ def evaluate_segmentation(
     """mIoU / mAcc / aAcc of a :func:`train_segmentation` checkpoint; unset options come from the run's config.
 
     Args:
-        checkpoint: ``checkpoint.pt`` of a run.
+        checkpoint: ``last.pth`` / ``best.pth`` of a run.
         data_dir: Data root (default: the run's).
         split: Split (default: the run's ``val_split``).
         mode: ``whole`` or ``slide``.
@@ -452,16 +414,17 @@ def evaluate_segmentation(
         out: Write the metrics as JSON here.
         progress: Show a progress bar.
     """
-    env = setup_distributed(device)
-    try:
-        model, cfg = segmenter_from_checkpoint(checkpoint, env.device)
-        dataset = ADE20KSegmentation(data_dir or cfg.data_dir, split or cfg.val_split, num_classes=cfg.num_classes,
-                                     reduce_zero_label=cfg.reduce_zero_label)
-        scale = cfg.test_scale if test_scale is None else (list(test_scale) or None)
-        metrics = evaluate_segmenter(model, dataset, env.device, mode or cfg.eval_mode, crop_size or cfg.crop_size,
-                                     stride or cfg.eval_stride, scale, env=env, progress=progress)
+    if mode is not None and mode not in EVAL_MODES:
+        raise ValueError(f'unknown mode {mode!r}; expected one of {EVAL_MODES}')
+    with distributed(device) as env:
+        model, info = segmenter_from_checkpoint(checkpoint, env.device)
+        cfg = info['config']
+        dataset = ADE20KSegmentation(data_dir or cfg['data_dir'], split or cfg['val_split'],
+                                     num_classes=cfg['num_classes'], reduce_zero_label=cfg['reduce_zero_label'])
+        scale = cfg['test_scale'] if test_scale is None else (list(test_scale) or None)
+        metrics = evaluate_segmenter(model, dataset, env.device, mode or cfg['eval_mode'],
+                                     crop_size or cfg['crop_size'], stride or cfg['eval_stride'], scale, env=env,
+                                     progress=progress)
         if out and env.is_main:
             atomic_write_text(out, json.dumps(metrics, indent=2))
         return metrics
-    finally:
-        cleanup_distributed()

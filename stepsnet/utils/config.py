@@ -3,6 +3,8 @@ import dataclasses
 import os
 from typing import Any, Mapping, Optional, Type, TypeVar
 
+import yaml
+
 __all__ = ['load_dataclass_config']
 
 C = TypeVar('C')
@@ -18,13 +20,17 @@ def load_dataclass_config(
 ) -> C:
     """Build ``cls`` from a YAML file whose keys are its fields, then apply the non-``None`` ``overrides``.
 
+    A key that an earlier release used (``cls.RENAMED``, old name -> new name) is refused with the new name.
+
     Raises:
         FileNotFoundError: ``path`` does not exist.
         ValueError: Invalid YAML, a file that is not a mapping, or unknown keys (named, with the expected fields).
     """
     values: dict = {}
     if path:
-        import yaml
+        if os.path.isdir(path):
+            raise ValueError(f'config {path!r} is a folder; expected a YAML file of {cls.__name__} fields '
+                             '(see configs/)')
         if not os.path.isfile(path):
             raise FileNotFoundError(f'config file {path!r} does not exist; expected a YAML file of {cls.__name__} '
                                     'fields (see configs/)')
@@ -38,9 +44,14 @@ def load_dataclass_config(
                              f'got {type(loaded).__name__}')
         values.update({k: v for k, v in loaded.items() if k not in INFORMATIONAL_KEYS})
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    where = f' in {path!r}' if path else ''
+    renamed = getattr(cls, 'RENAMED', {})
+    old = sorted(k for k in values if k in renamed)
+    if old:
+        hints = ', '.join(f'{k!r} is now {renamed[k]!r}' for k in old)
+        raise ValueError(f'config keys {old}{where} were renamed: {hints}')
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
-        where = f' in {path!r}' if path else ''
         raise ValueError(f'unknown config keys {unknown}{where}; expected fields of {cls.__name__}: {sorted(known)}')
     return cls(**values)

@@ -1,0 +1,146 @@
+"""The one flag convention of the ``stepsnet`` command.
+
+Every training command takes ``--config FILE`` (a YAML recipe) and one flag per field of its config dataclass;
+a flag overrides the recipe. The conventions, the same for every command:
+
+* ``--name VALUE`` for numbers and strings (``none`` clears an optional field);
+* ``--flag`` / ``--no-flag`` for booleans;
+* lists as separate values or with commas: ``--lr-steps 8 11`` or ``--lr-steps 8,11``;
+* mappings as ``KEY=VALUE`` pairs (values are Python literals): ``--model-kwargs depth=8 num_steps=3``;
+* ``--resume`` alone continues the run in the output folder; ``--resume PATH`` continues that checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import dataclasses
+import typing
+from typing import Any, Dict, Iterable, Optional, Sequence, Type
+
+__all__ = ['add_config_flags', 'config_overrides', 'ParseKwargs', 'positive_int', 'int_list']
+
+
+class ParseKwargs(argparse.Action):
+    """``KEY=VALUE ...`` -> dict (values parsed as Python literals, else kept as strings), like timm's flag."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        out: Dict[str, Any] = dict(getattr(namespace, self.dest, None) or {})
+        for item in values:
+            if '=' not in item:
+                raise argparse.ArgumentError(self, f'expected KEY=VALUE, got {item!r}')
+            key, value = item.split('=', 1)
+            try:
+                out[key.strip()] = ast.literal_eval(value)
+            except (ValueError, SyntaxError):
+                out[key.strip()] = value
+        setattr(namespace, self.dest, out)
+
+
+class _ExtendList(argparse.Action):
+    """Collects list values given separately or with commas (``8 11`` or ``8,11``)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, [v for group in values for v in group])
+
+
+def _element(tp: Any):
+    def convert(text: str):
+        parts = [p for p in text.split(',') if p.strip()]
+        try:
+            return [tp(p) for p in parts]
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f'expected {tp.__name__} values, got {text!r}') from e
+    return convert
+
+
+def _optional(tp: Any):
+    def convert(text: str):
+        if text.strip().lower() in ('none', 'null'):
+            return None
+        try:
+            return tp(text)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(f'expected a {tp.__name__} (or none), got {text!r}') from e
+    convert.__name__ = tp.__name__
+    return convert
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (for flags outside a config dataclass)."""
+    try:
+        value = int(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f'expected a whole number, got {text!r}') from e
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a whole number >= 1, got {value}')
+    return value
+
+
+def int_list(text: str) -> list:
+    """``512,512`` or ``512x512`` -> ``[512, 512]``."""
+    return _element(int)(text.replace('x', ','))
+
+
+def add_config_flags(
+        parser: argparse.ArgumentParser,
+        cls: Type[Any],
+        skip: Iterable[str] = (),
+        help: Optional[Dict[str, str]] = None,
+) -> None:
+    """One flag per field of the dataclass ``cls``; defaults are None so only given flags override a recipe."""
+    hints = typing.get_type_hints(cls)
+    help = help or {}
+    group = parser.add_argument_group(f'{cls.__name__} fields (override the --config recipe)')
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        flag = '--' + f.name.replace('_', '-')
+        tp = hints[f.name]
+        optional = type(None) in typing.get_args(tp)
+        if optional:
+            tp = next(a for a in typing.get_args(tp) if a is not type(None))
+        origin = typing.get_origin(tp)
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        text = help.get(f.name, '')
+        text = (text + ' ' if text else '') + f'(default {default!r})'
+        if f.name == 'resume':
+            group.add_argument(flag, nargs='?', const='auto', default=None, metavar='PATH',
+                               help='continue the run in the output folder; or continue the checkpoint PATH')
+        elif tp is bool:
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif origin in (list, tuple, typing.List, typing.Tuple):
+            args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+            elem = args[0] if args else float
+            group.add_argument(flag, type=_element(elem), nargs='+', action=_ExtendList, default=None,
+                               metavar=elem.__name__.upper(), help=text)
+        elif origin in (dict, typing.Dict):
+            group.add_argument(flag, nargs='*', action=ParseKwargs, default=None, metavar='KEY=VALUE', help=text)
+        else:
+            conv = _optional(tp) if optional else tp
+            group.add_argument(flag, type=conv, default=None, metavar=f.name.upper(), help=text)
+
+
+def config_overrides(args: argparse.Namespace, cls: Type[Any]) -> Dict[str, Any]:
+    """The fields of ``cls`` given on the command line (and merged mappings)."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if getattr(args, f.name, None) is not None}
+
+
+def merge_mapping(base: Optional[Dict[str, Any]], extra: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
+    """A recipe's mapping (e.g. ``model_kwargs``) updated by the flag's pairs."""
+    if extra is None:
+        return None
+    return {**(base or {}), **extra}
+
+
+def load_with_flags(load_config, path: Optional[str], args: argparse.Namespace, cls: Type[Any],
+                    mappings: Sequence[str] = ('model_kwargs', 'detector_kwargs')):
+    """``load_config(path, **flags)``, where mapping flags add to the recipe's mapping instead of replacing it."""
+    overrides = config_overrides(args, cls)
+    names = [m for m in mappings if m in overrides]
+    if names:
+        base = load_config(path) if path else None
+        for m in names:
+            overrides[m] = merge_mapping(getattr(base, m, None), overrides[m])
+    return load_config(path, **overrides)

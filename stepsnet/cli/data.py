@@ -1,0 +1,81 @@
+"""``stepsnet data``: prepare data sets once (text corpora -> token memmaps, synthetic COCO / ADE20K sets)."""
+import argparse
+
+from stepsnet.cli.common import int_list, positive_int
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from stepsnet.data.text import prepare_text
+    meta = prepare_text(
+        args.out, inputs=args.inputs, train=args.train, val=args.val, test=args.test, tokenizer=args.tokenizer,
+        tokenizer_file=args.tokenizer_file, vocab_file=args.vocab, merges_file=args.merges,
+        vocab_size=args.vocab_size, val_fraction=args.val_fraction, max_bytes=args.max_bytes)
+    tokens = ', '.join(f'{s} {n:,}' for s, n in meta['tokens'].items())
+    print(f'{args.out}: {meta["source"]["kind"]} corpus, {meta["tokenizer"]["kind"]} tokenizer '
+          f'({meta["vocab_size"]} ids); tokens: {tokens}')
+    return 0
+
+
+def _run_synth(args: argparse.Namespace) -> int:
+    from stepsnet.data.synthetic import make_synthetic_ade, make_synthetic_coco
+    make = make_synthetic_coco if args.data_command == 'synth-coco' else make_synthetic_ade
+    s = make(args.out, num_train=args.num_train, num_val=args.num_val, size=tuple(args.size),
+             max_shapes=args.max_shapes, seed=args.seed)
+    for split, v in s['splits'].items():
+        where = v['ann_file'] if 'ann_file' in v else f'{v["image_dir"]}, {v["ann_dir"]}'
+        extra = f', {v["annotations"]} instances' if 'annotations' in v else ''
+        print(f'{split}: {v["images"]} images{extra} -> {where}')
+    if 'categories' in s:
+        print(f'categories: {", ".join(s["categories"])}')
+    else:
+        print(f'num_classes {s["num_classes"]} ({", ".join(s["classes"])}; label 0 is ignored)')
+    return 0
+
+
+def _add_synth_options(p: argparse.ArgumentParser, default_out: str) -> None:
+    p.add_argument('--out', default=default_out, help=f'output folder (default {default_out})')
+    p.add_argument('--num-train', type=positive_int, default=16, help='training images (default 16)')
+    p.add_argument('--num-val', type=positive_int, default=8, help='validation images (default 8)')
+    p.add_argument('--size', type=int_list, default=[96, 128], metavar='H,W',
+                   help='nominal image height,width (each image varies by 15%%; default 96,128)')
+    p.add_argument('--max-shapes', type=positive_int, default=3, help='most shapes per image (default 3)')
+    p.add_argument('--seed', type=int, default=0)
+    p.set_defaults(func=_run_synth)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    data = sub.add_parser('data', help='prepare data sets', description='Prepare data sets once for training.')
+    group = data.add_subparsers(dest='data_command', metavar='DATA_COMMAND')
+    group.required = True
+
+    p = group.add_parser(
+        'prepare-text', help='text files or folders -> uint16 token memmaps',
+        description='Tokenize a corpus into train.bin / val.bin (/ test.bin) and meta.json. Without inputs, the '
+                    'embedded corpus (the Python standard library sources) is used. A folder holding '
+                    'wiki.train.raw / wiki.valid.raw / wiki.test.raw is read as WikiText-103 splits.')
+    p.add_argument('inputs', nargs='*', help='text files or folders (split into train/val by file)')
+    p.add_argument('--out', required=True, help='output folder')
+    p.add_argument('--train', help='explicit training file')
+    p.add_argument('--val', help='explicit validation file')
+    p.add_argument('--test', help='explicit test file')
+    p.add_argument('--tokenizer', choices=('byte', 'bpe'), default='byte', help='default byte (256 ids)')
+    p.add_argument('--tokenizer-file', help='Hugging Face tokenizers JSON (with --tokenizer bpe)')
+    p.add_argument('--vocab', help='GPT-2 vocab.json (with --merges and --tokenizer bpe)')
+    p.add_argument('--merges', help='GPT-2 merges.txt')
+    p.add_argument('--vocab-size', type=positive_int, default=None,
+                   help='vocabulary of a BPE trained on the corpus (with --tokenizer bpe; default 8192)')
+    p.add_argument('--val-fraction', type=float, default=0.05, help='held-out share (default 0.05)')
+    p.add_argument('--max-bytes', type=positive_int, default=None, help='cap on the embedded corpus size (characters)')
+    p.set_defaults(func=_run_prepare)
+
+    p = group.add_parser(
+        'synth-coco', help='write a small synthetic COCO instance data set (shapes with masks)',
+        description='Coloured shapes with exact polygon masks in the COCO layout: <out>/{train2017,val2017}/ and '
+                    '<out>/annotations/instances_{train2017,val2017}.json. Runs detection end to end offline.')
+    _add_synth_options(p, 'runs/data/synth-coco')
+    p = group.add_parser(
+        'synth-ade', help='write a small synthetic ADE20K-format segmentation data set',
+        description='Coloured shapes in the ADE20K layout: <out>/images/{training,validation}/*.jpg and '
+                    '<out>/annotations/{training,validation}/*.png; 4 classes (background + 3 shapes), label 0 '
+                    '(shape outlines) ignored. Runs segmentation end to end offline (num_classes: 4).')
+    _add_synth_options(p, 'runs/data/synth-ade')

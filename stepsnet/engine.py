@@ -1,0 +1,659 @@
+"""What every training loop of stepsnet shares, written once.
+
+The four tasks (language modelling, classification, detection, segmentation) keep only what is theirs: a config,
+the data, the model, the loss and the evaluation. Everything else is here, as a handful of functions:
+
+* :func:`distributed`: the process context. Single process on a CPU or GPU, or one rank of ``torchrun`` (DDP; NCCL
+  on CUDA, gloo on CPU), through :func:`timm.utils.init_distributed_device_so`.
+* :func:`wrap_model`: the model as it trains: ``channels_last``, SyncBatchNorm and DDP when distributed,
+  ``torch.compile``.
+* :func:`amp_context`: autocast and, for float16 on CUDA, timm's :class:`~timm.utils.NativeScaler`.
+* :func:`train_step`: one optimizer update over one or more micro-batches (gradient accumulation, autocast, the
+  scaler, clipping) with the one non-finite policy: a non-finite loss skips the update; more than
+  ``nan_tolerance`` of them stop the run with :class:`FloatingPointError` and the last good checkpoint stays.
+* :class:`RunFolder`: the one checkpoint / resume convention and run-folder policy: ``last.pth`` (and
+  ``best.pth``), written atomically and read with ``weights_only=True``; a folder that holds a run is continued
+  only when asked (``resume='auto'`` or a path), and only with the settings it was trained with.
+* :func:`fit`: the loop: steps from a task's batch iterator, learning rate from a timm scheduler stepped per
+  update, EMA, logging (CSV, TensorBoard, a progress bar), evaluation, best-checkpoint tracking, checkpoints at
+  an interval, an optional time limit.
+
+Learning-rate schedules, optimizers with weight-decay groups, EMA and gradient clipping are timm's
+(``timm.scheduler``, ``timm.optim``, ``timm.utils``).
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from timm.optim import create_optimizer_v2, param_groups_weight_decay
+from timm.utils import NativeScaler, dispatch_clip_grad, unwrap_model
+from timm.utils.distributed import init_distributed_device_so
+from tqdm import tqdm
+
+from stepsnet.utils.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from stepsnet.utils.logging import MetricWriter
+
+__all__ = [
+    'DistEnv', 'distributed', 'resolve_device', 'all_reduce_mean', 'barrier', 'wrap_model', 'unwrap_model',
+    'amp_context', 'no_weight_decay_names', 'create_optimizer', 'StepResult', 'train_step', 'RunFolder', 'RunError',
+    'Progress', 'Schedule', 'fit', 'config_dict', 'FORMAT_VERSION',
+]
+
+# Version of the checkpoint layout written by RunFolder; files without it come from an earlier layout.
+FORMAT_VERSION = 2
+
+
+class RunError(ValueError):
+    """A run folder or resume request that cannot be honoured (existing run, settings that differ)."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Processes and devices
+
+
+@dataclass
+class DistEnv:
+    """Where this process runs: ``rank`` of ``world_size``, its ``device``, and whether it is the main rank."""
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: str = 'cpu'
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(device: str = 'auto') -> str:
+    """``auto`` -> ``cuda`` when a GPU is present, else ``cpu``; a CUDA request without a GPU is a clear error.
+
+    Raises:
+        ValueError: ``cuda`` asked for on a machine without a usable CUDA device, or an unknown device string.
+    """
+    if device in (None, '', 'auto'):
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    kind = device.split(':', 1)[0]
+    if kind == 'cuda':
+        if not torch.cuda.is_available():
+            raise ValueError(f'device {device!r} was asked for, but no CUDA device is available on this machine '
+                             '(torch.cuda.is_available() is False); use --device cpu or --device auto')
+        index = int(device.split(':', 1)[1]) if ':' in device else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(f'device {device!r} does not exist: this machine has {torch.cuda.device_count()} '
+                             'CUDA device(s)')
+        return device
+    if kind in ('cpu', 'mps', 'xpu'):
+        return device
+    raise ValueError(f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+
+
+@contextlib.contextmanager
+def distributed(device: str = 'auto', threads: Optional[int] = None) -> Iterator[DistEnv]:
+    """The process context of a run: joins the process group under ``torchrun`` and leaves it at the end.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``; under torchrun each rank takes ``cuda:LOCAL_RANK``.
+        threads: ``torch.set_num_threads`` for this process; None keeps torch's choice, except that CPU ranks
+            of a multi-process run share the cores.
+    """
+    device = resolve_device(device)
+    joined = False
+    if int(os.environ.get('WORLD_SIZE', '1')) > 1 and not (dist.is_available() and dist.is_initialized()):
+        info = init_distributed_device_so(device=device.split(':', 1)[0])
+        joined = True
+        env = DistEnv(info['global_rank'], info['local_rank'], info['world_size'], str(info['device']))
+    elif dist.is_available() and dist.is_initialized():
+        local = int(os.environ.get('LOCAL_RANK', '0'))
+        dev = f'cuda:{local}' if device.startswith('cuda') else device
+        env = DistEnv(dist.get_rank(), local, dist.get_world_size(), dev)
+    else:
+        env = DistEnv(device=device)
+    if env.device.startswith('cuda'):
+        torch.cuda.set_device(env.device)
+    if threads:
+        torch.set_num_threads(int(threads))
+    elif env.distributed and env.device == 'cpu':
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // env.world_size))
+    try:
+        yield env
+    finally:
+        if joined and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def barrier() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
+def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
+    """Mean of ``value`` over ranks (unchanged when not distributed)."""
+    if dist.is_available() and dist.is_initialized():
+        value = value.clone()
+        dist.all_reduce(value, op=dist.ReduceOp.SUM)
+        value /= dist.get_world_size()
+    return value
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The model as it trains
+
+
+def wrap_model(
+        model: nn.Module,
+        env: DistEnv,
+        compile: bool = False,
+        channels_last: bool = False,
+        sync_bn: bool = True,
+        find_unused_parameters: bool = False,
+) -> nn.Module:
+    """Move ``model`` to the rank's device and wrap it for training.
+
+    The returned module is what the loop calls; checkpoints always hold :func:`unwrap_model` of it, so a run
+    trained with DDP or ``torch.compile`` loads into a plain model.
+
+    Args:
+        model: The raw model (moved in place).
+        env: From :func:`distributed`.
+        compile: ``torch.compile`` (inductor) the training module.
+        channels_last: NHWC memory format (convolutional models).
+        sync_bn: Convert BatchNorm to SyncBatchNorm when several CUDA ranks train.
+        find_unused_parameters: Passed to DDP (models with branches that a step may skip).
+    """
+    model.to(env.device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    out: nn.Module = model
+    if env.distributed:
+        if sync_bn and env.device.startswith('cuda'):
+            out = nn.SyncBatchNorm.convert_sync_batchnorm(out)
+        out = nn.parallel.DistributedDataParallel(
+            out, device_ids=[env.local_rank] if env.device.startswith('cuda') else None,
+            find_unused_parameters=find_unused_parameters)
+    if compile:
+        out = torch.compile(out)
+    return out
+
+
+def amp_context(amp: bool, amp_dtype: str, device: str) -> Tuple[Callable[[], Any], Optional[NativeScaler]]:
+    """Autocast factory and gradient scaler of a run.
+
+    Returns:
+        ``(autocast, scaler)``: ``autocast()`` gives a fresh context (a no-op without ``amp``); ``scaler`` is a
+        :class:`timm.utils.NativeScaler` for float16 on CUDA, else None.
+
+    Raises:
+        ValueError: ``amp_dtype`` is not ``bfloat16`` or ``float16``.
+    """
+    if amp_dtype not in ('bfloat16', 'float16'):
+        raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {amp_dtype!r}")
+    if not amp:
+        return contextlib.nullcontext, None
+    kind = torch.device(device).type
+    dtype = getattr(torch, amp_dtype)
+
+    def autocast():
+        return torch.autocast(device_type=kind, dtype=dtype)
+    scaler = NativeScaler(device=kind) if dtype == torch.float16 and kind == 'cuda' else None
+    return autocast, scaler
+
+
+def no_weight_decay_names(model: nn.Module) -> List[str]:
+    """Full parameter names listed by the ``no_weight_decay()`` of ``model`` and of every submodule.
+
+    timm's optimizer factory asks only the top module; a detector or segmenter wraps a timm backbone whose
+    position embeddings and relative-position tables must not decay either.
+    """
+    names: List[str] = []
+    for prefix, module in model.named_modules():
+        fn = getattr(module, 'no_weight_decay', None)
+        if callable(fn):
+            names += [f'{prefix}.{n}' if prefix else n for n in fn()]
+    return names
+
+
+def create_optimizer(model: nn.Module, opt: str, lr: float, weight_decay: float,
+                     momentum: float = 0.9) -> torch.optim.Optimizer:
+    """timm's optimizer without decay on biases, norms and every ``no_weight_decay()`` parameter of any submodule.
+
+    For models that wrap a timm backbone (detectors, segmenters): position embeddings, class tokens and
+    relative-position tables of the backbone do not decay, as in mmdetection's Swin recipe. ``opt='momentum'`` is
+    SGD with momentum (timm's ``sgd`` is Nesterov).
+    """
+    groups = param_groups_weight_decay(model, weight_decay, no_weight_decay_list=no_weight_decay_names(model))
+    return create_optimizer_v2(groups, opt=opt, lr=lr, weight_decay=weight_decay, momentum=momentum)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One update
+
+
+@dataclass
+class StepResult:
+    """What one call of :func:`train_step` did."""
+    loss: torch.Tensor  # mean loss over the micro-batches, detached, on the device (not reduced over ranks)
+    finite: bool
+    grad_norm: Optional[float] = None
+    parts: Dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def _finite_everywhere(loss: torch.Tensor, env: DistEnv) -> bool:
+    ok = torch.isfinite(loss.detach()).all().to(torch.float32)
+    if env.distributed:  # every rank must take the same branch, or DDP's all-reduce would hang
+        ok = all_reduce_mean(ok if env.device != 'cpu' else ok.cpu())
+    return bool(ok.item() == 1.0)
+
+
+def train_step(
+        train_model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        micro_batches: Sequence[Any],
+        loss_fn: Callable[[nn.Module, Any], Union[torch.Tensor, Tuple[torch.Tensor, Dict[str, torch.Tensor]]]],
+        env: DistEnv,
+        autocast: Callable[[], Any] = contextlib.nullcontext,
+        scaler: Optional[NativeScaler] = None,
+        clip_grad: Optional[float] = None,
+        clip_mode: str = 'norm',
+) -> StepResult:
+    """One optimizer update: forward and backward of each micro-batch, then clipping and the step.
+
+    ``loss_fn(train_model, micro_batch)`` returns the loss (or ``(loss, parts)``, parts being named loss terms to
+    log). Each micro-batch's loss is scaled by ``1 / len(micro_batches)``; under DDP gradients are synchronised on
+    the last micro-batch only. A loss that is not finite on some rank skips the whole update on every rank
+    (gradients cleared, nothing stepped) and is reported with ``finite=False``.
+    """
+    n = len(micro_batches)
+    if n < 1:
+        raise ValueError('train_step needs at least one micro-batch')
+    model = unwrap_model(train_model)
+    params = [p for p in model.parameters() if p.requires_grad]
+    total = None
+    parts: Dict[str, torch.Tensor] = {}
+    grad_norm: Optional[float] = None
+    for i, batch in enumerate(micro_batches):
+        last = i == n - 1
+        sync = contextlib.nullcontext()
+        if not last and isinstance(train_model, nn.parallel.DistributedDataParallel):
+            sync = train_model.no_sync()
+        with sync:
+            with autocast():
+                out = loss_fn(train_model, batch)
+                loss, terms = out if isinstance(out, tuple) else (out, {})
+                loss = loss / n
+            if not _finite_everywhere(loss, env):
+                optimizer.zero_grad(set_to_none=True)
+                return StepResult(loss.detach().float() * n, False)
+            if scaler is not None:
+                scaler(loss, optimizer, clip_grad=clip_grad or None, clip_mode=clip_mode, parameters=params,
+                       need_update=last)
+            else:
+                loss.backward()
+                if last:
+                    if clip_grad:
+                        if clip_mode == 'norm':
+                            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, clip_grad))
+                        else:
+                            dispatch_clip_grad(params, clip_grad, mode=clip_mode)
+                    optimizer.step()
+        loss = loss.detach().float()
+        total = loss if total is None else total + loss
+        for k, v in terms.items():
+            parts[k] = parts.get(k, 0.0) + v.detach().float() / n
+    optimizer.zero_grad(set_to_none=True)
+    return StepResult(total, True, grad_norm, parts)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Run folders, checkpoints and resume
+
+
+def config_dict(cfg: Any) -> Dict[str, Any]:
+    """A config dataclass (or mapping) as plain JSON types: tuples become lists."""
+    import dataclasses
+    raw = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
+    return json.loads(json.dumps(raw))
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in every checkpoint."""
+    step: int = 0
+    best: Optional[float] = None
+    best_step: Optional[int] = None
+    nonfinite: int = 0
+    items: int = 0
+    train_time: float = 0.0
+    history: List[Dict[str, Any]] = field(default_factory=list)
+
+    def state_dict(self) -> Dict[str, Any]:
+        return dict(step=self.step, best=self.best, best_step=self.best_step, nonfinite=self.nonfinite,
+                    items=self.items, train_time=self.train_time, history=self.history)
+
+    @classmethod
+    def from_state(cls, d: Mapping[str, Any]) -> Progress:
+        return cls(int(d['step']), d.get('best'), d.get('best_step'), int(d.get('nonfinite', 0)),
+                   int(d.get('items', 0)), float(d.get('train_time', 0.0)), list(d.get('history', [])))
+
+
+class RunFolder:
+    """A run's folder: the checkpoint convention and the policy for folders that already hold a run.
+
+    Files: ``last.pth`` (the latest state: model, optimizer, scheduler, scaler, EMA, progress, config, the task's
+    metadata), ``best.pth`` (the state at the best evaluation), ``config.json`` (the run's settings and every
+    change made on resume), ``log.csv`` and ``tb/``.
+
+    Policy:
+
+    * ``resume=None``: a folder holding ``last.pth`` is refused (:class:`RunError` naming the folder and what to
+      do); the run starts fresh otherwise.
+    * ``resume='auto'``: continue ``last.pth`` when it exists, else start fresh.
+    * ``resume=PATH``: continue that checkpoint (it must exist), writing into this folder.
+
+    A resumed run must have the stored settings, except for the fields the task lists as ``mutable`` (e.g. the
+    length of training, evaluation intervals, workers); differing settings are refused with the fields named,
+    and a change of a mutable field is recorded in ``config.json``.
+    """
+
+    LAST = 'last.pth'
+    BEST = 'best.pth'
+    CONFIG = 'config.json'
+
+    def __init__(self, out_dir: str, kind: str, resume: Optional[str], env: DistEnv):
+        if not out_dir:
+            raise ValueError('out_dir must name a folder')
+        if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+            raise RunError(f'out_dir {out_dir!r} exists and is not a folder; expected a run folder')
+        if resume in ('', 'none', 'no', False):
+            resume = None
+        if resume in (True, 'true', 'yes'):
+            resume = 'auto'
+        self.out_dir, self.kind, self.resume, self.env = out_dir, kind, resume, env
+        self.last = os.path.join(out_dir, self.LAST)
+        self.best = os.path.join(out_dir, self.BEST)
+        self.resumed_from: Optional[str] = None
+        self.changes: Dict[str, Tuple[Any, Any]] = {}
+
+    def open(self, config: Dict[str, Any], mutable: Iterable[str] = ()) -> Optional[Dict[str, Any]]:
+        """Apply the policy; return the checkpoint to continue from, or None to start fresh.
+
+        Raises:
+            RunError: The folder holds a run and no resume was asked for; the stored settings differ.
+            FileNotFoundError: ``resume`` names a missing file.
+            CheckpointError: The checkpoint is unreadable, of another kind, or of an earlier layout.
+        """
+        path: Optional[str] = None
+        if self.resume is None:
+            if os.path.isfile(self.last):
+                raise RunError(
+                    f'{self.out_dir!r} already holds a run ({self.last}{self._where(self.last)}); pass --resume to '
+                    'continue it, or choose another output folder (--out-dir) for a new run')
+        elif self.resume == 'auto':
+            path = self.last if os.path.isfile(self.last) else None
+        else:
+            path = self.resume
+            if os.path.isdir(path):
+                raise RunError(f'resume path {path!r} is a folder; expected a checkpoint file such as '
+                               f'{os.path.join(path, self.LAST)!r} (or --resume alone for {self.last!r})')
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f'checkpoint {path!r} to resume from does not exist')
+            if os.path.isfile(self.last) and not os.path.samefile(path, self.last):
+                raise RunError(f'{self.out_dir!r} holds another run ({self.last}); resuming {path!r} into it would '
+                               'overwrite it; choose another --out-dir')
+        if path is None:
+            return None
+        state = self.load(path)
+        stored = state.get('config') or {}
+        differ = {k: (stored[k], v) for k, v in config.items() if k in stored and stored[k] != v}
+        mutable = set(mutable)
+        fixed = {k: d for k, d in differ.items() if k not in mutable}
+        if fixed:
+            lines = ', '.join(f'{k}: {a!r} -> {b!r}' for k, (a, b) in fixed.items())
+            raise RunError(
+                f'cannot resume {path!r} with other settings ({lines}); these fields must match the stored run. '
+                f'Resume with the stored values, or start a new run in another output folder')
+        self.changes = {k: d for k, d in differ.items() if k in mutable}
+        self.resumed_from = path
+        return state
+
+    def _where(self, path: str) -> str:
+        try:
+            state = torch.load(path, map_location='cpu', weights_only=True)
+            return f', step {state["progress"]["step"]}'
+        except Exception:  # only a hint for the message
+            return ''
+
+    def load(self, path: str) -> Dict[str, Any]:
+        state = load_checkpoint(path, self.kind, required=('model', 'progress', 'config'))
+        if state.get('version') != FORMAT_VERSION:
+            raise CheckpointError(
+                f'checkpoint {path!r} has layout version {state.get("version")!r}; this stepsnet reads version '
+                f'{FORMAT_VERSION} (it was written by an earlier stepsnet); start a new run')
+        return state
+
+    def write_config(self, config: Dict[str, Any], extra: Optional[Dict[str, Any]] = None) -> None:
+        """``config.json``: the settings, plus the history of changes made on resume (main rank only)."""
+        if not self.env.is_main:
+            return
+        path = os.path.join(self.out_dir, self.CONFIG)
+        record: Dict[str, Any] = {}
+        if self.resumed_from and os.path.isfile(path):
+            try:
+                with open(path, encoding='utf-8') as f:
+                    record = json.load(f)
+            except (OSError, ValueError):
+                record = {}
+        resumes = list(record.get('resumes', []))
+        if self.resumed_from:
+            resumes.append({'from': self.resumed_from, 'time': time.strftime('%Y-%m-%d %H:%M:%S'),
+                            'changed': {k: {'stored': a, 'now': b} for k, (a, b) in self.changes.items()}})
+        out = {'config': config if not self.resumed_from else record.get('config', config), **(extra or {})}
+        if self.resumed_from:
+            out['config_now'] = config
+        out['resumes'] = resumes
+        atomic_write_text(path, json.dumps(out, indent=2, default=str))
+
+    def save(self, state: Dict[str, Any], best: bool = False) -> None:
+        """Write ``last.pth`` (and ``best.pth``) atomically on the main rank; every rank waits for it."""
+        if self.env.is_main:
+            payload = dict(state, version=FORMAT_VERSION)
+            save_checkpoint(payload, self.last, self.kind)
+            if best:
+                save_checkpoint(payload, self.best, self.kind)
+        barrier()
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The loop
+
+
+@dataclass
+class Schedule:
+    """How :func:`fit` runs: length, intervals (in steps; 0 = only at the end) and the policies.
+
+    Attributes:
+        total_steps: Steps of the whole run (one step = one optimizer update).
+        eval_every: Evaluate every this many steps (and at the end).
+        checkpoint_every: Save ``last.pth`` every this many steps (and at the end).
+        log_every: Log the training loss every this many steps.
+        metric: Key of the evaluation's result that decides ``best.pth``.
+        higher_is_better: Direction of ``metric``.
+        clip_grad: Gradient clipping threshold (None or 0: off).
+        clip_mode: ``norm``, ``value`` or ``agc`` (timm's :func:`dispatch_clip_grad`).
+        nan_tolerance: Non-finite losses skipped before the run stops.
+        time_limit: Stop (with an evaluation and a checkpoint) after this many seconds of training.
+        progress: Show a progress bar.
+        desc: Progress-bar label.
+        item_name: What ``count`` counts (``images``, ``tokens``), for throughput in the log.
+        steps_per_epoch: Steps in one pass over the data, to log the epoch (None: no epochs).
+    """
+    total_steps: int
+    eval_every: int = 0
+    checkpoint_every: int = 0
+    log_every: int = 10
+    metric: str = 'loss'
+    higher_is_better: bool = False
+    clip_grad: Optional[float] = None
+    clip_mode: str = 'norm'
+    nan_tolerance: int = 0
+    time_limit: Optional[float] = None
+    progress: bool = True
+    desc: str = 'train'
+    item_name: str = 'items'
+    steps_per_epoch: Optional[int] = None
+
+
+def _due(step: int, every: int) -> bool:
+    return every > 0 and step % every == 0
+
+
+def fit(
+        model: nn.Module,
+        train_model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        batches: Iterator[Sequence[Any]],
+        loss_fn: Callable[[nn.Module, Any], Any],
+        evaluate: Callable[[], Dict[str, Any]],
+        schedule: Schedule,
+        run: RunFolder,
+        env: DistEnv,
+        progress: Progress,
+        autocast: Callable[[], Any] = contextlib.nullcontext,
+        scaler: Optional[NativeScaler] = None,
+        ema: Optional[nn.Module] = None,
+        count: Optional[Callable[[Sequence[Any]], int]] = None,
+        checkpoint_extra: Optional[Dict[str, Any]] = None,
+        writer: Optional[MetricWriter] = None,
+        on_eval: Optional[Callable[[int, Dict[str, Any]], None]] = None,
+) -> Progress:
+    """Train from ``progress.step`` to ``schedule.total_steps``; returns the final :class:`Progress`.
+
+    Each item of ``batches`` holds the micro-batches of one step (a one-element sequence without accumulation;
+    ``None`` entries, batches whose every sample was skipped, are dropped);
+    the iterator starts at ``progress.step`` (the task makes it so, which is how a resumed run sees the batches
+    the uninterrupted run would have seen). ``scheduler.step_update(step)`` sets the learning rate before each
+    step. After a step: EMA update, logging every ``log_every``, evaluation every ``eval_every`` (``best.pth``
+    when ``schedule.metric`` improves), ``last.pth`` every ``checkpoint_every``; at the end (or the time limit)
+    an evaluation and a checkpoint.
+
+    Checkpoints hold ``model`` (the unwrapped training model), ``optimizer``, ``scheduler``, ``scaler``, ``ema``,
+    ``progress`` and everything in ``checkpoint_extra`` (the task's config and metadata).
+
+    Raises:
+        FloatingPointError: More than ``schedule.nan_tolerance`` non-finite losses.
+    """
+    main = env.is_main
+    total = schedule.total_steps
+
+    def state() -> Dict[str, Any]:
+        return dict(
+            model={k: v.detach().cpu() for k, v in model.state_dict().items()},
+            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict() if scheduler is not None else None,
+            scaler=scaler.state_dict() if scaler is not None else None,
+            ema={k: v.detach().cpu() for k, v in ema.module.state_dict().items()} if ema is not None else None,
+            progress=progress.state_dict(), **(checkpoint_extra or {}))
+
+    def evaluate_now(step: int) -> Tuple[Dict[str, Any], bool]:
+        metrics = evaluate()
+        score = metrics.get(schedule.metric)
+        better = score is not None and math.isfinite(score) and (
+            progress.best is None or (score > progress.best if schedule.higher_is_better else score < progress.best))
+        if better:
+            progress.best, progress.best_step = float(score), step
+        if on_eval is not None and main:
+            on_eval(step, metrics)
+        return metrics, better
+
+    bar = tqdm(total=total, initial=progress.step, desc=schedule.desc, disable=not (main and schedule.progress),
+               dynamic_ncols=True, leave=False)
+    interval_loss, interval_steps, interval_items, t_interval = 0.0, 0, 0, time.perf_counter()
+    result: Optional[StepResult] = None
+    train_model.train()
+    step = progress.step
+    try:
+        while step < total:
+            t0 = time.perf_counter()
+            if scheduler is not None:
+                scheduler.step_update(num_updates=step)
+            micro = [b for b in next(batches) if b is not None]
+            if micro:
+                result = train_step(train_model, optimizer, micro, loss_fn, env, autocast, scaler,
+                                    schedule.clip_grad, schedule.clip_mode)
+            elif main:  # every sample of the step was skipped (unreadable files under skip_corrupt)
+                bar.write(f'warning: step {step + 1} has no data (every sample was skipped); no update')
+            step += 1
+            progress.step = step
+            if micro and not result.finite:
+                progress.nonfinite += 1
+                value = float(result.loss.item())
+                kept = (f'the last good checkpoint {run.last!r} is kept' if os.path.isfile(run.last)
+                        else 'no checkpoint was written yet')
+                if progress.nonfinite > schedule.nan_tolerance:
+                    raise FloatingPointError(
+                        f'training loss is {value} at step {step} ({progress.nonfinite} non-finite so far, '
+                        f'nan_tolerance={schedule.nan_tolerance}); stopped before the update; {kept}. Lower the '
+                        'learning rate, clip gradients (clip_grad) or use amp_dtype=bfloat16')
+                if main:
+                    bar.write(f'warning: non-finite loss {value} at step {step}; update skipped '
+                              f'({progress.nonfinite} of {schedule.nan_tolerance} tolerated)')
+            elif micro:
+                if ema is not None:
+                    ema.update(model, step=step)
+                interval_loss += float(result.loss)  # a host sync per step: the finiteness check synced already
+                interval_steps += 1
+                items = count(micro) * env.world_size if count is not None else 0
+                interval_items += items
+                progress.items += items
+            progress.train_time += time.perf_counter() - t0
+            bar.update(1)
+            out_of_time = schedule.time_limit is not None and progress.train_time >= schedule.time_limit
+            last = step >= total or out_of_time
+            row: Dict[str, Any] = {}
+            if _due(step, schedule.log_every) or last:
+                dt = time.perf_counter() - t_interval
+                mean = all_reduce_mean(torch.tensor(interval_loss / max(interval_steps, 1), dtype=torch.float64))
+                row.update(lr=optimizer.param_groups[0]['lr'], train_loss=float(mean))
+                if result is not None:
+                    if result.grad_norm is not None:
+                        row['grad_norm'] = result.grad_norm
+                    row.update({f'train_{k}': float(all_reduce_mean(v)) for k, v in result.parts.items()})
+                if count is not None and dt > 0:
+                    row[f'{schedule.item_name}_per_s'] = interval_items / dt
+                bar.set_postfix(loss=f'{row["train_loss"]:.4f}', lr=f'{row["lr"]:.2e}')
+                interval_loss, interval_steps, interval_items = 0.0, 0, 0
+            better = False
+            if _due(step, schedule.eval_every) or last:
+                metrics, better = evaluate_now(step)
+                row.update({f'val_{k}': v for k, v in metrics.items() if isinstance(v, (int, float))})
+                train_model.train()
+            if row:
+                head = {'step': step}
+                if schedule.steps_per_epoch:
+                    head['epoch'] = round(step / schedule.steps_per_epoch, 4)
+                if count is not None:
+                    head[f'{schedule.item_name}_seen'] = progress.items
+                progress.history.append({**head, **row, 'time': round(progress.train_time, 3)})
+                if writer is not None:
+                    writer.log(progress.history[-1])
+                t_interval = time.perf_counter()
+            if _due(step, schedule.checkpoint_every) or last or better:
+                run.save(state(), best=better)
+                t_interval = time.perf_counter()
+            if out_of_time:
+                break
+    finally:
+        bar.close()
+    return progress
