@@ -74,6 +74,9 @@ def test_cifar_reads_local_python_batches(tmp_path):
     with open(folder / 'data_batch_1', 'rb') as f:
         first = pickle.load(f)['data'][0]
     assert np.array_equal(np.asarray(train[0][0]).transpose(2, 0, 1).reshape(-1), first)
+    # loader workers started by spawn receive the dataset pickled
+    copy = pickle.loads(pickle.dumps(val))
+    assert copy.targets == val.targets and np.array_equal(np.asarray(copy[3][0]), np.asarray(val[3][0]))
 
 
 def test_cifar_missing_gives_clear_error(tmp_path):

@@ -187,23 +187,28 @@ def _find_cifar_dir(root: str, variant: int) -> str:
         f'(extract the python version of CIFAR-{variant}; it is never downloaded)')
 
 
-def _local_copy(base: type, train: bool) -> type:
-    """torchvision's ``base`` (``CIFAR10`` / ``CIFAR100``) reading one split straight from the folder it is given.
+class _OneSplitFiles:
+    """Makes torchvision's ``CIFAR10`` / ``CIFAR100`` read one split straight from the folder it is given.
 
     The split's files and the metadata must exist, but neither the other split's files nor the checksums of the
     official archive are required, so a partial or re-pickled copy (or a small test fixture) loads as well.
     """
-    files = [[name, None] for name, _ in (base.train_list if train else base.test_list)]
-    return type(f'Local{base.__name__}', (base,), {
-        'base_folder': '',
-        'train_list': files if train else [],
-        'test_list': [] if train else files,
-        'meta': {**base.meta, 'md5': None},
-    })
+
+    def __init__(self, folder: str, train: bool):
+        # torchvision reads these attributes in its __init__: set them on the instance first
+        files = [[name, None] for name, _ in (type(self).train_list if train else type(self).test_list)]
+        self.base_folder = ''
+        self.train_list, self.test_list = (files, []) if train else ([], files)
+        self.meta = {**type(self).meta, 'md5': None}
+        super().__init__(folder, train=train, download=False)
 
 
-_CIFAR = {(variant, train): _local_copy(base, train)
-          for variant, base in ((10, CIFAR10), (100, CIFAR100)) for train in (True, False)}
+class _CIFAR10Files(_OneSplitFiles, CIFAR10):
+    pass
+
+
+class _CIFAR100Files(_OneSplitFiles, CIFAR100):
+    pass
 
 
 class CIFARDataset(_ClassNames, Dataset):
@@ -224,15 +229,15 @@ class CIFARDataset(_ClassNames, Dataset):
         if variant not in (10, 100):
             raise ValueError(f'CIFAR variant must be 10 or 100, got {variant}')
         folder = _find_cifar_dir(root, variant)
-        base = _CIFAR[variant, train]
+        base = _CIFAR10Files if variant == 10 else _CIFAR100Files
         split = 'train' if train else 'test'
-        names = [n for n, _ in base.train_list + base.test_list] + [base.meta['filename']]
+        names = [n for n, _ in (base.train_list if train else base.test_list)] + [base.meta['filename']]
         for name in names:
             path = os.path.join(folder, name)
             if not os.path.isfile(path):
                 raise FileNotFoundError(f'CIFAR-{variant} file {path} (needed by the {split} split) is missing')
         try:
-            self.dataset = base(folder, train=train, download=False)
+            self.dataset = base(folder, train)
         except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as e:
             raise ValueError(f'corrupt CIFAR-{variant} {split} data in {folder}: one of {names} does not hold '
                              f'python batches ({type(e).__name__}: {e})') from e
