@@ -2,9 +2,12 @@
 import json
 import os
 
+import numpy as np
 import pytest
 import torch
+from snapshots import snapshot
 
+import stepsnet.data.synthetic as synthetic
 from stepsnet.cli import main
 from stepsnet.data.coco import CocoInstances, coco_evaluate, coco_split_paths, detections_to_coco
 from stepsnet.data.synthetic import SHAPE_CLASSES, make_synthetic_coco
@@ -29,7 +32,7 @@ def _edit(ann_file, fn):
 
 def test_synthetic_coco_loads(coco_root):
     ds = CocoInstances(*coco_split_paths(coco_root, 'train2017'))
-    assert len(ds) == 3 and ds.classes == list(SHAPE_CLASSES)
+    assert len(ds) == 3 and ds.classes == list(SHAPE_CLASSES) and ds.class_names == list(SHAPE_CLASSES)
     image, target = ds[0]
     assert image.dtype == torch.float32 and image.shape[0] == 3 and 0 <= image.min() and image.max() <= 1
     n = len(target['labels'])
@@ -139,3 +142,75 @@ def test_synth_coco_command(tmp_path, capsys):
 def test_eval_det_reports_missing_file(tmp_path, capsys):
     assert main(['eval-det', '--checkpoint', str(tmp_path / 'none.pt')]) == 2
     assert 'none.pt' in capsys.readouterr().err
+
+
+def test_synthetic_coco_does_not_overwrite_an_existing_data_set(coco_root, tmp_path):
+    before = snapshot(coco_root)
+    with pytest.raises(FileExistsError, match=r"instances_train2017\.json' already exists \(and \d+ more of its "
+                                              r"files\); refusing to overwrite it with synthetic COCO data.*force"):
+        make_synthetic_coco(coco_root, num_train=3, num_val=2, size=(64, 80), seed=4)
+    os.remove(os.path.join(coco_root, 'annotations', 'instances_train2017.json'))
+    os.remove(os.path.join(coco_root, 'annotations', 'instances_val2017.json'))
+    with pytest.raises(FileExistsError, match=r"train2017/000000000001\.jpg' already exists"):  # images alone too
+        make_synthetic_coco(coco_root, num_train=3, num_val=2, size=(64, 80), seed=4)
+    assert snapshot(coco_root) == {k: v for k, v in before.items() if not k.startswith('annotations')}
+    assert sorted(os.listdir(tmp_path)) == ['coco']  # no temporary folder left beside it
+    make_synthetic_coco(coco_root, num_train=3, num_val=2, size=(64, 80), seed=4, force=True)
+    after = snapshot(coco_root)
+    assert set(after) == set(before) and after['train2017/000000000001.jpg'] != before['train2017/000000000001.jpg']
+
+
+def test_synthetic_coco_joins_a_folder_without_its_files(tmp_path):
+    out = tmp_path / 'c'
+    out.mkdir()
+    (out / 'README.txt').write_text('mine')
+    make_synthetic_coco(str(out), num_train=1, num_val=1, size=(32, 32))
+    assert (out / 'README.txt').read_text() == 'mine' and (out / 'annotations' / 'instances_val2017.json').is_file()
+    assert (out / 'val2017' / '000000000002.jpg').is_file()
+
+
+def test_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):
+    draw = synthetic.draw_scene
+    calls = []
+
+    def fail_on_the_third(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError('disk full')
+        return draw(*args, **kwargs)
+    monkeypatch.setattr(synthetic, 'draw_scene', fail_on_the_third)
+    with pytest.raises(RuntimeError, match='disk full'):
+        make_synthetic_coco(str(tmp_path / 'new'), num_train=2, num_val=2, size=(32, 32))
+    assert os.listdir(tmp_path) == []
+    (tmp_path / 'old').mkdir()
+    (tmp_path / 'old' / 'keep.txt').write_text('mine')
+    before = snapshot(tmp_path)
+    calls.clear()
+    with pytest.raises(RuntimeError, match='disk full'):
+        make_synthetic_coco(str(tmp_path / 'old'), num_train=2, num_val=2, size=(32, 32))
+    assert snapshot(tmp_path) == before and os.listdir(tmp_path) == ['old']
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    (dict(max_shapes=0), 'max_shapes must be an integer >= 1, got 0'),
+    (dict(num_train=0), 'num_train must be an integer >= 1, got 0'),
+    (dict(num_val=-2), 'num_val must be an integer >= 1, got -2'),
+    (dict(size=(0, 64)), r'size must be two positive integers \(height, width\), got \(0, 64\)'),
+    (dict(size=(64,)), r'size must be two positive integers'),
+    (dict(size=(18, 64)), r'size \(18, 64\) with size_jitter 0.15 makes images as small as 15.3 pixels; '
+                          'expected every side >= 16'),
+    (dict(size_jitter=1.0), r'size_jitter must be in \[0, 1\), got 1.0'),
+    (dict(splits=('a', 'a')), r"splits must be two different folder names, got \('a', 'a'\)"),
+])
+def test_synthetic_coco_checks_its_arguments(tmp_path, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        make_synthetic_coco(str(tmp_path / 'c'), **kwargs)
+    assert os.listdir(tmp_path) == []
+
+
+def test_draw_scene_checks_its_arguments():
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match='max_shapes must be >= 1, got 0'):
+        synthetic.draw_scene(32, 32, rng, max_shapes=0)
+    with pytest.raises(ValueError, match=r'image size 8x32 \(height x width\) is too small; expected sides >= 16'):
+        synthetic.draw_scene(8, 32, rng)

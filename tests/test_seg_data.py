@@ -1,16 +1,19 @@
 """ADE20K-format data and segmentation metrics: loader, augmentation, metrics, inference modes, bad input."""
 import math
 import os
+import re
 
 import numpy as np
 import pytest
 import torch
 import torch.nn as nn
 from PIL import Image
+from snapshots import snapshot
+from torchvision import tv_tensors
 
 from stepsnet.cli import main
-from stepsnet.data.ade import IGNORE_INDEX, ADE20KSegmentation
-from stepsnet.data.synthetic import make_synthetic_ade
+from stepsnet.data.ade import IGNORE_INDEX, ADE20KSegmentation, photometric_distortion
+from stepsnet.data.synthetic import ADE_SYNTH_CLASSES, make_synthetic_ade
 from stepsnet.tasks.segmentation import confusion_matrix, predict_logits, segmentation_metrics
 
 
@@ -38,7 +41,72 @@ def test_training_crops(ade_root):
                             ratio_range=(0.5, 0.5))
     image, label = ds[0]  # the rescaled image is smaller than the crop: padded with the ignore index
     assert image.shape == (3, 96, 112) and label.shape == (96, 112)
-    assert (label[-1] == IGNORE_INDEX).all()
+    assert (label[-1] == IGNORE_INDEX).all() and (image[:, -1] == 0).all()
+    assert (label[:, -1] == IGNORE_INDEX).all() and (label[:20, :20] != IGNORE_INDEX).any()  # image at top left
+    assert type(image) is torch.Tensor and type(label) is torch.Tensor and label.dtype == torch.int64
+
+
+def test_augmentation_moves_image_and_labels_together(tmp_path):
+    """Lossless images whose red channel encodes the label: any crop or flip must keep them in register."""
+    root = tmp_path / 'ade'
+    for d in ('images/training', 'annotations/training'):
+        (root / d).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    raw = rng.integers(0, 5, (40, 60)).astype(np.uint8)
+    raw[:, :30] = np.arange(30) % 5  # an asymmetric left half: a flip shows
+    Image.fromarray(np.stack([raw * 50, raw * 0, raw * 0], -1)).save(root / 'images/training/a.png')
+    Image.fromarray(raw).save(root / 'annotations/training/a.png')
+    ds = ADE20KSegmentation(str(root), 'training', num_classes=4, train=True, crop_size=(32, 48), scale=(60, 40),
+                            ratio_range=(1.0, 1.0), photometric=False)
+    first_rows = set()
+    for seed in range(8):
+        torch.manual_seed(seed)
+        image, label = ds[0]
+        assert image.shape == (3, 32, 48) and label.shape == (32, 48)
+        red = (image[0] * 255).round().long()
+        expect = torch.where(label == IGNORE_INDEX, 0, (label + 1) * 50)  # label 0 (= raw 0) is ignored
+        assert torch.equal(red, expect)
+        first_rows.add(tuple(label[0].tolist()))
+    assert len(first_rows) > 2  # different crops and flips were drawn
+
+
+def test_photometric_distortion_is_on_for_training_only(ade_root):
+    assert ADE20KSegmentation(ade_root, 'training', num_classes=4, train=True).photometric is True
+    assert ADE20KSegmentation(ade_root, 'validation', num_classes=4).photometric is False
+    with pytest.raises(ValueError, match='photometric=True distorts training images only'):
+        ADE20KSegmentation(ade_root, 'validation', num_classes=4, photometric=True)
+    distort = photometric_distortion()
+    image = tv_tensors.Image(torch.randint(0, 256, (3, 24, 24), dtype=torch.uint8))
+    mask = tv_tensors.Mask(torch.randint(0, 4, (24, 24)))
+    changed = 0
+    for seed in range(6):
+        torch.manual_seed(seed)
+        out_image, out_mask = distort(image, mask)
+        assert torch.equal(out_mask, mask) and out_image.dtype == torch.uint8 and out_image.shape == image.shape
+        changed += not torch.equal(out_image, image)
+    assert changed >= 3  # each of its four steps is applied with probability 0.5
+    # the same geometric draws with and without the distortion (it comes last): only the pixel values differ
+    common = dict(num_classes=4, train=True, crop_size=(48, 48), scale=(80, 64))
+    with_pd = ADE20KSegmentation(ade_root, 'training', **common)
+    without = ADE20KSegmentation(ade_root, 'training', photometric=False, **common)
+    changed = 0
+    for seed in range(4):
+        torch.manual_seed(seed)
+        image, label = with_pd[0]
+        torch.manual_seed(seed)
+        plain, same_label = without[0]
+        assert torch.equal(label, same_label) and 0 <= image.min() and image.max() <= 1
+        changed += not torch.equal(image, plain)
+    assert changed >= 2
+
+
+def test_class_names(ade_root):
+    ds = ADE20KSegmentation(ade_root, 'validation', num_classes=4)
+    assert ds.class_names == list(ADE_SYNTH_CLASSES)
+    with pytest.warns(UserWarning, match=r'classes\.txt\' lists 4 classes but num_classes=150'):
+        assert ADE20KSegmentation(ade_root, 'validation').class_names[:2] == ['0', '1']
+    os.remove(os.path.join(ade_root, 'classes.txt'))
+    assert ADE20KSegmentation(ade_root, 'validation', num_classes=4).class_names == ['0', '1', '2', '3']
 
 
 def test_metrics_from_confusion():
@@ -113,3 +181,26 @@ def test_synth_ade_command(tmp_path, capsys):
     assert 'num_classes 4' in capsys.readouterr().out
     assert os.listdir(os.path.join(out, 'images', 'training')) == ['ADE_train_00000001.jpg']
     assert os.listdir(os.path.join(out, 'annotations', 'validation')) == ['ADE_val_00000001.png']
+
+
+def test_synthetic_ade_does_not_overwrite_an_existing_data_set(ade_root, tmp_path):
+    before = snapshot(ade_root)
+    with pytest.raises(FileExistsError, match=r"ade/classes\.txt' already exists \(and 8 more of its files\); "
+                                              r"refusing to overwrite it with synthetic ADE20K data.*force"):
+        make_synthetic_ade(ade_root, num_train=2, num_val=2, size=(64, 80), seed=5)
+    with pytest.raises(ValueError, match='outline must be None or an integer >= 0, got -1'):
+        make_synthetic_ade(ade_root, outline=-1)
+    with pytest.raises(ValueError, match='max_shapes must be an integer >= 1, got 0'):
+        make_synthetic_ade(ade_root, max_shapes=0)
+    assert snapshot(ade_root) == before and os.listdir(tmp_path) == ['ade']
+    # force: one image per split now; the second one of the old set stays, with a warning
+    with pytest.warns(UserWarning) as caught:
+        make_synthetic_ade(ade_root, num_train=1, num_val=1, size=(64, 80), seed=5, force=True)
+    found = [re.search(r'images/(\w+) holds 2 files, 1 more than the images written now', str(w.message))
+             for w in caught]
+    assert [m.group(1) for m in found if m] == ['training', 'validation']
+    after = snapshot(ade_root)
+    assert set(after) == set(before)
+    name = os.path.join('annotations', 'training', 'ADE_train_00000001.png')
+    assert after[name] != before[name]
+    assert after[name.replace('00000001', '00000002')] == before[name.replace('00000001', '00000002')]

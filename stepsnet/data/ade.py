@@ -2,24 +2,35 @@
 ``annotations/{training,validation}/*.png`` (same stem), labels 0..150 with 0 = unlabelled.
 
 As in mmsegmentation (``reduce_zero_label``), label 0 becomes the ignore index 255 and labels 1..150 become
-classes 0..149. Training follows its ADE20K pipeline: random rescale of the (2048, 512) scale by a ratio in
-[0.5, 2.0] keeping the aspect ratio, a random 512x512 crop (padded with the ignore index where the image is
-smaller), a random horizontal flip. Its photometric distortion and the crop's ``cat_max_ratio`` re-draw are not
-applied. Validation items are the original image and labels; resizing for inference is the evaluator's job.
+classes 0..149. Training follows its ADE20K pipeline, applied jointly to the image and its label map as torchvision
+``tv_tensors`` (``Image`` and ``Mask``, which resizes with nearest neighbours): random rescale of the (2048, 512)
+scale by a ratio in [0.5, 2.0] keeping the aspect ratio, a random 512x512 crop, a random horizontal flip, the
+photometric distortion, then padding to the crop size (image 0, labels the ignore index) at the bottom and right.
+
+The photometric distortion is mmseg's ``PhotoMetricDistortion`` built from ``v2.ColorJitter``: brightness,
+contrast (before or after the colour steps, at random), saturation and hue, each applied with probability 0.5,
+with mmseg's ranges (contrast and saturation factors in [0.5, 1.5], hue shifted by up to 18 of OpenCV's 180
+degrees = 0.1 of the hue circle). One difference: mmseg adds a brightness offset in [-32, 32]; ``ColorJitter``
+multiplies by a factor in [1 - 32/255, 1 + 32/255], the same change at white and a smaller one in dark regions.
+The crop's ``cat_max_ratio`` re-draw is not applied. Validation items are the original image and labels;
+resizing for inference is the evaluator's job.
 """
 import os
-import random
-from typing import List, Tuple
+import warnings
+from typing import List, Optional, Tuple
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision import tv_tensors
+from torchvision.transforms import v2
+from torchvision.transforms.v2 import functional as TF
 
-__all__ = ['IGNORE_INDEX', 'ADE20KSegmentation', 'resize_keep_ratio']
+__all__ = ['IGNORE_INDEX', 'ADE20KSegmentation', 'resize_keep_ratio', 'photometric_distortion']
 
 IGNORE_INDEX = 255
+CLASSES_FILE = 'classes.txt'
 _IMAGE_EXTS = ('.jpg', '.jpeg', '.png')
 
 
@@ -29,11 +40,39 @@ def resize_keep_ratio(height: int, width: int, scale: Tuple[int, int]) -> Tuple[
     return int(height * factor + 0.5), int(width * factor + 0.5)
 
 
+def photometric_distortion(
+        brightness_delta: int = 32,
+        contrast_range: Tuple[float, float] = (0.5, 1.5),
+        saturation_range: Tuple[float, float] = (0.5, 1.5),
+        hue_delta: int = 18,
+) -> v2.Transform:
+    """mmseg's ``PhotoMetricDistortion`` as torchvision v2 transforms (masks pass through unchanged).
+
+    Args:
+        brightness_delta: Brightness change at white, in 0..255 pixel values (a factor in
+            ``[1 - delta/255, 1 + delta/255]``).
+        contrast_range: Range of the contrast factor.
+        saturation_range: Range of the saturation factor.
+        hue_delta: Hue shift in OpenCV's 0..180 hue units.
+    """
+    def sometimes(**jitter) -> v2.Transform:
+        return v2.RandomApply([v2.ColorJitter(**jitter)], p=0.5)
+
+    contrast = sometimes(contrast=contrast_range)
+    colour = [sometimes(saturation=saturation_range), sometimes(hue=(-hue_delta / 180, hue_delta / 180))]
+    return v2.Compose([
+        sometimes(brightness=(1 - brightness_delta / 255, 1 + brightness_delta / 255)),
+        v2.RandomChoice([v2.Compose([contrast, *colour]), v2.Compose([*colour, contrast])]),
+    ])
+
+
 class ADE20KSegmentation(Dataset):
     """One split of an ADE20K-layout data set.
 
     Items are ``(image, label)``: a float ``(3, H, W)`` tensor in [0, 1] and an int64 ``(H, W)`` tensor of
-    classes 0..num_classes-1 or ``IGNORE_INDEX``; ``self.files[i]`` is the image and annotation path pair.
+    classes 0..num_classes-1 or ``IGNORE_INDEX``; ``self.files[i]`` is the image and annotation path pair, and
+    ``class_names`` the names of the classes (from ``<root>/classes.txt`` when it lists ``num_classes`` names,
+    else their numbers, with a warning when it lists another number).
     """
 
     def __init__(
@@ -46,6 +85,7 @@ class ADE20KSegmentation(Dataset):
             scale: Tuple[int, int] = (2048, 512),
             ratio_range: Tuple[float, float] = (0.5, 2.0),
             reduce_zero_label: bool = True,
+            photometric: Optional[bool] = None,
     ):
         """Index a split.
 
@@ -53,20 +93,26 @@ class ADE20KSegmentation(Dataset):
             root: Data set root holding ``images/`` and ``annotations/``.
             split: ``training`` or ``validation`` (any folder name under both).
             num_classes: Classes after reducing label 0 (ADE20K: 150); a larger label raises.
-            train: Random rescale, crop and flip.
+            train: Random rescale, crop and flip (and the photometric distortion).
             crop_size: Training crop (height, width).
             scale: Base (long, short) scale of the random rescale.
             ratio_range: Range of the random rescale ratio.
             reduce_zero_label: Label 0 is ignored and the others shift down by one (ADE20K). Without it the
                 PNG values are the classes and 255 is ignored.
+            photometric: Apply mmseg's photometric distortion (:func:`photometric_distortion`) to training
+                images. None (default) means ``train``; it cannot be set for an evaluation split.
 
         Raises:
             FileNotFoundError: A folder is missing, or an image has no annotation PNG.
-            ValueError: The split holds no images.
+            ValueError: The split holds no images, or ``photometric`` is set without ``train``.
         """
+        if photometric is None:
+            photometric = train
+        if photometric and not train:
+            raise ValueError('photometric=True distorts training images only; it was given with train=False')
         self.root, self.split, self.num_classes, self.train = root, split, num_classes, train
         self.crop_size, self.scale, self.ratio_range = tuple(crop_size), tuple(scale), tuple(ratio_range)
-        self.reduce_zero_label = reduce_zero_label
+        self.reduce_zero_label, self.photometric = reduce_zero_label, photometric
         img_dir = os.path.join(root, 'images', split)
         ann_dir = os.path.join(root, 'annotations', split)
         for d in (img_dir, ann_dir):
@@ -82,12 +128,29 @@ class ADE20KSegmentation(Dataset):
             if not os.path.isfile(ann):
                 raise FileNotFoundError(f'annotation {ann!r} for image {os.path.join(img_dir, n)!r} does not exist')
             self.files.append((os.path.join(img_dir, n), ann))
+        self.class_names = self._read_class_names()
+        joint: List[v2.Transform] = [v2.RandomHorizontalFlip(0.5)]
+        if photometric:
+            joint.append(photometric_distortion())
+        self.flip_and_distort = v2.Compose(joint)
+
+    def _read_class_names(self) -> List[str]:
+        path = os.path.join(self.root, CLASSES_FILE)
+        if not os.path.isfile(path):
+            return [str(i) for i in range(self.num_classes)]
+        with open(path, encoding='utf-8') as f:
+            names = [line.strip() for line in f if line.strip()]
+        if len(names) != self.num_classes:
+            warnings.warn(f'{path!r} lists {len(names)} classes but num_classes={self.num_classes}; the classes are '
+                          'named by their numbers', stacklevel=3)
+            return [str(i) for i in range(self.num_classes)]
+        return names
 
     def __len__(self) -> int:
         return len(self.files)
 
-    def load(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        """The original image (float, [0, 1]) and classes of item ``index``, checked."""
+    def _read(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The original image (uint8) and classes of item ``index``, checked."""
         img_path, ann_path = self.files[index]
         with Image.open(img_path) as im:
             image = torch.from_numpy(np.asarray(im.convert('RGB'), dtype=np.uint8).copy()).permute(2, 0, 1)
@@ -111,28 +174,32 @@ class ADE20KSegmentation(Dataset):
             if bad.numel():
                 raise ValueError(f'annotation {ann_path!r} has label id {int(bad[0])}; expected 0 to '
                                  f'{self.num_classes - 1} or {IGNORE_INDEX} (ignored)')
+        return image, label
+
+    def load(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
+        """The original image (float, [0, 1]) and classes of item ``index``, checked."""
+        image, label = self._read(index)
         return image.float() / 255.0, label
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
-        image, label = self.load(index)
-        if self.train:
-            image, label = self._augment(image, label)
-        return image, label
+        if not self.train:
+            return self.load(index)
+        image, label = self._read(index)
+        image, label = self._augment(tv_tensors.Image(image), tv_tensors.Mask(label))
+        return image.as_subclass(torch.Tensor).contiguous(), label.as_subclass(torch.Tensor).contiguous()
 
-    def _augment(self, image: torch.Tensor, label: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor]:
-        ratio = random.uniform(*self.ratio_range)
+    def _augment(self, image: tv_tensors.Image, label: tv_tensors.Mask) -> Tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = self.ratio_range
+        ratio = lo + (hi - lo) * float(torch.rand(()))
         scale = (int(self.scale[0] * ratio), int(self.scale[1] * ratio))
-        h, w = resize_keep_ratio(image.shape[1], image.shape[2], scale)
-        image = F.interpolate(image[None], size=(h, w), mode='bilinear', align_corners=False)[0]
-        label = F.interpolate(label[None, None].float(), size=(h, w), mode='nearest')[0, 0].long()
+        h, w = resize_keep_ratio(image.shape[-2], image.shape[-1], scale)
+        image, label = TF.resize(image, [h, w], antialias=True), TF.resize(label, [h, w])
         ch, cw = self.crop_size
-        top, left = random.randint(0, max(h - ch, 0)), random.randint(0, max(w - cw, 0))
-        image, label = image[:, top:top + ch, left:left + cw], label[top:top + ch, left:left + cw]
-        if random.random() < 0.5:
-            image, label = image.flip(-1), label.flip(-1)
-        ph, pw = ch - image.shape[1], cw - image.shape[2]
-        if ph > 0 or pw > 0:
-            image = F.pad(image, (0, pw, 0, ph), value=0.0)
-            label = F.pad(label, (0, pw, 0, ph), value=IGNORE_INDEX)
-        return image.contiguous(), label.contiguous()
-
+        top, left = int(torch.randint(max(h - ch, 0) + 1, ())), int(torch.randint(max(w - cw, 0) + 1, ()))
+        box = (top, left, min(ch, h), min(cw, w))
+        image, label = TF.crop(image, *box), TF.crop(label, *box)
+        image, label = self.flip_and_distort(image, label)
+        pad = [0, 0, cw - image.shape[-1], ch - image.shape[-2]]  # left, top, right, bottom
+        if pad[2] or pad[3]:
+            image, label = TF.pad(image, pad, fill=0), TF.pad(label, pad, fill=IGNORE_INDEX)
+        return TF.to_dtype(image, torch.float32, scale=True), label

@@ -79,7 +79,7 @@ class CocoInstances(Dataset):
     Attributes:
         coco: The pycocotools ``COCO`` object of the annotation file.
         cat_ids: COCO category ids in label order (label ``i + 1`` is ``cat_ids[i]``).
-        classes: Category names in label order.
+        classes: Category names in label order (also as ``class_names``).
     """
 
     def __init__(self, image_dir: str, ann_file: str, train: bool = False, masks: bool = True):
@@ -120,6 +120,11 @@ class CocoInstances(Dataset):
     @property
     def num_classes(self) -> int:
         return len(self.cat_ids)
+
+    @property
+    def class_names(self) -> List[str]:
+        """Category names in label order (label ``i + 1`` is ``class_names[i]``; 0 is the background)."""
+        return list(self.classes)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -2,17 +2,20 @@
 
 Every dataset here yields ``(PIL image, class index)`` pairs before its ``transform``, so timm's
 ``create_transform`` pipelines (RandAugment, random erasing, resize/crop) apply unchanged, and each exposes
-``classes`` (the class names) and ``num_classes``. Nothing is ever downloaded:
+``classes`` / ``class_names`` (the class names in label order) and ``num_classes``. Nothing is ever downloaded:
 
-* :class:`ImageFolderDataset`: the ImageNet layout, ``root/<split>/<class>/<image>``. A file that cannot be
-  decoded raises an error naming it, or, with ``skip_corrupt=True``, is dropped from its batch with a warning
-  (use :func:`collate_skip_none` as the loader's ``collate_fn``).
-* :class:`CIFARDataset`: CIFAR-10 / CIFAR-100 from the extracted python batches
-  (``cifar-10-batches-py`` / ``cifar-100-python``).
+* :class:`ImageFolderDataset`: the ImageNet layout, ``root/<split>/<class>/<image>``, read by torchvision's
+  ``ImageFolder``. Hidden folders and files (``.ipynb_checkpoints``, macOS ``._*`` files) are not classes or
+  images; a class folder without images is refused. A file that cannot be decoded raises an error naming it, or,
+  with ``skip_corrupt=True``, is dropped from its batch with a warning (use :func:`collate_skip_none` as the
+  loader's ``collate_fn``).
+* :class:`CIFARDataset`: CIFAR-10 / CIFAR-100 from the extracted python batches (``cifar-10-batches-py`` /
+  ``cifar-100-python``), read by torchvision's ``CIFAR10`` / ``CIFAR100``.
 * :class:`DigitsDataset`: scikit-learn's 1,797 8x8 handwritten digits (shipped inside the package, no
   download), upsampled to RGB images: a small but real 10-class problem that trains in minutes on a CPU.
 
-:func:`build_dataset` picks one by name.
+:func:`build_dataset` picks one by name; :func:`check_class_names` tells whether two sources (a checkpoint and a
+split, or two splits) agree on the classes.
 """
 from __future__ import annotations
 
@@ -26,60 +29,78 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torch.utils.data._utils.collate import default_collate
+from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
+from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
 __all__ = [
     'DATASETS', 'ImageFolderDataset', 'CIFARDataset', 'DigitsDataset', 'build_dataset', 'collate_skip_none',
+    'check_class_names',
 ]
 
 DATASETS = ('digits', 'imagefolder', 'cifar10', 'cifar100')
-IMG_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.ppm', '.bmp', '.pgm', '.tif', '.tiff', '.webp', '.JPEG')
 
 
-class ImageFolderDataset(Dataset):
-    """``root/<class>/<image>``: one sub-folder per class, classes sorted by name (as torchvision's ImageFolder).
+class _ClassNames:
+    """``num_classes`` and ``class_names`` from the ``classes`` list every dataset here sets."""
+    classes: List[str]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def class_names(self) -> List[str]:
+        """The class names in label order (label ``i`` is ``class_names[i]``)."""
+        return list(self.classes)
+
+
+def _is_image_file(path: str) -> bool:
+    return not os.path.basename(path).startswith('.') and has_file_allowed_extension(path, IMG_EXTENSIONS)
+
+
+class ImageFolderDataset(_ClassNames, ImageFolder):
+    """``root/<class>/<image>``: torchvision's ``ImageFolder`` (classes sorted by name, files sorted within each).
+
+    Hidden entries (names starting with ``.``) are neither classes nor images, and every class folder must hold
+    at least one image: an empty one would still take a label, so the model would have a class it never sees and
+    the labels of every later class would differ from those of a split where the folder is absent.
 
     Args:
         root: Folder holding one sub-folder per class.
         transform: Applied to the RGB PIL image.
         skip_corrupt: When False (default) an undecodable file raises ``ValueError`` naming it. When True
             the sample is returned as None with a warning, and :func:`collate_skip_none` drops it.
+
+    Raises:
+        FileNotFoundError: ``root`` does not exist.
+        ValueError: ``root`` has no class folders, or a class folder holds no image.
     """
 
     def __init__(self, root: str, transform: Optional[Callable] = None, skip_corrupt: bool = False):
         if not os.path.isdir(root):
             raise FileNotFoundError(f'image folder {root!r} does not exist; expected a folder with one '
                                     'sub-folder of images per class')
-        self.root = root
-        self.transform = transform
         self.skip_corrupt = skip_corrupt
-        self.classes = sorted(e.name for e in os.scandir(root) if e.is_dir())
-        if not self.classes:
-            raise ValueError(f'image folder {root!r} has no class sub-folders; expected <root>/<class>/<image>')
-        self.class_to_idx = {c: i for i, c in enumerate(self.classes)}
-        self.samples: List[Tuple[str, int]] = []
-        for c in self.classes:
-            for dirpath, _, files in sorted(os.walk(os.path.join(root, c), followlinks=True)):
-                for f in sorted(files):
-                    if f.lower().endswith(tuple(e.lower() for e in IMG_EXTENSIONS)):
-                        self.samples.append((os.path.join(dirpath, f), self.class_to_idx[c]))
-        if not self.samples:
-            raise ValueError(f'image folder {root!r} has class folders {self.classes[:5]} but no image files '
-                             f'(expected extensions {IMG_EXTENSIONS})')
-        self.targets = [t for _, t in self.samples]
+        super().__init__(root, transform=transform, is_valid_file=_is_image_file, allow_empty=True)
+        counts = np.bincount(self.targets, minlength=len(self.classes))
+        empty = [c for c, n in zip(self.classes, counts) if n == 0]
+        if empty:
+            which = 'none of its' if len(empty) == len(self.classes) else f'{len(empty)} of its'
+            raise ValueError(
+                f'class folder {os.path.join(root, empty[0])!r} holds no image files (extensions '
+                f'{", ".join(IMG_EXTENSIONS)}); {which} {len(self.classes)} class folders hold images '
+                f'(empty: {_few(empty)}); expected at least one image in every class folder')
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    def __len__(self) -> int:
-        return len(self.samples)
+    def find_classes(self, directory: str) -> Tuple[List[str], dict]:
+        classes = sorted(e.name for e in os.scandir(directory) if e.is_dir() and not e.name.startswith('.'))
+        if not classes:
+            raise ValueError(f'image folder {directory!r} has no class sub-folders; expected <root>/<class>/<image>')
+        return classes, {c: i for i, c in enumerate(classes)}
 
     def __getitem__(self, index: int) -> Optional[Tuple[Any, int]]:
         path, target = self.samples[index]
         try:
-            with open(path, 'rb') as f:
-                img = Image.open(f)
-                img = img.convert('RGB')
+            img = self.loader(path)
         except (OSError, ValueError, Image.DecompressionBombError) as e:
             if self.skip_corrupt:
                 warnings.warn(f'skipping unreadable image file {path}: {e}', stacklevel=2)
@@ -102,6 +123,59 @@ def collate_skip_none(batch: Sequence[Optional[Tuple[Any, int]]]):
     return default_collate(batch)
 
 
+def _few(names: Sequence[Any], limit: int = 5) -> str:
+    """The first ``limit`` names, and how many more there are."""
+    shown = ', '.join(repr(n) for n in names[:limit])
+    return f'[{shown}, ... ({len(names) - limit} more)]' if len(names) > limit else f'[{shown}]'
+
+
+def check_class_names(
+        expected: Sequence[str],
+        found: Sequence[str],
+        what_expected: str = 'expected',
+        what_found: str = 'found',
+        limit: int = 5,
+) -> None:
+    """Raise ``ValueError`` unless two sources list the same class names in the same label order.
+
+    A model's label ``i`` means ``expected[i]``; scoring it on data where label ``i`` is another class gives
+    wrong numbers without any error, so names are compared, not only counts.
+
+    Args:
+        expected: Class names in label order of the reference (e.g. a checkpoint's, or the train split's).
+        found: Class names in label order of the data being checked.
+        what_expected: How to call the reference in the message (e.g. ``'checkpoint run/best.pt'``).
+        what_found: How to call the checked data (e.g. ``'the val folder data/val'``).
+        limit: How many differing names the message shows.
+
+    Raises:
+        ValueError: The names differ; the message says whether they are reordered or which are missing, extra
+            (renamed when both).
+    """
+    expected, found = [str(c) for c in expected], [str(c) for c in found]
+    if expected == found:
+        return
+    head = (f'{what_expected} has {len(expected)} classes {_few(expected, limit)} but {what_found} has '
+            f'{len(found)} {_few(found, limit)}')
+    if sorted(expected) == sorted(found):
+        moved = [f'label {i}: {e!r} vs {f!r}' for i, (e, f) in enumerate(zip(expected, found)) if e != f]
+        raise ValueError(f'{head}: the same names in another order (reordered), first differences '
+                         f'{"; ".join(moved[:limit])}; expected the same label order')
+    known_e, known_f = set(expected), set(found)
+    missing = [c for c in expected if c not in known_f]
+    extra = [c for c in found if c not in known_e]
+    parts = []
+    if missing:
+        parts.append(f'{what_found} lacks {_few(missing, limit)}')
+    if extra:
+        parts.append(f'{what_found} has {_few(extra, limit)}, which {what_expected} does not')
+    if missing and extra:
+        parts.append('renamed?')
+    if not parts:  # the same set of names, but repeated a different number of times
+        parts.append('some names are repeated')
+    raise ValueError(f'{head}: {"; ".join(parts)}; expected the same class names in the same order')
+
+
 def _find_cifar_dir(root: str, variant: int) -> str:
     sub = 'cifar-10-batches-py' if variant == 10 else 'cifar-100-python'
     marker = 'data_batch_1' if variant == 10 else 'train'
@@ -113,63 +187,75 @@ def _find_cifar_dir(root: str, variant: int) -> str:
         f'(extract the python version of CIFAR-{variant}; it is never downloaded)')
 
 
-class CIFARDataset(Dataset):
-    """CIFAR-10 / CIFAR-100 read from the extracted python batches of a local copy.
+class _OneSplitFiles:
+    """Makes torchvision's ``CIFAR10`` / ``CIFAR100`` read one split straight from the folder it is given.
+
+    The split's files and the metadata must exist, but neither the other split's files nor the checksums of the
+    official archive are required, so a partial or re-pickled copy (or a small test fixture) loads as well.
+    """
+
+    def __init__(self, folder: str, train: bool):
+        # torchvision reads these attributes in its __init__: set them on the instance first
+        files = [[name, None] for name, _ in (type(self).train_list if train else type(self).test_list)]
+        self.base_folder = ''
+        self.train_list, self.test_list = (files, []) if train else ([], files)
+        self.meta = {**type(self).meta, 'md5': None}
+        super().__init__(folder, train=train, download=False)
+
+
+class _CIFAR10Files(_OneSplitFiles, CIFAR10):
+    pass
+
+
+class _CIFAR100Files(_OneSplitFiles, CIFAR100):
+    pass
+
+
+class CIFARDataset(_ClassNames, Dataset):
+    """CIFAR-10 / CIFAR-100 read from the extracted python batches of a local copy by torchvision.
 
     Args:
         root: The extracted folder (``cifar-10-batches-py`` / ``cifar-100-python``) or its parent.
         train: Training split (50,000 images) or test split (10,000).
         variant: 10 or 100 (CIFAR-100 uses the 100 fine labels).
         transform: Applied to the 32x32 RGB PIL image.
+
+    Raises:
+        FileNotFoundError: A batch file of the split, or the metadata file with the class names, is missing.
+        ValueError: A file does not unpickle into CIFAR batches.
     """
 
     def __init__(self, root: str, train: bool = True, variant: int = 10, transform: Optional[Callable] = None):
         if variant not in (10, 100):
             raise ValueError(f'CIFAR variant must be 10 or 100, got {variant}')
         folder = _find_cifar_dir(root, variant)
-        if variant == 10:
-            files = [f'data_batch_{i}' for i in range(1, 6)] if train else ['test_batch']
-            meta, names_key, label_key = 'batches.meta', 'label_names', 'labels'
-        else:
-            files = ['train'] if train else ['test']
-            meta, names_key, label_key = 'meta', 'fine_label_names', 'fine_labels'
-        data, labels = [], []
-        for name in files:
+        base = _CIFAR10Files if variant == 10 else _CIFAR100Files
+        split = 'train' if train else 'test'
+        names = [n for n, _ in (base.train_list if train else base.test_list)] + [base.meta['filename']]
+        for name in names:
             path = os.path.join(folder, name)
             if not os.path.isfile(path):
-                raise FileNotFoundError(f'CIFAR-{variant} batch file {path} is missing')
-            try:
-                with open(path, 'rb') as f:
-                    entry = pickle.load(f, encoding='latin1')
-                data.append(np.asarray(entry['data'], dtype=np.uint8).reshape(-1, 3, 32, 32))
-                labels.extend(int(t) for t in entry[label_key])
-            except (pickle.UnpicklingError, EOFError, KeyError, ValueError) as e:
-                raise ValueError(f'corrupt CIFAR-{variant} batch file {path}: {e}') from e
-        self.data = np.concatenate(data).transpose(0, 2, 3, 1)  # NHWC for PIL
-        self.targets = labels
-        meta_path = os.path.join(folder, meta)
-        if os.path.isfile(meta_path):
-            with open(meta_path, 'rb') as f:
-                self.classes = list(pickle.load(f, encoding='latin1')[names_key])
-        else:
-            self.classes = [str(i) for i in range(variant)]
+                raise FileNotFoundError(f'CIFAR-{variant} file {path} (needed by the {split} split) is missing')
+        try:
+            self.dataset = base(folder, train)
+        except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as e:
+            raise ValueError(f'corrupt CIFAR-{variant} {split} data in {folder}: one of {names} does not hold '
+                             f'python batches ({type(e).__name__}: {e})') from e
+        self.classes = list(self.dataset.classes)
+        self.targets = [int(t) for t in self.dataset.targets]
         self.transform = transform
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def __getitem__(self, index: int) -> Tuple[Any, int]:
-        img = Image.fromarray(self.data[index])
+        img, target = self.dataset[index]
         if self.transform is not None:
             img = self.transform(img)
-        return img, self.targets[index]
+        return img, target
 
 
-class DigitsDataset(Dataset):
+class DigitsDataset(_ClassNames, Dataset):
     """scikit-learn's handwritten digits (1,797 8x8 grey images, 10 classes) as upsampled RGB images.
 
     The split is a fixed, stratified one (``val_fraction`` of each class held out, chosen by ``split_seed``),
@@ -210,10 +296,6 @@ class DigitsDataset(Dataset):
         self.classes = [str(i) for i in range(10)]
         self.transform = transform
 
-    @property
-    def num_classes(self) -> int:
-        return 10
-
     def __len__(self) -> int:
         return len(self.targets)
 
@@ -244,7 +326,7 @@ def build_dataset(
         skip_corrupt: ImageFolder only: skip undecodable files with a warning instead of raising.
 
     Returns:
-        A dataset with ``classes``, ``num_classes`` and ``targets``.
+        A dataset with ``classes``, ``class_names``, ``num_classes`` and ``targets``.
     """
     name = name.lower()
     if name not in DATASETS:

@@ -2,8 +2,15 @@
 
 ``prepare_text`` writes ``train.bin``, ``val.bin`` (and ``test.bin`` when the corpus has a test split) plus
 ``meta.json`` describing the tokenizer and the splits, and ``tokenizer.json`` for BPE tokenizers. Everything is
-tokenized and checked before the first byte is written, and every file is written to a temporary name and
-renamed, so a failure never leaves a half-prepared directory over a good one.
+tokenized and checked before the first byte is written, the files are written into a temporary folder and moved
+into place together, so a failure never leaves a half-prepared directory over a good one, and an output folder
+that already holds prepared data is refused unless ``force=True``.
+
+Input text is decoded with ``encoding`` (UTF-8 by default) and ``errors`` (``'strict'`` by default: a byte that
+does not decode is an error naming the file and its offset; ``'replace'`` accepts it). A binary file is refused
+whatever ``errors`` says: one whose text holds a NUL character, or in which more than 5% of the characters are
+control characters other than tab, newline, vertical tab, form feed, carriage return, backspace and escape
+(text in any encoding has next to none; compiled code, images and archives are full of them).
 
 Corpora:
 
@@ -12,16 +19,19 @@ Corpora:
 * explicit ``train`` / ``val`` / ``test`` files;
 * WikiText-103 raw (a folder holding ``wiki.train.raw``, ``wiki.valid.raw``, ``wiki.test.raw``);
 * the embedded default: the sources of the running Python's standard library (tests excluded), which every
-  Python installation ships, so nothing is downloaded.
+  Python installation ships, so nothing is downloaded. They are read as UTF-8 (the encoding of Python sources);
+  a file that fails the checks above is left out and counted in ``meta.json`` (``source.skipped``).
 
 Tokenizers: bytes (the default: 256 ids, UTF-8 bytes), or BPE through Hugging Face ``tokenizers``, loaded from a
 ``tokenizer.json``, from GPT-2's ``vocab.json`` + ``merges.txt``, or trained on the training split.
 """
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import os
+import re
 import sysconfig
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
@@ -29,7 +39,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 import torch
 
-from stepsnet.utils.checkpoint import atomic_write_bytes, atomic_write_text
+from .outputs import refuse_existing, staged_output
 
 __all__ = [
     'ByteTokenizer', 'BPETokenizer', 'Tokenizer', 'load_tokenizer', 'tokenizer_from_spec', 'stdlib_files',
@@ -39,7 +49,13 @@ __all__ = [
 META_FILE = 'meta.json'
 WIKITEXT_FILES = {'train': 'wiki.train.raw', 'val': 'wiki.valid.raw', 'test': 'wiki.test.raw'}
 MAX_UINT16_VOCAB = 65536
+DEFAULT_BPE_VOCAB = 8192
 EOT = '<|endoftext|>'
+OUTPUT_FILES = (META_FILE, 'train.bin', 'val.bin', 'test.bin', 'tokenizer.json')
+DECODE_ERRORS = ('strict', 'replace', 'ignore', 'backslashreplace')
+BINARY_CONTROL_SHARE = 0.05
+# C0 control characters and DEL, less those that text uses: \b \t \n \v \f \r and ESC (terminal colours)
+_CONTROL = re.compile('[\x00-\x07\x0e-\x1a\x1c-\x1f\x7f]')
 
 
 class ByteTokenizer:
@@ -220,9 +236,34 @@ def _walk(path: str) -> List[str]:
     return out
 
 
-def _read(path: str) -> str:
+def _read(path: str, encoding: str = 'utf-8', errors: str = 'strict') -> str:
+    """The text of ``path``; ``ValueError`` naming the file when it is binary or does not decode."""
     with open(path, 'rb') as f:
-        return f.read().decode('utf-8', errors='replace')
+        data = f.read()
+    try:
+        text = data.decode(encoding, errors=errors)
+    except UnicodeDecodeError as e:
+        _refuse_binary(path, data.decode(encoding, errors='replace'))  # say "binary" rather than "not UTF-8"
+        line = data.count(b'\n', 0, e.start) + 1
+        raise ValueError(
+            f'corpus file {path!r} is not valid {encoding}: byte 0x{data[e.start]:02x} at offset {e.start} (line '
+            f'{line}): {e.reason}. Pass encoding=\'latin-1\' (--encoding latin-1) if it is Latin-1 text, or '
+            f'errors=\'replace\' (--errors replace) to read it with replacement characters') from e
+    _refuse_binary(path, text)
+    return text
+
+
+def _refuse_binary(path: str, text: str) -> None:
+    nul = text.find('\x00')
+    if nul >= 0:
+        raise ValueError(f'corpus file {path!r} is binary, not text: it holds a NUL character (character {nul}); '
+                         'expected a text file')
+    controls = len(_CONTROL.findall(text))
+    if controls > BINARY_CONTROL_SHARE * len(text):
+        raise ValueError(
+            f'corpus file {path!r} is binary, not text: {controls} of its {len(text)} characters '
+            f'({controls / len(text):.0%}) are control characters, more than {BINARY_CONTROL_SHARE:.0%}; '
+            'expected a text file')
 
 
 def _hash01(rel: str) -> float:
@@ -248,27 +289,31 @@ def _collect(
         test: Optional[str],
         val_fraction: float,
         max_bytes: Optional[int],
+        encoding: str,
+        errors: str,
 ) -> Tuple[Dict[str, List[str]], Dict[str, object]]:
     """Texts per split (a list of documents each) and a description of the source."""
+    def read(path: str) -> str:
+        _require_file(path, 'corpus file')
+        return _read(path, encoding, errors)
+
+    decoding = {'encoding': encoding, 'errors': errors}
     if train or val or test:
-        if inputs:
-            raise ValueError('give either corpus paths or --train/--val/--test files, not both')
-        if not (train and val):
-            raise ValueError('explicit splits need at least --train and --val files')
-        splits = {'train': [_read_checked(train)], 'val': [_read_checked(val)]}
+        splits = {'train': [read(train)], 'val': [read(val)]}
         if test:
-            splits['test'] = [_read_checked(test)]
-        return splits, {'kind': 'files', 'train': train, 'val': val, 'test': test}
+            splits['test'] = [read(test)]
+        return splits, {'kind': 'files', 'train': train, 'val': val, 'test': test, **decoding}
     if not inputs:
         root, rels = stdlib_files()
-        return _split_files(root, rels, val_fraction, max_bytes), {
-            'kind': 'python-stdlib', 'root': root, 'files': len(rels), 'val_fraction': val_fraction}
+        splits, skipped = _split_files(root, rels, val_fraction, max_bytes)
+        return splits, {'kind': 'python-stdlib', 'root': root, 'files': len(rels), 'skipped': skipped,
+                        'val_fraction': val_fraction}
     if len(inputs) == 1 and os.path.isdir(inputs[0]) and all(
             os.path.isfile(os.path.join(inputs[0], f)) for f in (WIKITEXT_FILES['train'], WIKITEXT_FILES['val'])):
         d = inputs[0]
-        splits = {s: [_read_checked(os.path.join(d, f))] for s, f in WIKITEXT_FILES.items()
+        splits = {s: [read(os.path.join(d, f))] for s, f in WIKITEXT_FILES.items()
                   if os.path.isfile(os.path.join(d, f))}
-        return splits, {'kind': 'wikitext', 'root': d}
+        return splits, {'kind': 'wikitext', 'root': d, **decoding}
     files: List[Tuple[str, str]] = []
     for p in inputs:
         for f in _walk(p):
@@ -276,22 +321,21 @@ def _collect(
     if not files:
         raise ValueError(f'corpus {list(inputs)} holds no files; expected text files')
     if len(files) == 1:
-        text = _read_checked(files[0][1])
+        text = read(files[0][1])
         cut = int(len(text) * (1 - val_fraction))
         return {'train': [text[:cut]], 'val': [text[cut:]]}, {
-            'kind': 'file-tail', 'file': files[0][1], 'val_fraction': val_fraction}
+            'kind': 'file-tail', 'file': files[0][1], 'val_fraction': val_fraction, **decoding}
     splits: Dict[str, List[str]] = {'train': [], 'val': []}
     for (_, f), held in zip(files, _assign_splits([rel for rel, _ in files], val_fraction)):
-        splits['val' if held else 'train'].append(_read(f))
-    return splits, {'kind': 'files-by-hash', 'inputs': list(inputs), 'files': len(files), 'val_fraction': val_fraction}
+        splits['val' if held else 'train'].append(read(f))
+    return splits, {'kind': 'files-by-hash', 'inputs': list(inputs), 'files': len(files),
+                    'val_fraction': val_fraction, **decoding}
 
 
-def _read_checked(path: str) -> str:
-    _require_file(path, 'corpus file')
-    return _read(path)
-
-
-def _split_files(root: str, rels: Sequence[str], val_fraction: float, max_bytes: Optional[int]):
+def _split_files(
+        root: str, rels: Sequence[str], val_fraction: float, max_bytes: Optional[int],
+) -> Tuple[Dict[str, List[str]], int]:
+    """The embedded corpus's texts per split, and how many files were left out for not being UTF-8 text."""
     if max_bytes is not None:  # a capped corpus is a hash-ordered sample of the files, not the first ones
         chosen, total = [], 0
         for rel in sorted(rels, key=_hash01):
@@ -301,9 +345,47 @@ def _split_files(root: str, rels: Sequence[str], val_fraction: float, max_bytes:
             total += os.path.getsize(os.path.join(root, rel))
         rels = sorted(chosen)
     splits: Dict[str, List[str]] = {'train': [], 'val': []}
+    skipped = 0
     for rel, held in zip(rels, _assign_splits(rels, val_fraction)):
-        splits['val' if held else 'train'].append(_read(os.path.join(root, rel)))
-    return splits
+        try:
+            splits['val' if held else 'train'].append(_read(os.path.join(root, rel)))
+        except ValueError:
+            skipped += 1
+    return splits, skipped
+
+
+def _check_prepare_args(
+        inputs: Sequence[str], train: Optional[str], val: Optional[str], test: Optional[str], tokenizer: str,
+        loads_tokenizer: bool, vocab_size: Optional[int], val_fraction: float, max_bytes: Optional[int],
+        encoding: str, errors: str,
+) -> None:
+    """Refuse arguments that are out of range, contradict each other or would be ignored, before any work."""
+    if train or val or test:
+        if inputs:
+            raise ValueError('give either corpus paths or --train/--val/--test files, not both')
+        if not (train and val):
+            raise ValueError('explicit splits need at least --train and --val files')
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f'val_fraction must be in (0, 1), got {val_fraction}')
+    if max_bytes is not None:
+        if max_bytes <= 0:
+            raise ValueError(f'max_bytes must be > 0, got {max_bytes}')
+        if inputs or train:
+            raise ValueError(f'max_bytes={max_bytes} caps the embedded corpus only; it was given with corpus files')
+    if vocab_size is not None:
+        if tokenizer != 'bpe' or loads_tokenizer:
+            what = f"tokenizer={tokenizer!r}" if tokenizer != 'bpe' else 'a BPE tokenizer loaded from files'
+            raise ValueError(f'vocab_size={vocab_size} sets the size of a BPE tokenizer trained on the corpus, but '
+                             f'it was given with {what}, which has its own vocabulary; leave vocab_size out')
+        if not 257 <= vocab_size <= MAX_UINT16_VOCAB:
+            raise ValueError(f'vocab_size must be in [257, {MAX_UINT16_VOCAB}] for uint16 ids, got {vocab_size}')
+    try:
+        codecs.lookup(encoding)
+    except LookupError as e:
+        raise ValueError(f'unknown text encoding {encoding!r}; expected a Python codec name such as '
+                         "'utf-8' or 'latin-1'") from e
+    if errors not in DECODE_ERRORS:
+        raise ValueError(f'errors must be one of {DECODE_ERRORS}, got {errors!r}')
 
 
 def prepare_text(
@@ -316,9 +398,12 @@ def prepare_text(
         tokenizer_file: Optional[str] = None,
         vocab_file: Optional[str] = None,
         merges_file: Optional[str] = None,
-        vocab_size: int = 8192,
+        vocab_size: Optional[int] = None,
         val_fraction: float = 0.05,
         max_bytes: Optional[int] = None,
+        encoding: str = 'utf-8',
+        errors: str = 'strict',
+        force: bool = False,
 ) -> Dict[str, object]:
     """Tokenize a corpus into ``out_dir/{train,val,test}.bin`` (``uint16``) and ``out_dir/meta.json``.
 
@@ -332,23 +417,40 @@ def prepare_text(
         tokenizer_file: Hugging Face ``tokenizer.json`` (BPE).
         vocab_file: GPT-2 ``vocab.json`` (BPE, with ``merges_file``).
         merges_file: GPT-2 ``merges.txt``.
-        vocab_size: Size of a BPE tokenizer trained on the training split (when no tokenizer file is given).
+        vocab_size: Size of a BPE tokenizer trained on the training split, in [257, 65536] (default 8192). Only
+            for ``tokenizer='bpe'`` without tokenizer files: anywhere else it is an error, not silently ignored.
         val_fraction: Share of files (or of the text of a single file) held out for validation.
-        max_bytes: Stop adding standard-library files after this many characters (embedded corpus only).
+        max_bytes: Stop adding standard-library files after this many bytes (embedded corpus only).
+        encoding: Text encoding of the corpus files (a Python codec name, e.g. ``'latin-1'``). The embedded corpus
+            is always read as UTF-8.
+        errors: What a byte that does not decode does: ``'strict'`` (an error naming the file and the byte's
+            offset), ``'replace'`` (U+FFFD), ``'ignore'`` or ``'backslashreplace'``. Binary files are refused
+            whatever this says.
+        force: Overwrite the prepared data already in ``out_dir`` (and remove its ``test.bin`` /
+            ``tokenizer.json`` when this corpus and tokenizer have none). Without it, an ``out_dir`` that holds any
+            of ``meta.json``, ``{train,val,test}.bin`` or ``tokenizer.json`` is an error and nothing is written.
 
     Returns:
         The metadata written to ``meta.json``.
+
+    Raises:
+        ValueError: An argument is out of range or ignored (the message names it), a corpus file is not text in
+            ``encoding`` or is binary, a split is empty.
+        FileNotFoundError: A corpus or tokenizer file does not exist.
+        FileExistsError: ``out_dir`` holds prepared data and ``force`` is False.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f'val_fraction must be in (0, 1), got {val_fraction}')
+    loads_tokenizer = bool(tokenizer_file or vocab_file or merges_file)
+    _check_prepare_args(inputs, train, val, test, tokenizer, loads_tokenizer, vocab_size, val_fraction, max_bytes,
+                        encoding, errors)
+    refuse_existing(out_dir, OUTPUT_FILES, force, 'newly prepared token data')
     tok = load_tokenizer(tokenizer, tokenizer_file, vocab_file, merges_file)
-    texts, source = _collect(inputs, train, val, test, val_fraction, max_bytes)
+    texts, source = _collect(inputs, train, val, test, val_fraction, max_bytes, encoding, errors)
     for split, docs in texts.items():
         if not any(d.strip() for d in docs):
             where = source.get('file') or source.get('inputs') or source.get('root') or source.get(split)
             raise ValueError(f'the {split} split of corpus {where!r} is empty; expected some text in it')
     if tok is None:
-        tok = BPETokenizer.train(texts['train'], vocab_size)
+        tok = BPETokenizer.train(texts['train'], vocab_size or DEFAULT_BPE_VOCAB)
     if tok.vocab_size > MAX_UINT16_VOCAB:
         raise ValueError(f'tokenizer has {tok.vocab_size} ids; uint16 memmaps hold at most {MAX_UINT16_VOCAB}')
     arrays: Dict[str, np.ndarray] = {}
@@ -375,12 +477,19 @@ def prepare_text(
         'bytes': {s: int(sum(len(d.encode('utf-8')) for d in texts[s])) for s in texts},
         'source': source,
     }
-    os.makedirs(out_dir, exist_ok=True)
-    if tok.kind == 'bpe':
-        atomic_write_text(os.path.join(out_dir, 'tokenizer.json'), tok.to_json())
-    for split, arr in arrays.items():
-        atomic_write_bytes(os.path.join(out_dir, f'{split}.bin'), arr.tobytes())
-    atomic_write_text(os.path.join(out_dir, META_FILE), json.dumps(meta, indent=2))
+    written = {META_FILE} | {f'{split}.bin' for split in arrays} | ({'tokenizer.json'} if tok.kind == 'bpe' else set())
+    with staged_output(out_dir) as stage:
+        if tok.kind == 'bpe':
+            with open(os.path.join(stage, 'tokenizer.json'), 'w', encoding='utf-8') as f:
+                f.write(tok.to_json())
+        for split, arr in arrays.items():
+            arr.tofile(os.path.join(stage, f'{split}.bin'))
+        with open(os.path.join(stage, META_FILE), 'w', encoding='utf-8') as f:
+            json.dump(meta, f, indent=2)
+        for name in set(OUTPUT_FILES) - written:  # an earlier preparation's, which the new meta.json does not describe
+            stale = os.path.join(out_dir, name)
+            if os.path.isfile(stale):
+                os.remove(stale)
     return meta
 
 
