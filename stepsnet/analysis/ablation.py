@@ -3,35 +3,43 @@
 * **Masking** zeroes the first ``n`` channels (the slow path: they go through every step) or the last ``n``
   channels (the fast path: only the last step sees them) of the tensor entering the Steps trunk, i.e. the tokens
   entering ``model.blocks`` of a Steps-ViT or the input of a hierarchical stage's :class:`Steps` module.
-* **Step dropping** removes a similar amount of computation from one step at a time. The residual branch of the
-  last ``m_s`` blocks of step ``s`` is skipped (the block becomes the identity), with ``m_s`` chosen so that the
-  dropped multiply-adds are about equal across steps: the budget is the cost of ``blocks`` blocks of the widest
-  step that has blocks, and each step drops the number of its own blocks whose measured cost comes nearest to it
-  (at least one, at most the step's depth). For Steps-DeiT-S (192 x12, 272 x6, 384 x6) and ``blocks=1`` this is 4,
-  2 and 1 blocks (4 x 192^2 ~ 2 x 272^2 ~ 384^2). Block costs are measured with ``FlopCounterMode`` on the model's
-  input (attention matmuls included); without an input they fall back to ``width**2``.
+* **Step dropping** removes a similar amount of computation from one step at a time: the residual branches of
+  ``m_s`` consecutive blocks of step ``s`` are skipped (those blocks become the identity). ``m_s`` makes the
+  dropped multiply-adds about equal across steps: the budget is the cost of ``blocks`` blocks of the widest step
+  that has blocks, and each step drops the number of its own blocks whose measured cost comes nearest to it (at
+  least one, at most the step's depth). For Steps-DeiT-S (192 x12, 272 x6, 384 x6) and ``blocks=1`` this is 4, 2
+  and 1 blocks (4 x 192^2 ~ 2 x 272^2 ~ 384^2). Which ``m_s`` blocks is not said by the paper, and it matters: the
+  last block of the last step feeds the head. So every contiguous *window* of ``m_s`` blocks inside the step is
+  dropped in turn and the step's score is the mean over its windows (:func:`drop_windows`). Block costs are
+  measured with ``FlopCounterMode`` on the model's input (attention matmuls included); without an input they fall
+  back to ``width**2``.
 
-Both work on any model with a :class:`Steps` trunk and any data loader of ``(images, labels)``; a model with no
-Steps module raises ``ValueError``. :func:`eval_loader` reads a data set with a checkpoint's preprocessing
-(:func:`stepsnet.models.factory.classifier_from_checkpoint` rebuilds the model).
+Scores are top-1 (%) and the mean cross-entropy, which is continuous and so less coarse than top-1 on a small
+validation set. Both work on any model with a :class:`Steps` trunk and any loader of ``(images, labels)``; a
+model with no Steps module raises ``ValueError``. :func:`eval_loader` reads a data set with a checkpoint's
+preprocessing (:func:`stepsnet.models.factory.classifier_from_checkpoint` rebuilds the model), and
+:func:`aggregate` turns the tables of several independently trained models into mean and standard deviation.
 """
 from __future__ import annotations
 
 import contextlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 import torch.nn as nn
 from timm.data import create_transform
+from timm.utils import accuracy
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from stepsnet.data.images import build_dataset, collate_skip_none
 from stepsnet.steps import Steps
 
 __all__ = [
-    'steps_modules', 'find_steps', 'masked_input', 'dropped_blocks', 'block_macs', 'drop_plan', 'mask_table',
-    'drop_step_table', 'format_mask_table', 'format_drop_table', 'eval_loader', 'StepDrop',
+    'steps_modules', 'find_steps', 'masked_input', 'dropped_blocks', 'block_macs', 'drop_windows', 'StepWindows',
+    'score', 'mask_table', 'drop_step_table', 'aggregate', 'format_mask_table', 'format_drop_table', 'eval_loader',
     'default_mask_sizes',
 ]
 
@@ -135,27 +143,29 @@ def block_macs(model: nn.Module, steps: Steps, images: Optional[torch.Tensor] = 
 
 
 @dataclass
-class StepDrop:
-    """What is dropped from one step.
+class StepWindows:
+    """What is dropped from one step: every window of ``size`` consecutive blocks inside it.
 
     Attributes:
         step: Step number (1-based).
         width: The step's width.
         depth: Blocks in the step.
-        blocks: Indices (execution order) of the blocks made the identity: the last ``len(blocks)`` of the step.
-        macs: Multiply-adds dropped per image (or the ``width**2`` cost units without an input).
+        size: Blocks dropped at a time (``m_s``).
+        windows: Each window's block indices (execution order), first window first.
+        macs: Multiply-adds dropped per image, mean over the windows (or ``width**2`` cost units without an input).
         share: ``macs`` over the whole trunk's.
     """
     step: int
     width: int
     depth: int
-    blocks: Tuple[int, ...]
+    size: int
+    windows: Tuple[Tuple[int, ...], ...]
     macs: float
     share: float
 
 
-def drop_plan(steps: Steps, costs: Sequence[float], blocks: int = 1) -> List[StepDrop]:
-    """Choose, for every step with blocks, the last ``m_s`` blocks to drop so dropped costs are about equal.
+def drop_windows(steps: Steps, costs: Sequence[float], blocks: int = 1) -> List[StepWindows]:
+    """For every step with blocks: how many blocks to drop (about equal cost across steps), and every window.
 
     Args:
         steps: The trunk.
@@ -163,28 +173,27 @@ def drop_plan(steps: Steps, costs: Sequence[float], blocks: int = 1) -> List[Ste
         blocks: Budget, in blocks of the widest step that has blocks.
 
     Raises:
-        ValueError: ``blocks`` < 1 or larger than that step's depth.
+        ValueError: ``blocks`` < 1 or larger than that step's depth; ``costs`` of the wrong length.
     """
     plan = steps.plan
     if len(costs) != plan.num_blocks:
         raise ValueError(f'{len(costs)} block costs for a trunk of {plan.num_blocks} blocks')
     starts = [sum(plan.depths[:s]) for s in range(plan.num_steps)]
-    step_cost = [costs[starts[s]] if plan.depths[s] else 0.0 for s in range(plan.num_steps)]
     ref = max(s for s in range(plan.num_steps) if plan.depths[s])
     if not 1 <= blocks <= plan.depths[ref]:
         raise ValueError(f'blocks={blocks}: the budget must be 1..{plan.depths[ref]} blocks of the widest step '
                          f'({plan.widths[ref]} x{plan.depths[ref]})')
-    budget = sum(costs[starts[ref] + plan.depths[ref] - blocks: starts[ref] + plan.depths[ref]])
+    budget = float(sum(costs[starts[ref]:starts[ref] + blocks]))
     total = float(sum(costs))
     out = []
     for s in range(plan.num_steps):
         d = plan.depths[s]
         if not d:
             continue
-        m = min(d, max(1, round(budget / step_cost[s])))
-        idx = tuple(range(starts[s] + d - m, starts[s] + d))
-        macs = float(sum(costs[i] for i in idx))
-        out.append(StepDrop(s + 1, plan.widths[s], d, idx, macs, macs / total))
+        m = min(d, max(1, round(budget / costs[starts[s]])))
+        windows = tuple(tuple(range(starts[s] + i, starts[s] + i + m)) for i in range(d - m + 1))
+        macs = float(np.mean([sum(costs[i] for i in w) for w in windows]))
+        out.append(StepWindows(s + 1, plan.widths[s], d, m, windows, macs, macs / total))
     return out
 
 
@@ -195,9 +204,21 @@ def default_mask_sizes(width: int, count: int = 6) -> List[int]:
     return [round(k * width / 12) for k in range(count)]
 
 
-def _accuracy(model: nn.Module, loader: DataLoader, device: str, progress: bool, desc: str) -> float:
-    from stepsnet.tasks.classification import evaluate
-    return float(evaluate(model, loader, device, progress=progress, desc=desc)['top1'])
+@torch.no_grad()
+def score(model: nn.Module, loader: DataLoader, device: str = 'cpu', progress: bool = False,
+          desc: str = 'eval') -> Dict[str, float]:
+    """Top-1 (%, ``timm.utils.accuracy``) and mean cross-entropy of ``model`` over ``loader``."""
+    model.eval()
+    hits, loss, n = 0.0, 0.0, 0
+    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
+        if batch is None:
+            continue
+        x, y = batch[0].to(device), batch[1].to(device)
+        out = model(x).float()
+        hits += float(accuracy(out, y, topk=(1,))[0]) * y.numel() / 100
+        loss += float(nn.functional.cross_entropy(out, y, reduction='sum'))
+        n += y.numel()
+    return {'top1': 100.0 * hits / max(n, 1), 'loss': loss / max(n, 1)}
 
 
 def mask_table(
@@ -207,9 +228,8 @@ def mask_table(
         trunk: Optional[str] = None,
         device: str = 'cpu',
         progress: bool = True,
-        evaluate_fn: Optional[Callable[[nn.Module, DataLoader], float]] = None,
 ) -> List[Dict[str, Any]]:
-    """Top-1 with the first (slow path) or last (fast path) ``n`` input channels of the Steps trunk zeroed.
+    """Scores with the first (slow path) or last (fast path) ``n`` input channels of the Steps trunk zeroed.
 
     Args:
         model: A trained Steps model.
@@ -218,10 +238,9 @@ def mask_table(
         trunk: Steps module path (default :func:`find_steps`).
         device: Where to run.
         progress: Show progress bars.
-        evaluate_fn: ``f(model, loader) -> top-1``; default: the classification task's ``evaluate``.
 
     Returns:
-        Rows ``{'n', 'slow_top1', 'fast_top1'}``.
+        Rows ``{'n', 'slow_top1', 'slow_loss', 'fast_top1', 'fast_loss'}``.
 
     Raises:
         ValueError: No Steps module, or ``n`` larger than the trunk width.
@@ -232,19 +251,19 @@ def mask_table(
         if not 0 <= n <= steps.plan.channels:
             raise ValueError(f'mask size {n} is outside 0..{steps.plan.channels} (the width of trunk {name!r})')
     model.to(device).eval()
-    ev = evaluate_fn or (lambda m, dl, desc='': _accuracy(m, dl, device, progress, desc))
-    rows = []
     base = None
+    rows = []
     for n in sizes:
         if n == 0:
-            base = base if base is not None else ev(model, loader, 'mask none')
-            rows.append(dict(n=0, slow_top1=base, fast_top1=base))
-            continue
-        with masked_input(steps, first=n):
-            slow = ev(model, loader, f'mask first {n}')
-        with masked_input(steps, last=n):
-            fast = ev(model, loader, f'mask last {n}')
-        rows.append(dict(n=n, slow_top1=slow, fast_top1=fast))
+            base = base or score(model, loader, device, progress, 'mask none')
+            slow = fast = base
+        else:
+            with masked_input(steps, first=n):
+                slow = score(model, loader, device, progress, f'mask first {n}')
+            with masked_input(steps, last=n):
+                fast = score(model, loader, device, progress, f'mask last {n}')
+        rows.append(dict(n=n, slow_top1=slow['top1'], slow_loss=slow['loss'], fast_top1=fast['top1'],
+                         fast_loss=fast['loss']))
     return rows
 
 
@@ -256,9 +275,8 @@ def drop_step_table(
         device: str = 'cpu',
         example: Optional[torch.Tensor] = None,
         progress: bool = True,
-        evaluate_fn: Optional[Callable[[nn.Module, DataLoader], float]] = None,
 ) -> List[Dict[str, Any]]:
-    """Top-1 with a similar amount of computation dropped from each step in turn (see the module docstring).
+    """Scores with a similar amount of computation dropped from each step in turn, averaged over its windows.
 
     Args:
         model: A trained Steps model.
@@ -266,40 +284,81 @@ def drop_step_table(
         blocks: Budget, in blocks of the widest step that has blocks.
         trunk: Steps module path (default :func:`find_steps`).
         device: Where to run.
-        example: One input image batch for measuring block costs (default: the loader's first batch).
+        example: One input batch for measuring block costs (default: the loader's first batch).
         progress: Show progress bars.
-        evaluate_fn: ``f(model, loader) -> top-1``; default: the classification task's ``evaluate``.
 
     Returns:
-        A row ``step='none'`` (nothing dropped), then one per step with ``width``, ``depth``, ``dropped``
-        (block count), ``blocks`` (their indices), ``macs``, ``share`` and ``top1``.
+        A row ``step='none'`` (nothing dropped), then one per step with ``width``, ``depth``, ``dropped`` (blocks
+        per window), ``windows`` (how many), ``macs``, ``share``, ``top1`` and ``loss`` (means over the windows),
+        ``top1_min`` / ``top1_max`` (the spread over windows) and ``per_window`` (``first_block:top1`` pairs).
     """
-    name, steps = find_steps(model, trunk)
+    _, steps = find_steps(model, trunk)
     model.to(device).eval()
     if example is None:
-        batch = next(iter(loader))
-        example = batch[0]
-    costs = block_macs(model, steps, example.to(device))
-    plan = drop_plan(steps, costs, blocks)
-    ev = evaluate_fn or (lambda m, dl, desc='': _accuracy(m, dl, device, progress, desc))
+        example = next(iter(loader))[0]
+    plan = drop_windows(steps, block_macs(model, steps, example.to(device)), blocks)
+    full = score(model, loader, device, progress, 'drop none')
     rows: List[Dict[str, Any]] = [dict(step='none', width=steps.plan.channels, depth=steps.plan.num_blocks,
-                                       dropped=0, blocks='', macs=0.0, share=0.0,
-                                       top1=ev(model, loader, 'drop none'))]
+                                       dropped=0, windows=0, macs=0.0, share=0.0, top1=full['top1'],
+                                       loss=full['loss'], top1_min=full['top1'], top1_max=full['top1'],
+                                       per_window='')]
     members = list(steps)
     for d in plan:
-        with dropped_blocks([members[i] for i in d.blocks]):
-            top1 = ev(model, loader, f'drop F{d.step}')
-        rows.append(dict(step=d.step, width=d.width, depth=d.depth, dropped=len(d.blocks),
-                         blocks=' '.join(str(i) for i in d.blocks), macs=d.macs, share=d.share, top1=top1))
+        scores = []
+        for w in d.windows:
+            with dropped_blocks([members[i] for i in w]):
+                scores.append(score(model, loader, device, progress, f'drop F{d.step} blocks {w[0]}-{w[-1]}'))
+        top1 = [r['top1'] for r in scores]
+        rows.append(dict(step=d.step, width=d.width, depth=d.depth, dropped=d.size, windows=len(d.windows),
+                         macs=d.macs, share=d.share, top1=float(np.mean(top1)),
+                         loss=float(np.mean([r['loss'] for r in scores])), top1_min=min(top1), top1_max=max(top1),
+                         per_window=' '.join(f'{w[0]}:{t:.2f}' for w, t in zip(d.windows, top1))))
     return rows
 
 
+def aggregate(tables: Sequence[Sequence[Mapping[str, Any]]], key: str,
+              values: Sequence[str]) -> List[Dict[str, Any]]:
+    """Mean and sample standard deviation of ``values`` over tables of several models, row by row.
+
+    Rows are matched by ``key`` (``n`` for masking, ``step`` for step dropping); other fields come from the first
+    table. Each value ``v`` becomes ``v`` (mean), ``v_std`` (None for one model) and ``v_all`` (every model's).
+
+    Raises:
+        ValueError: The tables do not have the same rows.
+    """
+    if not tables:
+        raise ValueError('aggregate needs at least one table')
+    keys = [r[key] for r in tables[0]]
+    for t in tables[1:]:
+        if [r[key] for r in t] != keys:
+            raise ValueError(f'tables have different rows ({keys} vs {[r[key] for r in t]}); expected models with '
+                             'the same trunk plan')
+    out = []
+    for i, row in enumerate(tables[0]):
+        merged = dict(row, models=len(tables))
+        for v in values:
+            xs = np.asarray([t[i][v] for t in tables], dtype=np.float64)
+            merged[v] = float(xs.mean())
+            merged[f'{v}_std'] = float(xs.std(ddof=1)) if len(xs) > 1 else None
+            merged[f'{v}_all'] = xs.tolist()
+        out.append(merged)
+    return out
+
+
+def _cell(r: Mapping[str, Any], v: str, digits: int = 1) -> str:
+    std = r.get(f'{v}_std')
+    return f'{r[v]:.{digits}f}' + (f' ± {std:.{digits}f}' if std is not None else '')
+
+
 def format_mask_table(rows: Sequence[Mapping[str, Any]], paper: bool = False) -> str:
-    """Table 6 layout: one column per ``n``; rows slow path / fast path (and the paper's, when asked)."""
+    """Table 6 layout: one column per ``n``; rows slow / fast path top-1 and loss (mean ± std over models)."""
     head = '| mask out channels | ' + ' | '.join('none' if r['n'] == 0 else str(r['n']) for r in rows) + ' |'
-    lines = [head, '|---|' + '---|' * len(rows),
-             '| slow path (first n) | ' + ' | '.join(f'{r["slow_top1"]:.1f}' for r in rows) + ' |',
-             '| fast path (last n) | ' + ' | '.join(f'{r["fast_top1"]:.1f}' for r in rows) + ' |']
+    lines = [head, '|---|' + '---|' * len(rows)]
+    for path in ('slow', 'fast'):
+        which = 'first' if path == 'slow' else 'last'
+        lines.append(f'| {path} path ({which} n), top-1 | ' + ' | '.join(_cell(r, f'{path}_top1') for r in rows) + ' |')
+    for path in ('slow', 'fast'):
+        lines.append(f'| {path} path, loss | ' + ' | '.join(_cell(r, f'{path}_loss', 3) for r in rows) + ' |')
     if paper:
         lines += ['', 'Paper (Steps-DeiT-S, ImageNet-1K; n = 0/32/64/96/128/160 of 384): slow path '
                   '81.0/77.3/68.3/49.0/20.4/4.4, fast path 81.0/80.9/80.9/80.8/80.7/80.3.']
@@ -307,14 +366,18 @@ def format_mask_table(rows: Sequence[Mapping[str, Any]], paper: bool = False) ->
 
 
 def format_drop_table(rows: Sequence[Mapping[str, Any]], paper: bool = False) -> str:
-    """Table 7 layout: one row per dropped step with what was dropped and the resulting top-1."""
-    lines = ['| dropping position | step width x blocks | blocks dropped | dropped MACs (share of trunk) | top-1 |',
-             '|---|---|---|---|---|']
+    """Table 7 layout: one row per step, with what was dropped and the scores (mean over windows, then over
+    models ± std; the window range is of the first model)."""
+    lines = ['| dropping position | step width x blocks | blocks dropped x windows | dropped MACs (share of trunk) | '
+             'top-1 | loss | top-1 over windows (min-max) |', '|---|---|---|---|---|---|---|']
     for r in rows:
-        pos = 'none' if r['step'] == 'none' else f'F{r["step"]}'
-        what = '-' if r['step'] == 'none' else f'{r["dropped"]} (last of the step: {r["blocks"]})'
-        share = '-' if r['step'] == 'none' else f'{r["macs"] / 1e6:.2f}M ({100 * r["share"]:.1f}%)'
-        lines.append(f'| {pos} | {r["width"]} x{r["depth"]} | {what} | {share} | {r["top1"]:.1f} |')
+        none = r['step'] == 'none'
+        pos = 'none' if none else f'F{r["step"]}'
+        what = '-' if none else f'{r["dropped"]} x {r["windows"]}'
+        share = '-' if none else f'{r["macs"] / 1e6:.2f}M ({100 * r["share"]:.1f}%)'
+        spread = '-' if none else f'{r["top1_min"]:.1f}-{r["top1_max"]:.1f}'
+        lines.append(f'| {pos} | {r["width"]} x{r["depth"]} | {what} | {share} | {_cell(r, "top1")} | '
+                     f'{_cell(r, "loss", 3)} | {spread} |')
     if paper:
         lines += ['', 'Paper (Steps-DeiT-S, ImageNet-1K): F1 77.0, F2 78.1, F3 80.5 (full model 81.0).']
     return '\n'.join(lines) + '\n'

@@ -1,155 +1,179 @@
-"""``stepsnet analyze``: the paper's analyses (SPEC section 5) over the functions of ``stepsnet.analysis``.
+"""``stepsnet analyze``: the paper's analyses over the functions of :mod:`stepsnet.analysis`.
 
 Sub-commands: ``shortcut`` (Fig. 2), ``mask`` (Table 6), ``drop-step`` (Table 7), ``depth`` (Fig. 6c/d) and
-``pilot`` (Fig. 1 at CPU scale). Each prints a markdown table and writes CSV (and PNG where there is a plot).
+``pilot`` (Fig. 1 at CPU scale, a comparison of :mod:`stepsnet.compare`). Each prints a markdown table and writes
+CSV (and PNG where there is a plot). Every argument is checked before any model is built or trained.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import csv
+import io
 import os
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from tqdm import tqdm
 
-from stepsnet.cli.common import ParseKwargs
-from stepsnet.models.factory import classifier_from_checkpoint, create_classifier, deit_trunk_config
+from stepsnet.analysis import ablation, depth, shortcut
+from stepsnet.cli.common import ParseKwargs, positive_int
+from stepsnet.compare import depth_comparison, run_comparison
+from stepsnet.models.factory import PAIRINGS, classifier_from_checkpoint, create_classifier, deit_trunk_config
 from stepsnet.tasks.classification import data_config, load_config
+from stepsnet.utils.checkpoint import atomic_write_text
 
 DATASET_HELP = 'digits (embedded), imagefolder, cifar10, cifar100, or random (noise; shortcut only)'
 
 
 def _build_model(name: str, kwargs: Dict[str, Any], img_size: Optional[int], seed: int):
     torch.manual_seed(seed)
-    kwargs = {k: v for k, v in kwargs.items() if k != 'img_size'}
-    return create_classifier(name, 10, img_size, **kwargs)
+    return create_classifier(name, 10, img_size, **{k: v for k, v in kwargs.items() if k != 'img_size'})
 
 
-def _model_img_size(name: str) -> int:
+def _default_img_size(name: str) -> int:
     import timm
     cfg = timm.models.get_pretrained_cfg(name)
     return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
 
 
+def _write_csv(rows: Sequence[Dict[str, Any]], path: Optional[str]) -> None:
+    if not path or not rows:
+        return
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=list(rows[0]), extrasaction='ignore', lineterminator='\n')
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(path, buf.getvalue())
+    print(f'wrote {path}')
+
+
+# ---------------------------------------------------------------------------------------------- shortcut ratio
+
 def run_shortcut(args: argparse.Namespace) -> int:
-    from stepsnet.analysis.shortcut import (
-        input_batch,
-        plot_profiles,
-        shortcut_ratio,
-        summary_table,
-        write_profiles_csv,
-    )
     jobs: List[Tuple[str, Any]] = []  # (label, thunk -> (model, img_size, mean, std))
-    kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
+    kwargs = args.model_kwargs or {}
     for name in args.model or []:
         def make(name=name):
-            size = args.img_size or kwargs.get('img_size') or _model_img_size(name)
+            size = args.img_size or kwargs.get('img_size') or _default_img_size(name)
             return _build_model(name, kwargs, size, args.seed), size, None, None
         jobs.append((f'{name} (init)', make))
     for blocks in args.deit_blocks or []:
         for kind in args.kinds:
+            deit_trunk_config(blocks, kind, args.width, args.heads, args.img_size or 224, args.patch_size, 'blocks')
+
             def make(blocks=blocks, kind=kind):
                 name, kw = deit_trunk_config(blocks, kind, args.width, args.heads, args.img_size or 224,
                                              args.patch_size, pairing='blocks')
                 return _build_model(name, kw, kw['img_size'], args.seed), kw['img_size'], None, None
             label = f'{"Steps-DeiT" if kind == "steps" else "DeiT"} {blocks} blocks ({blocks * 5 + 2} layers)'
             jobs.append((label + ' (init)', make))
-    for path, label in zip(args.checkpoint or [], (args.labels or []) + [None] * len(args.checkpoint or [])):
+    labels = list(args.labels or [])
+    for i, path in enumerate(args.checkpoint or []):
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'checkpoint {path!r} does not exist')
+
         def make(path=path):
             net, info = classifier_from_checkpoint(path)
             dcfg = info['data_config']
             return net, args.img_size or dcfg['input_size'][-1], dcfg.get('mean'), dcfg.get('std')
-        jobs.append((label or os.path.basename(os.path.dirname(os.path.abspath(path))) + ':' +
-                     os.path.basename(path), make))
+        default = os.path.basename(os.path.dirname(os.path.abspath(path))) + ':' + os.path.basename(path)
+        jobs.append((labels[i] if i < len(labels) else default, make))
     if not jobs:
         raise ValueError('nothing to measure: give --model, --deit-blocks or --checkpoint')
-    from tqdm import tqdm
     profiles = []
     batches: Dict[Any, Any] = {}
-    for label, make in tqdm(jobs, desc='shortcut ratio', disable=args.no_progress):
+    for label, make in tqdm(jobs, desc='shortcut ratio', disable=not args.progress):
         model, size, mean, std = make()
         key = (size, tuple(mean or ()), tuple(std or ()))
         if key not in batches:
-            batches[key] = input_batch(args.dataset, args.data_dir, args.split, size, args.batch_size, mean, std,
-                                       args.seed)
-        profiles.append(shortcut_ratio(model, batches[key], args.trunk, args.reduction, label))
+            batches[key] = shortcut.input_batch(args.dataset, args.data_dir, args.split, size, args.batch_size, mean,
+                                                std, args.seed)
+        profiles.append(shortcut.shortcut_ratio(model, batches[key], args.trunk, args.reduction, label))
         del model
     os.makedirs(args.out_dir, exist_ok=True)
     csv_path = os.path.join(args.out_dir, f'{args.name}.csv')
     png_path = os.path.join(args.out_dir, f'{args.name}.png')
-    write_profiles_csv(profiles, csv_path)
+    shortcut.write_profiles_csv(profiles, csv_path)
     title = args.title or f'shortcut ratio on {args.dataset} ({args.batch_size} images, {args.reduction} std)'
-    plot_profiles(profiles, png_path, title)
-    print(summary_table(profiles), end='')
+    shortcut.plot_profiles(profiles, png_path, title)
+    print(shortcut.summary_table(profiles), end='')
     print(f'wrote {csv_path}\nwrote {png_path}')
     return 0
 
 
-def _model_and_loader(args: argparse.Namespace):
-    from stepsnet.analysis.ablation import eval_loader
-    if args.checkpoint:
-        model, info = classifier_from_checkpoint(args.checkpoint, args.model, args.device)
-        dcfg = dict(info['data_config'])
-    elif args.model:
-        kwargs = json.loads(args.model_kwargs) if args.model_kwargs else {}
-        size = args.img_size or 32
-        model = _build_model(args.model, kwargs, size, args.seed)
-        dcfg = data_config(load_config(model=args.model, dataset=args.dataset, img_size=size))
+# ---------------------------------------------------------------------------------------------- mask, drop-step
+
+def _models_and_loader(args: argparse.Namespace):
+    """The models to ablate (one per checkpoint, or an untrained ``--model``) and the evaluation loader."""
+    paths = args.checkpoint or []
+    for path in paths:
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f'checkpoint {path!r} does not exist')
+    if not paths and not args.model:
+        raise ValueError('give --checkpoint (one or more stepsnet train checkpoints) or --model')
+    if paths:
+        models, dcfg = [], None
+        for path in paths:
+            net, info = classifier_from_checkpoint(path, args.model, args.device)
+            if dcfg is not None and info['data_config'] != dcfg:
+                raise ValueError(f'{path!r} was trained with other preprocessing ({info["data_config"]}) than '
+                                 f'{paths[0]!r} ({dcfg}); expected checkpoints of the same recipe')
+            dcfg = dict(info['data_config'])
+            ablation.find_steps(net, args.trunk)  # fail before any evaluation when there is no Steps trunk
+            models.append(net)
     else:
-        raise ValueError('give --checkpoint (a stepsnet train checkpoint) or --model')
+        size = args.img_size or 32
+        net = _build_model(args.model, args.model_kwargs or {}, size, args.seed)
+        ablation.find_steps(net, args.trunk)
+        models, dcfg = [net], data_config(load_config(model=args.model, dataset=args.dataset, img_size=size))
     if args.img_size:
         dcfg['input_size'] = (3, args.img_size, args.img_size)
-    loader = eval_loader(dcfg, args.dataset, args.data_dir, args.split, args.batch_size, args.workers)
-    return model, loader
-
-
-def _write_rows(rows, path: Optional[str]) -> None:
-    if not path:
-        return
-    from stepsnet.utils import atomic_write_text
-    cols = list(rows[0])
-    lines = [','.join(cols)] + [','.join(str(r[c]) for c in cols) for r in rows]
-    atomic_write_text(path, '\n'.join(lines) + '\n')
-    print(f'wrote {path}')
+    return models, ablation.eval_loader(dcfg, args.dataset, args.data_dir, args.split, args.batch_size, args.workers)
 
 
 def run_mask(args: argparse.Namespace) -> int:
-    from stepsnet.analysis.ablation import find_steps, format_mask_table, mask_table
-    model, loader = _model_and_loader(args)
-    find_steps(model, args.trunk)  # fail before any evaluation when there is no Steps trunk
-    rows = mask_table(model, loader, args.sizes, args.trunk, args.device, progress=not args.no_progress)
-    print(format_mask_table(rows, paper=args.paper), end='')
-    _write_rows(rows, args.csv)
+    models, loader = _models_and_loader(args)
+    tables = [ablation.mask_table(m, loader, args.sizes, args.trunk, args.device, args.progress) for m in models]
+    rows = ablation.aggregate(tables, 'n', ('slow_top1', 'slow_loss', 'fast_top1', 'fast_loss'))
+    print(f'{len(models)} model(s); mean ± std over models', flush=True)
+    print(ablation.format_mask_table(rows, paper=args.paper), end='')
+    _write_csv([dict(r, model=i) for i, t in enumerate(tables) for r in t], args.csv)
     return 0
 
 
 def run_drop_step(args: argparse.Namespace) -> int:
-    from stepsnet.analysis.ablation import drop_step_table, find_steps, format_drop_table
-    model, loader = _model_and_loader(args)
-    find_steps(model, args.trunk)
-    rows = drop_step_table(model, loader, args.blocks, args.trunk, args.device, progress=not args.no_progress)
-    print(format_drop_table(rows, paper=args.paper), end='')
-    _write_rows(rows, args.csv)
+    models, loader = _models_and_loader(args)
+    tables = [ablation.drop_step_table(m, loader, args.blocks, args.trunk, args.device, progress=args.progress)
+              for m in models]
+    rows = ablation.aggregate(tables, 'step', ('top1', 'loss'))
+    print(f'{len(models)} model(s); each step\'s score is the mean over its windows; mean ± std over models',
+          flush=True)
+    print(ablation.format_drop_table(rows, paper=args.paper), end='')
+    _write_csv([dict(r, model=i) for i, t in enumerate(tables) for r in t], args.csv)
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- depth and pilot
+
 def run_depth(args: argparse.Namespace) -> int:
-    from stepsnet.analysis.depth import depth_benchmark, format_depth_table, plot_depth, write_depth_csv
-    rows = depth_benchmark(
+    for family in args.family:  # every configuration is checked before the first model is measured
+        for blocks in args.blocks:
+            for kind in ('residual', 'steps'):
+                depth.model_config(family, blocks, kind, args.width, args.img_size)
+    rows = depth.depth_benchmark(
         families=args.family, blocks=args.blocks, width=args.width, img_size=args.img_size, device=args.device,
         batch_sizes=tuple(args.batch_sizes), throughput_batch=args.throughput_batch, warmup=args.warmup,
-        runs=args.runs, memory=not args.no_memory, memory_mode=args.memory_mode, threads=args.threads,
-        progress=not args.no_progress)
-    print(format_depth_table(rows), end='')
+        runs=args.runs, memory=args.memory, memory_mode=args.memory_mode, threads=args.threads,
+        progress=args.progress)
+    print(depth.format_depth_table(rows), end='')
     os.makedirs(args.out_dir, exist_ok=True)
-    write_depth_csv(rows, os.path.join(args.out_dir, f'{args.name}.csv'))
-    plot_depth(rows, os.path.join(args.out_dir, f'{args.name}.png'))
+    depth.write_depth_csv(rows, os.path.join(args.out_dir, f'{args.name}.csv'))
+    depth.plot_depth(rows, os.path.join(args.out_dir, f'{args.name}.png'))
     print(f'wrote {os.path.join(args.out_dir, args.name)}.csv / .png')
     return 0
 
 
 def run_pilot(args: argparse.Namespace) -> int:
-    from stepsnet.compare import depth_comparison, run_comparison
     comp = depth_comparison(depths=args.blocks, width=args.width, heads=args.heads, seeds=args.seeds,
                             config=args.config, overrides=args.set or {}, pairings=args.pairing, out=args.out,
                             jobs=args.jobs, threads=args.threads)
@@ -157,22 +181,27 @@ def run_pilot(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------------------------- parser
+
 def _add_eval_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument('--checkpoint', help='checkpoint written by stepsnet train (last.pth / best.pth)')
-    p.add_argument('--model', help='expected model name of the checkpoint, or an untrained model without one')
-    p.add_argument('--model-kwargs', help='JSON model arguments (with --model and no checkpoint)')
+    p.add_argument('--checkpoint', nargs='+', help='stepsnet train checkpoints (last.pth / best.pth); several '
+                   'independently trained models give mean ± std')
+    p.add_argument('--model', help='expected model name of the checkpoints, or an untrained model without one')
+    p.add_argument('--model-kwargs', nargs='*', action=ParseKwargs, metavar='KEY=VALUE',
+                   help='model arguments (with --model and no checkpoint)')
     p.add_argument('--dataset', default='digits', help='digits (embedded), imagefolder, cifar10 or cifar100')
     p.add_argument('--data-dir', help='dataset root')
     p.add_argument('--split', default='val')
-    p.add_argument('--img-size', type=int, help='input size (default: the checkpoint\'s)')
-    p.add_argument('--batch-size', type=int, default=128)
+    p.add_argument('--img-size', type=positive_int, help='input size (default: the checkpoint\'s)')
+    p.add_argument('--batch-size', type=positive_int, default=128)
     p.add_argument('--workers', type=int, default=0)
     p.add_argument('--device', default='cpu')
     p.add_argument('--trunk', help='Steps module path (default: the one with the most blocks)')
     p.add_argument('--seed', type=int, default=0)
-    p.add_argument('--csv', help='write the table to this CSV')
-    p.add_argument('--paper', action='store_true', help='print the paper\'s numbers under the table')
-    p.add_argument('--no-progress', action='store_true')
+    p.add_argument('--csv', help='write every model\'s rows to this CSV')
+    p.add_argument('--paper', action=argparse.BooleanOptionalAction, default=False,
+                   help='print the paper\'s numbers under the table')
+    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -184,23 +213,23 @@ def register(sub: argparse._SubParsersAction) -> None:
     s = asub.add_parser(
         'shortcut', help='shortcut ratio sigma_0 / sigma_l along the trunk (Fig. 2)',
         description='gamma_l = sigma_0 / sigma_l after every block of a residual or Steps trunk, on a real batch. '
-                    'Example (Fig. 2a at CPU scale): stepsnet analyze shortcut --deit-blocks 24 96')
-    s.add_argument('--model', action='extend', nargs='+', help='timm model names, measured at initialisation')
-    s.add_argument('--model-kwargs', help='JSON arguments for every --model')
-    s.add_argument('--checkpoint', action='extend', nargs='+', help='stepsnet train checkpoints (one or more; '
-                   'the flag may be repeated)')
+                    'Example (Fig. 2a at CPU scale): stepsnet analyze shortcut --deit-blocks 24 96 --width 128')
+    s.add_argument('--model', nargs='+', help='timm model names, measured at initialisation')
+    s.add_argument('--model-kwargs', nargs='*', action=ParseKwargs, metavar='KEY=VALUE',
+                   help='arguments for every --model')
+    s.add_argument('--checkpoint', nargs='+', help='stepsnet train checkpoints, measured as trained')
     s.add_argument('--labels', nargs='+', help='labels of the checkpoints, in order')
-    s.add_argument('--deit-blocks', type=int, nargs='+', help='depth-scaled DeiT-like trunks with these block '
-                   'counts (Steps twins have the same blocks and final width)')
+    s.add_argument('--deit-blocks', type=positive_int, nargs='+', help='depth-scaled DeiT-like trunks with these '
+                   'block counts (their Steps twins have the same blocks and final width, as in Fig. 2)')
     s.add_argument('--kinds', nargs='+', default=['residual', 'steps'], choices=('residual', 'steps'))
-    s.add_argument('--width', type=int, default=384, help='trunk width of --deit-blocks models (DeiT-S: 384)')
-    s.add_argument('--heads', type=int, default=6)
-    s.add_argument('--patch-size', type=int, default=16)
-    s.add_argument('--img-size', type=int, help='input size (default: the model\'s / checkpoint\'s; 224)')
+    s.add_argument('--width', type=positive_int, default=384, help='trunk width of --deit-blocks models')
+    s.add_argument('--heads', type=positive_int, default=6)
+    s.add_argument('--patch-size', type=positive_int, default=16)
+    s.add_argument('--img-size', type=positive_int, help='input size (default: the model\'s / checkpoint\'s; 224)')
     s.add_argument('--dataset', default='digits', help=DATASET_HELP)
     s.add_argument('--data-dir')
     s.add_argument('--split', default='val')
-    s.add_argument('--batch-size', type=int, default=16)
+    s.add_argument('--batch-size', type=positive_int, default=16)
     s.add_argument('--trunk', help='trunk module path (default: the Steps module or the longest block sequence)')
     s.add_argument('--reduction', default='token', choices=('token', 'global'),
                    help='token: std over channels per position (what a pre-norm sees); global: over all elements')
@@ -208,46 +237,48 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument('--out-dir', default='runs/analyze')
     s.add_argument('--name', default='shortcut_ratio', help='file name stem of the CSV and PNG')
     s.add_argument('--title')
-    s.add_argument('--no-progress', action='store_true')
+    s.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True)
     s.set_defaults(func=run_shortcut)
 
     m = asub.add_parser(
         'mask', help='zero the first / last n input channels of the Steps trunk (Table 6)',
-        description='Top-1 with the first n (slow path) or last n (fast path) channels of the Steps trunk\'s input '
-                    'zeroed, without retraining.')
+        description='Top-1 and loss with the first n (slow path) or last n (fast path) channels of the Steps '
+                    'trunk\'s input zeroed, without retraining; mean ± std over the checkpoints given.')
     _add_eval_args(m)
     m.add_argument('--sizes', type=int, nargs='+', help='channel counts n (default: k * width / 12, k = 0..5)')
     m.set_defaults(func=run_mask)
 
     d = asub.add_parser(
         'drop-step', help='drop a similar amount of computation from each step (Table 7)',
-        description='Top-1 with the last blocks of one step made the identity, the same MACs from each step.')
+        description='Top-1 and loss with the blocks of one window of a step made the identity, the same MACs '
+                    'from each step; each step is the mean over every window of that size inside it; mean ± std '
+                    'over the checkpoints given.')
     _add_eval_args(d)
-    d.add_argument('--blocks', type=int, default=1, help='budget, in blocks of the widest step (default 1)')
+    d.add_argument('--blocks', type=positive_int, default=1, help='budget, in blocks of the widest step (default 1)')
     d.set_defaults(func=run_drop_step)
 
     b = asub.add_parser(
         'depth', help='throughput and memory of residual and Steps models as depth grows (Fig. 6c/d)',
-        description='Residual and Steps models of growing depth at a fixed width: inference throughput, and memory '
-                    'as the growth of peak memory from batch 32 to 64 (CPU: peak RSS of a fresh process; CUDA: '
-                    'peak allocated).')
+        description='Residual and Steps models of growing depth at a fixed width, paired at equal blocks (the Steps '
+                    'model has about half the FLOPs): inference throughput, and memory as the growth of peak '
+                    'memory from batch 32 to 64 (CPU: peak RSS; CUDA: peak allocated).')
     b.add_argument('--family', nargs='+', default=['deit', 'swin'], choices=('deit', 'swin'))
-    b.add_argument('--blocks', type=int, nargs='+', default=[12, 24, 48, 96],
-                   help='total residual blocks per model (DeiT: trunk blocks; Swin: all stages)')
-    b.add_argument('--width', type=int, help='DeiT trunk width / Swin stage-1 width (default 192 / 96)')
-    b.add_argument('--img-size', type=int, help='input size (default 64 for DeiT patch 8, 64 for Swin window 4)')
+    b.add_argument('--blocks', type=positive_int, nargs='+', default=[12, 24, 48, 96],
+                   help='total residual blocks per model (DeiT: trunk blocks; Swin: all stages, >= 18)')
+    b.add_argument('--width', type=positive_int, help='DeiT trunk width / Swin stage-1 width (default 192 / 96)')
+    b.add_argument('--img-size', type=positive_int, help='input size (default 64: DeiT patch 8, Swin window 4)')
     b.add_argument('--device', default='cpu')
-    b.add_argument('--batch-sizes', type=int, nargs=2, default=[32, 64], metavar=('SMALL', 'LARGE'))
-    b.add_argument('--throughput-batch', type=int, default=32)
+    b.add_argument('--batch-sizes', type=positive_int, nargs=2, default=[32, 64], metavar=('SMALL', 'LARGE'))
+    b.add_argument('--throughput-batch', type=positive_int, default=32)
     b.add_argument('--warmup', type=int, default=1)
-    b.add_argument('--runs', type=int, default=3)
-    b.add_argument('--threads', type=int, help='torch threads (default: torch\'s)')
+    b.add_argument('--runs', type=positive_int, default=3)
+    b.add_argument('--threads', type=positive_int, help='torch threads (default: torch\'s)')
     b.add_argument('--memory-mode', default='train', choices=('train', 'infer'),
                    help='train: forward + backward (activations kept, as in training); infer: no_grad forward')
-    b.add_argument('--no-memory', action='store_true')
+    b.add_argument('--memory', action=argparse.BooleanOptionalAction, default=True)
     b.add_argument('--out-dir', default='runs/analyze')
     b.add_argument('--name', default='depth_benchmark')
-    b.add_argument('--no-progress', action='store_true')
+    b.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True)
     b.set_defaults(func=run_depth)
 
     p = asub.add_parser(
@@ -255,15 +286,15 @@ def register(sub: argparse._SubParsersAction) -> None:
         description='The depth pilot: residual DeiT-like trunks of growing depth against Steps trunks paired by '
                     'equal compute (the Table 1 twin, twice the blocks) and by equal blocks, trained with the same '
                     'recipe and seeds (a `stepsnet compare depth` with more depths, both pairings and seeds).')
-    p.add_argument('--blocks', type=int, nargs='+', default=[4, 8, 16, 32], help='residual block counts')
-    p.add_argument('--pairing', nargs='+', choices=('compute', 'blocks'), default=['compute', 'blocks'])
-    p.add_argument('--width', type=int, default=80)
-    p.add_argument('--heads', type=int, default=4)
+    p.add_argument('--blocks', type=positive_int, nargs='+', default=[4, 8, 16, 32], help='residual block counts')
+    p.add_argument('--pairing', nargs='+', choices=PAIRINGS, default=list(PAIRINGS))
+    p.add_argument('--width', type=positive_int, default=80)
+    p.add_argument('--heads', type=positive_int, default=4)
     p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
     p.add_argument('--config', help='recipe (default configs/cls/depth_digits.yaml)')
     p.add_argument('--set', nargs='*', action=ParseKwargs, metavar='FIELD=VALUE', help='change recipe fields')
-    p.add_argument('--jobs', type=int, default=2, help='runs side by side (default 2)')
-    p.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1)')
+    p.add_argument('--jobs', type=positive_int, default=2, help='runs side by side (default 2)')
+    p.add_argument('--threads', type=positive_int, default=1, help='torch threads per run (default 1)')
     p.add_argument('--out', default='runs/analyze/pilot', help='output folder (runs, report, plots)')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True)
     p.set_defaults(func=run_pilot, trains=True)

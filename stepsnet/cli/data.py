@@ -9,7 +9,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
     meta = prepare_text(
         args.out, inputs=args.inputs, train=args.train, val=args.val, test=args.test, tokenizer=args.tokenizer,
         tokenizer_file=args.tokenizer_file, vocab_file=args.vocab, merges_file=args.merges,
-        vocab_size=args.vocab_size, val_fraction=args.val_fraction, max_bytes=args.max_bytes)
+        vocab_size=args.vocab_size, val_fraction=args.val_fraction, max_bytes=args.max_bytes,
+        encoding=args.encoding, errors=args.errors, force=args.force)
     tokens = ', '.join(f'{s} {n:,}' for s, n in meta['tokens'].items())
     print(f'{args.out}: {meta["source"]["kind"]} corpus, {meta["tokenizer"]["kind"]} tokenizer '
           f'({meta["vocab_size"]} ids); tokens: {tokens}')
@@ -20,7 +21,7 @@ def _run_synth(args: argparse.Namespace) -> int:
     from stepsnet.data.synthetic import make_synthetic_ade, make_synthetic_coco
     make = make_synthetic_coco if args.data_command == 'synth-coco' else make_synthetic_ade
     s = make(args.out, num_train=args.num_train, num_val=args.num_val, size=tuple(args.size),
-             max_shapes=args.max_shapes, seed=args.seed)
+             max_shapes=args.max_shapes, seed=args.seed, force=args.force)
     for split, v in s['splits'].items():
         where = v['ann_file'] if 'ann_file' in v else f'{v["image_dir"]}, {v["ann_dir"]}'
         extra = f', {v["annotations"]} instances' if 'annotations' in v else ''
@@ -40,6 +41,8 @@ def _add_synth_options(p: argparse.ArgumentParser, default_out: str) -> None:
                    help='nominal image height,width (each image varies by 15%%; default 96,128)')
     p.add_argument('--max-shapes', type=positive_int, default=3, help='most shapes per image (default 3)')
     p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--force', action=argparse.BooleanOptionalAction, default=False,
+                   help='replace the files of an existing data set in --out (default: refuse)')
     p.set_defaults(func=_run_synth)
 
 
@@ -65,7 +68,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--vocab-size', type=positive_int, default=None,
                    help='vocabulary of a BPE trained on the corpus (with --tokenizer bpe; default 8192)')
     p.add_argument('--val-fraction', type=float, default=0.05, help='held-out share (default 0.05)')
-    p.add_argument('--max-bytes', type=positive_int, default=None, help='cap on the embedded corpus size (characters)')
+    p.add_argument('--max-bytes', type=positive_int, default=None, help='cap on the embedded corpus size (bytes)')
+    p.add_argument('--encoding', default='utf-8', help='text encoding of the inputs (default utf-8; e.g. latin-1)')
+    p.add_argument('--errors', choices=('strict', 'replace', 'ignore', 'backslashreplace'), default='strict',
+                   help='what to do with bytes the encoding cannot decode (default strict: an error naming the '
+                        'file and byte offset)')
+    p.add_argument('--force', action=argparse.BooleanOptionalAction, default=False,
+                   help='replace prepared data already in --out (default: refuse)')
     p.set_defaults(func=_run_prepare)
 
     p = group.add_parser(

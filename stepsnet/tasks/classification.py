@@ -33,7 +33,7 @@ from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, accuracy
 from torch.utils.data import DataLoader, Dataset, Subset
 
-from stepsnet.data.images import build_dataset, collate_skip_none, dataset_mean_std, seed_worker
+from stepsnet.data.images import build_dataset, check_class_names, collate_skip_none, dataset_mean_std, seed_worker
 from stepsnet.data.sampler import epoch_batches, steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
@@ -52,8 +52,8 @@ from stepsnet.utils.checkpoint import atomic_write_text, load_checkpoint
 from stepsnet.utils.config import load_dataclass_config
 from stepsnet.utils.logging import MetricWriter
 
-__all__ = ['ClassificationConfig', 'load_config', 'data_config', 'check_class_names', 'train_classification',
-           'validate_classification', 'evaluate', 'summary_markdown']
+__all__ = ['ClassificationConfig', 'load_config', 'data_config', 'train_classification', 'validate_classification',
+           'evaluate', 'summary_markdown']
 
 
 @dataclass
@@ -210,25 +210,6 @@ def _train_transform(cfg: ClassificationConfig, dcfg: Mapping[str, Any]):
         re_count=cfg.recount)
 
 
-def check_class_names(expected: Sequence[str], found: Sequence[str], expected_from: str, found_in: str) -> None:
-    """Raise when two sources name their classes differently (labels would be mapped wrongly).
-
-    Raises:
-        ValueError: Other names, another order, or another count; the first differences are shown.
-    """
-    expected, found = list(expected), list(found)
-    if expected == found:
-        return
-    if sorted(expected) == sorted(found):
-        moved = [f'{i}: {a!r} vs {b!r}' for i, (a, b) in enumerate(zip(expected, found)) if a != b][:4]
-        raise ValueError(f'{found_in} orders its classes differently from {expected_from} ({", ".join(moved)}); '
-                         'labels would be mapped wrongly')
-    missing = [c for c in expected if c not in found][:5]
-    extra = [c for c in found if c not in expected][:5]
-    raise ValueError(f'{found_in} has {len(found)} classes but {expected_from} has {len(expected)}; '
-                     f'not in {found_in}: {missing}, only in {found_in}: {extra}; expected the same class names')
-
-
 def _seed_all(seed: int) -> None:
     seed %= 2 ** 32
     random.seed(seed)
@@ -331,7 +312,7 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
                               img_size=img_size, skip_corrupt=cfg.skip_corrupt)
     val_set = build_dataset(cfg.dataset, cfg.data_dir, cfg.val_split, create_transform(**dcfg), img_size=img_size,
                             skip_corrupt=cfg.skip_corrupt)
-    check_class_names(train_set.classes, val_set.classes, f'the {cfg.train_split} split',
+    check_class_names(train_set.class_names, val_set.class_names, f'the {cfg.train_split} split',
                       f'the {cfg.val_split} split')
     num_classes = cfg.num_classes or len(train_set.classes)
     if num_classes < len(train_set.classes):
@@ -346,7 +327,7 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
         config = config_dict(cfg)
         state = run.open(config, ClassificationConfig.MUTABLE)
         if state is not None:
-            check_class_names(state['meta']['class_names'], train_set.classes, f'checkpoint {run.resumed_from!r}',
+            check_class_names(state['meta']['class_names'], train_set.class_names, f'checkpoint {run.resumed_from!r}',
                               f'the {cfg.train_split} split of {cfg.data_dir or cfg.dataset!r}')
 
         _seed_all(cfg.seed)
@@ -576,7 +557,7 @@ def validate_classification(
     ds = build_dataset(dataset, data_dir, split, create_transform(**dcfg), img_size=dcfg['input_size'][-1],
                        skip_corrupt=skip_corrupt)
     if class_names:
-        check_class_names(class_names, ds.classes, f'{source!r}', f'split {split!r} of {data_dir or dataset!r}')
+        check_class_names(class_names, ds.class_names, f'{source!r}', f'split {split!r} of {data_dir or dataset!r}')
     elif getattr(net, 'num_classes', len(ds.classes)) != len(ds.classes):
         raise ValueError(f'split {split!r} of {data_dir or dataset!r} has {len(ds.classes)} classes, but '
                          f'{source!r} predicts {net.num_classes}; expected the same classes')
