@@ -140,6 +140,19 @@ METRICS = {'cls': ('val top-1 (%)', True), 'lm': ('val loss (nats/token)', False
 _RUNNERS: Dict[str, Callable[[Any], Dict[str, Any]]] = {'cls': _run_cls, 'lm': _run_lm}
 
 
+def _check_arm(task: str, cfg: Any) -> None:
+    """Build the arm's model on the meta device (no memory, no compute): a bad setting fails before any training."""
+    with torch.device('meta'):
+        if task == 'cls':
+            create_classifier(cfg.model, 10, cls_task.data_config(cfg)['input_size'][-1], **cfg.model_kwargs)
+        else:
+            model = lm_config(cfg.model, **cfg.model_kwargs)
+            model.plan()
+            if cfg.block_size and cfg.block_size > model.block_size:
+                raise ValueError(f'training context block_size={cfg.block_size} is longer than the model '
+                                 f'{cfg.model!r} context {model.block_size}; expected at most {model.block_size}')
+
+
 def _train_arm(task: str, cfg: Any, run_dir: str, threads: Optional[int]) -> Dict[str, Any]:
     """Train (or finish) one run; write and return its result."""
     if threads:
@@ -183,6 +196,8 @@ def run_comparison(comp: Comparison, progress: bool = True) -> Dict[str, Any]:
                 fields = dict(arm.overrides, seed=int(seed), out_dir=run_dir, resume='auto', tensorboard=False,
                               progress=progress and comp.jobs == 1)
                 jobs.append((point, arm, seed, run_dir, dataclasses.replace(comp.config, **fields)))
+    for *_, cfg in jobs:
+        _check_arm(comp.task, cfg)
     if jobs:
         print(f'{comp.title}: {len(jobs)} run(s) to train, {comp.jobs} at a time -> {comp.out}', flush=True)
     if comp.jobs == 1:

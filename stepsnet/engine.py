@@ -370,6 +370,7 @@ class RunFolder:
     LAST = 'last.pth'
     BEST = 'best.pth'
     CONFIG = 'config.json'
+    UNRECORDED = ('resume', 'progress')  # how a run is started or shown, not what it computes
 
     def __init__(self, out_dir: str, kind: str, resume: Optional[str], env: DistEnv):
         if not out_dir:
@@ -416,7 +417,8 @@ class RunFolder:
             return None
         state = self.load(path)
         stored = state.get('config') or {}
-        differ = {k: (stored[k], v) for k, v in config.items() if k in stored and stored[k] != v}
+        differ = {k: (stored[k], v) for k, v in config.items()
+                  if k in stored and stored[k] != v and k not in self.UNRECORDED}
         mutable = set(mutable)
         fixed = {k: d for k, d in differ.items() if k not in mutable}
         if fixed:

@@ -1,4 +1,4 @@
-"""Depth benchmark (Fig. 6c/d) and depth pilot (Fig. 1): configurations, rows, files and errors."""
+"""Depth benchmark (Fig. 6c/d): configurations, rows, files and errors (the pilot is in test_compare.py)."""
 import csv
 
 import pytest
@@ -47,17 +47,9 @@ def test_cli_depth_benchmark(tmp_path, capsys):
     assert (tmp_path / 'depth_benchmark.png').stat().st_size > 1000
 
 
-def test_depth_pilot_rows_and_files(tmp_path):
-    from stepsnet.analysis.depth import depth_pilot, format_pilot_table, plot_pilot, write_pilot_csv
-    rows = depth_pilot(blocks=[4], width=32, heads=2, patch_size=8, epochs=1, batch_size=64,
-                       output=str(tmp_path / 'runs'), progress=False, max_train_batches=2)
-    assert [(r['kind'], r['blocks']) for r in rows] == [('residual', 4), ('steps', 4)]
-    assert rows[0]['layers'] == rows[1]['layers'] and rows[1]['macs'] < rows[0]['macs']
-    for r in rows:
-        assert 0 <= r['val_top1'] <= 100 and 0 <= r['train_top1'] <= 100
-        assert (tmp_path / 'runs' / f'{r["kind"]}_4' / 'last.pth').exists()
-    write_pilot_csv(rows, str(tmp_path / 'pilot.csv'))
-    plot_pilot(rows, str(tmp_path / 'pilot.png'))
-    assert list(csv.DictReader(open(tmp_path / 'pilot.csv')))[1]['kind'] == 'steps'
-    assert (tmp_path / 'pilot.png').stat().st_size > 1000
-    assert 'val top-1 (final)' in format_pilot_table(rows)
+def test_cli_depth_checks_every_setting_before_measuring(tmp_path, capsys):
+    from stepsnet.cli import main
+    rc = main(['analyze', 'depth', '--family', 'deit', 'swin', '--blocks', '8', '12', '--out-dir', str(tmp_path),
+               '--no-progress'])
+    assert rc == 2 and 'a Steps-Swin-like model of 12 blocks' in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())  # nothing measured, nothing written

@@ -9,7 +9,6 @@ import torch.nn as nn
 import stepsnet  # noqa: F401
 from stepsnet.analysis.shortcut import (
     channel_std,
-    deit_trunk_config,
     find_trunk,
     plot_profiles,
     read_profiles_csv,
@@ -17,6 +16,7 @@ from stepsnet.analysis.shortcut import (
     summary_table,
     write_profiles_csv,
 )
+from stepsnet.models.factory import deit_trunk_config
 from stepsnet.steps import StepPlan, Steps, plan_steps
 
 pytestmark = pytest.mark.usefixtures('one_thread')
@@ -126,20 +126,32 @@ def test_find_trunk_on_baselines_and_errors():
         find_trunk(nn.Sequential(nn.Linear(3, 3)))
 
 
-def test_deit_trunk_configs():
+def test_deit_trunk_configs_for_both_pairings():
     name, kw = deit_trunk_config(96, 'residual')
     assert kw['depth'] == 96 and kw['num_steps'] == 1
-    name, kw = deit_trunk_config(96, 'steps')
+    name, kw = deit_trunk_config(96, 'steps', pairing='blocks')  # the same blocks: Fig. 2 and 6
     plan = plan_steps(kw['embed_dim'], kw['depth'], kw['num_steps'], kw['steps_move'], heads=kw['num_heads'],
                       multiple_of=8)
     assert str(plan) == '192/H3x48, 272/H4x24, 384/H6x24'
-    name, kw = deit_trunk_config(8, 'steps', width=64, heads=4, img_size=32, patch_size=8)
+    name, kw = deit_trunk_config(8, 'steps', width=64, heads=4, img_size=32, patch_size=8, pairing='blocks')
     model = timm.create_model(name, num_classes=10, **kw)
     assert str(model.plan) == '32/H2x4, 48/H2x2, 64/H4x2' and len(model.blocks) == 8
+    # the Table 1 twin of an 8-block residual trunk: its parameters and FLOPs, twice its blocks
+    name, kw = deit_trunk_config(8, 'steps', width=80, heads=4, img_size=32, patch_size=8, pairing='compute')
+    twin = timm.create_model(name, num_classes=10, **kw)
+    name, kw = deit_trunk_config(8, 'residual', width=80, heads=4, img_size=32, patch_size=8)
+    residual = timm.create_model(name, num_classes=10, **kw)
+    assert str(twin.plan) == '40/H2x8, 56/H2x4, 80/H4x4' and len(twin.blocks) == 16 and len(residual.blocks) == 8
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert abs(count(twin) / count(residual) - 1) < 0.001
     with pytest.raises(ValueError, match='multiple of 4'):
-        deit_trunk_config(10, 'steps')
+        deit_trunk_config(10, 'steps', pairing='blocks')
+    with pytest.raises(ValueError, match='expected an even L'):
+        deit_trunk_config(7, 'steps', pairing='compute')
     with pytest.raises(ValueError, match='kind'):
         deit_trunk_config(8, 'dense')
+    with pytest.raises(ValueError, match='pairing must be one of'):
+        deit_trunk_config(8, 'steps', pairing='flops')
 
 
 def test_csv_plot_roundtrip(tmp_path):

@@ -1,4 +1,5 @@
-"""Classification training and validation: exact resume after SIGKILL, the NaN guard, validate's errors, compare."""
+"""Classification training and validation on the shared engine: exact resume after SIGKILL, the non-finite policy,
+the run-folder policy, class-name checks, validate's errors, DDP."""
 import csv
 import json
 import os
@@ -12,15 +13,17 @@ import torch
 from test_cls_data import make_image_folder
 
 from stepsnet.cli import main as cli_main
+from stepsnet.engine import RunError
 from stepsnet.tasks import classification as cls
 from stepsnet.tasks.classification import (
     ClassificationConfig,
-    compare_classification,
     load_config,
     train_classification,
     validate_classification,
 )
 from stepsnet.utils import load_checkpoint
+
+KIND = 'stepsnet-cls'
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, 'configs', 'cls', 'digits_cpu.yaml')
@@ -30,7 +33,7 @@ FAST = dict(batch_size=32, max_train_batches=4, val_batch_size=180, workers=0, t
 
 
 def fast_config(tmp_path, **kw):
-    return load_config(RECIPE, dict(FAST, output=str(tmp_path / 'run'), **kw))
+    return load_config(RECIPE, **{**FAST, 'out_dir': str(tmp_path / 'run'), **kw})
 
 
 def read_log(path):
@@ -46,15 +49,17 @@ def cli_subprocess(args, **kw):
 
 
 def test_recipe_and_overrides():
-    cfg = load_config(RECIPE, dict(epochs=3, scale=[0.5, 1.0]))
+    cfg = load_config(RECIPE, epochs=3, scale=[0.5, 1.0])
     assert cfg.model == 'test_steps_resnet' and cfg.dataset == 'digits' and cfg.epochs == 3
     assert cfg.scale == (0.5, 1.0) and cfg.hflip == 0.0
     with pytest.raises(ValueError, match=r"unknown config keys \['learning_rate'\]"):
-        load_config(RECIPE, dict(learning_rate=1.0))
+        load_config(RECIPE, learning_rate=1.0)
+    with pytest.raises(ValueError, match="'output' is now 'out_dir'"):
+        load_config(RECIPE, output='x')
     with pytest.raises(FileNotFoundError, match='missing.yaml'):
         load_config('missing.yaml')
     with pytest.raises(ValueError, match="unknown model 'no_such_net'"):
-        train_classification(ClassificationConfig(model='no_such_net', **FAST, epochs=1))
+        train_classification(ClassificationConfig(model='no_such_net', **FAST, epochs=1, out_dir='/nonexistent/x'))
 
 
 def test_every_recipe_loads():
@@ -71,37 +76,37 @@ def test_every_recipe_loads():
 def test_resume_after_sigkill_reproduces_the_uninterrupted_losses(tmp_path):
     args = ['train', '--config', RECIPE, '--epochs', '3', '--batch-size', '32', '--max-train-batches', '6',
             '--workers', '0', '--threads', '1', '--no-progress', '--no-tensorboard', '--warmup-epochs', '1']
-    full = cli_subprocess(args + ['--output', str(tmp_path / 'full')])
+    full = cli_subprocess(args + ['--out-dir', str(tmp_path / 'full')])
     out, _ = full.communicate(timeout=300)
     assert full.returncode == 0, out.decode()
     reference = read_log(tmp_path / 'full' / 'log.csv')
-    assert [int(r['epoch']) for r in reference] == [0, 1, 2]
+    assert [float(r['epoch']) for r in reference] == [1, 2, 3]
 
     run = tmp_path / 'killed'
-    proc = cli_subprocess(args + ['--output', str(run)])
+    proc = cli_subprocess(args + ['--out-dir', str(run)])
     deadline = time.time() + 300
-    while time.time() < deadline:  # kill as soon as the first epoch's checkpoint and log row are written
-        if (run / 'log.csv').exists() and len(read_log(run / 'log.csv')) >= 1:
+    while time.time() < deadline:  # kill as soon as the first epoch's checkpoint is written
+        if (run / 'last.pth').exists():
             break
         assert proc.poll() is None, proc.stdout.read().decode()
         time.sleep(0.02)
     assert proc.poll() is None, 'the run finished before it could be killed'
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = load_checkpoint(run / 'last.pth', cls.CHECKPOINT_KIND)['epoch']
-    assert done < 2
+    done = load_checkpoint(run / 'last.pth', KIND)['progress']['step'] // 6
+    assert done < 3
 
-    resumed = cli_subprocess(args + ['--output', str(run), '--resume', 'auto'])
+    resumed = cli_subprocess(args + ['--out-dir', str(run), '--resume'])
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out.decode()
     assert f'resumed from {run / "last.pth"} at epoch {done + 1}' in out.decode()
     log = read_log(run / 'log.csv')
-    assert [int(r['epoch']) for r in log] == [0, 1, 2]
+    assert [float(r['epoch']) for r in log] == [1, 2, 3]
     for a, b in zip(reference, log):
         for key in ('train_loss', 'val_loss', 'val_top1', 'lr', 'images_seen'):
             assert float(a[key]) == float(b[key]), (key, a, b)
-    ck_full = load_checkpoint(tmp_path / 'full' / 'last.pth', cls.CHECKPOINT_KIND)
-    ck_res = load_checkpoint(run / 'last.pth', cls.CHECKPOINT_KIND)
+    ck_full = load_checkpoint(tmp_path / 'full' / 'last.pth', KIND)
+    ck_res = load_checkpoint(run / 'last.pth', KIND)
     for k, v in ck_full['model'].items():
         assert torch.equal(v, ck_res['model'][k]), k
 
@@ -128,22 +133,22 @@ def _patch_nan(monkeypatch, bad_calls):
 
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    _patch_nan(monkeypatch, bad_calls={6})  # second epoch (4 updates per epoch), second step
+    _patch_nan(monkeypatch, bad_calls={6})  # second epoch (4 steps per epoch), second step
     cfg = fast_config(tmp_path, epochs=3)
-    with pytest.raises(FloatingPointError, match=r'non-finite training loss \(nan\) at epoch 2, step 2'):
+    with pytest.raises(FloatingPointError, match=r'training loss is nan at step 6 .*last good checkpoint'):
         train_classification(cfg)
-    ck = load_checkpoint(os.path.join(cfg.output, 'last.pth'), cls.CHECKPOINT_KIND)
-    assert ck['epoch'] == 0 and ck['num_updates'] == 4
+    ck = load_checkpoint(os.path.join(cfg.out_dir, 'last.pth'), KIND)
+    assert ck['progress']['step'] == 4
     assert all(torch.isfinite(v).all() for v in ck['model'].values() if v.is_floating_point())
-    assert [int(r['epoch']) for r in read_log(os.path.join(cfg.output, 'log.csv'))] == [0]
-    assert not [f for f in os.listdir(cfg.output) if f.endswith('.tmp')]
+    assert [float(r['epoch']) for r in read_log(os.path.join(cfg.out_dir, 'log.csv'))] == [1]
+    assert not [f for f in os.listdir(cfg.out_dir) if f.endswith('.tmp')]
 
 
 def test_nan_tolerance_skips_the_bad_update(tmp_path, monkeypatch):
     _patch_nan(monkeypatch, bad_calls={3})
     summary = train_classification(fast_config(tmp_path, epochs=1, nan_tolerance=1))
-    ck = load_checkpoint(os.path.join(summary['output'], 'last.pth'), cls.CHECKPOINT_KIND)
-    assert ck['nonfinite'] == 1 and ck['num_updates'] == 3  # 4 batches, one update skipped
+    ck = load_checkpoint(os.path.join(summary['out_dir'], 'last.pth'), KIND)
+    assert ck['progress']['nonfinite'] == 1 and ck['progress']['step'] == 4  # 4 steps, one update skipped
     assert summary['images_seen'] == 3 * 32
     assert all(torch.isfinite(v).all() for v in ck['model'].values() if v.is_floating_point())
 
@@ -153,7 +158,7 @@ def test_train_on_image_folder_then_validate_and_its_errors(tmp_path):
     out = tmp_path / 'run'
     rc = cli_main(['train', '--model', 'test_steps_resnet', '--dataset', 'imagefolder', '--data-dir', root,
                    '--img-size', '32', '--epochs', '1', '--batch-size', '6', '--workers', '0', '--no-progress',
-                   '--no-tensorboard', '--output', str(out), '--mixup', '0', '--cutmix', '0', '--model-ema',
+                   '--no-tensorboard', '--out-dir', str(out), '--mixup', '0', '--cutmix', '0', '--model-ema',
                    '--grad-checkpointing'])
     assert rc == 0
     summary = json.loads((out / 'summary.json').read_text())
@@ -167,7 +172,7 @@ def test_train_on_image_folder_then_validate_and_its_errors(tmp_path):
     assert r['loss'] == pytest.approx(summary['final_val_loss'], rel=1e-5)
     r_ema = validate_classification(checkpoint=str(out / 'last.pth'), dataset='imagefolder', data_dir=root,
                                     workers=0, progress=False, use_ema=True)
-    assert r_ema['top1'] == pytest.approx(summary['history'][-1]['ema_val_top1'])
+    assert r_ema['top1'] == pytest.approx(summary['history'][-1]['val_ema_top1'])
 
     # a corrupt file: an error naming it, or a warning and one image fewer with --skip-corrupt
     bad = os.path.join(root, 'val', 'owl', '3.png')
@@ -182,9 +187,10 @@ def test_train_on_image_folder_then_validate_and_its_errors(tmp_path):
     assert r['images'] == 17 and r['skipped'] == 1
 
     # the 10-class digits checkpoint cannot score a 3-class folder
-    digits = train_classification(fast_config(tmp_path, epochs=1, max_train_batches=1))
-    with pytest.raises(ValueError, match=r'has 3 classes, but checkpoint .* was trained for 10'):
-        validate_classification(checkpoint=os.path.join(digits['output'], 'last.pth'), dataset='imagefolder',
+    digits = train_classification(fast_config(tmp_path, epochs=1, max_train_batches=1,
+                                              out_dir=str(tmp_path / 'digits')))
+    with pytest.raises(ValueError, match=r"checkpoint .* has 10 classes .* but split 'val' .* has 3"):
+        validate_classification(checkpoint=os.path.join(digits['out_dir'], 'last.pth'), dataset='imagefolder',
                                 data_dir=root, workers=0, progress=False, skip_corrupt=True)
     with pytest.raises(FileNotFoundError, match='does_not_exist'):
         validate_classification(model='test_steps_resnet', dataset='imagefolder',
@@ -206,32 +212,6 @@ def test_validate_cli_reports_errors_cleanly(tmp_path, capsys):
     assert r['images'] == 12 and r['model'] == 'test_steps_resnet'
 
 
-def test_compare_classification_writes_the_report(tmp_path):
-    cfg = fast_config(tmp_path, epochs=2, max_train_batches=2)
-    res = compare_classification('test_steps_resnet', 'test_steps_resnet', cfg, output=str(tmp_path / 'cmp'),
-                                 seeds=(0, 1), baseline_kwargs=cls.PLAIN_TWIN_KWARGS)
-    for role in ('baseline', 'steps'):
-        r = res[role]
-        assert {'name', 'params', 'val_top1', 'val_loss', 'images_seen'} <= set(r)
-        assert r['images_seen'] == 2 * 2 * 32 and len(r['curve']) == 2
-        assert [p['seed'] for p in r['per_seed']] == [0, 1]
-        assert r['val_top1'] == pytest.approx(sum(p['val_top1'] for p in r['per_seed']) / 2)
-        assert (tmp_path / 'cmp' / 'seed1' / role / 'last.pth').exists()
-    assert res['task'] == 'cls' and len(res['delta_val_top1_per_seed']) == 2
-    assert res['baseline']['params'] != res['steps']['params']  # the plain twin has a few more BN params
-    # validate rebuilds the plain twin from the checkpoint's model_kwargs, not the registered Steps default
-    ckpt = str(tmp_path / 'cmp' / 'seed0' / 'baseline' / 'last.pth')
-    val = cls.validate_classification(ckpt, workers=0, progress=False)
-    assert val['params'] == res['baseline']['params']
-    assert val['top1'] == pytest.approx(res['baseline']['per_seed'][0]['val_top1'])
-    on_disk = json.loads((tmp_path / 'cmp' / 'results.json').read_text())
-    assert on_disk['steps']['val_top1'] == res['steps']['val_top1']
-    report = (tmp_path / 'cmp' / 'report.md').read_text()
-    assert '| baseline | test_steps_resnet (num_steps=[1, 1, 1, 1], steps_move=[0, 0, 0, 0]) |' in report
-    assert '| steps | test_steps_resnet |' in report and 'curves.png' in report
-    assert (tmp_path / 'cmp' / 'curves.png').stat().st_size > 1000
-
-
 def test_two_process_ddp_trains_one_epoch_of_digits(tmp_path):
     """torchrun with 2 CPU processes (gloo): one shared epoch, evaluation summed over both ranks."""
     script = tmp_path / 'launch.py'
@@ -239,7 +219,7 @@ def test_two_process_ddp_trains_one_epoch_of_digits(tmp_path):
     out = tmp_path / 'ddp'
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', str(script),
            'train', '--config', RECIPE, '--epochs', '1', '--batch-size', '32', '--max-train-batches', '5',
-           '--workers', '0', '--device', 'cpu', '--no-progress', '--no-tensorboard', '--output', str(out)]
+           '--workers', '0', '--device', 'cpu', '--no-progress', '--no-tensorboard', '--out-dir', str(out)]
     env = dict(os.environ, OMP_NUM_THREADS='1')
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -255,20 +235,57 @@ def test_two_process_ddp_trains_one_epoch_of_digits(tmp_path):
     assert single['loss'] == pytest.approx(r['val_loss'], rel=1e-4)
 
 
-def test_compare_arguments_build_the_digits_comparison(monkeypatch):
-    """``stepsnet compare --task cls`` options: the plain twin is the default baseline of the tiny Steps-ResNet."""
-    import argparse
-    p = argparse.ArgumentParser()
-    p.add_argument('--out', default='runs/compare')
-    p.add_argument('--seeds', type=lambda t: [int(x) for x in t.split(',')], default=[0])
-    p.add_argument('--config', default=None)
-    p.add_argument('--device', default='auto')
-    p.add_argument('--no-progress', action='store_true')
-    cls.compare_add_arguments(p)
-    seen = {}
-    monkeypatch.setattr(cls, 'compare_classification', lambda *a, **k: seen.update(args=a, kwargs=k) or {})
-    cls.compare_from_args(p.parse_args(['--out', 'x', '--seeds', '0,1', '--cls-epochs', '2', '--no-progress']))
-    baseline, steps, cfg = seen['args']
-    assert (baseline, steps) == ('test_steps_resnet', 'test_steps_resnet')
-    assert seen['kwargs'] == dict(output='x', seeds=[0, 1], baseline_kwargs=cls.PLAIN_TWIN_KWARGS)
-    assert cfg.dataset == 'digits' and cfg.epochs == 2 and cfg.progress is False
+def test_finished_run_is_never_replaced(tmp_path):
+    """A finished run is refused without --resume; resumed with other settings it is refused; nothing changes."""
+    cfg = fast_config(tmp_path, epochs=2)
+    train_classification(cfg)
+    run = tmp_path / 'run'
+    before = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file()}
+    with pytest.raises(RunError, match=r"already holds a run .*pass --resume to continue it, or choose another"):
+        train_classification(fast_config(tmp_path, epochs=1))
+    with pytest.raises(RunError, match=r"other settings \(lr: 0.003 -> 0.01\)"):
+        train_classification(fast_config(tmp_path, epochs=2, lr=1e-2, resume='auto'))
+    s = train_classification(fast_config(tmp_path, epochs=2, resume='auto'))  # finished: nothing to train
+    assert s['epochs'] == 2
+    after = {p.name: p.read_bytes() for p in run.iterdir() if p.is_file() and p.name in before}
+    for name in ('last.pth', 'best.pth', 'log.csv'):
+        assert after[name] == before[name], name
+
+
+def test_class_names_are_compared_not_counted(tmp_path):
+    root = make_image_folder(tmp_path / 'data', per_class=6)
+    out = tmp_path / 'run'
+    train_classification(ClassificationConfig(
+        model='test_steps_resnet', dataset='imagefolder', data_dir=root, img_size=32, epochs=1, batch_size=6,
+        workers=0, progress=False, tensorboard=False, out_dir=str(out), mixup=0, cutmix=0))
+    classes = sorted(os.listdir(os.path.join(root, 'val')))
+    # rename the val class folders in a rotated order: the same count, labels that would be mapped wrongly
+    tmp = [os.path.join(root, 'val', f'tmp{i}') for i in range(len(classes))]
+    for c, t in zip(classes, tmp):
+        os.rename(os.path.join(root, 'val', c), t)
+    for t, c in zip(tmp, classes[1:] + classes[:1]):
+        os.rename(t, os.path.join(root, 'val', c + '_renamed'))
+    with pytest.raises(ValueError, match='checkpoint .* has 3 classes .*renamed'):
+        validate_classification(checkpoint=str(out / 'last.pth'), dataset='imagefolder', data_dir=root, workers=0,
+                                progress=False)
+    with pytest.raises(ValueError, match="the train split has 3 classes .* but the val split has 3"):
+        train_classification(ClassificationConfig(
+            model='test_steps_resnet', dataset='imagefolder', data_dir=root, img_size=32, epochs=1, batch_size=6,
+            workers=0, progress=False, tensorboard=False, out_dir=str(tmp_path / 'run2'), mixup=0, cutmix=0))
+    assert not (tmp_path / 'run2').exists()
+
+
+def test_initial_checkpoint_takes_a_plain_timm_state_dict(tmp_path):
+    import timm
+    from safetensors.torch import save_file
+    donor = timm.create_model('test_steps_resnet', num_classes=1000)
+    torch.save(donor.state_dict(), tmp_path / 'timm.pth')
+    save_file({k: v.contiguous() for k, v in donor.state_dict().items()}, str(tmp_path / 'w.safetensors'))
+    for i, f in enumerate(('timm.pth', 'w.safetensors')):
+        s = train_classification(fast_config(tmp_path, epochs=1, max_train_batches=1, out_dir=str(tmp_path / f'ft{i}'),
+                                             initial_checkpoint=str(tmp_path / f)))
+        assert s['epochs'] == 1  # the 1000-class head is replaced by a fresh 10-class one
+    (tmp_path / 'junk.pth').write_bytes(b'not weights')
+    with pytest.raises(ValueError, match="cannot read initial checkpoint .*junk.pth"):
+        train_classification(fast_config(tmp_path, epochs=1, out_dir=str(tmp_path / 'ft9'),
+                                         initial_checkpoint=str(tmp_path / 'junk.pth')))

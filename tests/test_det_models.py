@@ -8,7 +8,8 @@ import stepsnet  # noqa: F401  (registers the Steps models)
 from stepsnet.data.coco import CocoInstances, coco_split_paths, collate_detection
 from stepsnet.data.synthetic import make_synthetic_coco
 from stepsnet.models.dense import FeatureBackbone
-from stepsnet.tasks.detection import build_detector, evaluate_detector
+from stepsnet.models.factory import create_detector
+from stepsnet.tasks.detection import evaluate_detector
 
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')  # pycocotools on numpy 2
 
@@ -55,7 +56,7 @@ def test_feature_backbone_strides(name, kwargs):
 @pytest.mark.parametrize('name,kwargs', FAMILIES, ids=IDS)
 def test_mask_rcnn_trains_and_evaluates(coco, name, kwargs):
     torch.manual_seed(0)
-    model = build_detector(name, coco.num_classes, model_kwargs=kwargs, **SMALL, **SMALL_RCNN)
+    model = create_detector(name, coco.num_classes, model_kwargs=kwargs, **SMALL, **SMALL_RCNN)
     images, targets = collate_detection([coco[0], coco[1]])
     assert images[0].shape[1] != images[0].shape[2]  # non-square input
     losses = model(images, targets)
@@ -72,7 +73,7 @@ def test_mask_rcnn_trains_and_evaluates(coco, name, kwargs):
 @pytest.mark.parametrize('name', ['test_steps_resnet', 'test_steps_vit'])
 def test_retinanet_trains_and_evaluates(coco, name):
     torch.manual_seed(0)
-    model = build_detector(name, coco.num_classes, arch='retinanet', detections_per_img=10, topk_candidates=50,
+    model = create_detector(name, coco.num_classes, arch='retinanet', detections_per_img=10, topk_candidates=50,
                            **SMALL)
     images, targets = collate_detection([coco[0], coco[1]])
     losses = model(images, targets)
@@ -86,9 +87,9 @@ def test_retinanet_trains_and_evaluates(coco, name):
 
 def test_unknown_arch_and_backbone():
     with pytest.raises(ValueError, match='unknown detector'):
-        build_detector('test_steps_resnet', 3, arch='yolo')
+        create_detector('test_steps_resnet', 3, arch='yolo')
     with pytest.raises(ValueError, match='unknown backbone'):
-        build_detector('no_such_model', 3)
+        create_detector('no_such_model', 3)
 
 
 def test_backbone_weights_from_a_classification_checkpoint(tmp_path):

@@ -8,7 +8,9 @@ import torch
 
 from stepsnet.cli import main
 from stepsnet.data.synthetic import make_synthetic_coco
-from stepsnet.tasks.detection import DetectionConfig, detector_from_checkpoint, load_config, train_detection
+from stepsnet.engine import RunError
+from stepsnet.models.factory import detector_from_checkpoint
+from stepsnet.tasks.detection import DetectionConfig, load_config, train_detection
 from stepsnet.utils import CheckpointError
 
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')  # pycocotools on numpy 2
@@ -37,11 +39,13 @@ def test_train_resume_and_evaluate(coco, tmp_path, capsys):
     first = train_detection(DetectionConfig(data_dir=coco, out_dir=out, epochs=1, **TINY))
     assert first['iters'] == 1 and os.path.isfile(first['checkpoint'])
     assert 0.0 <= first['metrics']['bbox_AP50'] <= 1.0 and 'segm_AP' in first['metrics']
-    resumed = train_detection(DetectionConfig(data_dir=coco, out_dir=out, epochs=2, **TINY))
+    with pytest.raises(RunError, match='already holds a run'):
+        train_detection(DetectionConfig(data_dir=coco, out_dir=out, epochs=2, **TINY))
+    resumed = train_detection(DetectionConfig(data_dir=coco, out_dir=out, epochs=2, resume='auto', **TINY))
     assert resumed['iters'] == 2 and resumed['epochs'] == 2
-    assert [r['iter'] for r in _rows(out) if r.get('loss')] == ['1', '2']  # the first epoch was not redone
-    loaded = detector_from_checkpoint(resumed['checkpoint'])
-    assert loaded['classes'] == ['rectangle', 'ellipse', 'triangle'] and not loaded['model'].training
+    assert [r['step'] for r in _rows(out) if r.get('train_loss')] == ['1', '2']  # the first epoch was not redone
+    model, info = detector_from_checkpoint(resumed['checkpoint'])
+    assert info['classes'] == ['rectangle', 'ellipse', 'triangle'] and not model.training
     with open(os.path.join(out, 'metrics.json')) as f:
         assert json.load(f) == pytest.approx(resumed['metrics'], nan_ok=True)
 
@@ -54,33 +58,51 @@ def test_train_resume_and_evaluate(coco, tmp_path, capsys):
         assert 0.0 <= json.load(f)['bbox_AP'] <= 1.0
 
 
+def test_finished_run_with_other_settings_is_refused(coco, tmp_path):
+    out = str(tmp_path / 'fin')
+    train_detection(DetectionConfig(data_dir=coco, out_dir=out, epochs=1, **TINY))
+    before = {n: open(os.path.join(out, n), 'rb').read() for n in ('last.pth', 'config.json', 'metrics.json')}
+    with pytest.raises(RunError, match=r'other settings \(.*min_size: 64 -> 48'):
+        train_detection(DetectionConfig(data_dir=coco, out_dir=out, epochs=1, resume='auto',
+                                        **dict(TINY, min_size=48)))
+    with pytest.raises(RunError, match=r"backbone: 'test_steps_resnet' -> 'test_resnet'"):
+        train_detection(DetectionConfig(data_dir=coco, out_dir=out, epochs=1, resume='auto',
+                                        **dict(TINY, backbone='test_resnet')))
+    for n, data in before.items():
+        assert open(os.path.join(out, n), 'rb').read() == data, n
+
+
 def test_train_det_command(coco, tmp_path, capsys):
     config = tmp_path / 'c.yaml'
     config.write_text('arch: retinanet\nepochs: 1\n')
     out = str(tmp_path / 'cli')
     args = ['train-det', '--config', str(config), '--data-dir', coco, '--out-dir', out, '--backbone', 'test_resnet',
-            '--min-size', '64', '--max-size', '96', '--fpn-channels', '16', '--anchor-sizes', '[16, 32, 64, 128, 256]',
-            '--batch-size', '2', '--workers', '0', '--threads', '1', '--progress', 'false', '--device', 'cpu',
-            '--model-arg', 'drop_path_rate=0.1']
+            '--min-size', '64', '--max-size', '96', '--fpn-channels', '16', '--anchor-sizes', '16', '32', '64', '128',
+            '256', '--batch-size', '2', '--workers', '0', '--threads', '1', '--no-progress', '--device', 'cpu',
+            '--model-kwargs', 'drop_path_rate=0.1']
     assert main(args) == 0
     assert 'retinanet test_resnet: 1 iterations' in capsys.readouterr().out
-    state = torch.load(os.path.join(out, 'checkpoint.pt'), weights_only=True)
+    state = torch.load(os.path.join(out, 'last.pth'), weights_only=True)
     assert state['config']['model_kwargs'] == {'drop_path_rate': 0.1} and state['config']['arch'] == 'retinanet'
 
 
 def test_corrupt_checkpoint_is_reported(coco, tmp_path):
     out = tmp_path / 'bad'
     out.mkdir()
-    (out / 'checkpoint.pt').write_bytes(b'not a checkpoint')
-    with pytest.raises(CheckpointError, match='checkpoint.pt'):
-        train_detection(DetectionConfig(data_dir=coco, out_dir=str(out), epochs=1, **TINY))
+    (out / 'last.pth').write_bytes(b'not a checkpoint')
+    with pytest.raises(CheckpointError, match='last.pth'):
+        train_detection(DetectionConfig(data_dir=coco, out_dir=str(out), epochs=1, resume='auto', **TINY))
 
 
 def test_config_errors(tmp_path, capsys):
     with pytest.raises(ValueError, match=r"unknown config keys \['epoch'\]"):
-        load_config(DetectionConfig, None, epoch=3)
+        load_config(None, epoch=3)
     with pytest.raises(FileNotFoundError, match='nope.yaml'):
-        load_config(DetectionConfig, str(tmp_path / 'nope.yaml'))
+        load_config(str(tmp_path / 'nope.yaml'))
+    with pytest.raises(ValueError, match="'optimizer' is now 'opt'"):
+        load_config(None, optimizer='sgd')
+    with pytest.raises(ValueError, match='epochs must be >= 1, got -1'):
+        load_config(None, epochs=-1)
     assert main(['train-det', '--data-dir', str(tmp_path / 'none'), '--device', 'cpu']) == 2
     assert 'instances_train2017.json' in capsys.readouterr().err
 
@@ -90,8 +112,8 @@ def test_paper_recipes_load():
     names = sorted(n for n in os.listdir(root) if n.endswith('.yaml'))
     assert 'synthetic.yaml' in names and len(names) >= 2
     for name in names:
-        cfg = load_config(DetectionConfig, os.path.join(root, name))
+        cfg = load_config(os.path.join(root, name))
         if name.startswith('mask_rcnn_fpn_1x'):
             assert cfg.arch == 'mask_rcnn' and cfg.epochs == 12 and cfg.lr_steps == [8, 11]
             assert cfg.min_size == 800 and cfg.max_size == 1333
-            assert cfg.optimizer == ('sgd' if 'resnet' in cfg.backbone else 'adamw')
+            assert cfg.opt == ('momentum' if 'resnet' in cfg.backbone else 'adamw')

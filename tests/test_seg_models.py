@@ -8,7 +8,8 @@ import torch.nn.functional as F
 import stepsnet  # noqa: F401  (registers the Steps models)
 from stepsnet.data.ade import IGNORE_INDEX, ADE20KSegmentation
 from stepsnet.data.synthetic import make_synthetic_ade
-from stepsnet.tasks.segmentation import build_segmenter, evaluate_segmenter
+from stepsnet.models.factory import create_segmenter
+from stepsnet.tasks.segmentation import evaluate_segmenter
 
 ONE_STEP = dict(num_steps=(1, 1, 1, 1), steps_move=(0, 0, 0, 0))
 FAMILIES = [
@@ -40,7 +41,7 @@ def test_upernet_trains_and_evaluates(ade, name, kwargs):
     torch.manual_seed(0)
     train = ADE20KSegmentation(ade, 'training', num_classes=4, train=True, crop_size=(96, 128), scale=(128, 96))
     val = ADE20KSegmentation(ade, 'validation', num_classes=4)
-    model = build_segmenter(name, 4, channels=16, aux_channels=8, model_kwargs=kwargs)
+    model = create_segmenter(name, 4, channels=16, aux_channels=8, model_kwargs=kwargs)
     images, labels = zip(train[0], train[1])
     images, labels = torch.stack(images), torch.stack(labels)
     assert images.shape == (2, 3, 96, 128)
@@ -59,6 +60,6 @@ def test_upernet_trains_and_evaluates(ade, name, kwargs):
 
 
 def test_batch_of_one_trains():
-    model = build_segmenter('test_steps_resnet', 3, channels=8, aux_channels=8)
+    model = create_segmenter('test_steps_resnet', 3, channels=8, aux_channels=8)
     out, aux = model(torch.rand(1, 3, 64, 96), return_aux=True)
     (out.mean() + aux.mean()).backward()

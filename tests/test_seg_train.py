@@ -1,19 +1,14 @@
 """Segmentation training loop: a tiny run, checkpoint and resume, the train-seg / eval-seg commands, recipes."""
 import csv
-import itertools
 import os
 
 import pytest
 
 from stepsnet.cli import main
+from stepsnet.data.sampler import epoch_batches
 from stepsnet.data.synthetic import make_synthetic_ade
-from stepsnet.tasks.segmentation import (
-    SegmentationConfig,
-    _ResumableSampler,
-    load_config,
-    segmenter_from_checkpoint,
-    train_segmentation,
-)
+from stepsnet.models.factory import segmenter_from_checkpoint
+from stepsnet.tasks.segmentation import SegmentationConfig, load_config, train_segmentation
 
 TINY = dict(num_classes=4, backbone='test_steps_resnet', channels=16, aux_channels=8, crop_size=[64, 80],
             scale=[96, 64], batch_size=2, workers=0, lr=1e-3, warmup_iters=1, log_interval=1, eval_interval=0,
@@ -27,14 +22,14 @@ def ade(tmp_path_factory):
     return root
 
 
-def test_sampler_resumes_the_same_batches():
-    full = list(itertools.islice(iter(_ResumableSampler(7, 2, 1, 0, seed=3)), 10))
-    assert all(len(b) == 2 for b in full) and full[:3] != full[3:6]  # new permutation each pass
-    resumed = list(itertools.islice(iter(_ResumableSampler(7, 2, 1, 0, seed=3, start_batch=4)), 6))
-    assert resumed == full[4:]
-    ranks = [list(itertools.islice(iter(_ResumableSampler(8, 2, 2, r, seed=0)), 2)) for r in (0, 1)]
-    seen = [i for r in ranks for b in r for i in b]
-    assert sorted(seen) == list(range(8))  # ranks split a pass without overlap
+def test_epoch_batches_resume_the_same_batches():
+    full = [b for e in range(3) for b in epoch_batches(7, 2, e, seed=3)]
+    assert all(len(b) == 2 for b in full) and full[:3] != full[3:6]  # a new permutation every epoch
+    assert epoch_batches(7, 2, 1, seed=3, start=1) == full[4:6]
+    ranks = [epoch_batches(8, 2, 0, seed=0, world_size=2, rank=r) for r in (0, 1)]
+    assert sorted(i for r in ranks for b in r for i in b) == list(range(8))  # ranks split an epoch, no overlap
+    assert [len(b) for b in epoch_batches(5, 2, 0, drop_last=False)] == [2, 2, 2]  # topped up to full batches
+    assert epoch_batches(3, 1, 0, shuffle=False, repeats=2) == [[0], [0], [1]]
 
 
 def test_train_resume_and_evaluate(ade, tmp_path, capsys):
@@ -42,12 +37,12 @@ def test_train_resume_and_evaluate(ade, tmp_path, capsys):
     first = train_segmentation(SegmentationConfig(data_dir=ade, out_dir=out, iters=2, **TINY))
     assert first['iters'] == 2 and os.path.isfile(first['checkpoint'])
     assert 0.0 <= first['metrics']['mIoU'] <= 1.0
-    resumed = train_segmentation(SegmentationConfig(data_dir=ade, out_dir=out, iters=4, **TINY))
+    resumed = train_segmentation(SegmentationConfig(data_dir=ade, out_dir=out, iters=4, resume='auto', **TINY))
     assert resumed['iters'] == 4
     with open(os.path.join(out, 'log.csv')) as f:
-        assert [r['iter'] for r in csv.DictReader(f) if r.get('loss')] == ['1', '2', '3', '4']
-    model, cfg = segmenter_from_checkpoint(resumed['checkpoint'])
-    assert cfg.iters == 4 and not model.training
+        assert [r['step'] for r in csv.DictReader(f) if r.get('train_loss')] == ['1', '2', '3', '4']
+    model, info = segmenter_from_checkpoint(resumed['checkpoint'])
+    assert info['config']['iters'] == 4 and not model.training
 
     assert main(['eval-seg', '--checkpoint', resumed['checkpoint'], '--mode', 'slide', '--crop-size', '48,48',
                  '--stride', '32,32', '--device', 'cpu', '--no-progress']) == 0
@@ -57,12 +52,12 @@ def test_train_resume_and_evaluate(ade, tmp_path, capsys):
 def test_train_seg_command_and_bad_labels(ade, tmp_path, capsys):
     out = str(tmp_path / 'cli')
     args = ['train-seg', '--data-dir', ade, '--out-dir', out, '--num-classes', '2', '--backbone', 'test_steps_vit',
-            '--channels', '16', '--aux-channels', '8', '--crop-size', '[64, 64]', '--scale', '[96, 64]',
-            '--iters', '1', '--batch-size', '2', '--workers', '0', '--device', 'cpu', '--progress', 'false']
+            '--channels', '16', '--aux-channels', '8', '--crop-size', '64,64', '--scale', '96', '64',
+            '--iters', '1', '--batch-size', '2', '--workers', '0', '--device', 'cpu', '--no-progress']
     assert main(args) == 2  # synthetic labels run to 4: two classes are too few
     assert 'expected 0 (unlabelled) to 2' in capsys.readouterr().err
     args[args.index('--num-classes') + 1] = '4'
-    assert main(args + ['--test-scale', 'null']) == 0
+    assert main(args + ['--test-scale', 'none']) == 0
     assert 'upernet test_steps_vit: 1 iterations' in capsys.readouterr().out
 
 
@@ -71,7 +66,7 @@ def test_paper_recipes_load():
     names = sorted(n for n in os.listdir(root) if n.endswith('.yaml'))
     assert 'synthetic.yaml' in names and len(names) >= 2
     for name in names:
-        cfg = load_config(SegmentationConfig, os.path.join(root, name))
+        cfg = load_config(os.path.join(root, name))
         if name.startswith('upernet_160k'):
             assert cfg.iters == 160000 and cfg.crop_size == [512, 512] and cfg.num_classes == 150
             assert cfg.batch_size * 8 == 16 and cfg.aux_weight == 0.4

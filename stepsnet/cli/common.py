@@ -17,6 +17,8 @@ import dataclasses
 import typing
 from typing import Any, Dict, Iterable, Optional, Sequence, Type
 
+from stepsnet.utils.config import CLEAR
+
 __all__ = ['add_config_flags', 'config_overrides', 'ParseKwargs', 'positive_int', 'int_list']
 
 
@@ -40,11 +42,16 @@ class _ExtendList(argparse.Action):
     """Collects list values given separately or with commas (``8 11`` or ``8,11``)."""
 
     def __call__(self, parser, namespace, values, option_string=None):
+        if any(group is CLEAR for group in values):
+            setattr(namespace, self.dest, CLEAR)
+            return
         setattr(namespace, self.dest, [v for group in values for v in group])
 
 
-def _element(tp: Any):
+def _element(tp: Any, optional: bool = False):
     def convert(text: str):
+        if optional and text.strip().lower() in ('none', 'null'):
+            return CLEAR
         parts = [p for p in text.split(',') if p.strip()]
         try:
             return [tp(p) for p in parts]
@@ -56,7 +63,7 @@ def _element(tp: Any):
 def _optional(tp: Any):
     def convert(text: str):
         if text.strip().lower() in ('none', 'null'):
-            return None
+            return CLEAR
         try:
             return tp(text)
         except ValueError as e:
@@ -112,7 +119,7 @@ def add_config_flags(
         elif origin in (list, tuple, typing.List, typing.Tuple):
             args = [a for a in typing.get_args(tp) if a is not Ellipsis]
             elem = args[0] if args else float
-            group.add_argument(flag, type=_element(elem), nargs='+', action=_ExtendList, default=None,
+            group.add_argument(flag, type=_element(elem, optional), nargs='+', action=_ExtendList, default=None,
                                metavar=elem.__name__.upper(), help=text)
         elif origin in (dict, typing.Dict):
             group.add_argument(flag, nargs='*', action=ParseKwargs, default=None, metavar='KEY=VALUE', help=text)
@@ -129,9 +136,7 @@ def config_overrides(args: argparse.Namespace, cls: Type[Any]) -> Dict[str, Any]
 
 def merge_mapping(base: Optional[Dict[str, Any]], extra: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     """A recipe's mapping (e.g. ``model_kwargs``) updated by the flag's pairs."""
-    if extra is None:
-        return None
-    return {**(base or {}), **extra}
+    return None if extra is None else {**(base or {}), **extra}
 
 
 def load_with_flags(load_config, path: Optional[str], args: argparse.Namespace, cls: Type[Any],

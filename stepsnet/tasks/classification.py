@@ -557,7 +557,8 @@ def validate_classification(
     ds = build_dataset(dataset, data_dir, split, create_transform(**dcfg), img_size=dcfg['input_size'][-1],
                        skip_corrupt=skip_corrupt)
     if class_names:
-        check_class_names(class_names, ds.class_names, f'{source!r}', f'split {split!r} of {data_dir or dataset!r}')
+        check_class_names(class_names, ds.class_names, f'checkpoint {source!r}' if checkpoint else f'{source!r}',
+                          f'split {split!r} of {data_dir or dataset!r}')
     elif getattr(net, 'num_classes', len(ds.classes)) != len(ds.classes):
         raise ValueError(f'split {split!r} of {data_dir or dataset!r} has {len(ds.classes)} classes, but '
                          f'{source!r} predicts {net.num_classes}; expected the same classes')

@@ -5,7 +5,17 @@ from typing import Any, Mapping, Optional, Type, TypeVar
 
 import yaml
 
-__all__ = ['load_dataclass_config']
+__all__ = ['load_dataclass_config', 'CLEAR']
+
+
+class _Clear:
+    """An override that sets an optional field to None (a plain None override means "not given")."""
+
+    def __repr__(self) -> str:
+        return 'CLEAR'
+
+
+CLEAR = _Clear()
 
 C = TypeVar('C')
 
@@ -20,7 +30,8 @@ def load_dataclass_config(
 ) -> C:
     """Build ``cls`` from a YAML file whose keys are its fields, then apply the non-``None`` ``overrides``.
 
-    A key that an earlier release used (``cls.RENAMED``, old name -> new name) is refused with the new name.
+    An override of :data:`CLEAR` sets the field to None. A key that an earlier release used (``cls.RENAMED``,
+    old name -> new name) is refused with the new name.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -43,7 +54,7 @@ def load_dataclass_config(
             raise ValueError(f'config file {path!r} must hold a mapping of {cls.__name__} fields, '
                              f'got {type(loaded).__name__}')
         values.update({k: v for k, v in loaded.items() if k not in INFORMATIONAL_KEYS})
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    values.update({k: (None if v is CLEAR else v) for k, v in (overrides or {}).items() if v is not None})
     where = f' in {path!r}' if path else ''
     renamed = getattr(cls, 'RENAMED', {})
     old = sorted(k for k in values if k in renamed)
