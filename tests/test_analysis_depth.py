@@ -51,5 +51,5 @@ def test_cli_depth_checks_every_setting_before_measuring(tmp_path, capsys):
     from stepsnet.cli import main
     rc = main(['analyze', 'depth', '--family', 'deit', 'swin', '--blocks', '8', '12', '--out-dir', str(tmp_path),
                '--no-progress'])
-    assert rc == 2 and 'a Steps-Swin-like model of 12 blocks' in capsys.readouterr().err
+    assert rc == 2 and 'a Steps-Swin-like model of 8 blocks' in capsys.readouterr().err
     assert not list(tmp_path.iterdir())  # nothing measured, nothing written
