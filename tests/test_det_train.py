@@ -117,3 +117,27 @@ def test_paper_recipes_load():
             assert cfg.arch == 'mask_rcnn' and cfg.epochs == 12 and cfg.lr_steps == [8, 11]
             assert cfg.min_size == 800 and cfg.max_size == 1333
             assert cfg.opt == ('momentum' if 'resnet' in cfg.backbone else 'adamw')
+
+
+def test_resumed_run_sees_the_same_batches(coco, tmp_path):
+    """Two epochs straight, or one epoch then a resume: the same losses (checkpoints at epoch ends are exact)."""
+    straight = train_detection(DetectionConfig(data_dir=coco, out_dir=str(tmp_path / 'a'), epochs=2, **TINY))
+    train_detection(DetectionConfig(data_dir=coco, out_dir=str(tmp_path / 'b'), epochs=1, **TINY))
+    resumed = train_detection(DetectionConfig(data_dir=coco, out_dir=str(tmp_path / 'b'), epochs=2, resume='auto',
+                                              **TINY))
+    assert straight['iters'] == resumed['iters'] == 2
+    a = [float(r['train_loss']) for r in _rows(str(tmp_path / 'a')) if r.get('train_loss')]
+    b = [float(r['train_loss']) for r in _rows(str(tmp_path / 'b')) if r.get('train_loss')]
+    assert a == pytest.approx(b, rel=1e-5)
+
+
+def test_non_finite_loss_stops_detection(coco, tmp_path, monkeypatch):
+    from stepsnet.tasks import detection
+    real = detection._detection_loss
+
+    def nan_loss(model, batch):
+        loss, parts = real(model, batch)
+        return loss * float('nan'), parts
+    monkeypatch.setattr(detection, '_detection_loss', nan_loss)
+    with pytest.raises(FloatingPointError, match='training loss is nan at step 1 .*no checkpoint was written yet'):
+        train_detection(DetectionConfig(data_dir=coco, out_dir=str(tmp_path / 'nan'), epochs=1, **TINY))

@@ -70,3 +70,39 @@ def test_paper_recipes_load():
         if name.startswith('upernet_160k'):
             assert cfg.iters == 160000 and cfg.crop_size == [512, 512] and cfg.num_classes == 150
             assert cfg.batch_size * 8 == 16 and cfg.aux_weight == 0.4
+
+
+def test_resumed_run_sees_the_same_batches(ade, tmp_path, monkeypatch):
+    """Straight, or interrupted at an epoch boundary and resumed: the same losses (3 images, batch 2: 1 step per
+    epoch)."""
+    from stepsnet.tasks import segmentation
+    tiny = dict(TINY, checkpoint_interval=1)
+    train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'a'), iters=4, **tiny))
+    real = segmentation._train_batches
+
+    def stop_after_two(*args):
+        it = real(*args)
+        yield next(it)
+        yield next(it)
+        raise KeyboardInterrupt
+    monkeypatch.setattr(segmentation, '_train_batches', stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'b'), iters=4, **tiny))
+    monkeypatch.setattr(segmentation, '_train_batches', real)
+    train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'b'), iters=4, resume='auto', **tiny))
+
+    def losses(out):
+        with open(os.path.join(out, 'log.csv')) as f:
+            return [float(r['train_loss']) for r in csv.DictReader(f) if r.get('train_loss')]
+    assert losses(str(tmp_path / 'a')) == pytest.approx(losses(str(tmp_path / 'b')), rel=1e-5)
+
+
+def test_non_finite_loss_stops_segmentation(ade, tmp_path, monkeypatch):
+    import torch.nn.functional as F
+
+    from stepsnet.tasks import segmentation
+    real = F.cross_entropy
+    monkeypatch.setattr(segmentation.F, 'cross_entropy', lambda *a, **k: real(*a, **k) * float('nan'))
+    with pytest.raises(FloatingPointError, match='training loss is nan at step 1'):
+        train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'nan'), iters=2, **TINY))
+    assert not os.path.exists(tmp_path / 'nan' / 'last.pth')

@@ -32,7 +32,7 @@ import torch.nn as nn
 
 from stepsnet.models.factory import create_classifier
 
-__all__ = ['parse_pair', 'benchmark_pair', 'benchmark_pairs', 'format_ratios', 'write_csv', 'read_csv',
+__all__ = ['parse_pair', 'check_pair', 'benchmark_pair', 'benchmark_pairs', 'format_ratios', 'write_csv', 'read_csv',
            'plot_ratios', 'environment']
 
 
@@ -42,6 +42,33 @@ def parse_pair(text: str) -> Tuple[str, str]:
     if len(parts) != 2 or not all(parts):
         raise ValueError(f'a pair is BASELINE,STEPS (two timm model names separated by a comma), got {text!r}')
     return parts[0], parts[1]
+
+
+def check_pair(baseline: str, steps: str, tolerance: float = 0.05) -> None:
+    """Refuse a pair whose ratio would mean nothing: the Steps model second, the two of about the same size.
+
+    Both are built on the meta device (no memory, no compute).
+
+    Raises:
+        ValueError: The second model has no Steps module or the first has one (a swapped pair), or their
+            parameter counts differ by more than ``tolerance`` (models of different sizes).
+    """
+    from stepsnet.steps import Steps
+    with torch.device('meta'):
+        models = {n: create_classifier(n, 1000) for n in (baseline, steps)}
+    has = {n: any(isinstance(m, Steps) and m.plan.num_steps > 1 for m in net.modules()) for n, net in models.items()}
+    if has[baseline] and not has[steps]:
+        raise ValueError(f'pair {baseline},{steps} is swapped: {baseline!r} is the Steps model; expected '
+                         f'BASELINE,STEPS, i.e. --pair {steps},{baseline}')
+    if not has[steps]:
+        raise ValueError(f'{steps!r} has no Steps trunk of more than one step; expected BASELINE,STEPS with a Steps '
+                         'model second')
+    params = {n: sum(p.numel() for p in net.parameters()) for n, net in models.items()}
+    rel = params[steps] / params[baseline] - 1
+    if abs(rel) > tolerance:
+        raise ValueError(f'{steps!r} has {params[steps] / 1e6:.2f}M parameters and {baseline!r} '
+                         f'{params[baseline] / 1e6:.2f}M ({100 * rel:+.0f}%): not a pair of twins; expected a Steps '
+                         f'model and its baseline (parameters within {100 * tolerance:.0f}%)')
 
 
 def environment(device: str) -> Dict[str, str]:

@@ -4,12 +4,15 @@ import sys
 
 import torch
 
-from stepsnet.analysis.speed import benchmark_pairs, format_ratios, parse_pair, plot_ratios, write_csv
+from stepsnet.analysis.speed import benchmark_pairs, check_pair, format_ratios, parse_pair, plot_ratios, write_csv
 from stepsnet.cli.common import positive_int
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
     pairs = [parse_pair(p) for p in args.pair]
+    if not args.any_pair:
+        for baseline, steps in pairs:
+            check_pair(baseline, steps)
     if args.threads:
         torch.set_num_threads(args.threads)
     rows = benchmark_pairs(
@@ -35,6 +38,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     'baseline ratio; writes CSV with timm benchmark column names.')
     b.add_argument('--pair', action='append', required=True, metavar='BASELINE,STEPS',
                    help='a pair of timm model names, e.g. resnet50,steps_resnet50 (repeat for more pairs)')
+    b.add_argument('--any-pair', action=argparse.BooleanOptionalAction, default=False,
+                   help='measure any two models (default: the second must be the Steps twin of the first)')
     b.add_argument('--mode', nargs='+', choices=('infer', 'train'), default=['infer', 'train'])
     b.add_argument('--batch-size', type=positive_int, default=32)
     b.add_argument('--img-size', type=positive_int, default=224)

@@ -12,30 +12,28 @@ a flag overrides the recipe. The conventions, the same for every command:
 from __future__ import annotations
 
 import argparse
-import ast
 import dataclasses
 import typing
 from typing import Any, Dict, Iterable, Optional, Sequence, Type
+
+from timm.utils import ParseKwargs as TimmParseKwargs
 
 from stepsnet.utils.config import CLEAR
 
 __all__ = ['add_config_flags', 'config_overrides', 'ParseKwargs', 'positive_int', 'int_list']
 
 
-class ParseKwargs(argparse.Action):
-    """``KEY=VALUE ...`` -> dict (values parsed as Python literals, else kept as strings), like timm's flag."""
+class ParseKwargs(TimmParseKwargs):
+    """timm's ``KEY=VALUE ...`` flag (values parsed as Python literals, else kept as strings), with a usage error
+    for an item without ``=`` and repeated flags merged."""
 
     def __call__(self, parser, namespace, values, option_string=None):
-        out: Dict[str, Any] = dict(getattr(namespace, self.dest, None) or {})
-        for item in values:
-            if '=' not in item:
-                raise argparse.ArgumentError(self, f'expected KEY=VALUE, got {item!r}')
-            key, value = item.split('=', 1)
-            try:
-                out[key.strip()] = ast.literal_eval(value)
-            except (ValueError, SyntaxError):
-                out[key.strip()] = value
-        setattr(namespace, self.dest, out)
+        bad = [v for v in values if v and '=' not in v]
+        if bad:
+            raise argparse.ArgumentError(self, f'expected KEY=VALUE pairs, got {bad[0]!r}')
+        before = dict(getattr(namespace, self.dest, None) or {})
+        super().__call__(parser, namespace, values, option_string)
+        setattr(namespace, self.dest, {**before, **getattr(namespace, self.dest)})
 
 
 class _ExtendList(argparse.Action):
@@ -84,8 +82,11 @@ def positive_int(text: str) -> int:
 
 
 def int_list(text: str) -> list:
-    """``512,512`` or ``512x512`` -> ``[512, 512]``."""
-    return _element(int)(text.replace('x', ','))
+    """``512,512`` or ``512x512`` -> ``[512, 512]`` (whole numbers >= 1)."""
+    values = _element(int)(text.replace('x', ','))
+    if any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f'expected whole numbers >= 1, got {text!r}')
+    return values
 
 
 def add_config_flags(

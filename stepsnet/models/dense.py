@@ -25,7 +25,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import LayerNorm2d
-from torchvision.ops import FeaturePyramidNetwork
+from torchvision.ops import Conv2dNormActivation, FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
 __all__ = [
@@ -128,6 +128,7 @@ class FeatureBackbone(nn.Module):
             if not os.path.isfile(weights):
                 raise FileNotFoundError(f'backbone weights {weights!r} do not exist; expected a local state-dict file')
             kwargs['pretrained_cfg_overlay'] = dict(file=os.fspath(weights))
+            _check_backbone_weights(name, weights, model_kwargs)
         self.name = name
         self.body = timm.create_model(name, pretrained=weights is not None, features_only=True, **kwargs)
         info = self.body.feature_info
@@ -166,6 +167,29 @@ class FeatureBackbone(nn.Module):
         return feats
 
 
+def _check_backbone_weights(name: str, path: str, model_kwargs: Mapping[str, Any]) -> None:
+    """Refuse weights of another architecture (timm loads a feature backbone's weights without complaint).
+
+    Raises:
+        ValueError: The file is unreadable, or the backbone's tensors are missing from it or have other shapes.
+    """
+    try:
+        state = timm.models.load_state_dict(path, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unreadable file becomes one clear message
+        raise ValueError(f'cannot read backbone weights {path!r} ({type(e).__name__}); expected a state dict '
+                         '(.pth) or a .safetensors file') from e
+    with torch.device('meta'):
+        full = timm.create_model(name, num_classes=0, **model_kwargs)
+    expected = {k: tuple(v.shape) for k, v in full.state_dict().items()}
+    missing = [k for k in expected if k not in state]
+    shapes = [k for k in expected if k in state and tuple(state[k].shape) != expected[k]]
+    if missing or shapes:
+        detail = (f'{len(missing)} tensors missing (e.g. {missing[:3]})' if missing else '') + \
+            (f'{"; " if missing else ""}{len(shapes)} of other shapes (e.g. {shapes[:3]})' if shapes else '')
+        raise ValueError(f'backbone weights {path!r} do not fit {name!r}: {detail}; expected the classification '
+                         f'weights of a {name!r} model')
+
+
 def create_backbone(name: str, weights: Optional[str] = None, strides: Sequence[int] = PYRAMID_STRIDES,
                     **model_kwargs: Any) -> FeatureBackbone:
     """A :class:`FeatureBackbone` for ``name`` (NCHW maps at ``strides``); see its arguments."""
@@ -194,11 +218,9 @@ class FPNBackbone(nn.Module):
 
 
 def _conv_norm_act(in_ch: int, out_ch: int, kernel_size: int = 1, norm: bool = True) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(in_ch, out_ch, kernel_size, padding=kernel_size // 2, bias=not norm),
-        nn.BatchNorm2d(out_ch) if norm else nn.Identity(),
-        nn.ReLU(inplace=True),
-    )
+    """Conv (no bias under a norm) -> BatchNorm -> ReLU, mmsegmentation's ConvModule, as torchvision builds it."""
+    return Conv2dNormActivation(in_ch, out_ch, kernel_size, norm_layer=nn.BatchNorm2d if norm else None,
+                                activation_layer=nn.ReLU)
 
 
 class UperNetHead(nn.Module):

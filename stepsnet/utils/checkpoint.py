@@ -78,9 +78,13 @@ def load_checkpoint(
 
     Raises:
         FileNotFoundError: No such file.
+        IsADirectoryError: ``path`` is a folder.
         CheckpointError: The file is truncated, not a PyTorch checkpoint, unsafe to load, or of another kind.
     """
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f'checkpoint {path!r} is a folder; expected a checkpoint file in it, such as '
+                                f'{os.path.join(path, "last.pth")!r} or {os.path.join(path, "best.pth")!r}')
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist')
     try:

@@ -1,0 +1,136 @@
+"""One error surface: every command's --help, and a bad value for each ends in one line and an exit code, never in a
+Python traceback; user mistakes leave nothing changed on disk."""
+import os
+
+import pytest
+import torch
+
+from stepsnet.cli import build_parser, main
+
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+
+def _commands():
+    """Every (sub)command path of the parser, e.g. ('data', 'prepare-text')."""
+    import argparse
+
+    def walk(parser, prefix):
+        subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield prefix
+            return
+        for name, child in subs[0].choices.items():
+            yield from walk(child, prefix + (name,))
+    return list(walk(build_parser(), ()))
+
+
+COMMANDS = _commands()
+
+
+def test_every_command_is_covered_below():
+    assert set(COMMANDS) == set(BAD)
+
+
+@pytest.mark.parametrize('command', COMMANDS, ids=' '.join)
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(list(command) + ['--help'])
+    assert e.value.code == 0
+    assert 'usage: stepsnet' in capsys.readouterr().out
+
+
+# one invalid value per command and what the one-line message must say
+BAD = {
+    ('models',): (['no_such_model_xyz'], 'no registered Steps model or baseline matches'),
+    ('data', 'prepare-text'): (['--out', '{tmp}/t', '--val-fraction', '2'], 'val_fraction'),
+    ('data', 'synth-coco'): (['--out', '{tmp}/c', '--max-shapes', '0'], 'expected a whole number >= 1'),
+    ('data', 'synth-ade'): (['--out', '{tmp}/a', '--size', '96,x'], 'size must be two positive integers'),
+    ('train-lm',): (['--batch-size', '0', '--out-dir', '{tmp}/lm'], 'batch_size must be >= 1, got 0'),
+    ('sample',): (['--checkpoint', '{tmp}', '--num-samples', '1'], 'is a folder; expected a checkpoint file'),
+    ('train',): (['--img-size', '-5', '--out-dir', '{tmp}/cls'], 'img_size must be >= 1'),
+    ('validate',): (['--checkpoint', '{tmp}/missing.pth'], "checkpoint '{tmp}/missing.pth' does not exist"),
+    ('train-det',): (['--epochs', '-1', '--out-dir', '{tmp}/det'], 'epochs must be >= 1, got -1'),
+    ('eval-det',): (['--checkpoint', '{tmp}/x.pth', '--batch-size', '0'], 'expected a whole number >= 1'),
+    ('train-seg',): (['--crop-size', '96,x', '--out-dir', '{tmp}/seg'], 'expected int values'),
+    ('eval-seg',): (['--checkpoint', '{tmp}/x.pth', '--stride', '0,64'], 'expected whole numbers >= 1'),
+    ('compare',): (['lm', '--minutes', '-1', '--out', '{tmp}/cmp'], 'minutes must be > 0'),
+    ('benchmark',): (['--pair', 'steps_resnet18,resnet18'], 'is swapped'),
+    ('analyze', 'shortcut'): (['--out-dir', '{tmp}/sc'], 'nothing to measure'),
+    ('analyze', 'mask'): (['--model', 'resnet18', '--no-progress'], 'has no Steps module'),
+    ('analyze', 'drop-step'): (['--checkpoint', '{tmp}/nope.pth'], 'nope.pth'),
+    ('analyze', 'depth'): (['--family', 'swin', '--blocks', '12'], 'Steps-Swin-like model of 12 blocks'),
+    ('analyze', 'pilot'): (['--blocks', '6', '--out', '{tmp}/p'], 'needs a multiple of 4 blocks'),
+}
+
+
+@pytest.mark.parametrize('command', sorted(BAD), ids=' '.join)
+def test_one_bad_value_is_one_line_and_changes_nothing(command, tmp_path, capsys):
+    args, message = BAD[command]
+    args = [a.replace('{tmp}', str(tmp_path)) for a in args]
+    before = sorted(os.listdir(tmp_path))
+    try:
+        code = main(list(command) + args)
+    except SystemExit as e:  # argparse's own usage errors
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert message.replace('{tmp}', str(tmp_path)) in err
+    lines = err.strip().splitlines()
+    assert 'Traceback' not in err and lines[-1].startswith(f'stepsnet {command[0]}')  # argparse: usage, then one line
+    assert ': error: ' in lines[-1] and all(line.startswith(('usage:', ' ')) for line in lines[:-1])
+    assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_ctrl_c_says_how_to_continue(monkeypatch, tmp_path, capsys):
+    from stepsnet.tasks import classification
+
+    def interrupted(cfg):
+        raise KeyboardInterrupt
+    monkeypatch.setattr('stepsnet.cli.cls.train_classification', interrupted)
+    assert classification  # the task module stays importable
+    code = main(['train', '--config', 'configs/cls/digits_cpu.yaml', '--out-dir', str(tmp_path / 'r')])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert f'interrupted; continue the run with: stepsnet train --config configs/cls/digits_cpu.yaml --out-dir ' \
+           f'{tmp_path / "r"} --resume' in err and 'Traceback' not in err
+
+
+def test_debug_shows_the_traceback():
+    with pytest.raises(ValueError, match='batch_size must be >= 1'):
+        main(['--debug', 'train-lm', '--batch-size', '0'])
+
+
+def test_no_gpu_is_a_clear_error(capsys):
+    if torch.cuda.is_available():
+        pytest.skip('this machine has a GPU')
+    assert main(['validate', '--model', 'test_steps_resnet', '--device', 'cuda', '--no-progress']) == 2
+    assert 'no CUDA device is available' in capsys.readouterr().err
+
+
+def test_generators_do_not_overwrite_without_force(tmp_path, capsys):
+    out = tmp_path / 'coco'
+    assert main(['data', 'synth-coco', '--out', str(out), '--num-train', '1', '--num-val', '1']) == 0
+    ann = out / 'annotations' / 'instances_train2017.json'
+    before = ann.read_bytes()
+    capsys.readouterr()
+    assert main(['data', 'synth-coco', '--out', str(out), '--num-train', '2', '--num-val', '1', '--seed', '3']) == 2
+    assert 'force' in capsys.readouterr().err and ann.read_bytes() == before
+    assert main(['data', 'synth-coco', '--out', str(out), '--num-train', '2', '--num-val', '1', '--force']) == 0
+    assert ann.read_bytes() != before
+
+
+def test_flag_conventions(tmp_path, capsys):
+    """Lists with commas or spaces, mappings as KEY=VALUE, booleans as --x / --no-x, 'none' clears a field."""
+    from stepsnet.cli.common import load_with_flags
+    from stepsnet.tasks.detection import DetectionConfig, load_config
+    parser = build_parser()
+    args = parser.parse_args(['train-det', '--lr-steps', '8,11', '--anchor-sizes', '16', '32', '64', '128', '256',
+                              '--model-kwargs', 'drop_path_rate=0.2', 'depth=[1,2]', '--no-progress',
+                              '--max-iters', 'none', '--resume'])
+    cfg = load_with_flags(load_config, None, args, DetectionConfig)
+    assert cfg.lr_steps == [8, 11] and cfg.anchor_sizes == [16, 32, 64, 128, 256]
+    assert cfg.model_kwargs == {'drop_path_rate': 0.2, 'depth': [1, 2]}
+    assert cfg.progress is False and cfg.max_iters is None and cfg.resume == 'auto'
+    with pytest.raises(SystemExit):
+        parser.parse_args(['train-det', '--model-kwargs', 'drop_path_rate'])
+    assert 'expected KEY=VALUE pairs' in capsys.readouterr().err
