@@ -24,6 +24,7 @@ Learning-rate schedules, optimizers with weight-decay groups, EMA and gradient c
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -322,7 +323,6 @@ def train_step(
 
 def config_dict(cfg: Any) -> Dict[str, Any]:
     """A config dataclass (or mapping) as plain JSON types: tuples become lists."""
-    import dataclasses
     raw = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
     return json.loads(json.dumps(raw))
 

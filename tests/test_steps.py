@@ -1,12 +1,12 @@
-"""The planner and the Steps module: SPEC section 3 rows, validation, and the forward computation."""
+"""The planner and the Steps module: every architecture row of the paper's Tables 12-14, validation, the forward."""
 import pytest
 import torch
 import torch.nn as nn
 
 from stepsnet.steps import StepPlan, Steps, plan_steps, step_width
 
-# (baseline width, depth, steps, move, heads) -> the row of SPEC section 3 (Tables 12-14), width[/heads] x blocks
-SPEC_ROWS = [
+# (baseline width, depth, steps, move, heads) -> the row of the paper's Tables 12-14, width[/heads] x blocks
+PAPER_ROWS = [
     # ResNet stages after their downsampling block (bottleneck widths for ResNet-50)
     ('ResNet-18 stage 3', (256, 1, 5, 1, None), '64x2, 90x1, 128x1, 181x1, 256x0'),
     ('ResNet-18 stage 4', (512, 1, 7, 1, None), '64x2, 90x1, 128x1, 181x1, 256x1, 362x1, 512x0'),
@@ -25,7 +25,7 @@ SPEC_ROWS = [
 ]
 
 
-@pytest.mark.parametrize('name,args,expected', SPEC_ROWS, ids=[r[0] for r in SPEC_ROWS])
+@pytest.mark.parametrize('name,args,expected', PAPER_ROWS, ids=[r[0] for r in PAPER_ROWS])
 def test_planner_reproduces_spec_rows(name, args, expected):
     width, depth, steps, move, heads = args
     plan = plan_steps(width, depth, steps, move, heads=heads, multiple_of=None if heads is None else 8)
@@ -34,7 +34,7 @@ def test_planner_reproduces_spec_rows(name, args, expected):
     assert plan.num_blocks == depth + (steps - 1) * move
 
 
-@pytest.mark.parametrize('name,args,expected', SPEC_ROWS, ids=[r[0] for r in SPEC_ROWS])
+@pytest.mark.parametrize('name,args,expected', PAPER_ROWS, ids=[r[0] for r in PAPER_ROWS])
 def test_planner_keeps_compute(name, args, expected):
     width, depth, steps, move, heads = args
     plan = plan_steps(width, depth, steps, move, heads=heads, multiple_of=None if heads is None else 8)

@@ -32,8 +32,10 @@ import torch.nn as nn
 from timm.data import create_transform
 from timm.utils import accuracy
 from torch.utils.data import DataLoader
+from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+from stepsnet.analysis.complexity import explicit_attention
 from stepsnet.data.images import build_dataset, collate_skip_none
 from stepsnet.steps import Steps
 
@@ -119,9 +121,6 @@ def block_macs(model: nn.Module, steps: Steps, images: Optional[torch.Tensor] = 
     """Multiply-adds of every block of ``steps`` for one input (``width**2`` per block when ``images`` is None)."""
     if images is None:
         return [float(w * w) for w in steps.plan.block_widths()]
-    from torch.utils.flop_counter import FlopCounterMode
-
-    from stepsnet.analysis.complexity import explicit_attention
     path = next(n for n, m in model.named_modules() if m is steps)
     was_training = model.training
     model.eval()

@@ -19,6 +19,9 @@ resident model; CUDA: peak allocated).
 """
 from __future__ import annotations
 
+import csv
+import io
+import json
 import os
 import statistics
 import time
@@ -26,8 +29,12 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
+from stepsnet.analysis.complexity import count_flops, count_layers
+from stepsnet.analysis.speed import environment, peak_memory_mb
 from stepsnet.models.factory import create_classifier, deit_trunk_config
+from stepsnet.utils.checkpoint import atomic_write_text
 
 __all__ = [
     'model_config', 'swin_depth_config', 'depth_benchmark', 'format_depth_table', 'write_depth_csv', 'plot_depth',
@@ -151,10 +158,6 @@ def depth_benchmark(
         ``mem_small_mb``, ``mem_large_mb``, ``mem_growth_mb``, plus the Steps rows' ``throughput_ratio``
         (Steps / residual) and ``memory_ratio`` (residual / Steps growth).
     """
-    from tqdm import tqdm
-
-    from stepsnet.analysis.complexity import count_flops, count_layers
-    from stepsnet.analysis.speed import environment, peak_memory_mb
     if memory_mode not in ('train', 'infer'):
         raise ValueError(f"memory_mode must be 'train' or 'infer', got {memory_mode!r}")
     if runs < 1 or warmup < 0:
@@ -232,10 +235,6 @@ _DEPTH_COLS = ('family', 'kind', 'blocks', 'layers', 'params', 'macs', 'img_size
 
 
 def _csv(rows: Sequence[Dict[str, Any]], cols: Sequence[str], path: str) -> None:
-    import csv
-    import io
-
-    from stepsnet.utils import atomic_write_text
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator='\n')
     w.writerow(cols)
@@ -248,7 +247,6 @@ def _csv(rows: Sequence[Dict[str, Any]], cols: Sequence[str], path: str) -> None
             elif isinstance(v, (list, tuple)):
                 v = ' '.join(f'{x:.4g}' if isinstance(x, float) else str(x) for x in v)
             elif isinstance(v, dict):
-                import json
                 v = json.dumps(v)
             elif v is None:
                 v = ''

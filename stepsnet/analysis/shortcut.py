@@ -1,4 +1,4 @@
-"""The shortcut ratio ``gamma_l = sigma_0 / sigma_l`` along a residual or Step by Step trunk (SPEC section 5, Fig. 2).
+"""The shortcut ratio ``gamma_l = sigma_0 / sigma_l`` along a residual or Step by Step trunk (the paper's Fig. 2).
 
 ``z_0`` is the tensor entering the trunk (the tokens entering ``model.blocks`` of a ViT, the input of a
 hierarchical stage's blocks) and ``z_l`` the state after ``l`` blocks. Because the residual stream accumulates
@@ -30,8 +30,14 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
+from timm.models.convnext import ConvNeXtBlock
+from timm.models.resnet import BasicBlock, Bottleneck
 
+from stepsnet.analysis.complexity import BLOCK_TYPES
+from stepsnet.data.images import build_dataset, dataset_mean_std
 from stepsnet.steps import Steps
+from stepsnet.utils.checkpoint import atomic_write_text
 
 __all__ = [
     'Trunk', 'ShortcutProfile', 'find_trunk', 'shortcut_ratio', 'channel_std', 'input_batch',
@@ -86,13 +92,10 @@ class ShortcutProfile:
 
 
 def _block_types() -> Tuple[type, ...]:
-    from stepsnet.analysis.complexity import BLOCK_TYPES
     return tuple(BLOCK_TYPES)
 
 
 def _trunk_dim(blocks: Sequence[nn.Module]) -> int:
-    from timm.models.convnext import ConvNeXtBlock
-    from timm.models.resnet import BasicBlock, Bottleneck
     return 1 if isinstance(blocks[0], (BasicBlock, Bottleneck, ConvNeXtBlock)) else -1
 
 
@@ -285,9 +288,6 @@ def input_batch(
     g = torch.Generator().manual_seed(seed)
     if dataset == 'random':
         return torch.randn(batch_size, 3, img_size, img_size, generator=g)
-    from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
-
-    from stepsnet.data.images import build_dataset, dataset_mean_std
     ds_norm = dataset_mean_std(dataset)
     if mean is None or std is None:
         mean, std = ds_norm if ds_norm is not None else (IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD)
@@ -304,7 +304,6 @@ def input_batch(
 
 def write_profiles_csv(profiles: Sequence[ShortcutProfile], path: str) -> None:
     """One row per (profile, depth); the chunk columns are the union over profiles."""
-    from stepsnet.utils import atomic_write_text
     chunk_cols = sorted({k for p in profiles for r in p.rows for k in r if k.startswith('gamma_chunk_')},
                         key=lambda k: int(k.rsplit('_', 1)[1]))
     cols = ['label', 'trunk', 'num_blocks', 'block', 'depth', 'step', 'width', 'sigma', 'gamma', 'gamma_processed']

@@ -21,16 +21,23 @@ from __future__ import annotations
 
 import csv
 import ctypes
+import gc
+import io
 import os
 import platform
 import statistics
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
+import timm
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
+import stepsnet
 from stepsnet.models.factory import create_classifier
+from stepsnet.steps import Steps
+from stepsnet.utils.checkpoint import atomic_write_text
 
 __all__ = ['parse_pair', 'check_pair', 'benchmark_pair', 'benchmark_pairs', 'format_ratios', 'write_csv', 'read_csv',
            'plot_ratios', 'environment']
@@ -53,7 +60,6 @@ def check_pair(baseline: str, steps: str, tolerance: float = 0.05) -> None:
         ValueError: The second model has no Steps module or the first has one (a swapped pair), or their
             parameter counts differ by more than ``tolerance`` (models of different sizes).
     """
-    from stepsnet.steps import Steps
     with torch.device('meta'):
         models = {n: create_classifier(n, 1000) for n in (baseline, steps)}
     has = {n: any(isinstance(m, Steps) and m.plan.num_steps > 1 for m in net.modules()) for n, net in models.items()}
@@ -73,9 +79,6 @@ def check_pair(baseline: str, steps: str, tolerance: float = 0.05) -> None:
 
 def environment(device: str) -> Dict[str, str]:
     """Library versions and the device, for the CSV."""
-    import timm
-
-    import stepsnet
     if device.startswith('cuda') and torch.cuda.is_available():
         name = torch.cuda.get_device_name(torch.device(device))
     else:
@@ -175,7 +178,6 @@ def peak_memory_mb(step: Callable[[], None], device: str) -> Optional[float]:
     libc = _libc()
     if libc is None or _read_status_kb('VmHWM') is None:
         return None
-    import gc
     gc.collect()
     libc.malloc_trim(0)
     try:
@@ -227,7 +229,6 @@ def benchmark_pair(
     if clock == 'process' and not device.startswith('cpu'):
         raise ValueError(f"clock='process' measures CPU time and only applies to device cpu, got {device!r}")
     clock_fn = time.process_time if clock == 'process' else time.perf_counter
-    from tqdm import tqdm
     runners = [_Runner(n, mode, batch_size, img_size, device, dtype, channels_last, num_classes)
                for n in (baseline, steps)]
     for r in runners:
@@ -272,7 +273,6 @@ def benchmark_pairs(
     Each row also holds ``pair`` (``baseline,steps``), ``role``, ``<mode>_ratio`` (Steps / baseline throughput,
     1.0 on the baseline row), ``<mode>_runs`` (every run's images/s), the peak memory, and the environment.
     """
-    import stepsnet  # noqa: F401  (registers the Steps models)
     env = environment(device)
     rows: List[Dict[str, Any]] = []
     for baseline, steps in pairs:
@@ -332,11 +332,9 @@ def format_ratios(rows: Sequence[Dict[str, Any]]) -> str:
 
 def write_csv(rows: Sequence[Dict[str, Any]], path: str) -> None:
     """Write the rows (union of their keys, in first-seen order) atomically."""
-    from stepsnet.utils import atomic_write_text
     fields: List[str] = []
     for r in rows:
         fields += [k for k in r if k not in fields]
-    import io
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=fields, restval='')
     w.writeheader()

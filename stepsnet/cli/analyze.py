@@ -12,6 +12,7 @@ import io
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+import timm
 import torch
 from tqdm import tqdm
 
@@ -31,7 +32,6 @@ def _build_model(name: str, kwargs: Dict[str, Any], img_size: Optional[int], see
 
 
 def _default_img_size(name: str) -> int:
-    import timm
     cfg = timm.models.get_pretrained_cfg(name)
     return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
 

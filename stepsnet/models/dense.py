@@ -9,7 +9,8 @@ features_only=True)``:
 * plain ViTs (DeiT, Steps-DeiT) give one stride; the last block's map goes through a simple feature pyramid
   (ViTDet, arXiv:2203.16527): transposed convolutions up, max-pooling down.
 
-Steps models keep the stage output widths of their baselines (SPEC section 2), so necks see the same widths.
+Steps models keep the stage output widths of their baselines (the paper converts only inside stages), so necks
+see the same widths.
 :class:`FPNBackbone` adds torchvision's FPN (P2-P6 for Mask R-CNN, P3-P7 for RetinaNet); :class:`UperNet` is
 the UperNet decoder (arXiv:1807.10221) as configured in mmsegmentation (PPM on the last level, FPN fusion, an
 auxiliary FCN head on the stride-16 level).

@@ -28,10 +28,12 @@ import torch
 import torch.nn as nn
 from timm.data import Mixup, create_transform
 from timm.loss import BinaryCrossEntropy, LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
+from timm.models import load_state_dict
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 from timm.utils import ModelEmaV3, accuracy
 from torch.utils.data import DataLoader, Dataset, Subset
+from tqdm import tqdm
 
 from stepsnet.data.images import build_dataset, check_class_names, collate_skip_none, dataset_mean_std, seed_worker
 from stepsnet.data.sampler import epoch_batches, steps_per_epoch
@@ -260,7 +262,6 @@ def evaluate(
 
     Under DDP each rank evaluates its own share; the sums are reduced, so every rank returns the totals.
     """
-    from tqdm import tqdm
     was_training = model.training
     model.eval()
     stats = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1 hits, top-5 hits, count
@@ -437,7 +438,6 @@ def _epoch_line(step: int, spe: int, epochs: int, m: Mapping[str, Any]) -> str:
 
 def _load_initial(model: nn.Module, path: str) -> None:
     """Initial weights: a ``stepsnet train`` checkpoint, a plain state dict (timm's ``.pth``) or safetensors."""
-    from timm.models import load_state_dict
     if not os.path.isfile(path):
         raise FileNotFoundError(f'initial checkpoint {path!r} does not exist')
     try:

@@ -22,6 +22,7 @@ import torch.nn as nn
 from timm.scheduler import create_scheduler_v2
 from timm.utils import unwrap_model
 from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
 
 from stepsnet.data.coco import CocoInstances, coco_evaluate, coco_split_paths, collate_detection, detections_to_coco
 from stepsnet.data.sampler import epoch_batches, steps_per_epoch
@@ -166,7 +167,6 @@ def evaluate_detector(
     Returns:
         ``bbox_AP``, ``bbox_AP50``, ``bbox_AP75``, ... and ``segm_*`` when the model predicts masks (fractions).
     """
-    from tqdm import tqdm
     env = env or DistEnv(device=device)
     net = unwrap_model(model)
     was_training = net.training

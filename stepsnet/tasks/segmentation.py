@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from timm.scheduler import create_scheduler_v2
 from timm.utils import unwrap_model
 from torch.utils.data import DataLoader
+from tqdm import tqdm
 
 from stepsnet.data.ade import IGNORE_INDEX, ADE20KSegmentation, resize_keep_ratio
 from stepsnet.data.sampler import epoch_batches, steps_per_epoch
@@ -259,7 +260,6 @@ def evaluate_segmenter(
         progress: bool = False,
 ) -> Dict[str, Any]:
     """mIoU / mAcc / aAcc of ``model`` on ``dataset`` (original-size labels); DDP ranks share the images."""
-    from tqdm import tqdm
     env = env or DistEnv(device=device)
     net = unwrap_model(model)
     was_training = net.training
