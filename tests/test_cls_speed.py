@@ -39,7 +39,7 @@ def test_benchmark_cli_writes_timm_columns(tmp_path, capsys):
     rc = cli_main(['benchmark', '--pair', 'test_steps_resnet,test_steps_resnet_bottleneck', '--batch-size', '2',
                    '--img-size', '32', '--num-classes', '10', '--runs', '2', '--iters', '1', '--warmup', '1',
                    '--csv', str(out), '--png', str(tmp_path / 'bench.png'), '--no-progress', '--no-memory',
-                   '--clock', 'process', '--threads', '1'])
+                   '--clock', 'process', '--threads', '1', '--any-pair'])
     assert rc == 0
     text = capsys.readouterr().out
     assert '| test_steps_resnet,test_steps_resnet_bottleneck |' in text and 'median of 2 alternating runs' in text
