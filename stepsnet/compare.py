@@ -122,9 +122,13 @@ def _describe_classifier(cfg: cls_task.ClassificationConfig, num_classes: int = 
 def _run_cls(cfg: cls_task.ClassificationConfig) -> Dict[str, Any]:
     s = cls_task.train_classification(cfg)
     curve = [(h['images_seen'], h['val_top1']) for h in s['history']]
+    # the final weights on the training images, without augmentation (the paper's Fig. 1 shows both)
+    train = cls_task.validate_classification(
+        os.path.join(cfg.out_dir, 'last.pth'), dataset=cfg.dataset, data_dir=cfg.data_dir, split=cfg.train_split,
+        batch_size=256, workers=0, device=cfg.device, progress=False)
     return dict(metric=s['final_top1'], loss=s['final_val_loss'], best=s['best_top1'],
-                train_loss=s['final_train_loss'], seen=s['images_seen'], train_time=s['train_seconds_total'],
-                curve=curve, **_describe_classifier(cfg))
+                train_loss=s['final_train_loss'], train_metric=train['top1'], seen=s['images_seen'],
+                train_time=s['train_seconds_total'], curve=curve, **_describe_classifier(cfg))
 
 
 def _run_lm(cfg: lm_task.LMConfig) -> Dict[str, Any]:
@@ -252,11 +256,26 @@ def _collect(comp: Comparison, wall: float) -> Dict[str, Any]:
                 **{k: any_run.get(k) for k in ('params', 'macs', 'blocks', 'layers', 'plan')},
                 per_seed={s: r['metric'] for s, r in rs.items()},
                 stats=paired_stats([r['metric'] for r in rs.values()]),
+                train_stats=paired_stats([r.get('train_metric') for r in rs.values()]),
                 seen=any_run.get('seen'), train_time=paired_stats([r['train_time'] for r in rs.values()])['mean'],
                 capped=[s for s, r in rs.items() if r.get('stopped_by_time')])
             if arm.role != 'baseline':
-                entry['diffs'][arm.role] = paired_stats([rs[s]['metric'] - base[s]['metric'] for s in rs if s in base])
+                per_seed = {s: rs[s]['metric'] - base[s]['metric'] for s in rs if s in base}
+                entry['diffs'][arm.role] = dict(paired_stats(list(per_seed.values())), per_seed=per_seed)
+                if all(rs[s].get('train_metric') is not None for s in rs):
+                    entry['diffs'][arm.role + '_train'] = paired_stats(
+                        [rs[s]['train_metric'] - base[s]['train_metric'] for s in rs if s in base])
         out['points'].append(entry)
+    deep = [p for p in out['points'] if p['x'] is not None]
+    if len(deep) > 1:  # does the difference grow with depth? the deepest point's gap minus the shallowest's, per seed
+        first, last = min(deep, key=lambda p: p['x']), max(deep, key=lambda p: p['x'])
+        out['trend'] = {}
+        for role, d in last['diffs'].items():
+            if role.endswith('_train') or role not in first['diffs']:
+                continue
+            a, b = first['diffs'][role]['per_seed'], d['per_seed']
+            out['trend'][role] = dict(paired_stats([b[s] - a[s] for s in b if s in a]), shallow=first['name'],
+                                      deep=last['name'])
     return out
 
 
@@ -269,6 +288,18 @@ def _fmt(stats: Mapping[str, Any], digits: int, sign: bool = False) -> str:
         return 'not run'
     s = f'{stats["mean"]:+.{digits}f}' if sign else f'{stats["mean"]:.{digits}f}'
     return s + (f' ± {stats["std"]:.{digits}f}' if stats['std'] is not None else '')
+
+
+def _significance(d: Mapping[str, Any]) -> str:
+    """Whether a mean is distinguishable from zero at this number of seeds (|mean| > 2 standard errors)."""
+    if d['mean'] is None:
+        return 'not run'
+    if d['n'] < 2 or d['std'] is None:
+        return 'from one seed: no spread to judge by'
+    se = d['std'] / math.sqrt(d['n'])
+    if abs(d['mean']) <= 2 * se:
+        return f'within the seed-to-seed spread (|mean| <= 2 standard errors, {se:.3g})'
+    return f'more than 2 standard errors ({se:.3g}) from zero'
 
 
 def _verdict(d: Mapping[str, Any], higher: bool) -> str:
@@ -295,20 +326,34 @@ def report_markdown(r: Mapping[str, Any]) -> str:
     lines += [f'Metric: {r["metric"]} on the validation split, after the last step; '
               f'{"higher" if higher else "lower"} is better. Mean ± standard deviation over {n} seed(s) '
               f'{r["seeds"]}; a difference is paired by seed (same initialisation seed and batches for every arm).',
-              '', '| setting | arm | model | params | MFLOPs (MACs) | blocks | layers | metric | − baseline |',
-              '|---|---|---|---|---|---|---|---|---|']
+              '']
+    train = r['task'] == 'cls'
+    head = '| setting | arm | model | params | MFLOPs (MACs) | blocks | layers | metric | − baseline |'
+    lines += [head + (' train top-1 (no augmentation) | − baseline |' if train else ''),
+              '|---|---|---|---|---|---|---|---|---|' + ('---|---|' if train else '')]
     for p in r['points']:
         for role, a in p['arms'].items():
             diff = '' if role == 'baseline' else _fmt(p['diffs'][role], digits, sign=True)
             macs = f'{a["macs"] / 1e6:.2f}' if a.get('macs') else '-'
             params = f'{a["params"] / 1e6:.3f}M' if a.get('params') else '-'
-            lines.append(f'| {p["name"]} | {role} | {a["label"]} | {params} | {macs} | {a.get("blocks") or "-"} | '
-                         f'{a.get("layers") or "-"} | {_fmt(a["stats"], digits)} | {diff} |')
+            row = (f'| {p["name"]} | {role} | {a["label"]} | {params} | {macs} | {a.get("blocks") or "-"} | '
+                   f'{a.get("layers") or "-"} | {_fmt(a["stats"], digits)} | {diff} |')
+            if train:
+                tdiff = '' if role == 'baseline' else _fmt(p['diffs'].get(role + '_train', {'mean': None}), digits,
+                                                           sign=True)
+                row += f' {_fmt(a["train_stats"], digits)} | {tdiff} |'
+            lines.append(row)
     lines += ['', '**What this run shows.**', '']
     for p in r['points']:
         for role, d in p['diffs'].items():
-            lines.append(f'- {p["name"]}: {role} − baseline = {_fmt(d, digits, sign=True)} ({d["n"]} paired '
-                         f'seed(s)): {_verdict(d, higher)}.')
+            what = f'{role[:-6]} − baseline on the training images' if role.endswith('_train') else \
+                f'{role} − baseline'
+            lines.append(f'- {p["name"]}: {what} = {_fmt(d, digits, sign=True)} ({d["n"]} paired seed(s)): '
+                         f'{_verdict(d, higher)}.')
+    for role, t in (r.get('trend') or {}).items():
+        lines.append(f'- Depth: ({role} − baseline at {t["deep"]}) − ({role} − baseline at {t["shallow"]}) = '
+                     f'{_fmt(t, digits, sign=True)} ({t["n"]} paired seed(s)): a change with depth '
+                     f'{_significance(t)}.')
     capped = [(p['name'], a['label'], a['capped']) for p in r['points'] for a in p['arms'].values() if a['capped']]
     for name, label, seeds in capped:
         lines.append(f'- {name} / {label} stopped at the time limit for seeds {seeds}: it saw fewer tokens than '
@@ -402,7 +447,7 @@ def _config(task: str, path: Optional[str], overrides: Mapping[str, Any]):
 
 
 def depth_comparison(
-        depths: Sequence[int] = (4, 16),
+        depths: Sequence[int] = (4, 12),
         width: int = 80,
         heads: int = 4,
         seeds: Sequence[int] = (0, 1, 2),

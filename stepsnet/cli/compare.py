@@ -62,8 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--device', help='auto, cpu, cuda (default: the recipe\'s)')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True)
     g = p.add_argument_group('depth')
-    g.add_argument('--depths', type=positive_int, nargs='+', default=[4, 16],
-                   help='residual block counts, one point each (default 4 16)')
+    g.add_argument('--depths', type=positive_int, nargs='+', default=[4, 12],
+                   help='residual block counts, one point each (default 4 12: the depth of DeiT, as in Table 1)')
     g.add_argument('--width', type=positive_int, default=80, help='trunk width (default 80)')
     g.add_argument('--heads', type=positive_int, default=4, help='attention heads at the trunk width (default 4)')
     g.add_argument('--pairing', nargs='+', choices=PAIRINGS, default=['compute'],
