@@ -134,3 +134,34 @@ def test_flag_conventions(tmp_path, capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(['train-det', '--model-kwargs', 'drop_path_rate'])
     assert 'expected KEY=VALUE pairs' in capsys.readouterr().err
+
+
+MORE_BAD = [
+    (['train', '--model-kwargs', 'bogus_arg=1', '--out-dir', '{tmp}/r', '--no-progress'],
+     'does not take the arguments'),
+    (['train', '--config', '{tmp}'], 'is a folder; expected a YAML file'),
+    (['sample', '--checkpoint', '{tmp}/x.pth', '--num-samples', '0'], 'expected a whole number >= 1, got 0'),
+    (['benchmark', '--pair', 'resnet18,steps_resnet50'], 'not a pair of twins'),
+    (['data', 'prepare-text', '--out', '{tmp}/t', '--vocab-size', '300'], 'vocab_size'),
+    (['train-det', '--backbone-weights', '{tmp}/w.pth', '--out-dir', '{tmp}/d', '--data-dir', '{tmp}/coco',
+      '--backbone', 'test_steps_vit', '--device', 'cpu'], 'do not fit'),
+]
+
+
+@pytest.mark.parametrize('args,message', MORE_BAD, ids=lambda v: v if isinstance(v, str) else ' '.join(v[:2]))
+def test_smaller_user_mistakes(args, message, tmp_path, capsys):
+    if '--backbone-weights' in args:  # a real data set, so the backbone is the first thing that fails
+        import timm
+
+        from stepsnet.data.synthetic import make_synthetic_coco
+        make_synthetic_coco(str(tmp_path / 'coco'), num_train=1, num_val=1, size=(64, 80))
+        torch.save(timm.create_model('test_resnet').state_dict(), tmp_path / 'w.pth')
+    before = sorted(os.listdir(tmp_path))
+    args = [a.replace('{tmp}', str(tmp_path)) for a in args]
+    try:
+        code = main(args)
+    except SystemExit as e:
+        code = e.code
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and 'Traceback' not in err, err
+    assert sorted(os.listdir(tmp_path)) == before
