@@ -43,6 +43,9 @@ __all__ = [
 
 # Fig. 6c/d at about 485 layers: Steps-Swin vs Swin throughput and memory.
 PAPER_FIG6 = dict(throughput_ratio=1.6, memory_ratio=1.3, layers=485)
+# Steps-Swin / Swin throughput at the depths where Fig. 6c has a point for both (RTX 3090), read off the figure:
+# about 730 / 685 FPS at 245 layers and 605 / 390 FPS at 485 layers; at 65-135 layers the two curves nearly meet.
+PAPER_FIG6C_RATIOS = ((245, 1.07), (485, 1.55))
 
 _DEFAULTS = dict(deit=dict(width=192, img_size=64, patch_size=8), swin=dict(width=96, img_size=64, window_size=4))
 
@@ -88,7 +91,8 @@ def model_config(family: str, blocks: int, kind: str, width: Optional[int] = Non
     if family == 'deit':
         heads = max(1, width // 64)
         return deit_trunk_config(blocks, kind, width, heads, img_size, d['patch_size'], pairing='blocks')
-    return swin_depth_config(blocks, kind, width, img_size, d['window_size'])
+    # Swin's own window (7) where the input is Swin's own size; a 64x64 input has a 16x16 patch grid: window 4
+    return swin_depth_config(blocks, kind, width, img_size, 7 if img_size % 224 == 0 else d['window_size'])
 
 
 def _build(name: str, kwargs: Dict[str, Any], num_classes: int = 10) -> nn.Module:
@@ -214,16 +218,22 @@ def depth_benchmark(
 
 
 def format_depth_table(rows: Sequence[Dict[str, Any]]) -> str:
-    """Markdown: one line per model, with the Steps / residual ratios on the Steps lines."""
-    lines = ['| family | kind | blocks | layers | params | MACs/img | img/s | memory growth 32->64 (MB) | '
-             'throughput Steps/res | memory res/Steps |', '|' + '---|' * 10]
+    """Markdown: one line per model, with the Steps / residual ratios (and the MAC ratio) on the Steps lines."""
+    growth = rows[0].get('batch_sizes', '32->64') if rows else '32->64'
+    lines = [f'| family | kind | blocks | layers | params | MACs/img | img/s | memory growth {growth} (MB) | '
+             'throughput Steps/res | MACs res/Steps | memory res/Steps |', '|' + '---|' * 11]
+    res = {(r['family'], r['blocks']): r for r in rows if r['kind'] == 'residual'}
     for r in rows:
         tr = f'{r["throughput_ratio"]:.2f}x' if r.get('throughput_ratio') else ''
         mr = f'{r["memory_ratio"]:.2f}x' if r.get('memory_ratio') else ''
+        base = res.get((r['family'], r['blocks']))
+        macs = f'{base["macs"] / r["macs"]:.2f}x' if r['kind'] == 'steps' and base else ''
         mem = f'{r["mem_growth_mb"]:.0f}' if r.get('mem_growth_mb') is not None else '-'
         lines.append(f'| {r["family"]} | {r["kind"]} | {r["blocks"]} | {r["layers"]} | {r["params"] / 1e6:.2f}M | '
-                     f'{r["macs"] / 1e9:.3f}G | {r["img_per_s"]:.1f} | {mem} | {tr} | {mr} |')
-    lines += ['', f'Paper (Fig. 6c/d, Steps-Swin vs Swin at ~{PAPER_FIG6["layers"]} layers): '
+                     f'{r["macs"] / 1e9:.3f}G | {r["img_per_s"]:.1f} | {mem} | {tr} | {macs} | {mr} |')
+    lines += ['', 'Pairing: equal blocks (the Steps model has the residual model\'s blocks and final width, so about '
+              'half its FLOPs).',
+              f'Paper (Fig. 6c/d, Steps-Swin vs Swin at ~{PAPER_FIG6["layers"]} layers): '
               f'{PAPER_FIG6["throughput_ratio"]}x throughput, {PAPER_FIG6["memory_ratio"]}x less memory.']
     return '\n'.join(lines) + '\n'
 
@@ -273,9 +283,14 @@ def plot_depth(rows: Sequence[Dict[str, Any]], path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     colors = dict(residual='#404040', steps='#e07040')
     for family in dict.fromkeys(r['family'] for r in rows):
+        steps = sorted((r for r in rows if r['family'] == family and r.get('throughput_ratio')),
+                       key=lambda r: r['layers'])
+        axes[2].plot([r['layers'] for r in steps], [r['throughput_ratio'] for r in steps],
+                     '-' if family == 'swin' else '--', marker='o', color='#e07040',
+                     label=f'{"Swin" if family == "swin" else "DeiT"}-like, {steps[0]["img_size"]}px' if steps else None)
         for kind in ('residual', 'steps'):
             rs = sorted((r for r in rows if r['family'] == family and r['kind'] == kind), key=lambda r: r['layers'])
             if not rs:
@@ -288,7 +303,11 @@ def plot_depth(rows: Sequence[Dict[str, Any]], path: str) -> None:
                 axes[1].plot([r['layers'] for r in rs], [r['mem_growth_mb'] for r in rs], ls, marker='o',
                              color=colors[kind], label=label)
     axes[0].set(xlabel='#layers', ylabel='images / s (inference)', title='throughput')
-    axes[1].set(xlabel='#layers', ylabel='MB', title='memory growth, batch 32 -> 64')
+    growth = rows[0].get('batch_sizes', '32->64') if rows else ''
+    axes[1].set(xlabel='#layers', ylabel='MB', title=f'memory growth, batch {growth}')
+    axes[2].plot(*zip(*PAPER_FIG6C_RATIOS), 's', color='k', label='paper, Fig. 6c (read off)')
+    axes[2].axhline(1.0, color='k', lw=0.6)
+    axes[2].set(xlabel='#layers', ylabel='Steps / residual', title='throughput ratio, equal blocks')
     for ax in axes:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
