@@ -290,7 +290,8 @@ def plot_depth(rows: Sequence[Dict[str, Any]], path: str) -> None:
                        key=lambda r: r['layers'])
         axes[2].plot([r['layers'] for r in steps], [r['throughput_ratio'] for r in steps],
                      '-' if family == 'swin' else '--', marker='o', color='#e07040',
-                     label=f'{"Swin" if family == "swin" else "DeiT"}-like, {steps[0]["img_size"]}px' if steps else None)
+                     label=f'{"Swin" if family == "swin" else "DeiT"}-like, {steps[0]["img_size"]}px'
+                     if steps else None)
         for kind in ('residual', 'steps'):
             rs = sorted((r for r in rows if r['family'] == family and r['kind'] == kind), key=lambda r: r['layers'])
             if not rs:
