@@ -551,8 +551,10 @@ def fit(
     when ``schedule.metric`` improves), ``last.pth`` every ``checkpoint_every``; at the end (or the time limit)
     an evaluation and a checkpoint.
 
-    Checkpoints hold ``model`` (the unwrapped training model), ``optimizer``, ``scheduler``, ``scaler``, ``ema``,
-    ``progress`` and everything in ``checkpoint_extra`` (the task's config and metadata).
+    Checkpoints hold ``model`` (the unwrapped training model), ``optimizer``, ``scaler``, ``ema``, ``progress`` and
+    everything in ``checkpoint_extra`` (the task's config and metadata). The learning rate is a function of the step
+    and the config, so a resumed run rebuilds its scheduler from the config: a run extended on resume (a longer
+    ``max_iters`` or ``epochs``) follows the schedule of its new length from the step it resumes at.
 
     Raises:
         FloatingPointError: More than ``schedule.nan_tolerance`` non-finite losses.
@@ -563,7 +565,7 @@ def fit(
     def state() -> Dict[str, Any]:
         return dict(
             model={k: v.detach().cpu() for k, v in model.state_dict().items()},
-            optimizer=optimizer.state_dict(), scheduler=scheduler.state_dict() if scheduler is not None else None,
+            optimizer=optimizer.state_dict(),
             scaler=scaler.state_dict() if scaler is not None else None,
             ema={k: v.detach().cpu() for k, v in ema.module.state_dict().items()} if ema is not None else None,
             progress=progress.state_dict(), **(checkpoint_extra or {}))

@@ -100,7 +100,6 @@ def _run(tmp_path, total, start_state=None, resume=None, nan_at=(), tolerance=0,
     if state is not None:
         model.load_state_dict(state['model'])
         opt.load_state_dict(state['optimizer'])
-        sched.load_state_dict(state['scheduler'])
         progress = Progress.from_state(state['progress'])
     x_val = torch.randn(16, 3, generator=torch.Generator().manual_seed(99))
 

@@ -356,7 +356,7 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
         ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup) if cfg.model_ema else None
         progress = Progress()
         if state is not None:
-            progress = _restore(state, run.resumed_from, model, optimizer, scheduler, scaler, ema)
+            progress = _restore(state, run.resumed_from, model, optimizer, scaler, ema)
             if env.is_main:
                 print(f'resumed from {run.resumed_from} at epoch {progress.step // spe + 1} ({progress.step} steps)')
         train_model = wrap_model(model, env, compile=cfg.compile, channels_last=cfg.channels_last)
@@ -457,10 +457,9 @@ def _load_initial(model: nn.Module, path: str) -> None:
                          f'{[k for k in missing if k not in head][:5]}, unexpected {unexpected[:5]}')
 
 
-def _restore(state: Dict[str, Any], path: str, model, optimizer, scheduler, scaler, ema) -> Progress:
+def _restore(state: Dict[str, Any], path: str, model, optimizer, scaler, ema) -> Progress:
     load_weights(model, state['model'], path)
     optimizer.load_state_dict(state['optimizer'])
-    scheduler.load_state_dict(state['scheduler'])
     if scaler is not None and state.get('scaler'):
         scaler.load_state_dict(state['scaler'])
     if ema is not None and state.get('ema') is not None:

@@ -275,7 +275,6 @@ def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
         if state is not None:
             load_weights(model, state['model'], run.resumed_from)
             optimizer.load_state_dict(state['optimizer'])
-            scheduler.load_state_dict(state['scheduler'])
             if scaler is not None and state.get('scaler'):
                 scaler.load_state_dict(state['scaler'])
             progress = Progress.from_state(state['progress'])
