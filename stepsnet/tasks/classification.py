@@ -40,6 +40,7 @@ from stepsnet.data.sampler import epoch_batches, steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
     Progress,
+    RunConfig,
     RunFolder,
     Schedule,
     amp_context,
@@ -59,12 +60,12 @@ __all__ = ['ClassificationConfig', 'load_config', 'data_config', 'train_classifi
 
 
 @dataclass
-class ClassificationConfig:
+class ClassificationConfig(RunConfig):
     """One classification run. Field names are the YAML keys of ``configs/cls/*.yaml`` and the CLI flags.
 
     Learning rate: when ``lr`` is None it is ``lr_base * global_batch / lr_base_size`` (timm's / DeiT's rule;
-    ``lr_base_scale='sqrt'`` for the square-root rule). ``resume``: None (a folder holding a run is refused),
-    ``auto`` (continue ``out_dir/last.pth``) or a checkpoint path.
+    ``lr_base_scale='sqrt'`` for the square-root rule). The fields every task shares (device, AMP, compile, resume,
+    ...) come from :class:`stepsnet.engine.RunConfig`.
     """
     # model
     model: str = 'test_steps_resnet'
@@ -129,27 +130,17 @@ class ClassificationConfig:
     model_ema_decay: float = 0.9998
     model_ema_warmup: bool = False
     # performance
-    device: str = 'auto'
-    threads: Optional[int] = None  # torch CPU threads per process (None: torch's default)
-    amp: bool = False
-    amp_dtype: str = 'bfloat16'
     channels_last: bool = False
     grad_checkpointing: bool = False
-    compile: bool = False
     # run control
     seed: int = 42
     out_dir: str = 'runs/cls'
-    resume: Optional[str] = None
-    nan_tolerance: int = 0
     max_train_batches: Optional[int] = None  # cap per epoch (smoke tests)
-    progress: bool = True
-    tensorboard: bool = True
 
-    MUTABLE = ('data_dir', 'out_dir', 'epochs', 'workers', 'val_batch_size', 'device', 'threads', 'compile',
-               'resume', 'nan_tolerance', 'progress', 'tensorboard', 'skip_corrupt')
-    RENAMED = {'output': 'out_dir', 'grad_clip': 'clip_grad', 'optimizer': 'opt', 'model_args': 'model_kwargs'}
+    MUTABLE = RunConfig.MUTABLE + ('data_dir', 'out_dir', 'epochs', 'workers', 'val_batch_size', 'skip_corrupt')
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ('scale', 'ratio', 'mean', 'std', 'opt_betas'):
             v = getattr(self, name)
             if v is not None and not isinstance(v, tuple):
@@ -168,8 +159,6 @@ class ClassificationConfig:
             v = getattr(self, name)
             if len(v) != 2 or v[0] <= 0 or v[0] > v[1]:
                 raise ValueError(f'{name} must be two numbers 0 < low <= high, got {v}')
-        if self.amp_dtype not in ('bfloat16', 'float16'):
-            raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
         if self.lr_base_scale not in ('linear', 'sqrt'):
             raise ValueError(f"lr_base_scale must be 'linear' or 'sqrt', got {self.lr_base_scale!r}")
         if self.lr is not None and self.lr <= 0:

@@ -29,6 +29,7 @@ from stepsnet.data.sampler import epoch_batches, steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
     Progress,
+    RunConfig,
     RunError,
     RunFolder,
     Schedule,
@@ -53,10 +54,10 @@ __all__ = ['DetectionConfig', 'load_config', 'evaluate_detector', 'train_detecti
 
 
 @dataclass
-class DetectionConfig:
+class DetectionConfig(RunConfig):
     """Options of :func:`train_detection` (the keys of a ``configs/det/*.yaml`` file).
 
-    ``resume``: None (a folder holding a run is refused), ``auto`` (continue ``out_dir/last.pth``) or a path.
+    The fields every task shares (device, AMP, compile, resume, ...) come from :class:`stepsnet.engine.RunConfig`.
     """
     # data: <data_dir>/<split>/ images, <data_dir>/annotations/instances_<split>.json
     data_dir: str = 'runs/data/synth-coco'
@@ -96,21 +97,12 @@ class DetectionConfig:
     eval_batch_size: int = 1
     log_interval: int = 20
     seed: int = 0
-    device: str = 'auto'
-    threads: Optional[int] = None  # torch CPU threads (1 avoids oversubscription on a shared, small CPU)
-    amp: bool = False
-    amp_dtype: str = 'bfloat16'
-    compile: bool = False
-    resume: Optional[str] = None
-    nan_tolerance: int = 0
-    progress: bool = True
-    tensorboard: bool = True
 
-    MUTABLE = ('data_dir', 'out_dir', 'epochs', 'max_iters', 'eval_interval', 'eval_batch_size', 'log_interval',
-               'workers', 'device', 'threads', 'compile', 'resume', 'nan_tolerance', 'progress', 'tensorboard')
-    RENAMED = {'optimizer': 'opt', 'grad_clip': 'clip_grad', 'output': 'out_dir', 'model_args': 'model_kwargs'}
+    MUTABLE = RunConfig.MUTABLE + (
+        'data_dir', 'out_dir', 'epochs', 'max_iters', 'eval_interval', 'eval_batch_size', 'log_interval', 'workers')
 
     def __post_init__(self):
+        super().__post_init__()
         if self.arch not in DETECTOR_ARCHS:
             raise ValueError(f'unknown detector {self.arch!r}; expected one of {DETECTOR_ARCHS}')
         for name in ('epochs', 'batch_size', 'eval_batch_size', 'log_interval', 'min_size', 'max_size',

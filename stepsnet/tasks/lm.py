@@ -29,6 +29,7 @@ from stepsnet.data.text import TokenData, prepare_text, tokenizer_from_spec
 from stepsnet.engine import (
     DistEnv,
     Progress,
+    RunConfig,
     RunError,
     RunFolder,
     Schedule,
@@ -58,8 +59,9 @@ PEAK_FLOPS: Dict[str, float] = {
 
 
 @dataclass
-class LMConfig:
-    """One language-model training run (the keys of ``configs/lm/*.yaml`` and the ``train-lm`` flags).
+class LMConfig(RunConfig):
+    """One language-model training run (the keys of ``configs/lm/*.yaml`` and the ``train-lm`` flags), with the
+    fields every task shares from :class:`stepsnet.engine.RunConfig` (device, AMP, compile, resume, ...).
 
     Attributes:
         data_dir: Folder written by ``stepsnet data prepare-text``.
@@ -84,17 +86,8 @@ class LMConfig:
         log_interval: Log the training loss every this many steps.
         checkpoint_interval: Checkpoint every this many steps (None: ``eval_interval``); always at the end.
         seed: Seeds initialisation, batches and dropout.
-        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N``.
-        threads: torch CPU threads (None: torch's choice).
-        amp: Autocast (use on GPUs).
-        amp_dtype: ``bfloat16`` or ``float16`` (float16 on CUDA adds a gradient scaler).
-        compile: ``torch.compile`` the model.
-        resume: None (a folder holding a run is refused), ``auto`` (continue ``out_dir/last.pth``) or a path.
-        nan_tolerance: Non-finite losses skipped before the run stops (0: stop at the first).
         time_limit: Stop after this many seconds of training (evaluation excluded); None: no limit.
         peak_flops: Peak FLOP/s of one device for MFU; None looks the GPU up in :data:`PEAK_FLOPS`.
-        progress: Show a progress bar.
-        tensorboard: Also log to TensorBoard when it is installed.
         fused_attn: Use the fused attention kernel (False: the explicit path).
     """
     data_dir: str = DEFAULT_DATA_DIR
@@ -118,27 +111,16 @@ class LMConfig:
     log_interval: int = 10
     checkpoint_interval: Optional[int] = None
     seed: int = 1337
-    device: str = 'auto'
-    threads: Optional[int] = None
-    amp: bool = False
-    amp_dtype: str = 'bfloat16'
-    compile: bool = False
-    resume: Optional[str] = None
-    nan_tolerance: int = 0
     time_limit: Optional[float] = None
     peak_flops: Optional[float] = None
-    progress: bool = True
-    tensorboard: bool = True
     fused_attn: bool = True
 
-    # fields a resumed run may change (recorded in config.json); every other field must match the stored run
-    MUTABLE = ('data_dir', 'out_dir', 'max_iters', 'eval_interval', 'eval_iters', 'final_eval_windows',
-               'log_interval', 'checkpoint_interval', 'device', 'threads', 'compile', 'resume', 'nan_tolerance',
-               'time_limit', 'peak_flops', 'progress', 'tensorboard')
-    # names of earlier releases, refused with the new name
-    RENAMED = {'model_args': 'model_kwargs', 'grad_clip': 'clip_grad', 'dtype': 'amp and amp_dtype'}
+    MUTABLE = RunConfig.MUTABLE + (
+        'data_dir', 'out_dir', 'max_iters', 'eval_interval', 'eval_iters', 'final_eval_windows', 'log_interval',
+        'checkpoint_interval', 'time_limit', 'peak_flops')
 
     def __post_init__(self):
+        super().__post_init__()
         for name in ('batch_size', 'grad_accum', 'eval_interval', 'eval_iters', 'log_interval'):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
@@ -151,8 +133,6 @@ class LMConfig:
             raise ValueError(f'block_size must be >= 1, got {self.block_size}')
         if self.lr <= 0:
             raise ValueError(f'lr must be > 0, got {self.lr}')
-        if self.amp_dtype not in ('bfloat16', 'float16'):
-            raise ValueError(f"amp_dtype must be 'bfloat16' or 'float16', got {self.amp_dtype!r}")
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f'time_limit must be > 0 seconds, got {self.time_limit}')
 

@@ -31,6 +31,7 @@ from stepsnet.data.sampler import epoch_batches, steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
     Progress,
+    RunConfig,
     RunFolder,
     Schedule,
     amp_context,
@@ -54,10 +55,10 @@ EVAL_MODES = ('whole', 'slide')
 
 
 @dataclass
-class SegmentationConfig:
+class SegmentationConfig(RunConfig):
     """Options of :func:`train_segmentation` (the keys of a ``configs/seg/*.yaml`` file).
 
-    ``resume``: None (a folder holding a run is refused), ``auto`` (continue ``out_dir/last.pth``) or a path.
+    The fields every task shares (device, AMP, compile, resume, ...) come from :class:`stepsnet.engine.RunConfig`.
     """
     # data: <data_dir>/images/<split>/, <data_dir>/annotations/<split>/
     data_dir: str = 'runs/data/synth-ade'
@@ -101,22 +102,13 @@ class SegmentationConfig:
     checkpoint_interval: int = 16000
     log_interval: int = 50
     seed: int = 0
-    device: str = 'auto'
-    threads: Optional[int] = None  # torch CPU threads (1 avoids oversubscription on a shared, small CPU)
-    amp: bool = False
-    amp_dtype: str = 'bfloat16'
-    compile: bool = False
-    resume: Optional[str] = None
-    nan_tolerance: int = 0
-    progress: bool = True
-    tensorboard: bool = True
 
-    MUTABLE = ('data_dir', 'out_dir', 'iters', 'eval_interval', 'eval_mode', 'eval_stride', 'test_scale',
-               'checkpoint_interval', 'log_interval', 'workers', 'device', 'threads', 'compile', 'resume',
-               'nan_tolerance', 'progress', 'tensorboard')
-    RENAMED = {'optimizer': 'opt', 'grad_clip': 'clip_grad', 'output': 'out_dir', 'model_args': 'model_kwargs'}
+    MUTABLE = RunConfig.MUTABLE + (
+        'data_dir', 'out_dir', 'iters', 'eval_interval', 'eval_mode', 'eval_stride', 'test_scale',
+        'checkpoint_interval', 'log_interval', 'workers')
 
     def __post_init__(self):
+        super().__post_init__()
         if self.eval_mode not in EVAL_MODES:
             raise ValueError(f'unknown eval_mode {self.eval_mode!r}; expected one of {EVAL_MODES}')
         for name in ('iters', 'batch_size', 'num_classes', 'log_interval', 'channels'):
