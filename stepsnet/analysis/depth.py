@@ -114,15 +114,15 @@ def _step(model: nn.Module, x: torch.Tensor, mode: str):
     return infer
 
 
-def _images_per_sec(model: nn.Module, x: torch.Tensor, device: str) -> float:
+def _images_per_sec(model: nn.Module, x: torch.Tensor, device: str, clock=time.perf_counter) -> float:
     if device.startswith('cuda'):
         torch.cuda.synchronize()
-    t0 = time.perf_counter()
+    t0 = clock()
     with torch.inference_mode():
         model(x)
     if device.startswith('cuda'):
         torch.cuda.synchronize()
-    return x.shape[0] / (time.perf_counter() - t0)
+    return x.shape[0] / (clock() - t0)
 
 
 def depth_benchmark(
@@ -139,6 +139,7 @@ def depth_benchmark(
         memory_mode: str = 'train',
         threads: Optional[int] = None,
         progress: bool = True,
+        clock: str = 'wall',
 ) -> List[Dict[str, Any]]:
     """Throughput and memory of residual and Steps models at each depth (see the module docstring).
 
@@ -156,6 +157,8 @@ def depth_benchmark(
         memory_mode: ``train`` (forward + backward) or ``infer`` (no-grad forward) for the memory steps.
         threads: ``torch.set_num_threads`` for the run.
         progress: Progress bar.
+        clock: ``wall``, or ``process`` (CPU time of this process; CPU only: with one thread it ignores the time
+            other jobs on a shared machine take).
 
     Returns:
         One row per (family, blocks, kind) with ``layers``, ``params``, ``macs``, ``img_per_s`` (and every run),
@@ -164,6 +167,11 @@ def depth_benchmark(
     """
     if memory_mode not in ('train', 'infer'):
         raise ValueError(f"memory_mode must be 'train' or 'infer', got {memory_mode!r}")
+    if clock not in ('wall', 'process'):
+        raise ValueError(f"clock must be 'wall' or 'process', got {clock!r}")
+    if clock == 'process' and not device.startswith('cpu'):
+        raise ValueError(f"clock='process' measures CPU time and only applies to device cpu, got {device!r}")
+    clock_fn = time.process_time if clock == 'process' else time.perf_counter
     if runs < 1 or warmup < 0:
         raise ValueError(f'need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}')
     if threads:
@@ -185,14 +193,15 @@ def depth_benchmark(
         x = torch.randn(throughput_batch, 3, pair[0]['img_size'], pair[0]['img_size'], device=device)
         for r in pair:
             for _ in range(warmup):
-                _images_per_sec(r['_model'], x, device)
+                _images_per_sec(r['_model'], x, device, clock_fn)
             r['runs'] = []
         for k in range(runs):
             for i in ((0, 1) if k % 2 == 0 else (1, 0)):
-                pair[i]['runs'].append(_images_per_sec(pair[i]['_model'], x, device))
+                pair[i]['runs'].append(_images_per_sec(pair[i]['_model'], x, device, clock_fn))
         for r in pair:
             r['img_per_s'] = statistics.median(r['runs'])
             r['throughput_batch'] = throughput_batch
+            r['clock'] = clock
             if memory:
                 model = r['_model']
                 model.train(memory_mode == 'train')
@@ -240,7 +249,7 @@ def format_depth_table(rows: Sequence[Dict[str, Any]]) -> str:
 
 _DEPTH_COLS = ('family', 'kind', 'blocks', 'layers', 'params', 'macs', 'img_size', 'throughput_batch', 'img_per_s',
                'runs', 'memory_mode', 'batch_sizes', 'mem_small_mb', 'mem_large_mb', 'mem_growth_mb',
-               'throughput_ratio', 'memory_ratio', 'device', 'device_name', 'threads', 'torch', 'model',
+               'throughput_ratio', 'memory_ratio', 'clock', 'device', 'device_name', 'threads', 'torch', 'model',
                'model_kwargs')
 
 

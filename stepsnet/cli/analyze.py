@@ -164,7 +164,7 @@ def run_depth(args: argparse.Namespace) -> int:
         families=args.family, blocks=args.blocks, width=args.width, img_size=args.img_size, device=args.device,
         batch_sizes=tuple(args.batch_sizes), throughput_batch=args.throughput_batch, warmup=args.warmup,
         runs=args.runs, memory=args.memory, memory_mode=args.memory_mode, threads=args.threads,
-        progress=args.progress)
+        progress=args.progress, clock=args.clock)
     print(depth.format_depth_table(rows), end='')
     os.makedirs(args.out_dir, exist_ok=True)
     depth.write_depth_csv(rows, os.path.join(args.out_dir, f'{args.name}.csv'))
@@ -273,6 +273,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument('--warmup', type=int, default=1)
     b.add_argument('--runs', type=positive_int, default=3)
     b.add_argument('--threads', type=positive_int, help='torch threads (default: torch\'s)')
+    b.add_argument('--clock', choices=('wall', 'process'), default='wall',
+                   help='wall clock, or the CPU time of this process (CPU only; with --threads 1 it ignores the time '
+                        'taken by other jobs on a shared machine)')
     b.add_argument('--memory-mode', default='train', choices=('train', 'infer'),
                    help='train: forward + backward (activations kept, as in training); infer: no_grad forward')
     b.add_argument('--memory', action=argparse.BooleanOptionalAction, default=True)
