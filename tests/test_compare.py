@@ -80,3 +80,22 @@ def test_compare_command(tmp_path, capsys):
                  '--out', str(tmp_path / 'w')]) == 2
     assert 'widths must be strictly increasing' in capsys.readouterr().err
     assert not (tmp_path / 'w').exists()
+
+
+def test_gap_over_depth_is_paired_by_seed(tmp_path):
+    """Two depths: the report gives (gap at the deep point) - (gap at the shallow point), seed by seed."""
+    comp = depth_comparison(depths=[4, 8], width=80, heads=4, seeds=[0, 1, 2], out=str(tmp_path / 'd'), jobs=1)
+    fake = {('4_residual_blocks', 'baseline'): [90, 91, 92], ('4_residual_blocks', 'steps'): [90, 92, 92],
+            ('8_residual_blocks', 'baseline'): [80, 82, 81], ('8_residual_blocks', 'steps'): [86, 88, 88]}
+    for (point, role), values in fake.items():
+        for seed, v in enumerate(values):
+            d = tmp_path / 'd' / point / role / f'seed{seed}'
+            d.mkdir(parents=True)
+            (d / 'result.json').write_text(json.dumps(dict(
+                metric=v, train_metric=v, loss=1.0, seen=1, train_time=1.0, curve=[[1, v]], params=1, macs=1,
+                blocks=4, layers=22, plan='')))
+    r = run_comparison(comp, progress=False)  # every run has a result: nothing trains
+    t = r['trend']['steps']
+    assert t['values'] == [6.0 - 0.0, 6.0 - 1.0, 7.0 - 0.0] and t['mean'] == pytest.approx(6.0)
+    report = (tmp_path / 'd' / 'report.md').read_text()
+    assert 'Depth: (steps − baseline at 8 residual blocks) − (steps − baseline at 4 residual blocks) = +6.00' in report
