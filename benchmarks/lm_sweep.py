@@ -56,7 +56,7 @@ def load_sweep(path: str) -> Dict[str, Any]:
 
     A cell without ``lr`` trains at the config's rate, so a run it shares with a learning-rate cell trains once.
     """
-    from stepsnet.tasks.lm import load_train_config
+    from stepsnet.tasks.lm import load_config
 
     with open(path, encoding='utf-8') as f:
         sweep = yaml.safe_load(f)
@@ -65,7 +65,7 @@ def load_sweep(path: str) -> Dict[str, Any]:
             raise ValueError(f'sweep file {path!r} lacks {key!r}')
     if not os.path.isabs(sweep['config']):
         sweep['config'] = os.path.join(ROOT, sweep['config'])
-    config_lr = float(load_train_config(sweep['config']).lr)
+    config_lr = float(load_config(sweep['config']).lr)
     for cell in sweep['cells']:
         for role, model_key in cell['roles'].items():
             if model_key not in sweep['models']:
@@ -114,23 +114,23 @@ def train_one(run: Run, sweep: Dict[str, Any], out: str, config_path: str, data_
     """Train (or resume) one run and write its ``result.json``; returns the result."""
     import torch
 
-    from stepsnet.tasks.lm import load_train_config, train_lm
+    from stepsnet.tasks.lm import load_config, train_lm
 
     torch.set_num_threads(threads)
     spec = sweep['models'][run.model_key]
     run_dir = os.path.join(out, 'runs', run.name)
     fields: Dict[str, Any] = dict(
-        model=spec['model'], model_args=dict(spec.get('model_args') or {}), max_iters=run.max_iters, seed=run.seed,
-        out_dir=run_dir, resume=True, progress=False, tensorboard=False, device='cpu')
+        model=spec['model'], model_kwargs=dict(spec.get('model_kwargs') or {}), max_iters=run.max_iters,
+        seed=run.seed, out_dir=run_dir, resume='auto', progress=False, tensorboard=False, device='cpu')
     fields['lr'] = run.lr
     if data_dir:
         fields['data_dir'] = data_dir
     fields.update(overrides)
-    cfg = load_train_config(config_path, **fields)
+    cfg = load_config(config_path, **fields)
     t0 = time.time()
     summary = train_lm(cfg)
     result = {
-        'run': run.name, 'model_key': run.model_key, 'model': spec['model'], 'model_args': cfg.model_args,
+        'run': run.name, 'model_key': run.model_key, 'model': spec['model'], 'model_kwargs': cfg.model_kwargs,
         'seed': run.seed, 'max_iters': run.max_iters, 'lr': cfg.lr, 'params': summary['params'],
         'plan': summary['plan'], 'blocks': summary['blocks'], 'iters': summary['iters'],
         'tokens_seen': summary['tokens_seen'], 'val_loss': summary['final'].get('loss'),
@@ -352,25 +352,33 @@ def main(argv: Optional[List[str]] = None) -> int:
     todo = [r for r in runs if r not in done]
     if not args.report_only and todo:
         if args.data_dir is None:
-            from stepsnet.tasks.lm import _ensure_data, load_train_config
-            _ensure_data(load_train_config(config_path).data_dir)
+            from stepsnet.tasks.lm import ensure_data, load_config
+            ensure_data(load_config(config_path).data_dir)
         print(f'{len(todo)} of {len(runs)} runs to train, {args.jobs} at a time, {args.threads} thread(s) each',
               flush=True)
         failed = 0
-        ctx = mp.get_context('spawn')
-        with cf.ProcessPoolExecutor(args.jobs, mp_context=ctx, initializer=_init_worker,
-                                    initargs=(args.threads,)) as pool:
-            futures = {pool.submit(train_one, run, sweep, args.out, config_path, args.data_dir, args.threads,
-                                   overrides): run for run in todo}
-            for fut in cf.as_completed(futures):
-                run = futures[fut]
-                try:
-                    r = fut.result()
-                    print(f'done {run.name}: val loss {r["val_loss"]:.4f} ({r["wall_time_s"]:.0f} s)', flush=True)
-                except Exception:  # one failed run must not stop the others; it is reported and retried next time
-                    failed += 1
-                    print(f'FAILED {run.name}:\n{traceback.format_exc()}', file=sys.stderr, flush=True)
-                write_report(sweep, args.out, not args.skip_optional)
+
+        def report(run: Run, compute) -> None:
+            nonlocal failed
+            try:
+                r = compute()
+                print(f'done {run.name}: val loss {r["val_loss"]:.4f} ({r["wall_time_s"]:.0f} s)', flush=True)
+            except Exception:  # one failed run must not stop the others; it is reported and retried next time
+                failed += 1
+                print(f'FAILED {run.name}:\n{traceback.format_exc()}', file=sys.stderr, flush=True)
+            write_report(sweep, args.out, not args.skip_optional)
+
+        if args.jobs == 1:
+            for run in todo:
+                report(run, lambda run=run: train_one(run, sweep, args.out, config_path, args.data_dir, args.threads,
+                                                      overrides))
+        else:
+            with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context('spawn'), initializer=_init_worker,
+                                        initargs=(args.threads,)) as pool:
+                futures = {pool.submit(train_one, run, sweep, args.out, config_path, args.data_dir, args.threads,
+                                       overrides): run for run in todo}
+                for fut in cf.as_completed(futures):
+                    report(futures[fut], fut.result)
         if failed:
             print(f'{failed} run(s) failed; run the command again to retry them', file=sys.stderr)
     print(write_report(sweep, args.out, not args.skip_optional))

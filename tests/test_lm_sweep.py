@@ -1,0 +1,66 @@
+"""benchmarks/lm_sweep.py on a tiny sweep: runs shared between cells train once, the sanity cell is exactly 0, the
+report and CSV are written, and a second call trains nothing."""
+import importlib.util
+import pathlib
+import sys
+
+import pytest
+
+from stepsnet.data.text import prepare_text
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.usefixtures('one_thread')
+
+
+def _sweep_module():
+    spec = importlib.util.spec_from_file_location('lm_sweep', ROOT / 'benchmarks' / 'lm_sweep.py')
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up
+    spec.loader.exec_module(mod)
+    return mod
+
+
+TINY = """
+config: {config}
+seeds: [0, 1]
+first_seeds: 1
+models:
+  res: {{model: gpt_tiny}}
+  steps: {{model: steps_gpt_tiny}}
+  one_step: {{model: steps_gpt_tiny, model_kwargs: {{num_steps: 1}}}}
+cells:
+  - name: sanity
+    roles: {{baseline: res, steps: one_step}}
+    max_iters: 4
+  - name: pair
+    roles: {{baseline: res, steps: steps}}
+    max_iters: 4
+  - name: learning rate
+    roles: {{baseline: res, steps: steps}}
+    max_iters: 4
+    lr: [1.0e-3, 2.0e-3]
+"""
+
+
+def test_tiny_sweep(tmp_path, capsys):
+    sweep = _sweep_module()
+    data = tmp_path / 'data'
+    prepare_text(str(data), max_bytes=100_000)
+    config = tmp_path / 'c.yaml'
+    config.write_text(f'data_dir: {data}\nblock_size: 32\nbatch_size: 4\nlr: 2.0e-3\nwarmup_iters: 1\n'
+                      'eval_interval: 4\neval_iters: 1\nfinal_eval_windows: 8\nlog_interval: 2\n')
+    (tmp_path / 's.yaml').write_text(TINY.format(config=config))
+    out = tmp_path / 'out'
+    loaded = sweep.load_sweep(str(tmp_path / 's.yaml'))
+    runs = sweep.planned_runs(loaded)
+    assert len(runs) == 2 * (3 + 2)  # res, steps, one_step at lr 2e-3 and res, steps at 1e-3, for 2 seeds
+    assert [r.seed for r in runs[:5]] == [0] * 5  # the first seed of every main cell comes first
+    assert sweep.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(out), '--jobs', '1']) == 0
+    report = (out / 'sweep.md').read_text()
+    assert '| sanity | 0.002 | 4 |' in report and '+0.000000 ± 0.000000 (n=2)' in report
+    assert 'each model at its own best rate' in report
+    assert len((out / 'sweep.csv').read_text().strip().splitlines()) == 1 + len(runs)
+    assert (out / 'sweep.png').stat().st_size > 1000
+    capsys.readouterr()
+    assert sweep.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(out), '--list']) == 0
+    assert capsys.readouterr().out.count('done') == len(runs)
