@@ -111,12 +111,12 @@ class StepsResNet(ResNet):
             if isinstance(m, Steps):
                 m.grad_checkpointing = enable
 
-    def _stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if not self.grad_checkpointing or torch.jit.is_scripting():
-            return stage(x)
-        for m in stage:
-            # a Steps trunk checkpoints block by block itself
-            x = m(x) if isinstance(m, Steps) else checkpoint(m, x, use_reentrant=False)
+    @torch.jit.ignore
+    def _checkpointed_stages(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for m in stage:
+                # a Steps trunk checkpoints block by block itself
+                x = m(x) if isinstance(m, Steps) else checkpoint(m, x, use_reentrant=False)
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,10 +124,12 @@ class StepsResNet(ResNet):
         x = self.bn1(x)
         x = self.act1(x)
         x = self.maxpool(x)
-        x = self._stage(self.layer1, x)
-        x = self._stage(self.layer2, x)
-        x = self._stage(self.layer3, x)
-        x = self._stage(self.layer4, x)
+        if not torch.jit.is_scripting() and self.grad_checkpointing:
+            return self._checkpointed_stages(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
         return x
 
 

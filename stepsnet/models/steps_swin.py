@@ -49,10 +49,11 @@ def _check_img_size(img_size: _int_or_tuple_2_t, patch_size: _int_or_tuple_2_t) 
 
 @torch.fx.wrap  # a leaf call in FX graphs (symbolic tracing cannot branch on a shape)
 def _check_input_size(x: torch.Tensor, img_size: Tuple[int, int]) -> None:
-    if tuple(x.shape[-2:]) != tuple(img_size):
+    if x.shape[-2] != img_size[0] or x.shape[-1] != img_size[1]:
         raise ValueError(
-            f'input of shape {tuple(x.shape)} does not match the fixed image size {tuple(img_size)}; expected '
-            'that size (or create the model with dynamic_img_size=True, or call set_input_size())')
+            f'input of shape ({", ".join([str(d) for d in x.shape])}) does not match the fixed image size '
+            f'{img_size}; expected that size (or create the model with dynamic_img_size=True, or call '
+            'set_input_size())')
 
 
 class StepsSwinTransformer(SwinTransformer):
@@ -186,8 +187,11 @@ class StepsSwinTransformer(SwinTransformer):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.patch_embed.strict_img_size:
-            _check_input_size(x, tuple(self.patch_embed.img_size))
-        return super().forward_features(x)
+            _check_input_size(x, self.patch_embed.img_size)
+        # timm's SwinTransformer.forward_features, spelled out for TorchScript (which has no super())
+        x = self.patch_embed(x)
+        x = self.layers(x)
+        return self.norm(x)
 
 
 def _create_steps_swin(variant: str, pretrained: bool = False, **kwargs) -> StepsSwinTransformer:
