@@ -1,7 +1,7 @@
 """Steps-ConvNeXt: ConvNeXt with stages 3 and 4 run as Step by Step Networks.
 
 Step by Step Network (StepsNet), arXiv:2511.14329. The paper names ConvNeXt among its hosts but gives no table for
-it; this family follows the Swin rule of SPEC.md, section 3: 3 steps in stage 3 and 5 steps in stage 4. Each
+it; this family follows the paper's Swin rule (Table 14): 3 steps in stage 3 and 5 steps in stage 4. Each
 converted stage keeps timm's full-width downsample layer (norm + 2x2 strided conv), and its blocks become an n-step
 trunk derived by :func:`stepsnet.steps.plan_steps` with widths rounded to multiples of 8 (no heads). Stage 3 moves
 3 blocks per substitution, as Swin does; stage 4 moves 1 (Swin moves 2 of its 2 blocks), e.g. ConvNeXt-T stage 3
@@ -98,7 +98,7 @@ class StepsConvNeXt(ConvNeXt):
             head_init_scale=head_init_scale, **kwargs,
         )
         self.num_steps = num_steps
-        self.plans: Dict[str, StepPlan] = {}
+        self.plans = {}  # stage name -> StepPlan (plain Python: TorchScript leaves it out)
         kernel_sizes = to_ntuple(4)(kernel_sizes)
         norm_layer, norm_layer_cl = _get_norm_layers(norm_layer, conv_mlp, norm_eps)
         act_layer = get_act_layer(act_layer)

@@ -139,7 +139,7 @@ class StepsSwinTransformer(SwinTransformer):
             norm_layer=norm_layer, weight_init='skip', **kwargs,
         )
         self.num_steps = num_steps
-        self.plans: Dict[str, StepPlan] = {}
+        self.plans = {}  # stage name -> StepPlan (plain Python: TorchScript leaves it out)
         window_sizes = resolve_stage_window_sizes(window_size, n)
         mlp_ratios = to_ntuple(n)(mlp_ratio)
         dynamic_mask = not self.patch_embed.strict_img_size
