@@ -14,6 +14,7 @@ COMMANDS = (
     'stepsnet.cli.cls',
     'stepsnet.cli.analyze',
     'stepsnet.cli.dense',
+    'stepsnet.cli.weights',
 )
 
 

@@ -23,11 +23,12 @@ import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, calculate_drop_path_rates, get_act_layer, to_ntuple
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._manipulate import named_apply
 from timm.models.convnext import ConvNeXt, ConvNeXtBlock, _get_norm_layers, _init_weights, checkpoint_filter_fn
 
 from stepsnet.steps import StepPlan, Steps, plan_steps
+from stepsnet.weights import build_steps_model
 
 __all__ = ['StepsConvNeXt']
 
@@ -149,7 +150,7 @@ class StepsConvNeXt(ConvNeXt):
 
 
 def _create_steps_convnext(variant: str, pretrained: bool = False, **kwargs) -> StepsConvNeXt:
-    return build_model_with_cfg(
+    return build_steps_model(
         StepsConvNeXt, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True),

@@ -20,11 +20,12 @@ import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, calculate_drop_path_rates, get_act_layer, get_norm_layer
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch.utils.checkpoint import checkpoint
 
 from stepsnet.steps import StepPlan, Steps, plan_steps
+from stepsnet.weights import build_steps_model
 
 __all__ = ['StepsResNet']
 
@@ -165,7 +166,7 @@ class StepsResNet(ResNet):
 
 
 def _create_steps_resnet(variant: str, pretrained: bool = False, **kwargs) -> StepsResNet:
-    return build_model_with_cfg(StepsResNet, variant, pretrained, **kwargs)
+    return build_steps_model(StepsResNet, variant, pretrained, **kwargs)
 
 
 def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:

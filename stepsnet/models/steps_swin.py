@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, calculate_drop_path_rates, to_2tuple, to_ntuple
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models.swin_transformer import (
     SwinTransformer,
     SwinTransformerBlock,
@@ -32,6 +32,7 @@ from timm.models.swin_transformer import (
 )
 
 from stepsnet.steps import StepPlan, Steps, plan_steps
+from stepsnet.weights import build_steps_model
 
 __all__ = ['StepsSwinTransformer']
 
@@ -197,7 +198,7 @@ class StepsSwinTransformer(SwinTransformer):
 def _create_steps_swin(variant: str, pretrained: bool = False, **kwargs) -> StepsSwinTransformer:
     default_out_indices = tuple(range(len(kwargs.get('depths', (1, 1, 1, 1)))))
     out_indices = kwargs.pop('out_indices', default_out_indices)
-    return build_model_with_cfg(
+    return build_steps_model(
         StepsSwinTransformer, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),
