@@ -147,8 +147,13 @@ def _no_weights_error(variant: str) -> WeightsError:
         'untrained')
 
 
-def _check_weight_file(cfg: Mapping[str, Any]) -> Path:
-    """The weight file a local source names, read far enough to check it (header only for safetensors)."""
+def _check_weight_file(cfg: Mapping[str, Any], head: bool = True) -> Path:
+    """The weight file a local source names, read far enough to check it (header only for safetensors).
+
+    With ``head``, the file's classifier must have the config's class count: otherwise timm would fail to load it,
+    or drop it without a word when the model is built for the file's count. Models without a head (features_only,
+    ``num_classes=0``) discard it anyway.
+    """
     if cfg.get('source') == 'local-dir':
         folder = Path(cfg['file'])
         file = folder / WEIGHTS_NAME
@@ -157,7 +162,7 @@ def _check_weight_file(cfg: Mapping[str, Any]) -> Path:
     else:
         file = Path(cfg['file'])
     shapes = _weight_shapes(file)
-    expected = cfg.get('num_classes')
+    expected = cfg.get('num_classes') if head else None
     for key in _classifier_keys(cfg):
         if key in shapes and expected is not None and shapes[key][0] != expected:
             where = CONFIG_NAME if cfg.get('source') == 'local-dir' else 'the pretrained config'
@@ -165,6 +170,11 @@ def _check_weight_file(cfg: Mapping[str, Any]) -> Path:
                 f'{file} holds a classifier for {shapes[key][0]} classes but {where} says {expected}; '
                 f'expected them to agree (with pretrained_cfg_overlay, add num_classes={shapes[key][0]})')
     return file
+
+
+def _has_head(kwargs: Mapping[str, Any]) -> bool:
+    """Whether a model built with these ``timm.create_model`` arguments keeps a classifier."""
+    return not kwargs.get('features_only') and kwargs.get('num_classes') != 0
 
 
 def _checked_filter(
@@ -218,7 +228,7 @@ def build_steps_model(
         if source is None:
             raise _no_weights_error(variant)
         if source in ('local-dir', 'file'):
-            file = _check_weight_file(cfg)
+            file = _check_weight_file(cfg, head=_has_head(kwargs))
             pretrained_filter_fn = _checked_filter(file, variant, pretrained_filter_fn, cfg)
     return build_model_with_cfg(model_cls, variant, pretrained, pretrained_filter_fn=pretrained_filter_fn, **kwargs)
 
@@ -465,7 +475,7 @@ def load_model(path: PathLike, device: Union[str, torch.device] = 'cpu', **kwarg
         raise WeightsError(f'{folder / CONFIG_NAME} names architecture {arch!r}, which timm does not know; '
                            'expected a registered model (import the package that defines it first)')
     _check_weight_file(dict(config['pretrained_cfg'], num_classes=config.get('num_classes'), source='local-dir',
-                            file=str(folder)))
+                            file=str(folder)), head=_has_head(kwargs))
     try:
         model = timm.create_model(f'{LOCAL_DIR}{folder}', pretrained=True, **kwargs)
     except RuntimeError as e:  # load_state_dict of an architecture built without stepsnet's checks

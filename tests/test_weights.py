@@ -158,10 +158,16 @@ def test_foreign_weights_are_a_clear_error(copy_of):
 
 
 def test_class_count_mismatch_is_a_clear_error(trained):
-    with pytest.raises(WeightsError, match=r'classifier for 10 classes but the pretrained config says 1000.*'
-                                           r'num_classes=10'):
-        timm.create_model('test_steps_resnet', pretrained=True,
-                          pretrained_cfg_overlay=dict(file=str(trained[1] / WEIGHTS_NAME)))
+    file = str(trained[1] / WEIGHTS_NAME)
+    for kwargs in (dict(), dict(num_classes=10)):  # timm would fail to load the head, or drop it without a word
+        with pytest.raises(WeightsError, match=r'classifier for 10 classes but the pretrained config says 1000.*'
+                                               r'num_classes=10'):
+            timm.create_model('test_steps_resnet', pretrained=True, pretrained_cfg_overlay=dict(file=file), **kwargs)
+    # a backbone has no head to load: the same file gives its features
+    backbone = timm.create_model('test_steps_resnet', pretrained=True, features_only=True,
+                                 pretrained_cfg_overlay=dict(file=file))
+    ref = safetensors.torch.load_file(file)
+    assert torch.equal(dict(backbone.named_parameters())['conv1.weight'], ref['conv1.weight'])
 
 
 @pytest.mark.parametrize('text,match', [
