@@ -53,3 +53,6 @@ def test_scripted_model_keeps_parameter_names():
     model = timm.create_model('test_steps_swin').eval()
     scripted = _script(model)
     assert [n for n, _ in scripted.named_parameters()] == [n for n, _ in model.named_parameters()]
+    # the names of a plain block sequence, as before the trunk became scriptable
+    assert 'blocks.7.attn.qkv.weight' in timm.create_model('steps_deit_small_patch16_224', device='meta').state_dict()
+    assert 'layer3.1.16.conv3.weight' in timm.create_model('steps_resnet50', device='meta').state_dict()
