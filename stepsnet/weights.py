@@ -32,6 +32,8 @@ import torch
 import torch.nn as nn
 from timm.models import PretrainedCfg, build_model_with_cfg, resolve_pretrained_cfg
 
+from stepsnet.utils.checkpoint import atomic_write_bytes, atomic_write_text
+
 __all__ = ['WeightsError', 'build_steps_model', 'export_weights', 'load_model', 'read_config', 'WEIGHTS_NAME',
            'CONFIG_NAME']
 
@@ -409,8 +411,9 @@ def export_weights(
     tmp = Path(tempfile.mkdtemp(prefix=f'.{out.name}.', dir=out))
     try:
         tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-        safetensors.torch.save_file(tensors, str(tmp / WEIGHTS_NAME), metadata={'format': 'pt'})
-        (tmp / CONFIG_NAME).write_text(json.dumps(config, indent=2) + '\n', encoding='utf-8')
+        # the utils' writers fsync and give the files the mode open() would (safetensors' own writer makes 0600)
+        atomic_write_bytes(tmp / WEIGHTS_NAME, safetensors.torch.save(tensors, metadata={'format': 'pt'}))
+        atomic_write_text(tmp / CONFIG_NAME, json.dumps(config, indent=2) + '\n')
         if check:
             _check_export(source if isinstance(source, nn.Module) else model, tmp, config)
         os.replace(tmp / WEIGHTS_NAME, out / WEIGHTS_NAME)  # weights first: config.json completes the folder

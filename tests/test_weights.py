@@ -40,6 +40,9 @@ def _reference_logits(checkpoint, x):
 def test_export_writes_timms_layout(trained):
     run, out = trained
     assert sorted(os.listdir(out)) == [CONFIG_NAME, WEIGHTS_NAME]  # no temporary files left behind
+    umask = os.umask(0)
+    os.umask(umask)
+    assert {(out / f).stat().st_mode & 0o777 for f in (CONFIG_NAME, WEIGHTS_NAME)} == {0o666 & ~umask}
     config = json.loads((out / CONFIG_NAME).read_text())
     assert config['architecture'] == 'test_steps_resnet' and config['num_classes'] == 10
     assert config['label_names'] == [str(i) for i in range(10)]
