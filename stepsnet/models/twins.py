@@ -22,7 +22,7 @@ for 40+ timm models. ``num_steps`` / ``steps_move`` passed by the user replace t
 A twin is the timm model ``steps_<timm name>``: :func:`register_twin` registers it (with a pretrained config copied
 from the baseline's: input size, normalisation, crop) so that ``timm.create_model``, ``local-dir:`` weight folders
 and ``features_only`` work as for any timm model. Only the paper's models are registered on import; registering
-every twin (about 250 configurations) would bury them. The baseline's configuration is read from its timm
+every twin (about 300 timm configurations) would bury them. The baseline's configuration is read from its timm
 entrypoint without building it: the entrypoint runs once with the family's builder (``_create_resnet``, ...)
 replaced by a recorder in a private copy of its globals, so timm itself is never modified.
 """
