@@ -15,8 +15,6 @@ parameters. This module holds the three pieces every model family shares:
 * :class:`Steps`, the module that runs a plan with any residual block (``make_block(width, index)``)
   over a channel axis of 1 (NCHW) or -1 (NLC / NHWC).
 """
-from __future__ import annotations
-
 import math
 from dataclasses import dataclass
 from typing import Callable, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -128,7 +126,7 @@ class StepPlan:
         """Cost of this plan over that of the baseline trunk (``depth`` blocks at the full width)."""
         return self.cost(block_cost) / (depth * block_cost(self.channels))
 
-    def truncated(self, num_blocks: int) -> StepPlan:
+    def truncated(self, num_blocks: int) -> 'StepPlan':
         """The plan that keeps only the first ``num_blocks`` blocks; later steps keep their chunks (0 blocks)."""
         if not 0 <= num_blocks <= self.num_blocks:
             raise ValueError(f'cannot keep {num_blocks} blocks of a plan with {self.num_blocks}')
@@ -256,17 +254,11 @@ def plan_steps(
 
 
 @torch.fx.wrap  # a leaf call in FX graphs (symbolic tracing cannot branch on a shape)
-def _check_channels(
-        x: torch.Tensor,
-        dim: int,
-        widths: Tuple[int, ...],
-        depths: Tuple[int, ...],
-        heads: Optional[Tuple[int, ...]],
-) -> None:
-    if x.shape[dim] != widths[-1]:
+def _check_channels(x: torch.Tensor, dim: int, channels: int, plan: str) -> None:
+    if x.shape[dim] != channels:
         raise ValueError(
-            f'Steps expected {widths[-1]} channels on dim {dim} (plan [{StepPlan(widths, depths, heads)}]), '
-            f'got input of shape {tuple(x.shape)}')
+            f'Steps expected {channels} channels on dim {dim} (plan [{plan}]), got input of shape '
+            f'({", ".join([str(d) for d in x.shape])})')
 
 
 class Steps(nn.Module):
@@ -283,6 +275,14 @@ class Steps(nn.Module):
         channels: Width of the trunk the plan replaces; when given, the plan's last width must equal it.
     """
 
+    # typed for TorchScript, which compiles ``forward`` and ``_run`` (the plan itself is plain Python)
+    dim: int
+    channels: int
+    grad_checkpointing: bool
+    _chunks: List[int]
+    _step_of: List[int]
+    _plan_str: str
+
     def __init__(
             self,
             plan: StepPlan,
@@ -297,12 +297,18 @@ class Steps(nn.Module):
             raise ValueError(
                 f'the plan [{plan}] ends at width {plan.channels}, but the trunk has {channels} channels; '
                 'expected the last step width to equal the channels')
-        self.plan = plan
         self.dim = dim
         self.grad_checkpointing = False
         for i, w in enumerate(plan.block_widths()):
             self.add_module(str(i), make_block(w, i))
+        self._set_plan(plan)
+
+    def _set_plan(self, plan: StepPlan) -> None:
+        self.plan = plan
+        self.channels = plan.channels
         self._chunks = list(plan.chunks)
+        self._step_of = [plan.step_of(i) for i in range(plan.num_blocks)]
+        self._plan_str = str(plan)
 
     def __len__(self) -> int:
         return self.plan.num_blocks
@@ -316,16 +322,8 @@ class Steps(nn.Module):
     def extra_repr(self) -> str:
         return f'plan=[{self.plan}], dim={self.dim}'
 
-    def _check_input(self, x: torch.Tensor) -> None:
-        _check_channels(x, self.dim, self.plan.widths, self.plan.depths, self.plan.heads)
-
-    def _run(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
-            return checkpoint(block, x, use_reentrant=False)
-        return block(x)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_intermediates(x, ())[0]
+        return self._run(x, torch.jit.annotate(List[int], []), False)[0]
 
     def forward_intermediates(
             self,
@@ -342,24 +340,37 @@ class Steps(nn.Module):
             (output, intermediates). With ``stop_early`` the output is the full-width state after the last
             requested block.
         """
-        self._check_input(x)
-        take = set(int(i) for i in indices)
-        last = max(take) if take else -1
+        return self._run(x, [int(i) for i in indices], stop_early)
+
+    def _run(self, x: torch.Tensor, indices: List[int], stop_early: bool) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        # One loop over the blocks serves eager mode, FX, torch.compile and TorchScript: ``_step_of`` says which
+        # step each block belongs to, and the chunks of the steps up to it are concatenated just before it.
+        _check_channels(x, self.dim, self.channels, self._plan_str)
         chunks = torch.split(x, self._chunks, dim=self.dim)
-        blocks = list(self._modules.values())
+        num_chunks = len(self._chunks)
+        stop = len(self._step_of)
+        if stop_early and len(indices) > 0:
+            stop = max(indices) + 1
         out: List[torch.Tensor] = []
         y = chunks[0]
-        b = 0
-        for s, d in enumerate(self.plan.depths):
-            if s:
-                y = torch.cat((y, chunks[s]), dim=self.dim)
-            for blk in blocks[b:b + d]:
-                y = self._run(blk, y)
-                if b in take:
-                    out.append(torch.cat((y,) + chunks[s + 1:], dim=self.dim) if s + 1 < len(chunks) else y)
-                if stop_early and b == last:
-                    return out[-1], out
-                b += 1
+        s = 0
+        for i, blk in enumerate(self.children()):
+            if i < stop:
+                while s < self._step_of[i]:
+                    s += 1
+                    y = torch.cat([y, chunks[s]], dim=self.dim)
+                if not torch.jit.is_scripting() and self.grad_checkpointing and self.training:
+                    y = checkpoint(blk, y, use_reentrant=False)
+                else:
+                    y = blk(y)
+                if i in indices:
+                    out.append(torch.cat([y] + [chunks[j] for j in range(s + 1, num_chunks)], dim=self.dim)
+                               if s + 1 < num_chunks else y)
+        if stop_early and len(out) > 0:
+            return out[-1], out
+        while s + 1 < num_chunks:
+            s += 1
+            y = torch.cat([y, chunks[s]], dim=self.dim)
         return y, out
 
     def truncate(self, num_blocks: int) -> None:
@@ -367,4 +378,4 @@ class Steps(nn.Module):
         plan = self.plan.truncated(num_blocks)
         for i in range(num_blocks, self.plan.num_blocks):
             del self._modules[str(i)]
-        self.plan = plan
+        self._set_plan(plan)

@@ -16,3 +16,35 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+def tiny_input_size(name):
+    """Square input size a tiny ``test_steps_*`` model is built for (its default config)."""
+    import timm
+    return timm.get_pretrained_cfg(name).input_size[-1]
+
+
+def create_tiny(name, **kwargs):
+    """A tiny ``test_steps_*`` model with 5 classes whose every parameter gets a gradient.
+
+    ResNet's zero-initialised last BatchNorm and ConvNeXt's 1e-6 layer scale would zero the gradients of the
+    layers before them at initialisation; the tiny variants switch them off here.
+    """
+    import timm
+    kwargs.setdefault('num_classes', 5)
+    if 'resnet' in name:
+        kwargs.setdefault('zero_init_last', False)
+    if 'convnext' in name:
+        kwargs.setdefault('ls_init_value', 1.0)
+    return timm.create_model(name, **kwargs)
+
+
+def drop_path_rates(model):
+    """Stochastic-depth rate of every residual block, in execution order (0 where a block has none)."""
+    from stepsnet.analysis.complexity import BLOCK_TYPES
+    rates = []
+    for m in model.modules():
+        if isinstance(m, tuple(BLOCK_TYPES)):
+            drop = getattr(m, 'drop_path', None) or getattr(m, 'drop_path1', None)
+            rates.append(float(getattr(drop, 'drop_prob', 0.)))
+    return rates

@@ -1,12 +1,15 @@
-"""Steps-ResNet and Steps-DeiT: paper parity (Table 1) and citizenship in timm."""
+"""Steps-ResNet and Steps-DeiT: paper parity (Table 1), full-size options, and what only these families have.
+
+The timm contract every family shares is tested on the tiny variants in test_timm_contract.py.
+"""
 import pytest
 import timm
 import torch
+from conftest import create_tiny, drop_path_rates
 from timm.models import group_parameters
-from timm.models.resnet import BasicBlock, Bottleneck
 
 import stepsnet  # noqa: F401  (registers the models)
-from stepsnet.analysis.complexity import PAPER_TABLE1, count_blocks
+from stepsnet.analysis.complexity import PAPER_TABLE1
 from stepsnet.steps import Steps
 
 PAIRS = [
@@ -17,8 +20,6 @@ PAIRS = [
     ('steps_deit_small_patch16_224', 'deit_small_patch16_224'),
     ('steps_deit_base_patch16_224', 'deit_base_patch16_224'),
 ]
-# tiny variants and the input size they take
-TINY = [('test_steps_resnet', 64), ('test_steps_resnet_bottleneck', 64), ('test_steps_vit', 32)]
 
 
 @pytest.mark.parametrize('name,baseline', PAIRS)
@@ -69,65 +70,8 @@ def test_features_only_full_size(name):
     assert [224 // f.shape[-1] for f in feats] == m.feature_info.reduction()
 
 
-def tiny(name, **kwargs):
-    kwargs.setdefault('num_classes', 5)
-    if 'resnet' in name:
-        kwargs.setdefault('zero_init_last', False)  # zero-init last BN would zero the branch gradients
-    return timm.create_model(name, **kwargs)
-
-
-@pytest.mark.parametrize('name,size', TINY)
-def test_forward_backward_every_parameter(name, size):
-    torch.manual_seed(0)
-    m = tiny(name)
-    out = m(torch.randn(2, 3, size, size))
-    assert out.shape == (2, 5)
-    out.square().sum().backward()
-    missing = [n for n, p in m.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
-    assert not missing
-
-
-@pytest.mark.parametrize('name,size', TINY)
-def test_grad_checkpointing_leaves_output_unchanged(name, size):
-    torch.manual_seed(0)
-    m = tiny(name)
-    x = torch.randn(2, 3, size, size)
-    ref = m(x)
-    ref.sum().backward()
-    grads = {n: p.grad.clone() for n, p in m.named_parameters()}
-    m.zero_grad()
-    m.set_grad_checkpointing(True)
-    assert all(s.grad_checkpointing for s in m.modules() if isinstance(s, Steps))
-    out = m(x)
-    out.sum().backward()
-    torch.testing.assert_close(out, ref)
-    for n, p in m.named_parameters():
-        torch.testing.assert_close(p.grad, grads[n], msg=n)
-
-
-@pytest.mark.parametrize('name,size', TINY)
-def test_features_only_matches_feature_info(name, size):
-    m = timm.create_model(name, features_only=True)
-    feats = m(torch.randn(2, 3, size, size))
-    assert [f.shape[1] for f in feats] == m.feature_info.channels()
-    assert [size // f.shape[-1] for f in feats] == m.feature_info.reduction()
-    if 'resnet' in name:
-        assert m.feature_info.reduction() == [2, 4, 8, 16, 32]
-
-
-@pytest.mark.parametrize('name,size', TINY)
-def test_forward_intermediates_final_equals_forward_features(name, size):
-    m = tiny(name).eval()
-    x = torch.randn(2, 3, size, size)
-    with torch.no_grad():
-        final, inter = m.forward_intermediates(x)
-        torch.testing.assert_close(final, m.forward_features(x))
-    assert len(inter) == len(m.feature_info)
-    assert all(t.shape[1] == info['num_chs'] for t, info in zip(inter, m.feature_info))
-
-
 def test_vit_prune_intermediate_layers():
-    m = tiny('test_steps_vit').eval()
+    m = create_tiny('test_steps_vit').eval()
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         _, inter = m.forward_intermediates(x, indices=[5], norm=False)
@@ -137,56 +81,22 @@ def test_vit_prune_intermediate_layers():
     torch.testing.assert_close(pruned[0], inter[0])
 
 
-@pytest.mark.parametrize('name', ['steps_resnet34', 'steps_deit_small_patch16_224'])
-def test_drop_path_spread_over_real_sequence(name):
-    m = timm.create_model(name, drop_path_rate=0.2)
-    if 'resnet' in name:
-        blocks = [b for b in m.modules() if isinstance(b, (BasicBlock, Bottleneck))]
-        rates = [b.drop_path.drop_prob if b.drop_path is not None else 0. for b in blocks]
-    else:
-        blocks = list(m.blocks)
-        rates = [getattr(b.drop_path1, 'drop_prob', 0.) for b in blocks]
-    assert len(blocks) == count_blocks(m) == 34 if 'resnet' in name else 24
+@pytest.mark.parametrize('name,blocks', [('steps_resnet34', 34), ('steps_deit_small_patch16_224', 24)])
+def test_drop_path_spread_over_real_sequence(name, blocks):
+    rates = drop_path_rates(timm.create_model(name, drop_path_rate=0.2, device='meta'))
+    assert len(rates) == blocks
     assert rates[0] == 0. and rates[-1] == pytest.approx(0.2)
     assert rates == sorted(rates) and len(set(rates)) == len(rates)
 
 
-@pytest.mark.parametrize('name,size', TINY)
-def test_head_api(name, size):
-    m = tiny(name)
-    x = torch.randn(2, 3, size, size)
-    feats = m.forward_features(x)
-    pre = m.forward_head(feats, pre_logits=True)
-    assert pre.shape == (2, m.num_features)
-    m.reset_classifier(7)
-    assert m(x).shape == (2, 7) and m.num_classes == 7
-    m.reset_classifier(0)
-    assert m(x).shape == (2, m.num_features)
-    assert isinstance(m.no_weight_decay(), set) if hasattr(m, 'no_weight_decay') else True
-
-
-@pytest.mark.parametrize('name,size', TINY)
-def test_group_matcher_orders_blocks(name, size):
-    m = tiny(name)
-    groups = group_parameters(m, m.group_matcher(coarse=False))
-    covered = {n for names in groups.values() for n in names}
-    assert covered == {n for n, _ in m.named_parameters()}
-    # blocks of the Steps trunk come after the stem and in execution order
-    order = [names for names in groups.values()]
-    assert any('conv1' in n or 'patch_embed' in n for n in order[0])
-    assert len(groups) >= count_blocks(m)
-    if 'resnet' in name:  # coarse: one group per stage
-        assert len(group_parameters(m, m.group_matcher(coarse=True))) == 6
-
-
 def test_no_weight_decay_vit():
-    assert {'pos_embed', 'cls_token'} <= tiny('test_steps_vit').no_weight_decay()
+    assert {'pos_embed', 'cls_token'} <= create_tiny('test_steps_vit').no_weight_decay()
 
 
 @pytest.mark.parametrize('name,size', [('test_steps_resnet', 64), ('test_steps_vit', 32)])
-def test_torch_compile(name, size):
+def test_torch_compile_inductor(name, size):
     torch.manual_seed(0)
-    m = tiny(name).eval()
+    m = create_tiny(name).eval()
     x = torch.randn(2, 3, size, size)
     with torch.no_grad():
         ref = m(x)
@@ -196,6 +106,41 @@ def test_torch_compile(name, size):
 
 
 def test_steps_input_channels_checked_in_model():
-    m = tiny('test_steps_vit')
+    m = create_tiny('test_steps_vit')
     with pytest.raises(ValueError, match='expected 64 channels'):
         m.blocks(torch.randn(1, 5, 32))
+
+
+def test_resnet_group_matcher_coarse_is_one_group_per_stage():
+    m = create_tiny('test_steps_resnet')
+    assert len(group_parameters(m, m.group_matcher(coarse=True))) == 6  # stem, 4 stages, head
+    assert timm.create_model('test_steps_resnet', features_only=True).feature_info.reduction() == [2, 4, 8, 16, 32]
+
+
+# ---- output_stride: the dilation of converted stages ----
+
+@pytest.mark.parametrize('output_stride', [16, 8])
+def test_resnet_output_stride_matches_the_baseline(output_stride):
+    """Dilated stages: features_only strides and shapes equal timm's ResNet-50 (counted on the meta device)."""
+    kw = dict(features_only=True, output_stride=output_stride, device='meta')
+    steps, base = timm.create_model('steps_resnet50', **kw), timm.create_model('resnet50', **kw)
+    assert steps.feature_info.reduction() == base.feature_info.reduction()
+    assert steps.feature_info.channels() == base.feature_info.channels()
+    x = torch.zeros(1, 3, 224, 224, device='meta')
+    assert [f.shape for f in steps(x)] == [f.shape for f in base(x)]
+    # every block of a dilated stage's trunk is dilated like the baseline's blocks of that stage
+    full = timm.create_model('steps_resnet50', output_stride=output_stride, device='meta')
+    ref = timm.create_model('resnet50', output_stride=output_stride, device='meta')
+    for stage in ('layer3', 'layer4'):
+        expected = getattr(ref, stage)[-1].conv2.dilation
+        trunk = getattr(full, stage)[1]
+        assert isinstance(trunk, Steps) and all(b.conv2.dilation == expected for b in trunk)
+
+
+def test_resnet_output_stride_16_forward(one_thread):
+    m = create_tiny('test_steps_resnet', features_only=True, output_stride=16).eval()
+    assert m.feature_info.reduction() == [2, 4, 8, 16, 16]
+    with torch.no_grad():
+        feats = m(torch.randn(2, 3, 64, 64))
+    assert [tuple(f.shape[-2:]) for f in feats] == [(32, 32), (16, 16), (8, 8), (4, 4), (4, 4)]
+    assert all(torch.isfinite(f).all() for f in feats)

@@ -4,6 +4,8 @@ import re
 import subprocess
 import sys
 
+import torch
+
 from stepsnet.analysis.complexity import format_table
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
@@ -30,11 +32,18 @@ def test_own_block_example_runs():
     assert str(scope['plan']) == '32x4, 45x2, 64x2'
 
 
-def test_timm_example_runs():
-    (code,) = python_blocks('Models')
+def test_timm_examples_run(tmp_path, monkeypatch, one_thread):
+    """The Models section's blocks run in order, in one scope (later blocks use earlier imports)."""
+    monkeypatch.chdir(tmp_path)  # the weights example writes weights/ where it runs
     scope = {}
-    exec(compile(code, 'README', 'exec'), scope)
-    assert scope['model'].num_classes == 100
+    for code in python_blocks('Models'):
+        exec(compile(code, 'README', 'exec'), scope)
+    assert scope['twin'].pretrained_cfg['architecture'] == 'steps_resnet101'
+    assert str(scope['twin'].plans['layer3']) == '64x6, 90x3, 128x3, 181x3, 256x19'
+    assert isinstance(scope['scripted'], torch.jit.ScriptModule)
+    assert scope['model'].num_classes == 10 and scope['data_config']['input_size'] == (3, 224, 224)
+    assert sorted(p.name for p in (tmp_path / 'weights' / 'steps_resnet18').iterdir()) == [
+        'config.json', 'model.safetensors']
 
 
 def test_quick_start_is_two_make_commands():

@@ -154,8 +154,8 @@ class ComplexityRow:
 
 
 def complexity_row(name: str, baseline: str = '', input_size: Sequence[int] = (3, 224, 224)) -> ComplexityRow:
-    """Measure one registered model."""
-    model = timm.create_model(name, pretrained=False)
+    """Measure one registered model (built on the meta device: shapes only, no memory, no arithmetic)."""
+    model = timm.create_model(name, pretrained=False, device='meta')
     params = count_params(model)
     macs = count_flops(model, input_size)
     paper = PAPER_TABLE1.get(name)

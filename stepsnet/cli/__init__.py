@@ -33,6 +33,7 @@ COMMANDS = (
     'stepsnet.cli.compare',
     'stepsnet.cli.benchmark',
     'stepsnet.cli.analyze',
+    'stepsnet.cli.weights',
 )
 
 EXIT_USER_ERROR = 2

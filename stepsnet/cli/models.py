@@ -3,10 +3,15 @@ import argparse
 import sys
 
 import stepsnet  # noqa: F401  (registers the models)
-from stepsnet.analysis.complexity import complexity_table, format_table
+from stepsnet.analysis.complexity import MODEL_PAIRS, complexity_table, format_table
+from stepsnet.models.twins import TWIN_BASELINES, format_twin_table, twin_table
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.twins:
+        rows = twin_table(args.names or TWIN_BASELINES)
+        sys.stdout.write(format_twin_table(rows, paper=[steps for steps, _ in MODEL_PAIRS]))
+        return 0
     rows = complexity_table(args.names or None, input_size=(3, args.img_size, args.img_size))
     if not rows:
         raise ValueError(f'no registered Steps model or baseline matches {args.names}')
@@ -22,4 +27,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('names', nargs='*', help='only these models (Steps or baseline names); default all')
     p.add_argument('--format', choices=('md', 'csv'), default='md')
     p.add_argument('--img-size', type=int, default=224, help='square input size for FLOPs (default 224)')
+    p.add_argument('--twins', action=argparse.BooleanOptionalAction, default=False,
+                   help='the Steps twins of timm baselines (names are timm baselines; default: the documented table)')
     p.set_defaults(func=run)

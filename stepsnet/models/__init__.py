@@ -4,6 +4,8 @@ from .steps_gpt import GPT, GPTConfig, create_lm
 from .steps_resnet import StepsResNet
 from .steps_swin import StepsSwinTransformer
 from .steps_vit import StepsVisionTransformer
+from .twins import create_steps_model, register_twin
 
 __all__ = [
-    'StepsConvNeXt', 'StepsResNet', 'StepsSwinTransformer', 'StepsVisionTransformer', 'GPT', 'GPTConfig', 'create_lm']
+    'StepsConvNeXt', 'StepsResNet', 'StepsSwinTransformer', 'StepsVisionTransformer', 'GPT', 'GPTConfig', 'create_lm',
+    'create_steps_model', 'register_twin']

@@ -29,6 +29,7 @@ from torchvision.models.detection.retinanet import RetinaNetHead
 
 from stepsnet.models.dense import FPNBackbone, UperNet, create_backbone
 from stepsnet.models.steps_gpt import GPT, GPTConfig, create_lm
+from stepsnet.models.twins import register_twin
 from stepsnet.utils.checkpoint import CheckpointError, load_checkpoint
 
 __all__ = [
@@ -89,6 +90,11 @@ def create_classifier(
     Raises:
         ValueError: ``name`` is not a registered timm model, or ``kwargs`` are not arguments of the model.
     """
+    if ':' not in name and not timm.is_model(name) and name.startswith('steps_'):
+        try:  # the Steps twin of any timm ResNet, ViT, Swin or ConvNeXt: registered on first use
+            register_twin(name[len('steps_'):])
+        except ValueError:
+            pass  # not a twin either: the unknown-model error below names the name
     if ':' not in name and not timm.is_model(name):
         close = timm.list_models(f'*{name}*')[:8]
         raise ValueError(f'unknown model {name!r}; expected a timm-registered name' +

@@ -1,7 +1,7 @@
 """Steps-ConvNeXt: ConvNeXt with stages 3 and 4 run as Step by Step Networks.
 
 Step by Step Network (StepsNet), arXiv:2511.14329. The paper names ConvNeXt among its hosts but gives no table for
-it; this family follows the Swin rule of SPEC.md, section 3: 3 steps in stage 3 and 5 steps in stage 4. Each
+it; this family follows the paper's Swin rule (Table 14): 3 steps in stage 3 and 5 steps in stage 4. Each
 converted stage keeps timm's full-width downsample layer (norm + 2x2 strided conv), and its blocks become an n-step
 trunk derived by :func:`stepsnet.steps.plan_steps` with widths rounded to multiples of 8 (no heads). Stage 3 moves
 3 blocks per substitution, as Swin does; stage 4 moves 1 (Swin moves 2 of its 2 blocks), e.g. ConvNeXt-T stage 3
@@ -23,11 +23,12 @@ import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, calculate_drop_path_rates, get_act_layer, to_ntuple
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._manipulate import named_apply
 from timm.models.convnext import ConvNeXt, ConvNeXtBlock, _get_norm_layers, _init_weights, checkpoint_filter_fn
 
 from stepsnet.steps import StepPlan, Steps, plan_steps
+from stepsnet.weights import build_steps_model
 
 __all__ = ['StepsConvNeXt']
 
@@ -98,7 +99,7 @@ class StepsConvNeXt(ConvNeXt):
             head_init_scale=head_init_scale, **kwargs,
         )
         self.num_steps = num_steps
-        self.plans: Dict[str, StepPlan] = {}
+        self.plans = {}  # stage name -> StepPlan (plain Python: TorchScript leaves it out)
         kernel_sizes = to_ntuple(4)(kernel_sizes)
         norm_layer, norm_layer_cl = _get_norm_layers(norm_layer, conv_mlp, norm_eps)
         act_layer = get_act_layer(act_layer)
@@ -149,7 +150,7 @@ class StepsConvNeXt(ConvNeXt):
 
 
 def _create_steps_convnext(variant: str, pretrained: bool = False, **kwargs) -> StepsConvNeXt:
-    return build_model_with_cfg(
+    return build_steps_model(
         StepsConvNeXt, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(out_indices=(0, 1, 2, 3), flatten_sequential=True),

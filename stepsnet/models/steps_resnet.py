@@ -5,20 +5,45 @@ strided (full-width, downsampling) block; the remaining blocks become an n-step 
 :func:`stepsnet.steps.plan_steps` (ResNet widths are floored: 512 -> 362, 256, 181, 128, 90, 64; for
 Bottleneck blocks these are bottleneck widths and the feature widths are 4x). The blocks are timm's own
 ``BasicBlock`` / ``Bottleneck``; stem, stages 1-2, head, init and the whole timm API are timm's ``ResNet``.
+
+Grouped bottlenecks (ResNeXt, ``cardinality > 1``) have a group width ``floor(planes * base_width / 64)``; flooring a
+step's planes would shrink it (ResNeXt-50 32x4d: 90 planes give 5 channels per group instead of 5.6, 0.7% fewer
+parameters). Their step widths are therefore the nearest multiple of ``64 / gcd(64, base_width)`` (times
+``block_reduce_first``), which keeps every group whole: 64, 96, 128, 176, 256 for 32x4d. A group norm likewise
+makes widths the nearest multiple of its group count (32 for ResNet-50-GN).
 """
-from typing import Any, Dict, Sequence, Type, Union
+import inspect
+import math
+from typing import Any, Dict, Optional, Sequence, Type, Union
 
 import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, calculate_drop_path_rates, get_act_layer, get_norm_layer
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch.utils.checkpoint import checkpoint
 
 from stepsnet.steps import StepPlan, Steps, plan_steps
+from stepsnet.weights import build_steps_model
 
 __all__ = ['StepsResNet']
+
+
+def _width_multiple(cardinality: int, base_width: int, reduce_first: int, norm_layer: Any) -> Optional[int]:
+    """The multiple a step's planes must be for its block to stay whole, or None when any width works.
+
+    A grouped bottleneck has ``floor(planes * base_width / 64)`` channels per group (divided by ``reduce_first`` in
+    its first conv), and a group norm needs channels in multiples of its groups.
+    """
+    multiple = 64 // math.gcd(64, base_width) * reduce_first if cardinality > 1 else 1
+    try:
+        groups = inspect.signature(norm_layer).parameters.get('num_groups')
+    except (TypeError, ValueError):  # not introspectable: a norm without groups
+        groups = None
+    if groups is not None and isinstance(groups.default, int):
+        multiple = math.lcm(multiple, groups.default)
+    return multiple if multiple > 1 else None
 
 
 class StepsResNet(ResNet):
@@ -56,7 +81,7 @@ class StepsResNet(ResNet):
         dd = {'device': kwargs.get('device'), 'dtype': kwargs.get('dtype')}
         super().__init__(block, base_layers, channels=tuple(channels), zero_init_last=zero_init_last, **kwargs)
         self.num_steps = num_steps
-        self.plans: Dict[str, StepPlan] = {}
+        self.plans = {}  # stage name -> StepPlan (plain Python: TorchScript leaves it out)
 
         block_kwargs = dict(
             cardinality=kwargs.get('cardinality', 1),
@@ -68,6 +93,10 @@ class StepsResNet(ResNet):
             **(kwargs.get('block_args') or {}),
             **dd,
         )
+        # widths that keep every grouped conv and group norm whole (None: any width, floored as in the paper)
+        width_multiple = _width_multiple(
+            kwargs.get('cardinality', 1), kwargs.get('base_width', 64), kwargs.get('block_reduce_first', 1),
+            block_kwargs['norm_layer'])
         output_stride = kwargs.get('output_stride', 32)
         net_stride, dilation = 4, 1
         for i, (ch, n, s, k) in enumerate(zip(channels, layers, num_steps, steps_move)):
@@ -78,7 +107,10 @@ class StepsResNet(ResNet):
                 net_stride *= stride
             if s <= 1:
                 continue
-            plan = plan_steps(ch, n - 1, s, k)
+            try:
+                plan = plan_steps(ch, n - 1, s, k, multiple_of=width_multiple)
+            except ValueError as err:
+                raise ValueError(f'stage {i + 1} ({ch} x{n - 1} after its first block, {s} steps): {err}') from err
             e = block.expansion
             feature_plan = StepPlan(tuple(w * e for w in plan.widths), plan.depths)
             self.plans[f'layer{i + 1}'] = plan
@@ -111,12 +143,12 @@ class StepsResNet(ResNet):
             if isinstance(m, Steps):
                 m.grad_checkpointing = enable
 
-    def _stage(self, stage: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if not self.grad_checkpointing or torch.jit.is_scripting():
-            return stage(x)
-        for m in stage:
-            # a Steps trunk checkpoints block by block itself
-            x = m(x) if isinstance(m, Steps) else checkpoint(m, x, use_reentrant=False)
+    @torch.jit.ignore
+    def _checkpointed_stages(self, x: torch.Tensor) -> torch.Tensor:
+        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
+            for m in stage:
+                # a Steps trunk checkpoints block by block itself
+                x = m(x) if isinstance(m, Steps) else checkpoint(m, x, use_reentrant=False)
         return x
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -124,15 +156,17 @@ class StepsResNet(ResNet):
         x = self.bn1(x)
         x = self.act1(x)
         x = self.maxpool(x)
-        x = self._stage(self.layer1, x)
-        x = self._stage(self.layer2, x)
-        x = self._stage(self.layer3, x)
-        x = self._stage(self.layer4, x)
+        if not torch.jit.is_scripting() and self.grad_checkpointing:
+            return self._checkpointed_stages(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        x = self.layer4(x)
         return x
 
 
 def _create_steps_resnet(variant: str, pretrained: bool = False, **kwargs) -> StepsResNet:
-    return build_model_with_cfg(StepsResNet, variant, pretrained, **kwargs)
+    return build_steps_model(StepsResNet, variant, pretrained, **kwargs)
 
 
 def _cfg(url: str = '', **kwargs) -> Dict[str, Any]:

@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, calculate_drop_path_rates, to_2tuple, to_ntuple
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models.swin_transformer import (
     SwinTransformer,
     SwinTransformerBlock,
@@ -32,6 +32,7 @@ from timm.models.swin_transformer import (
 )
 
 from stepsnet.steps import StepPlan, Steps, plan_steps
+from stepsnet.weights import build_steps_model
 
 __all__ = ['StepsSwinTransformer']
 
@@ -49,10 +50,11 @@ def _check_img_size(img_size: _int_or_tuple_2_t, patch_size: _int_or_tuple_2_t) 
 
 @torch.fx.wrap  # a leaf call in FX graphs (symbolic tracing cannot branch on a shape)
 def _check_input_size(x: torch.Tensor, img_size: Tuple[int, int]) -> None:
-    if tuple(x.shape[-2:]) != tuple(img_size):
+    if x.shape[-2] != img_size[0] or x.shape[-1] != img_size[1]:
         raise ValueError(
-            f'input of shape {tuple(x.shape)} does not match the fixed image size {tuple(img_size)}; expected '
-            'that size (or create the model with dynamic_img_size=True, or call set_input_size())')
+            f'input of shape ({", ".join([str(d) for d in x.shape])}) does not match the fixed image size '
+            f'{img_size}; expected that size (or create the model with dynamic_img_size=True, or call '
+            'set_input_size())')
 
 
 class StepsSwinTransformer(SwinTransformer):
@@ -138,7 +140,7 @@ class StepsSwinTransformer(SwinTransformer):
             norm_layer=norm_layer, weight_init='skip', **kwargs,
         )
         self.num_steps = num_steps
-        self.plans: Dict[str, StepPlan] = {}
+        self.plans = {}  # stage name -> StepPlan (plain Python: TorchScript leaves it out)
         window_sizes = resolve_stage_window_sizes(window_size, n)
         mlp_ratios = to_ntuple(n)(mlp_ratio)
         dynamic_mask = not self.patch_embed.strict_img_size
@@ -186,14 +188,17 @@ class StepsSwinTransformer(SwinTransformer):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         if self.patch_embed.strict_img_size:
-            _check_input_size(x, tuple(self.patch_embed.img_size))
-        return super().forward_features(x)
+            _check_input_size(x, self.patch_embed.img_size)
+        # timm's SwinTransformer.forward_features, spelled out for TorchScript (which has no super())
+        x = self.patch_embed(x)
+        x = self.layers(x)
+        return self.norm(x)
 
 
 def _create_steps_swin(variant: str, pretrained: bool = False, **kwargs) -> StepsSwinTransformer:
     default_out_indices = tuple(range(len(kwargs.get('depths', (1, 1, 1, 1)))))
     out_indices = kwargs.pop('out_indices', default_out_indices)
-    return build_model_with_cfg(
+    return build_steps_model(
         StepsSwinTransformer, variant, pretrained,
         pretrained_filter_fn=checkpoint_filter_fn,
         feature_cfg=dict(flatten_sequential=True, out_indices=out_indices),

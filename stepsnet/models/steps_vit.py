@@ -13,11 +13,12 @@ import torch
 import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import LayerNorm, LayerType, Mlp, calculate_drop_path_rates, get_act_layer, get_norm_layer, to_2tuple
-from timm.models import build_model_with_cfg, generate_default_cfgs, register_model
+from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 
 from stepsnet.steps import StepPlan, Steps, plan_steps
+from stepsnet.weights import build_steps_model
 
 __all__ = ['StepsVisionTransformer']
 
@@ -193,7 +194,7 @@ class StepsVisionTransformer(VisionTransformer):
 
 def _create_steps_vit(variant: str, pretrained: bool = False, **kwargs) -> StepsVisionTransformer:
     out_indices = kwargs.pop('out_indices', 3)
-    return build_model_with_cfg(
+    return build_steps_model(
         StepsVisionTransformer, variant, pretrained,
         feature_cfg=dict(out_indices=out_indices, feature_cls='getter'),
         **kwargs,

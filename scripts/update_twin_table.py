@@ -1,0 +1,29 @@
+"""Regenerate the Steps-twin parity table in docs/models.md (between the twin-table markers).
+
+Counts every baseline of ``stepsnet.models.twins.TWIN_BASELINES`` and its twin on the meta device (about a quarter
+of a minute on one core).
+"""
+import pathlib
+import sys
+from typing import Optional, Sequence
+
+from update_readme_table import write_table
+
+from stepsnet.analysis.complexity import MODEL_PAIRS
+from stepsnet.models.twins import TwinRow, format_twin_table, twin_table
+
+BEGIN, END = '<!-- twin-table:begin -->', '<!-- twin-table:end -->'
+
+
+def render(rows: Optional[Sequence[TwinRow]] = None) -> str:
+    """The markdown table (of ``rows``, or of a fresh count of every baseline)."""
+    return format_twin_table(twin_table() if rows is None else rows, paper=[steps for steps, _ in MODEL_PAIRS])
+
+
+def main() -> int:
+    write_table(pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else 'docs/models.md'), render(), BEGIN, END)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
