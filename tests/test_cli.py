@@ -60,6 +60,7 @@ BAD = {
     ('analyze', 'drop-step'): (['--checkpoint', '{tmp}/nope.pth'], 'nope.pth'),
     ('analyze', 'depth'): (['--family', 'swin', '--blocks', '12'], 'Steps-Swin-like model of 12 blocks'),
     ('analyze', 'pilot'): (['--blocks', '6', '--out', '{tmp}/p'], 'needs a multiple of 4 blocks'),
+    ('export-weights',): (['{tmp}/missing.pth', '--out', '{tmp}/w'], 'missing.pth'),
 }
 
 

@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 def trained(tmp_path_factory):
     """One epoch of the digits recipe (`stepsnet train`), exported with `stepsnet export-weights`."""
     run = tmp_path_factory.mktemp('digits')
-    args = ['train', '--config', str(ROOT / 'configs/cls/digits_cpu.yaml'), '--epochs', '1', '--output', str(run),
+    args = ['train', '--config', str(ROOT / 'configs/cls/digits_cpu.yaml'), '--epochs', '1', '--out-dir', str(run),
             '--workers', '0', '--no-progress']
     assert main(args) == 0
     out = run / 'weights'
@@ -31,8 +31,8 @@ def trained(tmp_path_factory):
 
 
 def _reference_logits(checkpoint, x):
-    from stepsnet.analysis.ablation import load_classifier
-    model, _ = load_classifier(str(checkpoint))
+    from stepsnet.models.factory import classifier_from_checkpoint
+    model, _ = classifier_from_checkpoint(str(checkpoint))
     with torch.no_grad():
         return model(x)
 

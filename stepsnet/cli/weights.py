@@ -5,7 +5,7 @@ from stepsnet.weights import export_weights
 
 
 def run(args: argparse.Namespace) -> int:
-    out = export_weights(args.checkpoint, args.out, use_ema=args.ema, check=not args.no_check)
+    out = export_weights(args.checkpoint, args.out, use_ema=args.ema, check=args.check)
     print(f'wrote {out}/config.json and {out}/model.safetensors; load them with '
           f"timm.create_model('local-dir:{out}', pretrained=True) after `import stepsnet`, or stepsnet.load_model")
     return 0
@@ -21,6 +21,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                     'reloaded and compared with the checkpoint, then renamed into place.')
     p.add_argument('checkpoint', help='last.pth or best.pth written by `stepsnet train`')
     p.add_argument('--out', required=True, help='output folder (created if needed)')
-    p.add_argument('--ema', action='store_true', help="export the checkpoint's EMA weights")
-    p.add_argument('--no-check', action='store_true', help='skip reloading the written folder for comparison')
+    p.add_argument('--ema', action=argparse.BooleanOptionalAction, default=False,
+                   help="export the checkpoint's EMA weights")
+    p.add_argument('--check', action=argparse.BooleanOptionalAction, default=True,
+                   help='reload the written folder and compare its outputs with the checkpoint (default on)')
     p.set_defaults(func=run)
