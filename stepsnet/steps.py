@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ['StepPlan', 'plan_steps', 'step_width', 'Steps']
+__all__ = ['StepPlan', 'plan_steps', 'step_width', 'Steps', 'set_step_checkpointing']
 
 SQRT2 = math.sqrt(2.0)
 
@@ -320,9 +320,24 @@ class Steps(nn.Module):
         _check_channels(x, self.dim, self.plan.widths, self.plan.depths, self.plan.heads)
 
     def _run(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        if self.grad_checkpointing and self.training and not torch.jit.is_scripting():
+        if self.training and not torch.jit.is_scripting() and (
+                self.grad_checkpointing or getattr(block, 'steps_checkpoint', False)):
             return checkpoint(block, x, use_reentrant=False)
         return block(x)
+
+    def set_step_checkpointing(self, steps: int) -> None:
+        """Recompute the blocks of the first ``steps`` steps in the backward pass instead of saving their activations.
+
+        The narrow first steps hold most of a Steps trunk's blocks, and so most of the activations that training
+        keeps beyond the baseline's; checkpointing only them trades their forward compute (a small part of the
+        trunk's, their widths being small) for that memory. ``0`` turns it off. ``grad_checkpointing`` (every
+        block) takes precedence.
+        """
+        if not 0 <= steps <= self.plan.num_steps:
+            raise ValueError(f'steps to checkpoint must be in [0, {self.plan.num_steps}] for the plan [{self.plan}], '
+                             f'got {steps}')
+        for i, block in enumerate(self):
+            block.steps_checkpoint = self.plan.step_of(i) < steps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_intermediates(x, ())[0]
@@ -368,3 +383,19 @@ class Steps(nn.Module):
         for i in range(num_blocks, self.plan.num_blocks):
             del self._modules[str(i)]
         self.plan = plan
+
+
+def set_step_checkpointing(model: nn.Module, steps: int) -> int:
+    """Checkpoint the first ``steps`` steps of every :class:`Steps` trunk of ``model`` that has more steps than that.
+
+    The last step of a trunk (its full width) is never checkpointed by this call, so a one-step trunk (a baseline)
+    is left alone. Returns the number of trunks changed.
+    """
+    if steps < 0:
+        raise ValueError(f'steps to checkpoint must be >= 0, got {steps}')
+    changed = 0
+    for m in model.modules():
+        if isinstance(m, Steps) and m.plan.num_steps > 1:
+            m.set_step_checkpointing(min(steps, m.plan.num_steps - 1))
+            changed += 1
+    return changed
