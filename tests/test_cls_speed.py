@@ -156,3 +156,25 @@ def test_profile_groups_operators_by_family(tmp_path, one_thread):
         'cpp_fused_add_native_layer_norm_3': 'compiled kernels (fused)', 'aten::native_layer_norm': 'normalisation',
         'aten::gelu': 'activation', 'aten::threshold_backward': 'activation', 'aten::cat': 'concat / copy / layout',
         'aten::copy_': 'concat / copy / layout', 'Optimizer.step#SGD.step': 'optimizer', 'aten::add_': 'elementwise'}
+
+
+def test_regional_compilation_compiles_the_steps_block_classes_in_both_models(one_thread):
+    from timm.models.vision_transformer import Block
+    runners = [speed._Runner(n, 'train', 2, 32, 'cpu', 'float32', False, 10, compile='eager')
+               for n in ('test_vit', 'test_steps_vit')]
+    types = speed._block_types(runners[1].model)
+    assert types == (Block,)
+    for r in runners:
+        r.compile_model('blocks', types)
+        blocks = [m for m in r.model.modules() if isinstance(m, Block)]
+        assert blocks and all(b._compiled_call_impl is not None for b in blocks)
+        assert r.model.patch_embed._compiled_call_impl is None and r.fn is r.model
+        r.warm_up(1)
+    rows = speed.benchmark_pairs([('test_vit', 'test_steps_vit')], modes=('infer',), batch_size=2, img_size=32,
+                                 warmup=1, runs=1, iters=1, num_classes=10, memory=False, compile=(None, 'eager'),
+                                 compile_scope='blocks')
+    assert [r['compile_scope'] for r in rows] == ['', '', 'blocks', 'blocks']
+    assert '| test_vit,test_steps_vit | 2 | eager (blocks) |' in speed.format_ratios(rows)
+    with pytest.raises(ValueError, match="has none; expected a Steps model second"):
+        speed.benchmark_pair('test_vit', 'test_vit', batch_size=2, img_size=32, runs=1, iters=1, num_classes=10,
+                             compile='eager', compile_scope='blocks')

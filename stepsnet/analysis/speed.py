@@ -133,7 +133,7 @@ class _Runner:
     """One model ready to run inference or training iterations on a fixed random batch.
 
     Args:
-        compile: None (eager) or a ``torch.compile`` backend name (``'inductor'``).
+        compile: None (eager) or a ``torch.compile`` backend name (``'inductor'``); see :meth:`compile_model`.
         checkpoint_steps: Activation checkpointing of the first this many steps of every Steps trunk (training).
     """
 
@@ -172,9 +172,25 @@ class _Runner:
         else:
             model.eval()
         self.model = model
-        # the module is compiled, not the step: what the training engine does (`wrap_model(compile=True)`)
-        self.fn = torch.compile(model, backend=compile, dynamic=False) if compile else model
+        self.fn: Callable[..., Any] = model
         self.warmup_s = 0.0
+
+    def compile_model(self, scope: str = 'model', block_types: Tuple[type, ...] = ()) -> None:
+        """``torch.compile`` the model with this runner's backend (nothing when it runs eager).
+
+        ``scope='model'`` compiles the whole module, as the training engine does (``wrap_model(compile=True)``),
+        not the step. ``scope='blocks'`` compiles each module of ``block_types`` (the residual blocks) in place and
+        runs the rest eagerly: regional compilation, where blocks of the same class and width share one compiled
+        graph, so a deep model compiles in a fraction of the time, but nothing fuses across block boundaries.
+        """
+        if self.compile == _EAGER:
+            return
+        if scope == 'model':
+            self.fn = torch.compile(self.model, backend=self.compile, dynamic=False)
+            return
+        for m in self.model.modules():
+            if isinstance(m, block_types):
+                m.compile(backend=self.compile, dynamic=False)
 
     def _ctx(self):
         dev = torch.device(self.device).type
@@ -371,6 +387,12 @@ def _check_args(mode: str, runs: int, iters: int, warmup: int, dtype: str, clock
         raise ValueError('channels_last applies to image models, not to task lm')
 
 
+def _block_types(model: nn.Module) -> Tuple[type, ...]:
+    """Classes of the blocks of a model's Steps trunks (of more than one step)."""
+    types = {type(b) for m in model.modules() if isinstance(m, Steps) and m.plan.num_steps > 1 for b in m}
+    return tuple(sorted(types, key=lambda t: t.__qualname__))
+
+
 def _measure(
         baseline: str,
         steps: str,
@@ -393,6 +415,7 @@ def _measure(
         checkpoint_steps: int,
         catch_oom: bool,
         profile: bool = False,
+        compile_scope: str = 'model',
 ) -> Tuple[Dict[Optional[str], Dict[str, Any]], List[Dict[str, Any]]]:
     """One cell: both models in every compilation variant, warmed up, then all timed alternately.
 
@@ -402,6 +425,8 @@ def _measure(
         one entry per model (baseline, Steps, for each variant) with ``profile``, else is empty.
     """
     _check_args(mode, runs, iters, warmup, dtype, clock, device, task, channels_last, any(variants))
+    if compile_scope not in ('model', 'blocks'):
+        raise ValueError(f"compile_scope must be 'model' or 'blocks', got {compile_scope!r}")
     clock_fn = time.process_time if clock == 'process' else time.perf_counter
     if any(variants):
         # every cell compiles from scratch: its warm-up time does not depend on what ran before, and models that
@@ -415,7 +440,14 @@ def _measure(
             for name, ckpt in ((baseline, 0), (steps, checkpoint_steps)):
                 built.append(_Runner(name, mode, batch_size, img_size, device, dtype, channels_last, num_classes,
                                      task, model_kwargs, v, ckpt))
-                built[-1].warm_up(warmup)
+            # regional compilation compiles the same block classes in both models: those of the Steps trunks
+            types = _block_types(built[1].model) if v and compile_scope == 'blocks' else ()
+            if v and compile_scope == 'blocks' and not types:
+                raise ValueError(f"compile_scope='blocks' compiles the blocks of the Steps trunks, but {steps!r} has "
+                                 'none; expected a Steps model second')
+            for r in built:
+                r.compile_model(compile_scope, types)
+                r.warm_up(warmup)
         except RuntimeError as e:
             if not (catch_oom and _is_oom(e)):
                 raise
@@ -474,6 +506,7 @@ def benchmark_pair(
         model_kwargs: Optional[Mapping[str, Any]] = None,
         compile: Optional[str] = None,
         checkpoint_steps: int = 0,
+        compile_scope: str = 'model',
 ) -> Dict[str, Any]:
     """Measure one mode (``infer`` or ``train``) of a baseline / Steps pair, alternating the two models.
 
@@ -485,6 +518,8 @@ def benchmark_pair(
         task: ``'cls'`` (timm classifiers) or ``'lm'`` (the language models of :mod:`stepsnet.models.steps_gpt`).
         model_kwargs: Extra arguments for both models (e.g. ``{'n_layer': 16}``).
         compile: A ``torch.compile`` backend (``'inductor'``) for both models, or None (eager).
+        compile_scope: ``'model'`` (the whole module, as the training engine) or ``'blocks'`` (each block of the
+            Steps trunk's block classes, in both models: regional compilation, much faster to compile).
         checkpoint_steps: Activation checkpointing of the first this many steps of the Steps model's trunks.
 
     Returns:
@@ -495,7 +530,7 @@ def benchmark_pair(
     """
     return _measure(baseline, steps, mode, (compile,), batch_size, img_size, device, dtype, channels_last, warmup,
                     runs, iters, num_classes, memory, progress, clock, task, model_kwargs, checkpoint_steps,
-                    catch_oom=False)[0][compile]
+                    catch_oom=False, compile_scope=compile_scope)[0][compile]
 
 
 def benchmark_pairs(
@@ -517,6 +552,7 @@ def benchmark_pairs(
         model_kwargs: Optional[Mapping[str, Any]] = None,
         compile: Sequence[Optional[str]] = (None,),
         checkpoint_steps: int = 0,
+        compile_scope: str = 'model',
         batch_sizes: Optional[Sequence[int]] = None,
         deadline: Optional[float] = None,
         profiles: Optional[List[Dict[str, Any]]] = None,
@@ -524,7 +560,8 @@ def benchmark_pairs(
 ) -> List[Dict[str, Any]]:
     """Benchmark every pair in every mode, batch size and compilation; one CSV-ready row per model and setting.
 
-    Each row holds ``pair`` (``baseline,steps``), ``role``, ``task``, ``compile`` (``none`` or the backend),
+    Each row holds ``pair`` (``baseline,steps``), ``role``, ``task``, ``compile`` (``none`` or the backend) and
+    ``compile_scope``,
     ``<mode>_ratio`` (Steps / baseline throughput, 1.0 on the baseline row), ``<mode>_runs`` (every run),
     ``<mode>_warmup_s``, the peak memory, and the environment. The compilation variants of a pair, mode and batch
     size are timed in the same alternating rounds. A cell that runs out of memory gets ``<mode>_error`` and the
@@ -556,7 +593,7 @@ def benchmark_pairs(
                     cell, profs = _measure(baseline, steps, mode, variants, bs, img_size, device, dtype,
                                            channels_last, warmup, runs, iters, num_classes, memory, progress, clock,
                                            task, model_kwargs, checkpoint_steps, catch_oom=True,
-                                           profile=profiles is not None)
+                                           profile=profiles is not None, compile_scope=compile_scope)
                     longest = max(longest, time.monotonic() - start)
                     if profiles is not None:
                         profiles.extend(profs)
@@ -569,6 +606,7 @@ def benchmark_pairs(
                     for role, name in (('baseline', baseline), ('steps', steps)):
                         row = rows.setdefault((bs, pair, v, role), dict(
                             model=name, pair=pair, role=role, task=task, compile=v or _EAGER,
+                            compile_scope=compile_scope if v else '',
                             model_kwargs=kwargs_text, checkpoint_steps=checkpoint_steps if role == 'steps' else 0))
                         row[f'{mode}_batch_size'] = bs
                         if 'error' in res:
@@ -593,6 +631,12 @@ def benchmark_pairs(
     return list(rows.values())
 
 
+def _compile_label(row: Mapping[str, Any]) -> str:
+    """``none``, ``inductor`` or ``inductor (blocks)``."""
+    comp = row.get('compile') or _EAGER
+    return f'{comp} (blocks)' if row.get('compile_scope') == 'blocks' else comp
+
+
 def _rate(row: Mapping[str, Any], mode: str) -> Tuple[Optional[float], str]:
     for key, _, unit in _UNITS.values():
         if row.get(f'{mode}_{key}') is not None:
@@ -613,7 +657,7 @@ def format_ratios(rows: Sequence[Dict[str, Any]]) -> str:
     groups: Dict[Tuple[Any, ...], Dict[str, Dict[str, Any]]] = {}
     for r in rows:
         bs = next((r[f'{m}_batch_size'] for m in modes if f'{m}_batch_size' in r), '')
-        groups.setdefault((r['pair'], bs, r.get('compile', _EAGER)), {})[r['role']] = r
+        groups.setdefault((r['pair'], bs, _compile_label(r)), {})[r['role']] = r
     for (pair, bs, comp), d in groups.items():
         b, s = d['baseline'], d['steps']
         cells = [pair, str(bs), str(comp)]
@@ -676,9 +720,9 @@ def read_csv(path: str) -> List[Dict[str, Any]]:
                 for r in csv.DictReader(f)]
 
 
-_TEXT_COLUMNS = {'model', 'pair', 'role', 'task', 'compile', 'model_kwargs', 'infer_runs', 'train_runs',
-                 'infer_error', 'train_error', 'dtype', 'memory_format', 'device', 'device_name', 'torch', 'timm',
-                 'stepsnet', 'python', 'clock'}
+_TEXT_COLUMNS = {'model', 'pair', 'role', 'task', 'compile', 'compile_scope', 'model_kwargs', 'infer_runs',
+                 'train_runs', 'infer_error', 'train_error', 'dtype', 'memory_format', 'device', 'device_name',
+                 'torch', 'timm', 'stepsnet', 'python', 'clock'}
 
 
 def plot_ratios(rows: Sequence[Dict[str, Any]], path: str) -> None:
@@ -688,8 +732,8 @@ def plot_ratios(rows: Sequence[Dict[str, Any]], path: str) -> None:
     import matplotlib.pyplot as plt
     steps_rows = [r for r in rows if r['role'] == 'steps']
     modes = [m for m in ('infer', 'train') if any(r.get(f'{m}_ratio') is not None for r in steps_rows)]
-    several = len({r.get('compile', _EAGER) for r in steps_rows}) > 1
-    labels = [r['model'] + (f'\n{r.get("compile", _EAGER)}' if several else '') for r in steps_rows]
+    several = len({_compile_label(r) for r in steps_rows}) > 1
+    labels = [r['model'] + (f'\n{_compile_label(r)}' if several else '') for r in steps_rows]
     fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(steps_rows), 3.6))
     w = 0.8 / max(len(modes), 1)
     for j, m in enumerate(modes):

@@ -48,7 +48,8 @@ def run_benchmark(args: argparse.Namespace) -> int:
         dtype=args.dtype, channels_last=args.channels_last, warmup=args.warmup, runs=args.runs,
         iters=args.iters, num_classes=args.num_classes, memory=args.memory, progress=args.progress,
         clock=args.clock, task=args.task, model_kwargs=kwargs, compile=variants,
-        checkpoint_steps=args.checkpoint_steps, deadline=deadline, profiles=profiles, on_rows=write)
+        checkpoint_steps=args.checkpoint_steps, compile_scope=args.compile_scope, deadline=deadline,
+        profiles=profiles, on_rows=write)
     sys.stdout.write(format_ratios(rows))
     if args.csv:
         write_csv(rows, args.csv)
@@ -93,6 +94,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                         'in the same alternating rounds (--compile both); default off')
     b.add_argument('--compile-backend', default='inductor',
                    help='torch.compile backend (default inductor; aot_eager compiles fast, for checks)')
+    b.add_argument('--compile-scope', choices=('model', 'blocks'), default='model',
+                   help='model: compile the whole model, as training with compile does (default); blocks: compile '
+                        'each residual block (regional compilation: blocks of one class and width share a graph, '
+                        'much faster to compile, no fusion across blocks)')
     b.add_argument('--checkpoint-steps', type=int, default=0, metavar='K',
                    help='activation checkpointing of the first K steps of every Steps trunk of the Steps model '
                         '(training memory); default 0')
