@@ -69,18 +69,7 @@ measure lm 25 $LM_PAIRS
 # shellcheck disable=SC2086
 measure cls 100 $CLS_PAIRS
 
-"$PYTHON" - "$OUT/$PREFIX" <<'PY'
-import os
-import sys
-from stepsnet.analysis.speed import format_ratios, read_csv
-from stepsnet.utils.checkpoint import atomic_write_text
-out = sys.argv[1]
-for task in ('lm', 'cls'):
-    if os.path.exists(f'{out}_{task}.csv'):
-        text = format_ratios(read_csv(f'{out}_{task}.csv'))
-        atomic_write_text(f'{out}_{task}.md', text)
-        print(text)
-    else:
-        print(f'no results for {task}')
-PY
+for task in lm cls; do
+  "$PYTHON" benchmarks/merge_results.py "$OUT/${PREFIX}_$task" "$OUT/${PREFIX}_$task.csv"
+done
 echo "done in $(( $(date +%s) - start ))s"

@@ -124,7 +124,7 @@ def test_lm_pair_in_tokens_per_second(tmp_path, capsys, one_thread):
                    '--csv', str(out), '--no-progress', '--no-memory', '--clock', 'process'])
     assert rc == 0
     text = capsys.readouterr().out
-    assert 'train base (tok/s)' in text and 'context 16' in text and 'model kwargs n_layer=4' in text
+    assert 'train base (tok/s)' in text and 'context 16' in text and '| gpt_tiny,steps_gpt_tiny (n_layer=4) |' in text
     rows = speed.read_csv(str(out))
     assert [(r['model'], r['task']) for r in rows] == [('gpt_tiny', 'lm'), ('steps_gpt_tiny', 'lm')]
     for r in rows:

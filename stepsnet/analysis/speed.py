@@ -657,7 +657,8 @@ def format_ratios(rows: Sequence[Dict[str, Any]]) -> str:
     groups: Dict[Tuple[Any, ...], Dict[str, Dict[str, Any]]] = {}
     for r in rows:
         bs = next((r[f'{m}_batch_size'] for m in modes if f'{m}_batch_size' in r), '')
-        groups.setdefault((r['pair'], bs, _compile_label(r)), {})[r['role']] = r
+        pair = r['pair'] + (f' ({r["model_kwargs"]})' if r.get('model_kwargs') else '')
+        groups.setdefault((pair, bs, _compile_label(r)), {})[r['role']] = r
     for (pair, bs, comp), d in groups.items():
         b, s = d['baseline'], d['steps']
         cells = [pair, str(bs), str(comp)]
@@ -677,8 +678,6 @@ def format_ratios(rows: Sequence[Dict[str, Any]]) -> str:
         size = next((r0.get(f'{m}_{k}') for m in modes for _, k, _ in _UNITS.values() if r0.get(f'{m}_{k}')), None)
         what = 'context' if r0.get('task') == 'lm' else 'img'
         extra = [f'{what} {size}'] if size else []
-        if r0.get('model_kwargs'):
-            extra.append(f'model kwargs {r0["model_kwargs"]}')
         ckpt = max((int(r.get('checkpoint_steps') or 0) for r in rows), default=0)
         if ckpt:
             extra.append(f'Steps model with its first {ckpt} step(s) checkpointed')
