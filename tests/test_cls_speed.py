@@ -2,6 +2,7 @@
 import csv
 
 import pytest
+import torch
 
 from stepsnet.analysis import speed
 from stepsnet.cli import main as cli_main
@@ -178,3 +179,16 @@ def test_regional_compilation_compiles_the_steps_block_classes_in_both_models(on
     with pytest.raises(ValueError, match="has none; expected a Steps model second"):
         speed.benchmark_pair('test_vit', 'test_vit', batch_size=2, img_size=32, runs=1, iters=1, num_classes=10,
                              compile='eager', compile_scope='blocks')
+
+
+def test_cpu_peak_memory_is_the_peak_of_the_step_allocations():
+    before = torch.ones(4 * 2 ** 20, dtype=torch.uint8)  # allocated before the step: not counted
+
+    def step():
+        a = torch.ones(8 * 2 ** 20, dtype=torch.uint8)
+        b = torch.ones(2 * 2 ** 20, dtype=torch.uint8)  # peak here: 10 MiB
+        del a
+        c = torch.ones(2 ** 20, dtype=torch.uint8)
+        del b, c
+    assert speed.peak_memory_mb(step, 'cpu') == pytest.approx(10, abs=0.05)
+    del before

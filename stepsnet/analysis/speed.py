@@ -15,10 +15,10 @@ How a pair is measured (``benchmark_pair``, ``benchmark_pairs``):
   pair's ratio is the median of the per-round ratios ``steps / baseline`` (robust to a noisy round);
 * training iterations are forward + loss + backward + optimizer step: cross-entropy and SGD for classifiers (as
   timm's ``benchmark.py``), the model's own next-token loss and AdamW for language models (as ``train_lm``);
-* peak memory is measured in a separate, untimed pass: on CUDA the peak allocated bytes during one
-  iteration; on a Linux CPU the growth of the peak resident set (``VmHWM``) during one iteration, after
-  making glibc return freed blocks to the system (so this is the memory the iteration needs on top of the
-  resident model; it is approximate);
+* peak memory is measured in a separate, untimed pass: the peak of the bytes allocated during one iteration on
+  top of what was allocated before (the resident model, its gradients and optimizer state between steps): on
+  CUDA from the caching allocator, on a CPU from the profiler's record of every allocation and free (exact for
+  tensors; without that record, the growth of the peak resident set, ``VmHWM``, approximately);
 * a cell (pair, batch size, mode) that runs out of memory, or that would start after the time budget, is recorded
   with an ``<mode>_error`` instead of numbers, and the others go on.
 
@@ -259,8 +259,37 @@ def _libc() -> Optional[Any]:
         return None
 
 
+def _peak_allocated_cpu(step: Callable[[], None]) -> Optional[float]:
+    """Peak of the bytes allocated through PyTorch's CPU allocator during ``step``, above the start (MiB).
+
+    The profiler records every allocation and free with its time; their running sum over the step peaks at the
+    memory the step needs on top of what was allocated before. The step runs twice: blocks allocated before the
+    first profiled call (e.g. gradients of an earlier step) are freed without a recorded size, so only the second
+    call counts.
+    """
+    from torch.profiler import ProfilerActivity, profile
+    best = 0
+    for _ in range(2):
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+            step()
+        results = getattr(prof.profiler, 'kineto_results', None)
+        if results is None:
+            return None
+        events = sorted((e.start_ns(), e.nbytes()) for e in results.events() if e.name() == '[memory]')
+        current = best = 0
+        for _, nbytes in events:
+            current += nbytes
+            best = max(best, current)
+    return best / 2 ** 20
+
+
 def peak_memory_mb(step: Callable[[], None], device: str) -> Optional[float]:
-    """Memory one call of ``step`` needs on top of what is already allocated (MiB), or None if unmeasurable."""
+    """Memory one call of ``step`` needs on top of what is already allocated (MiB), or None if unmeasurable.
+
+    CUDA: the peak of the caching allocator's allocated bytes. CPU: the peak of the bytes allocated through
+    PyTorch's allocator, from the profiler's allocation records (tensors only: exact and independent of the C
+    library's heap); where those are not available, the growth of the peak resident set (``VmHWM``) on Linux.
+    """
     if device.startswith('cuda'):
         torch.cuda.synchronize()
         torch.cuda.empty_cache()
@@ -269,6 +298,10 @@ def peak_memory_mb(step: Callable[[], None], device: str) -> Optional[float]:
         step()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - before) / 2 ** 20
+    if device.startswith('cpu'):
+        peak = _peak_allocated_cpu(step)
+        if peak is not None:
+            return peak
     libc = _libc()
     if libc is None or _read_status_kb('VmHWM') is None:
         return None
