@@ -26,13 +26,14 @@ def _run(tmp_path, **env):
 
 def test_gpu_script_tiny(tmp_path):
     # one image pair and the LM pair, compiled by dynamo alone (the script's default, aot_eager, takes longer)
-    proc = _run(tmp_path, BACKEND='eager', CLS_PAIRS='test_resnet,test_steps_resnet_bottleneck')
+    proc = _run(tmp_path, BACKEND='eager', CLS_PAIRS='test_resnet,test_steps_resnet')
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     out = tmp_path / 'out'
     for task, rate in (('cls', 'samples_per_sec'), ('lm', 'tokens_per_sec')):
         rows = read_csv(str(out / f'gpu_tiny_{task}.csv'))
         assert [(r['role'], r['compile']) for r in rows] == [('baseline', 'none'), ('steps', 'none'),
                                                              ('baseline', 'eager'), ('steps', 'eager')]
+        assert [r['compile_scope'] for r in rows] == ['', '', 'blocks', 'blocks']  # regional compilation
         for r in rows:
             assert r['dtype'] == 'bfloat16' and r['device'] == 'cpu' and r['train_batch_size'] == 2
             for m in ('infer', 'train'):
@@ -45,5 +46,5 @@ def test_gpu_script_tiny(tmp_path):
 def test_gpu_script_without_time_left_writes_nothing(tmp_path):
     proc = _run(tmp_path, BUDGET='0')
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert 'no time left for lm' in proc.stdout and 'gpu_tiny_cls.csv (not measured)' in proc.stdout
+    assert 'no time left for lm, compile off' in proc.stdout and 'gpu_tiny_cls_on.csv (not measured)' in proc.stdout
     assert not (tmp_path / 'out' / 'gpu_tiny_cls.csv').exists()
