@@ -144,7 +144,7 @@ def test_profile_groups_operators_by_family(tmp_path, one_thread):
     speed.benchmark_pairs([('test_steps_resnet', 'test_steps_vit')], modes=('train',), batch_size=2, img_size=32,
                           warmup=1, runs=1, iters=1, num_classes=10, memory=False, profiles=profiles)
     assert [p['model'] for p in profiles] == ['test_steps_resnet', 'test_steps_vit']
-    assert all(p['total_ms'] > 0 and p['ops'] for p in profiles)
+    assert all(p['total_ms'] > 0 and p['ops'] and p['step_ms'] > 0 for p in profiles)
     text = speed.format_profile(profiles)
     assert '| matmul / conv |' in text and '| **total** |' in text and 'Top operators of test_steps_vit' in text
     groups = {name: speed._op_group(name) for name in (

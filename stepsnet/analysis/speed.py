@@ -377,21 +377,26 @@ def format_profile(profiles: Sequence[Dict[str, Any]], top: int = 25) -> str:
     """Markdown: per pair of profiles (baseline, Steps) the time by operator family, then the top operators.
 
     ``profiles`` alternates baseline and Steps entries of one mode and compilation (as ``benchmark_pairs`` returns
-    them under ``profile=True``).
+    them under ``profile=True``). The profiler times operators with the wall clock, which on a shared machine also
+    counts the time the process waited for a core; the family table therefore gives each family's *share* of the
+    profiled time and that share of the step time the benchmark measured (``step_ms``, with its own clock).
     """
     lines: List[str] = []
     for base, steps in zip(profiles[0::2], profiles[1::2]):
         lines += [f'### {base["mode"]}, compile={base["compile"]}: {base["model"]} vs {steps["model"]}', '',
-                  f'Self {base["clock"]} time per iteration (ms) by operator family:', '',
-                  '| family | baseline | steps | steps - baseline |', '|---|---|---|---|']
+                  f'Operator families: share of the profiled self {base["clock"]} time, and that share of the '
+                  'measured step time (ms per iteration):', '',
+                  '| family | baseline % | steps % | baseline ms | steps ms | steps - baseline ms |',
+                  '|---|---|---|---|---|---|']
         groups: Dict[str, List[float]] = {}
         for i, p in enumerate((base, steps)):
             for name, ms, _ in p['ops']:
-                groups.setdefault(_op_group(name), [0.0, 0.0])[i] += ms
-        for g, (a, b) in sorted(groups.items(), key=lambda kv: -abs(kv[1][1] - kv[1][0])):
-            lines.append(f'| {g} | {a:.1f} | {b:.1f} | {b - a:+.1f} |')
-        a, b = base['total_ms'], steps['total_ms']
-        lines += [f'| **total** | **{a:.1f}** | **{b:.1f}** | **{b - a:+.1f}** |', '']
+                groups.setdefault(_op_group(name), [0.0, 0.0])[i] += ms / max(p['total_ms'], 1e-9)
+        sa, sb = base.get('step_ms') or base['total_ms'], steps.get('step_ms') or steps['total_ms']
+        for g, (a, b) in sorted(groups.items(), key=lambda kv: -abs(kv[1][1] * sb - kv[1][0] * sa)):
+            lines.append(f'| {g} | {100 * a:.1f} | {100 * b:.1f} | {a * sa:.1f} | {b * sb:.1f} | '
+                         f'{b * sb - a * sa:+.1f} |')
+        lines += [f'| **total** | 100 | 100 | **{sa:.1f}** | **{sb:.1f}** | **{sb - sa:+.1f}** |', '']
         for p in (base, steps):
             lines += [f'Top operators of {p["model"]} (self ms per iteration, calls per iteration):', '',
                       '| operator | ms | % | calls |', '|---|---|---|---|']
@@ -498,6 +503,8 @@ def _measure(
         for r in (order if k % 2 == 0 else order[::-1]):
             speeds[id(r)].append(r.timed(iters, clock_fn))
     profiles = [_profile(r, iters) for r in order] if profile else []
+    for p, r in zip(profiles, order):
+        p['step_ms'] = 1000.0 * r.samples / statistics.median(speeds[id(r)])
     for v, (rb, rs) in runners.items():
         res: Dict[str, Any] = {}
         for role, r in (('baseline', rb), ('steps', rs)):
