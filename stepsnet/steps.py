@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ['StepPlan', 'plan_steps', 'step_width', 'Steps']
+__all__ = ['StepPlan', 'plan_steps', 'step_width', 'Steps', 'set_step_checkpointing']
 
 SQRT2 = math.sqrt(2.0)
 
@@ -279,6 +279,7 @@ class Steps(nn.Module):
     dim: int
     channels: int
     grad_checkpointing: bool
+    checkpoint_steps: int
     _chunks: List[int]
     _step_of: List[int]
     _plan_str: str
@@ -299,6 +300,7 @@ class Steps(nn.Module):
                 'expected the last step width to equal the channels')
         self.dim = dim
         self.grad_checkpointing = False
+        self.checkpoint_steps = 0
         for i, w in enumerate(plan.block_widths()):
             self.add_module(str(i), make_block(w, i))
         self._set_plan(plan)
@@ -321,6 +323,23 @@ class Steps(nn.Module):
 
     def extra_repr(self) -> str:
         return f'plan=[{self.plan}], dim={self.dim}'
+
+    def set_step_checkpointing(self, steps: int) -> None:
+        """Recompute the blocks of the first ``steps`` steps in the backward pass instead of saving their activations.
+
+        The narrow first steps hold most of a Steps trunk's blocks, and so most of the activations that training
+        keeps beyond the baseline's; checkpointing only them trades their forward compute (a small part of the
+        trunk's, their widths being small) for that memory. ``0`` turns it off. ``grad_checkpointing`` (every
+        block) takes precedence.
+        """
+        if not 0 <= steps <= self.plan.num_steps:
+            raise ValueError(f'steps to checkpoint must be in [0, {self.plan.num_steps}] for the plan [{self.plan}], '
+                             f'got {steps}')
+        self.checkpoint_steps = steps
+
+    def checkpointed(self, index: int) -> bool:
+        """Whether block ``index`` is recomputed in the backward pass when training."""
+        return self.grad_checkpointing or self._step_of[index] < self.checkpoint_steps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(x, torch.jit.annotate(List[int], []), False)[0]
@@ -359,7 +378,7 @@ class Steps(nn.Module):
                 while s < self._step_of[i]:
                     s += 1
                     y = torch.cat([y, chunks[s]], dim=self.dim)
-                if not torch.jit.is_scripting() and self.grad_checkpointing and self.training:
+                if not torch.jit.is_scripting() and self.training and self.checkpointed(i):
                     y = checkpoint(blk, y, use_reentrant=False)
                 else:
                     y = blk(y)
@@ -379,3 +398,19 @@ class Steps(nn.Module):
         for i in range(num_blocks, self.plan.num_blocks):
             del self._modules[str(i)]
         self._set_plan(plan)
+
+
+def set_step_checkpointing(model: nn.Module, steps: int) -> int:
+    """Checkpoint the first ``steps`` steps of every :class:`Steps` trunk of ``model`` that has more steps than that.
+
+    The last step of a trunk (its full width) is never checkpointed by this call, so a one-step trunk (a baseline)
+    is left alone. Returns the number of trunks changed.
+    """
+    if steps < 0:
+        raise ValueError(f'steps to checkpoint must be >= 0, got {steps}')
+    changed = 0
+    for m in model.modules():
+        if isinstance(m, Steps) and m.plan.num_steps > 1:
+            m.set_step_checkpointing(min(steps, m.plan.num_steps - 1))
+            changed += 1
+    return changed

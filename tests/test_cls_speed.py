@@ -2,6 +2,7 @@
 import csv
 
 import pytest
+import torch
 
 from stepsnet.analysis import speed
 from stepsnet.cli import main as cli_main
@@ -62,3 +63,132 @@ def test_bad_benchmark_arguments_are_named():
         speed.benchmark_pair('a', 'b', device='cuda', clock='process')
     with pytest.raises(ValueError, match='need runs >= 1'):
         speed.benchmark_pair('a', 'b', runs=0)
+
+
+def test_eager_and_compiled_alternate_in_the_same_rounds(monkeypatch):
+    calls = []
+    real = speed._Runner.timed
+
+    def timed(self, iters, clock):
+        calls.append((self.name, self.compile))
+        return real(self, iters, clock)
+    monkeypatch.setattr(speed._Runner, 'timed', timed)
+    a, b = 'test_steps_resnet', 'test_steps_resnet_bottleneck'
+    rows = speed.benchmark_pairs([(a, b)], modes=('train',), batch_size=2, img_size=32, warmup=1, runs=2, iters=1,
+                                 num_classes=10, memory=False, compile=(None, 'eager'))
+    round1 = [(a, 'none'), (b, 'none'), (a, 'eager'), (b, 'eager')]
+    assert calls == round1 + round1[::-1]
+    assert [(r['role'], r['compile']) for r in rows] == [('baseline', 'none'), ('steps', 'none'),
+                                                         ('baseline', 'eager'), ('steps', 'eager')]
+    for r in rows:
+        assert r['train_samples_per_sec'] > 0 and r['train_warmup_s'] >= 0 and len(r['train_runs'].split()) == 2
+    assert rows[0]['train_ratio'] == 1.0 and rows[3]['train_ratio'] > 0
+    table = speed.format_ratios(rows)
+    assert f'| {a},{b} | 2 | none |' in table and f'| {a},{b} | 2 | eager |' in table and 'warm-up' in table
+
+
+def test_out_of_memory_is_recorded_and_the_other_variant_measured(monkeypatch):
+    real = speed._Runner.warm_up
+
+    def warm_up(self, iters):
+        if self.compile != 'none':
+            raise RuntimeError('CUDA out of memory. Tried to allocate 2.00 GiB')
+        return real(self, iters)
+    monkeypatch.setattr(speed._Runner, 'warm_up', warm_up)
+    rows = speed.benchmark_pairs([('test_steps_resnet', 'test_steps_vit')], modes=('infer',), batch_size=2,
+                                 img_size=32, warmup=1, runs=1, iters=1, num_classes=10, memory=False,
+                                 compile=(None, 'inductor'))
+    by = {(r['role'], r['compile']): r for r in rows}
+    assert by['steps', 'inductor']['infer_error'] == 'out of memory' and 'infer_ratio' not in by['steps', 'inductor']
+    assert by['steps', 'none']['infer_samples_per_sec'] > 0 and 'infer_error' not in by['steps', 'none']
+    assert '| out of memory |' in speed.format_ratios(rows)
+    with pytest.raises(RuntimeError, match='out of memory'):  # a single measurement does not hide it
+        speed.benchmark_pair('test_steps_resnet', 'test_steps_vit', batch_size=2, img_size=32, runs=1, iters=1,
+                             num_classes=10, compile='inductor')
+
+
+def test_cells_after_the_time_budget_are_skipped(tmp_path):
+    import time
+    rows = speed.benchmark_pairs([('test_steps_resnet', 'test_steps_vit')], batch_sizes=[2, 4], img_size=32,
+                                 num_classes=10, deadline=time.monotonic() - 1)
+    assert len(rows) == 4 and all(r[f'{m}_error'] == 'skipped (time budget)' for r in rows for m in ('infer', 'train'))
+    speed.write_csv(rows, str(tmp_path / 'b.csv'))
+    back = speed.read_csv(str(tmp_path / 'b.csv'))
+    assert back[0]['train_error'] == 'skipped (time budget)' and back[0]['infer_batch_size'] == 2
+    assert speed.format_ratios(back).count('skipped (time budget)') == 4
+
+
+def test_lm_pair_in_tokens_per_second(tmp_path, capsys, one_thread):
+    out = tmp_path / 'lm.csv'
+    rc = cli_main(['benchmark', '--task', 'lm', '--pair', 'gpt_tiny,steps_gpt_tiny', '--model-kwargs', 'n_layer=4',
+                   '--seq-len', '16', '--batch-size', '2', '--runs', '2', '--iters', '1', '--warmup', '1',
+                   '--csv', str(out), '--no-progress', '--no-memory', '--clock', 'process'])
+    assert rc == 0
+    text = capsys.readouterr().out
+    assert 'train base (tok/s)' in text and 'context 16' in text and '| gpt_tiny,steps_gpt_tiny (n_layer=4) |' in text
+    rows = speed.read_csv(str(out))
+    assert [(r['model'], r['task']) for r in rows] == [('gpt_tiny', 'lm'), ('steps_gpt_tiny', 'lm')]
+    for r in rows:
+        assert r['train_seq_len'] == 16 and r['train_tokens_per_sec'] > 0 and 'train_samples_per_sec' not in r
+        assert r['train_step_time'] == pytest.approx(1000 * 2 * 16 / r['train_tokens_per_sec'], rel=1e-3)
+    # 16 layers (8 in the 3-step plan's first step) is still a pair of twins
+    speed.check_pair('gpt_tiny', 'steps_gpt_tiny', task='lm', model_kwargs={'n_layer': 16})
+    with pytest.raises(ValueError, match='is swapped'):
+        speed.check_pair('steps_gpt_tiny', 'gpt_tiny', task='lm')
+    assert cli_main(['benchmark', '--task', 'lm', '--pair', 'gpt_tiny,steps_gpt_tiny', '--img-size', '32']) != 0
+    assert 'the context length of task lm is --seq-len' in capsys.readouterr().err
+
+
+def test_profile_groups_operators_by_family(tmp_path, one_thread):
+    profiles = []
+    speed.benchmark_pairs([('test_steps_resnet', 'test_steps_vit')], modes=('train',), batch_size=2, img_size=32,
+                          warmup=1, runs=1, iters=1, num_classes=10, memory=False, profiles=profiles)
+    assert [p['model'] for p in profiles] == ['test_steps_resnet', 'test_steps_vit']
+    assert all(p['total_ms'] > 0 and p['ops'] and p['step_ms'] > 0 for p in profiles)
+    text = speed.format_profile(profiles)
+    assert '| matmul / conv |' in text and '| **total** |' in text and 'Top operators of test_steps_vit' in text
+    groups = {name: speed._op_group(name) for name in (
+        'aten::addmm', 'aten::convolution_backward', 'aten::_scaled_dot_product_flash_attention_for_cpu',
+        'cpp_fused_add_native_layer_norm_3', 'aten::native_layer_norm', 'aten::gelu', 'aten::threshold_backward',
+        'aten::cat', 'aten::copy_', 'Optimizer.step#SGD.step', 'aten::add_')}
+    assert groups == {
+        'aten::addmm': 'matmul / conv', 'aten::convolution_backward': 'matmul / conv',
+        'aten::_scaled_dot_product_flash_attention_for_cpu': 'attention',
+        'cpp_fused_add_native_layer_norm_3': 'compiled kernels (fused)', 'aten::native_layer_norm': 'normalisation',
+        'aten::gelu': 'activation', 'aten::threshold_backward': 'activation', 'aten::cat': 'concat / copy / layout',
+        'aten::copy_': 'concat / copy / layout', 'Optimizer.step#SGD.step': 'optimizer', 'aten::add_': 'elementwise'}
+
+
+def test_regional_compilation_compiles_the_steps_block_classes_in_both_models(one_thread):
+    from timm.models.vision_transformer import Block
+    runners = [speed._Runner(n, 'train', 2, 32, 'cpu', 'float32', False, 10, compile='eager')
+               for n in ('test_vit', 'test_steps_vit')]
+    types = speed._block_types(runners[1].model)
+    assert types == (Block,)
+    for r in runners:
+        r.compile_model('blocks', types)
+        blocks = [m for m in r.model.modules() if isinstance(m, Block)]
+        assert blocks and all(b._compiled_call_impl is not None for b in blocks)
+        assert r.model.patch_embed._compiled_call_impl is None and r.fn is r.model
+        r.warm_up(1)
+    rows = speed.benchmark_pairs([('test_vit', 'test_steps_vit')], modes=('infer',), batch_size=2, img_size=32,
+                                 warmup=1, runs=1, iters=1, num_classes=10, memory=False, compile=(None, 'eager'),
+                                 compile_scope='blocks')
+    assert [r['compile_scope'] for r in rows] == ['', '', 'blocks', 'blocks']
+    assert '| test_vit,test_steps_vit | 2 | eager (blocks) |' in speed.format_ratios(rows)
+    with pytest.raises(ValueError, match="has none; expected a Steps model second"):
+        speed.benchmark_pair('test_vit', 'test_vit', batch_size=2, img_size=32, runs=1, iters=1, num_classes=10,
+                             compile='eager', compile_scope='blocks')
+
+
+def test_cpu_peak_memory_is_the_peak_of_the_step_allocations():
+    before = torch.ones(4 * 2 ** 20, dtype=torch.uint8)  # allocated before the step: not counted
+
+    def step():
+        a = torch.ones(8 * 2 ** 20, dtype=torch.uint8)
+        b = torch.ones(2 * 2 ** 20, dtype=torch.uint8)  # peak here: 10 MiB
+        del a
+        c = torch.ones(2 ** 20, dtype=torch.uint8)
+        del b, c
+    assert speed.peak_memory_mb(step, 'cpu') == pytest.approx(10, abs=0.05)
+    del before
