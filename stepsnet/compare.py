@@ -374,12 +374,20 @@ def _save(fig, path: str) -> None:
     os.replace(tmp, path)
 
 
+def _role_colours(roles) -> Dict[str, str]:
+    """One colour per arm role: the baseline grey, Steps arms warm, controls green, anything else from a cycle."""
+    fixed = {'baseline': '#404040', 'control': 'tab:green'}
+    warm = iter(['#e07040', '#3070c0', '#a040a0', '#c0a000'])
+    return {role: fixed.get(role) or next(warm, 'k') for role in roles}
+
+
 def _plot_curves(comp: Comparison, r: Mapping[str, Any], path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, axes = plt.subplots(1, len(comp.points), figsize=(5 * len(comp.points), 3.8), squeeze=False)
-    colours = {'baseline': 'tab:blue', 'steps': 'tab:red', 'control': 'tab:green'}
+    roles = dict.fromkeys(arm.role for point in comp.points for arm in point.arms)
+    colours = _role_colours(roles)
     for ax, point in zip(axes[0], comp.points):
         for arm in point.arms:
             for i, seed in enumerate(comp.seeds):
@@ -389,7 +397,7 @@ def _plot_curves(comp: Comparison, r: Mapping[str, Any], path: str) -> None:
                 with open(f, encoding='utf-8') as fh:
                     curve = json.load(fh)['curve']
                 if curve:
-                    ax.plot(*zip(*curve), color=colours.get(arm.role, 'k'), marker='o', ms=2, lw=1, alpha=0.7,
+                    ax.plot(*zip(*curve), color=colours[arm.role], marker='o', ms=2, lw=1, alpha=0.7,
                             label=arm.label if i == 0 else None)
         ax.set(title=point.name, xlabel='tokens seen' if comp.task == 'lm' else 'images seen', ylabel=r['metric'])
         ax.grid(alpha=0.3)
@@ -404,8 +412,9 @@ def _plot_depth(r: Mapping[str, Any], path: str) -> None:
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4.2))
-    colours = {'baseline': '#404040', 'steps': '#e07040', 'control': 'tab:green'}
     roles = dict.fromkeys(role for p in r['points'] for role in p['arms'])
+    colours = _role_colours(roles)
+    styles = ['-', '--', ':', '-.']
     macs = [a['macs'] for p in r['points'] for a in p['arms'].values() if a.get('macs')]
     scale = 400 / max(macs) if macs else 1.0
     for role in roles:
@@ -416,9 +425,9 @@ def _plot_depth(r: Mapping[str, Any], path: str) -> None:
             continue
         xs, ys = [t[0] for t in pts], [t[1]['mean'] for t in pts]
         errs = [t[1]['std'] or 0.0 for t in pts]
-        ax.errorbar(xs, ys, yerr=errs, color=colours.get(role, 'k'), lw=1.5, capsize=3,
-                    label='Steps' if role == 'steps' else role)
-        ax.scatter(xs, ys, s=[max(20.0, t[2] * scale) for t in pts], color=colours.get(role, 'k'), alpha=0.5,
+        ax.errorbar(xs, ys, yerr=errs, color=colours[role], lw=1.5, capsize=3,
+                    ls=styles[list(roles).index(role) % len(styles)], label='Steps' if role == 'steps' else role)
+        ax.scatter(xs, ys, s=[max(20.0, t[2] * scale) for t in pts], color=colours[role], alpha=0.5,
                    edgecolor='k', zorder=3)
     ax.set(xlabel='#layers', ylabel=r['metric'], title='accuracy against depth (marker area: FLOPs)')
     ax.grid(alpha=0.3)

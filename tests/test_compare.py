@@ -7,6 +7,7 @@ import pytest
 from stepsnet.cli import main
 from stepsnet.compare import (
     PLAIN_TWIN_KWARGS,
+    _role_colours,
     cls_comparison,
     depth_comparison,
     lm_comparison,
@@ -23,6 +24,13 @@ def test_paired_stats():
     s = paired_stats([1.0, 2.0, 3.0])
     assert s['mean'] == 2.0 and s['std'] == 1.0 and s['n'] == 3
     assert paired_stats([5.0])['std'] is None and paired_stats([])['mean'] is None
+
+
+def test_every_arm_gets_its_own_colour():
+    roles = ['baseline', 'steps_compute', 'steps_blocks', 'control']
+    colours = _role_colours(roles)
+    assert list(colours) == roles and len(set(colours.values())) == len(roles)
+    assert _role_colours(['steps'])['steps'] == colours['steps_compute']  # the first Steps arm keeps one colour
 
 
 def test_depth_comparison_pairs_and_report(tmp_path):
