@@ -192,3 +192,16 @@ def test_cpu_peak_memory_is_the_peak_of_the_step_allocations():
         del b, c
     assert speed.peak_memory_mb(step, 'cpu') == pytest.approx(10, abs=0.05)
     del before
+
+
+def test_merged_runs_of_one_pair_stay_apart(tmp_path):
+    """Two measurements of one pair (here without and with step checkpointing) keep a table row each."""
+    rows = []
+    for k in (0, 1):
+        rows += speed.benchmark_pairs([('test_vit', 'test_steps_vit')], modes=('train',), batch_size=2, img_size=32,
+                                      warmup=1, runs=1, iters=1, num_classes=10, memory=False, checkpoint_steps=k)
+    speed.write_csv(rows, str(tmp_path / 'm.csv'))
+    back = speed.read_csv(str(tmp_path / 'm.csv'))
+    body = [line for line in speed.format_ratios(back).splitlines() if line.startswith('| test_vit')]
+    assert len(body) == 2 and 'checkpointed' not in body[0] and 'first 1 step(s) checkpointed' in body[1]
+    assert [r['checkpoint_steps'] for r in back] == [0, 0, 0, 1]

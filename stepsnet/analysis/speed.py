@@ -694,14 +694,24 @@ def format_ratios(rows: Sequence[Dict[str, Any]]) -> str:
         head += [f'{m} base ({unit})', f'{m} steps ({unit})', f'{m} ratio', f'{m} warm-up base/steps (s)',
                  f'{m} mem base/steps (MiB)']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    groups: Dict[Tuple[Any, ...], Dict[str, Dict[str, Any]]] = {}
+    # a cell is a baseline row and a Steps row with the same pair, batch and compilation; the same cell measured
+    # again (e.g. another --checkpoint-steps in a merged file) starts a new group
+    groups: List[Tuple[Tuple[Any, ...], Dict[str, Dict[str, Any]]]] = []
     for r in rows:
         bs = next((r[f'{m}_batch_size'] for m in modes if f'{m}_batch_size' in r), '')
         pair = r['pair'] + (f' ({r["model_kwargs"]})' if r.get('model_kwargs') else '')
-        groups.setdefault((pair, bs, _compile_label(r)), {})[r['role']] = r
-    for (pair, bs, comp), d in groups.items():
+        key = (pair, bs, _compile_label(r))
+        group = next((d for k, d in reversed(groups) if k == key and r['role'] not in d), None)
+        if group is None:
+            group = {}
+            groups.append((key, group))
+        group[r['role']] = r
+    for (pair, bs, comp), d in groups:
+        if 'baseline' not in d or 'steps' not in d:
+            continue
         b, s = d['baseline'], d['steps']
-        cells = [pair, str(bs), str(comp)]
+        ckpt = int(s.get('checkpoint_steps') or 0)
+        cells = [pair + (f', first {ckpt} step(s) checkpointed' if ckpt else ''), str(bs), str(comp)]
         for m in modes:
             err = s.get(f'{m}_error') or b.get(f'{m}_error')
             if err or f'{m}_batch_size' not in s:
@@ -718,9 +728,6 @@ def format_ratios(rows: Sequence[Dict[str, Any]]) -> str:
         size = next((r0.get(f'{m}_{k}') for m in modes for _, k, _ in _UNITS.values() if r0.get(f'{m}_{k}')), None)
         what = 'context' if r0.get('task') == 'lm' else 'img'
         extra = [f'{what} {size}'] if size else []
-        ckpt = max((int(r.get('checkpoint_steps') or 0) for r in rows), default=0)
-        if ckpt:
-            extra.append(f'Steps model with its first {ckpt} step(s) checkpointed')
         lines.append('')
         lines.append(', '.join([f'{r0["device"]} ({r0["device_name"]})', str(r0['dtype']), str(r0['memory_format'])]
                                + extra + [
