@@ -28,11 +28,15 @@ from dataclasses import fields
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+import safetensors.torch
+import timm
 import torch
 import torch.nn as nn
+from safetensors import safe_open
+from timm.data import resolve_data_config
 from timm.models import PretrainedCfg, build_model_with_cfg, resolve_pretrained_cfg
 
-from stepsnet.utils.checkpoint import atomic_write_bytes, atomic_write_text
+from stepsnet.utils.checkpoint import atomic_write_bytes, atomic_write_text, load_checkpoint
 
 __all__ = ['WeightsError', 'build_steps_model', 'export_weights', 'load_model', 'read_config', 'WEIGHTS_NAME',
            'CONFIG_NAME']
@@ -57,7 +61,6 @@ class WeightsError(ValueError):
 
 def _open_safetensors(path: Path) -> Dict[str, Tuple[int, ...]]:
     """Tensor names and shapes from a safetensors header (no tensor data is read)."""
-    from safetensors import safe_open
     try:
         with safe_open(str(path), framework='pt') as f:
             return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
@@ -296,10 +299,7 @@ def _model_config(
 
 
 def _from_checkpoint(path: PathLike, use_ema: bool) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
-    import timm
-
-    from stepsnet.models.factory import CLS_KIND
-    from stepsnet.utils.checkpoint import load_checkpoint
+    from stepsnet.models.factory import CLS_KIND  # the factory builds models through this module
     ck = load_checkpoint(path, CLS_KIND, required=('model', 'meta'))
     meta = ck['meta']
     if 'model_args' not in meta:
@@ -331,7 +331,6 @@ def _from_model(
         data_config: Optional[Mapping[str, Any]],
         label_names: Optional[Sequence[str]],
 ) -> Tuple[Dict[str, Any], Dict[str, torch.Tensor]]:
-    from timm.data import resolve_data_config
     cfg = getattr(model, 'pretrained_cfg', None) or {}
     if not cfg.get('architecture') or not hasattr(model, 'num_classes'):
         raise WeightsError(
@@ -352,7 +351,6 @@ def _from_model(
 
 
 def _build_from_config(config: Mapping[str, Any]) -> nn.Module:
-    import timm
     args = dict(config.get('model_args') or {})
     pcfg = config['pretrained_cfg']
     if pcfg.get('fixed_input_size'):
@@ -396,7 +394,6 @@ def export_weights(
         WeightsError: A checkpoint of another kind, model arguments that are not JSON values, weights that do not
             fit the recorded architecture, or a check that fails.
     """
-    import safetensors.torch
     if isinstance(source, nn.Module):
         config, state = _from_model(source, model_args, data_config, label_names)
     else:
@@ -471,8 +468,6 @@ def load_model(path: PathLike, device: Union[str, torch.device] = 'cpu', **kwarg
         FileNotFoundError: No such folder or no ``config.json``.
         WeightsError: An unreadable or foreign ``config.json`` or ``model.safetensors``, or weights that do not fit.
     """
-    import timm
-    from timm.data import resolve_data_config
     folder = Path(_strip_source(path)).resolve()
     config = read_config(folder)
     arch = config['architecture']
