@@ -189,6 +189,13 @@ def summarise(sweep: Dict[str, Any], results: Dict[Run, Dict[str, Any]]) -> List
                     'params': any_run['params'] if any_run else None, 'plan': any_run['plan'] if any_run else None,
                     'blocks': any_run['blocks'] if any_run else None,
                 }
+            steps, control = point['roles'].get('steps'), point['roles'].get('control')
+            if steps is not None and control is not None:
+                runs = {role: {s: results.get(Run(cell['roles'][role], int(cell['max_iters']), lr, int(s)))
+                               for s in cell['seeds']} for role in ('steps', 'control')}
+                diffs = [runs['steps'][s]['val_loss'] - runs['control'][s]['val_loss'] for s in cell['seeds']
+                         if runs['steps'][s] is not None and runs['control'][s] is not None]
+                point['steps_vs_control'] = {'diffs': diffs, 'diff_mean_std': _mean_std(diffs)}
             rows.append(point)
     return rows
 
@@ -197,6 +204,24 @@ def best_lr(points: List[Dict[str, Any]], role: str) -> Optional[Dict[str, Any]]
     """The point at which ``role`` has its lowest mean loss (None when no point has finished runs)."""
     done = [p for p in points if p['roles'][role]['losses']]
     return min(done, key=lambda p: p['roles'][role]['mean_std'][0]) if done else None
+
+
+def best_rate_difference(points: List[Dict[str, Any]]) -> Optional[Tuple[float, float, int]]:
+    """Mean, std and count over the seeds of both of (Steps at its best rate) − (baseline at its best rate)."""
+    best = {role: best_lr(points, role) for role in ('baseline', 'steps')}
+    if any(b is None for b in best.values()):
+        return None
+    loss = {role: dict(zip(b['roles'][role]['seeds'], b['roles'][role]['losses'])) for role, b in best.items()}
+    diffs = [loss['steps'][s] - loss['baseline'][s] for s in loss['steps'] if s in loss['baseline']]
+    return (*_mean_std(diffs), len(diffs)) if diffs else None
+
+
+def _vs_control_cell(point: Dict[str, Any]) -> str:
+    r = point.get('steps_vs_control')
+    if r is None:
+        return '—'
+    m, s = r['diff_mean_std']
+    return _fmt(m, s, len(r['diffs']), sign=True)
 
 
 def _loss_cell(point: Dict[str, Any], role: str) -> str:
@@ -223,13 +248,13 @@ def report_markdown(sweep: Dict[str, Any], summary: List[Dict[str, Any]], planne
         'fixed windows); mean ± std over seeds (n = seeds finished). Differences are paired by seed (same '
         'initialisation seed and batches): negative means lower loss than the baseline.',
         '',
-        '| cell | lr | steps | baseline | Steps | control | Steps − baseline | control − baseline |',
-        '|---|---|---|---|---|---|---|---|',
+        '| cell | lr | steps | baseline | Steps | control | Steps − baseline | control − baseline | Steps − control |',
+        '|---|---|---|---|---|---|---|---|---|',
     ]
     for p in summary:
         lines.append(f'| {p["cell"]} | {p["lr"]:g} | {p["max_iters"]} | {_loss_cell(p, "baseline")} | '
                      f'{_loss_cell(p, "steps")} | {_loss_cell(p, "control")} | {_diff_cell(p, "steps")} | '
-                     f'{_diff_cell(p, "control")} |')
+                     f'{_diff_cell(p, "control")} | {_vs_control_cell(p)} |')
     lr_cells = {}
     for p in summary:
         if p['lr_varies']:
@@ -241,6 +266,10 @@ def report_markdown(sweep: Dict[str, Any], summary: List[Dict[str, Any]], planne
             if b is not None:
                 m, s = b['roles'][role]['mean_std']
                 parts.append(f'{role} best at lr {b["lr"]:g}: {_fmt(m, s, len(b["roles"][role]["losses"]))}')
+        at_best = best_rate_difference(points)
+        if at_best is not None:
+            m, s, n = at_best
+            parts.append(f'steps at its best − baseline at its best, paired by seed: {_fmt(m, s, n, sign=True)}')
         if parts:
             lines += ['', f'**{name}**, each model at its own best rate: ' + '; '.join(parts) + '.']
     lines += ['', '| model | plan | blocks | params |', '|---|---|---|---|']

@@ -1,5 +1,6 @@
 """benchmarks/lm_sweep.py on a tiny sweep: runs shared between cells train once, the sanity cell is exactly 0, the
 report and CSV are written, and a second call trains nothing."""
+import csv
 import importlib.util
 import pathlib
 import sys
@@ -28,12 +29,13 @@ models:
   res: {{model: gpt_tiny}}
   steps: {{model: steps_gpt_tiny}}
   one_step: {{model: steps_gpt_tiny, model_kwargs: {{num_steps: 1}}}}
+  ctrl: {{model: gpt_tiny, model_kwargs: {{n_layer: 3}}}}
 cells:
   - name: sanity
     roles: {{baseline: res, steps: one_step}}
     max_iters: 4
   - name: pair
-    roles: {{baseline: res, steps: steps}}
+    roles: {{baseline: res, steps: steps, control: ctrl}}
     max_iters: 4
   - name: learning rate
     roles: {{baseline: res, steps: steps}}
@@ -53,12 +55,16 @@ def test_tiny_sweep(tmp_path, capsys):
     out = tmp_path / 'out'
     loaded = sweep.load_sweep(str(tmp_path / 's.yaml'))
     runs = sweep.planned_runs(loaded)
-    assert len(runs) == 2 * (3 + 2)  # res, steps, one_step at lr 2e-3 and res, steps at 1e-3, for 2 seeds
-    assert [r.seed for r in runs[:5]] == [0] * 5  # the first seed of every main cell comes first
+    assert len(runs) == 2 * (4 + 2)  # res, steps, one_step, ctrl at lr 2e-3 and res, steps at 1e-3, for 2 seeds
+    assert [r.seed for r in runs[:6]] == [0] * 6  # the first seed of every main cell comes first
     assert sweep.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(out), '--jobs', '1']) == 0
     report = (out / 'sweep.md').read_text()
     assert '| sanity | 0.002 | 4 |' in report and '+0.000000 ± 0.000000 (n=2)' in report
-    assert 'each model at its own best rate' in report
+    assert 'each model at its own best rate' in report and 'steps at its best − baseline at its best' in report
+    rows = {r['run']: float(r['val_loss']) for r in csv.DictReader(open(out / 'sweep.csv'))}
+    vs_control = [rows[f'steps-i4-lr0.002/seed{s}'] - rows[f'ctrl-i4-lr0.002/seed{s}'] for s in (0, 1)]
+    pair = next(line for line in report.splitlines() if line.startswith('| pair |'))
+    assert pair.split('|')[-2].strip().startswith(f'{sum(vs_control) / 2:+.4f}')  # Steps − control, paired
     assert len((out / 'sweep.csv').read_text().strip().splitlines()) == 1 + len(runs)
     assert (out / 'sweep.png').stat().st_size > 1000
     capsys.readouterr()
