@@ -302,10 +302,11 @@ def plot(summary: List[Dict[str, Any]], path: str) -> None:
 
     colours = {'steps': 'tab:red', 'control': 'tab:green'}
     points = [p for p in summary if any(r['diffs'] for k, r in p['roles'].items() if k != 'baseline')]
-    fig, ax = plt.subplots(figsize=(9, 4.8))
+    fig, ax = plt.subplots(figsize=(max(9.0, 1.1 * len(points)), 4.8))
     labels = []
     for i, p in enumerate(points):
-        labels.append(p['cell'] + (f'\nlr {p["lr"]:g}' if p['lr_varies'] else ''))
+        name = p['cell'].replace(' (', '\n(')  # 'budget 3000 (depth 4)' on two lines
+        labels.append(name + (f'\nlr {p["lr"]:g}' if p['lr_varies'] else ''))
         for j, (role, colour) in enumerate(colours.items()):
             r = p['roles'].get(role)
             if r is None or not r['diffs']:
