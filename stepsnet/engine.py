@@ -184,12 +184,23 @@ def barrier() -> None:
         dist.barrier()
 
 
+def all_reduce_sum(value: torch.Tensor) -> torch.Tensor:
+    """Sum of ``value`` over ranks, on ``value``'s device (unchanged when not distributed).
+
+    NCCL reduces CUDA tensors only, so under it a CPU tensor (a loss sum kept on the host) is reduced on this
+    rank's GPU and brought back.
+    """
+    if not (dist.is_available() and dist.is_initialized()):
+        return value
+    reduced = value.to(torch.cuda.current_device()) if dist.get_backend() == 'nccl' else value.clone()
+    dist.all_reduce(reduced, op=dist.ReduceOp.SUM)
+    return reduced.to(value.device)
+
+
 def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
-    """Mean of ``value`` over ranks (unchanged when not distributed)."""
+    """Mean of ``value`` over ranks (unchanged when not distributed), on ``value``'s device."""
     if dist.is_available() and dist.is_initialized():
-        value = value.clone()
-        dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value /= dist.get_world_size()
+        return all_reduce_sum(value) / dist.get_world_size()
     return value
 
 
@@ -298,7 +309,7 @@ class StepResult:
 def _finite_everywhere(loss: torch.Tensor, env: DistEnv) -> bool:
     ok = torch.isfinite(loss.detach()).all().to(torch.float32)
     if env.distributed:  # every rank must take the same branch, or DDP's all-reduce would hang
-        ok = all_reduce_mean(ok if env.device != 'cpu' else ok.cpu())
+        ok = all_reduce_mean(ok)
     return bool(ok.item() == 1.0)
 
 
@@ -324,7 +335,7 @@ def train_step(
     if n < 1:
         raise ValueError('train_step needs at least one micro-batch')
     model = unwrap_model(train_model)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = [p for p in model.parameters() if p.requires_grad] if clip_grad else None  # only clipping reads them
     total = None
     parts: Dict[str, torch.Tensor] = {}
     grad_norm: Optional[float] = None

@@ -51,8 +51,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         checkpoint_steps=args.checkpoint_steps, compile_scope=args.compile_scope, deadline=deadline,
         profiles=profiles, on_rows=write)
     sys.stdout.write(format_ratios(rows))
-    if args.csv:
-        write_csv(rows, args.csv)
+    if args.csv:  # written by on_rows after every pair, the last one included
         print(f'wrote {args.csv}')
     if args.png:
         plot_ratios(rows, args.png)

@@ -486,10 +486,10 @@ def prepare_text(
             arr.tofile(os.path.join(stage, f'{split}.bin'))
         with open(os.path.join(stage, META_FILE), 'w', encoding='utf-8') as f:
             json.dump(meta, f, indent=2)
-        for name in set(OUTPUT_FILES) - written:  # an earlier preparation's, which the new meta.json does not describe
-            stale = os.path.join(out_dir, name)
-            if os.path.isfile(stale):
-                os.remove(stale)
+    for name in set(OUTPUT_FILES) - written:  # an earlier preparation's, which the new meta.json does not describe
+        stale = os.path.join(out_dir, name)
+        if os.path.isfile(stale):
+            os.remove(stale)
     return meta
 
 

@@ -43,6 +43,7 @@ from stepsnet.engine import (
     RunConfig,
     RunFolder,
     Schedule,
+    all_reduce_sum,
     amp_context,
     config_dict,
     distributed,
@@ -267,8 +268,7 @@ def evaluate(
         n = y.numel()
         stats += torch.tensor([nn.functional.cross_entropy(out, y, reduction='sum').item(), float(top1) * n / 100,
                                float(top5) * n / 100, n], dtype=torch.float64)
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(stats)
+    stats = all_reduce_sum(stats)
     model.train(was_training)
     n = max(stats[3].item(), 1.0)
     return dict(loss=stats[0].item() / n, top1=100.0 * stats[1].item() / n, top5=100.0 * stats[2].item() / n,

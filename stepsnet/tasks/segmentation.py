@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from timm.scheduler import create_scheduler_v2
@@ -34,6 +33,7 @@ from stepsnet.engine import (
     RunConfig,
     RunFolder,
     Schedule,
+    all_reduce_sum,
     amp_context,
     config_dict,
     create_optimizer,
@@ -265,9 +265,7 @@ def evaluate_segmenter(
         conf += confusion_matrix(logits.argmax(0), label.to(device), k)
     if was_training:
         net.train()
-    if env.distributed:
-        dist.all_reduce(conf)
-    return segmentation_metrics(conf.cpu())
+    return segmentation_metrics(all_reduce_sum(conf).cpu())
 
 
 # ----------------------------------------------------------------------------------------------------------------
