@@ -168,6 +168,11 @@ def _fmt(mean: float, std: float, n: int, digits: int = 4, sign: bool = False) -
     return s + (f' ± {std:.{digits}f}' if n > 1 else '') + f' (n={n})'
 
 
+def _paired(a: Dict[int, Optional[Dict[str, Any]]], b: Dict[int, Optional[Dict[str, Any]]]) -> List[float]:
+    """Per seed finished in both: loss of ``a`` − loss of ``b``."""
+    return [a[s]['val_loss'] - b[s]['val_loss'] for s in a if a[s] is not None and b.get(s) is not None]
+
+
 def summarise(sweep: Dict[str, Any], results: Dict[Run, Dict[str, Any]]) -> List[Dict[str, Any]]:
     """Per cell and learning rate: each role's losses and its paired differences to the baseline."""
     rows = []
@@ -175,13 +180,12 @@ def summarise(sweep: Dict[str, Any], results: Dict[Run, Dict[str, Any]]) -> List
         for lr in cell['lrs']:
             point: Dict[str, Any] = {'cell': cell['name'], 'lr': lr, 'lr_varies': cell['lr_varies'],
                                      'max_iters': cell['max_iters'], 'roles': {}}
-            base = {s: results.get(Run(cell['roles']['baseline'], int(cell['max_iters']), lr, int(s)))
-                    for s in cell['seeds']}
+            per_role = {role: {s: results.get(Run(key, int(cell['max_iters']), lr, int(s))) for s in cell['seeds']}
+                        for role, key in cell['roles'].items()}
             for role, model_key in cell['roles'].items():
-                per_seed = {s: results.get(Run(model_key, int(cell['max_iters']), lr, int(s))) for s in cell['seeds']}
-                done = {s: r for s, r in per_seed.items() if r is not None}
+                done = {s: r for s, r in per_role[role].items() if r is not None}
                 losses = [r['val_loss'] for r in done.values()]
-                diffs = [done[s]['val_loss'] - base[s]['val_loss'] for s in done if base.get(s) is not None]
+                diffs = _paired(per_role[role], per_role['baseline'])
                 any_run = next(iter(done.values()), None)
                 point['roles'][role] = {
                     'model_key': model_key, 'seeds': sorted(done), 'losses': losses,
@@ -189,12 +193,8 @@ def summarise(sweep: Dict[str, Any], results: Dict[Run, Dict[str, Any]]) -> List
                     'params': any_run['params'] if any_run else None, 'plan': any_run['plan'] if any_run else None,
                     'blocks': any_run['blocks'] if any_run else None,
                 }
-            steps, control = point['roles'].get('steps'), point['roles'].get('control')
-            if steps is not None and control is not None:
-                runs = {role: {s: results.get(Run(cell['roles'][role], int(cell['max_iters']), lr, int(s)))
-                               for s in cell['seeds']} for role in ('steps', 'control')}
-                diffs = [runs['steps'][s]['val_loss'] - runs['control'][s]['val_loss'] for s in cell['seeds']
-                         if runs['steps'][s] is not None and runs['control'][s] is not None]
+            if 'steps' in per_role and 'control' in per_role:
+                diffs = _paired(per_role['steps'], per_role['control'])
                 point['steps_vs_control'] = {'diffs': diffs, 'diff_mean_std': _mean_std(diffs)}
             rows.append(point)
     return rows
@@ -216,14 +216,6 @@ def best_rate_difference(points: List[Dict[str, Any]]) -> Optional[Tuple[float, 
     return (*_mean_std(diffs), len(diffs)) if diffs else None
 
 
-def _vs_control_cell(point: Dict[str, Any]) -> str:
-    r = point.get('steps_vs_control')
-    if r is None:
-        return '—'
-    m, s = r['diff_mean_std']
-    return _fmt(m, s, len(r['diffs']), sign=True)
-
-
 def _loss_cell(point: Dict[str, Any], role: str) -> str:
     r = point['roles'].get(role)
     if r is None:
@@ -233,7 +225,8 @@ def _loss_cell(point: Dict[str, Any], role: str) -> str:
 
 
 def _diff_cell(point: Dict[str, Any], role: str) -> str:
-    r = point['roles'].get(role)
+    """A paired difference: ``role`` − baseline, or with ``role='steps_vs_control'`` Steps − control."""
+    r = point.get(role) if role == 'steps_vs_control' else point['roles'].get(role)
     if r is None:
         return '—'
     m, s = r['diff_mean_std']
@@ -254,7 +247,7 @@ def report_markdown(sweep: Dict[str, Any], summary: List[Dict[str, Any]], planne
     for p in summary:
         lines.append(f'| {p["cell"]} | {p["lr"]:g} | {p["max_iters"]} | {_loss_cell(p, "baseline")} | '
                      f'{_loss_cell(p, "steps")} | {_loss_cell(p, "control")} | {_diff_cell(p, "steps")} | '
-                     f'{_diff_cell(p, "control")} | {_vs_control_cell(p)} |')
+                     f'{_diff_cell(p, "control")} | {_diff_cell(p, "steps_vs_control")} |')
     lr_cells = {}
     for p in summary:
         if p['lr_varies']:
