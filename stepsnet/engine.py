@@ -40,6 +40,7 @@ from timm.utils import NativeScaler, dispatch_clip_grad, unwrap_model
 from timm.utils.distributed import init_distributed_device_so
 from tqdm import tqdm
 
+from stepsnet.models.factory import load_weights
 from stepsnet.utils.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
 from stepsnet.utils.logging import MetricWriter
 
@@ -574,6 +575,19 @@ class Schedule:
 
 def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
+
+
+
+def restore(state: Mapping[str, Any], source: str, model: nn.Module, optimizer: torch.optim.Optimizer,
+            scaler: Optional[NativeScaler] = None, ema: Optional[nn.Module] = None) -> Progress:
+    """Load a ``last.pth`` state into the model, optimizer, scaler and EMA; return its progress."""
+    load_weights(model, state['model'], source)
+    optimizer.load_state_dict(state['optimizer'])
+    if scaler is not None and state.get('scaler'):
+        scaler.load_state_dict(state['scaler'])
+    if ema is not None and state.get('ema') is not None:
+        ema.module.load_state_dict(state['ema'])
+    return Progress.from_state(state['progress'])
 
 
 def fit(

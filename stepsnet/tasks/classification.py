@@ -49,9 +49,10 @@ from stepsnet.engine import (
     distributed,
     fit,
     resolve_device,
+    restore,
     wrap_model,
 )
-from stepsnet.models.factory import CLS_KIND, classifier_from_checkpoint, create_classifier, load_weights
+from stepsnet.models.factory import CLS_KIND, classifier_from_checkpoint, create_classifier
 from stepsnet.utils.checkpoint import atomic_write_text, load_checkpoint
 from stepsnet.utils.config import load_dataclass_config
 from stepsnet.utils.logging import MetricWriter
@@ -345,7 +346,7 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
         ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup) if cfg.model_ema else None
         progress = Progress()
         if state is not None:
-            progress = _restore(state, run.resumed_from, model, optimizer, scaler, ema)
+            progress = restore(state, run.resumed_from, model, optimizer, scaler, ema)
             if env.is_main:
                 print(f'resumed from {run.resumed_from} at epoch {progress.step // spe + 1} ({progress.step} steps)')
         train_model = wrap_model(model, env, compile=cfg.compile, channels_last=cfg.channels_last)
@@ -444,16 +445,6 @@ def _load_initial(model: nn.Module, path: str) -> None:
     if unexpected or [k for k in missing if k not in head]:
         raise ValueError(f'initial checkpoint {path!r} does not fit {type(model).__name__}: missing '
                          f'{[k for k in missing if k not in head][:5]}, unexpected {unexpected[:5]}')
-
-
-def _restore(state: Dict[str, Any], path: str, model, optimizer, scaler, ema) -> Progress:
-    load_weights(model, state['model'], path)
-    optimizer.load_state_dict(state['optimizer'])
-    if scaler is not None and state.get('scaler'):
-        scaler.load_state_dict(state['scaler'])
-    if ema is not None and state.get('ema') is not None:
-        ema.module.load_state_dict(state['ema'])
-    return Progress.from_state(state['progress'])
 
 
 def _summary(cfg: ClassificationConfig, model: nn.Module, progress: Progress) -> Dict[str, Any]:

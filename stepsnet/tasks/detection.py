@@ -38,9 +38,10 @@ from stepsnet.engine import (
     create_optimizer,
     distributed,
     fit,
+    restore,
     wrap_model,
 )
-from stepsnet.models.factory import DET_KIND, DETECTOR_ARCHS, create_detector, detector_from_checkpoint, load_weights
+from stepsnet.models.factory import DET_KIND, DETECTOR_ARCHS, create_detector, detector_from_checkpoint
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.config import load_dataclass_config
 from stepsnet.utils.logging import MetricWriter
@@ -265,11 +266,7 @@ def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
         model.to(env.device)
         progress = Progress()
         if state is not None:
-            load_weights(model, state['model'], run.resumed_from)
-            optimizer.load_state_dict(state['optimizer'])
-            if scaler is not None and state.get('scaler'):
-                scaler.load_state_dict(state['scaler'])
-            progress = Progress.from_state(state['progress'])
+            progress = restore(state, run.resumed_from, model, optimizer, scaler)
         train_model = wrap_model(model, env, compile=cfg.compile)
         writer = None
         if env.is_main:

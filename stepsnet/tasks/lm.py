@@ -39,9 +39,10 @@ from stepsnet.engine import (
     distributed,
     fit,
     resolve_device,
+    restore,
     wrap_model,
 )
-from stepsnet.models.factory import LM_KIND, lm_from_checkpoint, load_weights
+from stepsnet.models.factory import LM_KIND, lm_from_checkpoint
 from stepsnet.models.steps_gpt import GPT, lm_config
 from stepsnet.utils.config import load_dataclass_config
 from stepsnet.utils.logging import MetricWriter
@@ -299,11 +300,7 @@ def train_lm(cfg: LMConfig) -> Dict[str, Any]:
         progress = Progress()
         model.to(env.device)
         if state is not None:
-            load_weights(model, state['model'], run.resumed_from)
-            optimizer.load_state_dict(state['optimizer'])
-            if scaler is not None and state.get('scaler'):
-                scaler.load_state_dict(state['scaler'])
-            progress = Progress.from_state(state['progress'])
+            progress = restore(state, run.resumed_from, model, optimizer, scaler)
             state = None
         train_model = wrap_model(model, env, compile=cfg.compile)
 

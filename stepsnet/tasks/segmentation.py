@@ -39,9 +39,10 @@ from stepsnet.engine import (
     create_optimizer,
     distributed,
     fit,
+    restore,
     wrap_model,
 )
-from stepsnet.models.factory import SEG_KIND, create_segmenter, load_weights, segmenter_from_checkpoint
+from stepsnet.models.factory import SEG_KIND, create_segmenter, segmenter_from_checkpoint
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.config import load_dataclass_config
 from stepsnet.utils.logging import MetricWriter
@@ -319,11 +320,7 @@ def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
         model.to(env.device)
         progress = Progress()
         if state is not None:
-            load_weights(model, state['model'], run.resumed_from)
-            optimizer.load_state_dict(state['optimizer'])
-            if scaler is not None and state.get('scaler'):
-                scaler.load_state_dict(state['scaler'])
-            progress = Progress.from_state(state['progress'])
+            progress = restore(state, run.resumed_from, model, optimizer, scaler)
         train_model = wrap_model(model, env, compile=cfg.compile)
         spe = steps_per_epoch(len(train_set), cfg.batch_size, env.world_size)
 
