@@ -32,7 +32,7 @@ import torch.nn as nn
 from tqdm import tqdm
 
 from stepsnet.analysis.complexity import count_flops, count_layers
-from stepsnet.analysis.speed import environment, peak_memory_mb
+from stepsnet.analysis.speed import clock_fn, environment, peak_memory_mb
 from stepsnet.models.factory import create_classifier, deit_trunk_config
 from stepsnet.utils.checkpoint import atomic_write_text
 
@@ -167,11 +167,7 @@ def depth_benchmark(
     """
     if memory_mode not in ('train', 'infer'):
         raise ValueError(f"memory_mode must be 'train' or 'infer', got {memory_mode!r}")
-    if clock not in ('wall', 'process'):
-        raise ValueError(f"clock must be 'wall' or 'process', got {clock!r}")
-    if clock == 'process' and not device.startswith('cpu'):
-        raise ValueError(f"clock='process' measures CPU time and only applies to device cpu, got {device!r}")
-    clock_fn = time.process_time if clock == 'process' else time.perf_counter
+    timer = clock_fn(clock, device)
     if runs < 1 or warmup < 0:
         raise ValueError(f'need runs >= 1 and warmup >= 0, got runs={runs}, warmup={warmup}')
     if threads:
@@ -193,11 +189,11 @@ def depth_benchmark(
         x = torch.randn(throughput_batch, 3, pair[0]['img_size'], pair[0]['img_size'], device=device)
         for r in pair:
             for _ in range(warmup):
-                _images_per_sec(r['_model'], x, device, clock_fn)
+                _images_per_sec(r['_model'], x, device, timer)
             r['runs'] = []
         for k in range(runs):
             for i in ((0, 1) if k % 2 == 0 else (1, 0)):
-                pair[i]['runs'].append(_images_per_sec(pair[i]['_model'], x, device, clock_fn))
+                pair[i]['runs'].append(_images_per_sec(pair[i]['_model'], x, device, timer))
         for r in pair:
             r['img_per_s'] = statistics.median(r['runs'])
             r['throughput_batch'] = throughput_batch

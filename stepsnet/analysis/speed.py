@@ -406,6 +406,15 @@ def format_profile(profiles: Sequence[Dict[str, Any]], top: int = 25) -> str:
     return '\n'.join(lines) + '\n'
 
 
+def clock_fn(clock: str, device: str) -> Callable[[], float]:
+    """The timer of ``clock``: ``wall`` (``time.perf_counter``) or ``process`` (CPU time; CPU devices only)."""
+    if clock not in ('wall', 'process'):
+        raise ValueError(f"clock must be 'wall' or 'process', got {clock!r}")
+    if clock == 'process' and not device.startswith('cpu'):
+        raise ValueError(f"clock='process' measures CPU time and only applies to device cpu, got {device!r}")
+    return time.process_time if clock == 'process' else time.perf_counter
+
+
 def _check_args(mode: str, runs: int, iters: int, warmup: int, dtype: str, clock: str, device: str, task: str,
                 channels_last: bool, compiled: bool) -> None:
     if mode not in ('infer', 'train'):
@@ -416,10 +425,7 @@ def _check_args(mode: str, runs: int, iters: int, warmup: int, dtype: str, clock
         raise ValueError('a compiled model needs warmup >= 1 (its first iteration compiles), got warmup=0')
     if dtype not in ('float32', 'bfloat16', 'float16'):
         raise ValueError(f'dtype must be float32, bfloat16 or float16, got {dtype!r}')
-    if clock not in ('wall', 'process'):
-        raise ValueError(f"clock must be 'wall' or 'process', got {clock!r}")
-    if clock == 'process' and not device.startswith('cpu'):
-        raise ValueError(f"clock='process' measures CPU time and only applies to device cpu, got {device!r}")
+    clock_fn(clock, device)
     _check_task(task)
     if task == 'lm' and channels_last:
         raise ValueError('channels_last applies to image models, not to task lm')
@@ -465,7 +471,7 @@ def _measure(
     _check_args(mode, runs, iters, warmup, dtype, clock, device, task, channels_last, any(variants))
     if compile_scope not in ('model', 'blocks'):
         raise ValueError(f"compile_scope must be 'model' or 'blocks', got {compile_scope!r}")
-    clock_fn = time.process_time if clock == 'process' else time.perf_counter
+    timer = clock_fn(clock, device)
     if any(variants):
         # every cell compiles from scratch: its warm-up time does not depend on what ran before, and models that
         # share a forward (a Steps model and its timm base class) do not pile up in one cache to its limit
@@ -501,7 +507,7 @@ def _measure(
     desc = f'{mode} {baseline} vs {steps}'
     for k in tqdm(range(runs), desc=desc, disable=not progress, leave=False):
         for r in (order if k % 2 == 0 else order[::-1]):
-            speeds[id(r)].append(r.timed(iters, clock_fn))
+            speeds[id(r)].append(r.timed(iters, timer))
     profiles = [_profile(r, iters) for r in order] if profile else []
     for p, r in zip(profiles, order):
         p['step_ms'] = 1000.0 * r.samples / statistics.median(speeds[id(r)])
