@@ -7,7 +7,7 @@ the task's recipe for every arm (e.g. ``--set epochs=10``, ``--set max_iters=300
 import argparse
 
 from stepsnet.cli.common import ParseKwargs, positive_int
-from stepsnet.compare import cls_comparison, depth_comparison, lm_comparison, run_comparison
+from stepsnet.compare import TASKS, run_comparison
 from stepsnet.models.factory import PAIRINGS
 
 
@@ -24,22 +24,20 @@ def _seeds(text: str):
     return list(range(n))
 
 
+# the flags each task takes; a flag left out keeps the library's default (stepsnet.compare)
+_TASK_FLAGS = {'depth': ('depths', 'width', 'heads', 'pairing'),
+               'lm': ('baseline', 'steps', 'minutes'),
+               'cls': ('baseline', 'steps', 'baseline_kwargs', 'steps_kwargs')}
+_RENAMED = {'pairing': 'pairings'}
+
+
 def run(args: argparse.Namespace) -> int:
-    common = dict(config=args.config, overrides=args.set or {}, jobs=args.jobs, threads=args.threads)
-    if args.device:
-        common['overrides'] = dict(common['overrides'], device=args.device)
-    if args.task == 'depth':
-        comp = depth_comparison(depths=args.depths, width=args.width, heads=args.heads, pairings=args.pairing,
-                                seeds=args.seeds or [0, 1, 2], out=args.out or 'runs/compare', **common)
-    elif args.task == 'lm':
-        comp = lm_comparison(baseline=args.baseline or 'gpt_cpu', steps=args.steps or 'steps_gpt_cpu',
-                             seeds=args.seeds or [0], minutes=args.minutes, out=args.out or 'runs/compare-lm',
-                             **common)
-    else:
-        comp = cls_comparison(baseline=args.baseline or 'test_steps_resnet', steps=args.steps or 'test_steps_resnet',
-                              baseline_kwargs=args.baseline_kwargs, steps_kwargs=args.steps_kwargs,
-                              seeds=args.seeds or [0], out=args.out or 'runs/compare-cls', **common)
-    run_comparison(comp, progress=args.progress)
+    overrides = dict(args.set or {}, **({'device': args.device} if args.device else {}))
+    kw = dict(config=args.config, overrides=overrides)
+    for name in ('seeds', 'out', 'jobs', 'threads') + _TASK_FLAGS[args.task]:
+        if getattr(args, name) is not None:
+            kw[_RENAMED.get(name, name)] = getattr(args, name)
+    run_comparison(TASKS[args.task](**kw), progress=args.progress)
     return 0
 
 
@@ -62,24 +60,18 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--device', help='auto, cpu, cuda (default: the recipe\'s)')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True)
     g = p.add_argument_group('depth')
-    g.add_argument('--depths', type=positive_int, nargs='+', default=[4, 12],
+    g.add_argument('--depths', type=positive_int, nargs='+',
                    help='residual block counts, one point each (default 4 12: the depth of DeiT, as in Table 1)')
-    g.add_argument('--width', type=positive_int, default=80, help='trunk width (default 80)')
-    g.add_argument('--heads', type=positive_int, default=4, help='attention heads at the trunk width (default 4)')
-    g.add_argument('--pairing', nargs='+', choices=PAIRINGS, default=['compute'],
-                   help='compute: the Steps twin with equal parameters and FLOPs (Table 1); blocks: equal blocks')
+    g.add_argument('--width', type=positive_int, help='trunk width (default 80)')
+    g.add_argument('--heads', type=positive_int, help='attention heads at the trunk width (default 4)')
+    g.add_argument('--pairing', nargs='+', choices=PAIRINGS,
+                   help='compute (default): the Steps twin with equal parameters and FLOPs (Table 1); blocks: equal '
+                        'blocks')
     g = p.add_argument_group('lm and cls')
     g.add_argument('--baseline', help='baseline model (lm: gpt_cpu; cls: test_steps_resnet as a plain twin)')
     g.add_argument('--steps', help='Steps model (lm: steps_gpt_cpu; cls: test_steps_resnet)')
     g.add_argument('--baseline-kwargs', nargs='*', action=ParseKwargs, metavar='KEY=VALUE')
     g.add_argument('--steps-kwargs', nargs='*', action=ParseKwargs, metavar='KEY=VALUE')
     g.add_argument('--minutes', type=float, help='lm: training budget per model; the step count is derived from it')
-    p.set_defaults(func=_defaults_then_run, trains=True)
+    p.set_defaults(func=run, trains=True)
 
-
-def _defaults_then_run(args: argparse.Namespace) -> int:
-    if args.jobs is None:
-        args.jobs = 2 if args.task == 'depth' else 1
-    if args.threads is None and args.task == 'depth':
-        args.threads = 1
-    return run(args)
