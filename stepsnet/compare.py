@@ -290,28 +290,22 @@ def _fmt(stats: Mapping[str, Any], digits: int, sign: bool = False) -> str:
     return s + (f' ± {stats["std"]:.{digits}f}' if stats['std'] is not None else '')
 
 
-def _significance(d: Mapping[str, Any]) -> str:
-    """Whether a mean is distinguishable from zero at this number of seeds (|mean| > 2 standard errors)."""
+def _verdict(d: Mapping[str, Any], higher: Optional[bool] = None) -> str:
+    """Whether a paired difference is distinguishable from zero at this number of seeds (|mean| > 2 std/sqrt(n)).
+
+    With ``higher`` (whether a larger metric is better) a clear difference is worded as better or worse than the
+    baseline; without it, as a change from zero (the change of a gap with depth).
+    """
     if d['mean'] is None:
         return 'not run'
     if d['n'] < 2 or d['std'] is None:
-        return 'from one seed: no spread to judge by'
+        return 'one seed: no spread to judge by' if higher is not None else 'from one seed: no spread to judge by'
     se = d['std'] / math.sqrt(d['n'])
     if abs(d['mean']) <= 2 * se:
         return f'within the seed-to-seed spread (|mean| <= 2 standard errors, {se:.3g})'
-    return f'more than 2 standard errors ({se:.3g}) from zero'
-
-
-def _verdict(d: Mapping[str, Any], higher: bool) -> str:
-    """Whether a paired difference is distinguishable from zero at this number of seeds (|mean| > 2 std/sqrt(n))."""
-    if d['mean'] is None:
-        return 'not run'
-    if d['n'] < 2 or d['std'] is None:
-        return 'one seed: no spread to judge by'
-    se = d['std'] / math.sqrt(d['n'])
+    if higher is None:
+        return f'more than 2 standard errors ({se:.3g}) from zero'
     better = (d['mean'] > 0) == higher
-    if abs(d['mean']) <= 2 * se:
-        return f'within the seed-to-seed spread (|mean| <= 2 standard errors, {se:.3g})'
     return f'{"better" if better else "worse"} than the baseline by more than 2 standard errors ({se:.3g})'
 
 
@@ -353,7 +347,7 @@ def report_markdown(r: Mapping[str, Any]) -> str:
     for role, t in (r.get('trend') or {}).items():
         lines.append(f'- Depth: ({role} − baseline at {t["deep"]}) − ({role} − baseline at {t["shallow"]}) = '
                      f'{_fmt(t, digits, sign=True)} ({t["n"]} paired seed(s)): a change with depth '
-                     f'{_significance(t)}.')
+                     f'{_verdict(t)}.')
     capped = [(p['name'], a['label'], a['capped']) for p in r['points'] for a in p['arms'].values() if a['capped']]
     for name, label, seeds in capped:
         lines.append(f'- {name} / {label} stopped at the time limit for seeds {seeds}: it saw fewer tokens than '
