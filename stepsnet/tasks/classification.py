@@ -154,7 +154,7 @@ class ClassificationConfig(RunConfig):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f'{name} must be >= 1 (or unset), got {v}')
-        for name in ('workers', 'nan_tolerance', 'aug_repeats'):
+        for name in ('workers', 'aug_repeats'):
             if getattr(self, name) < 0:
                 raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
         for name in ('scale', 'ratio'):

@@ -110,7 +110,7 @@ class DetectionConfig(RunConfig):
                      'fpn_channels'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('workers', 'warmup_iters', 'eval_interval', 'nan_tolerance'):
+        for name in ('workers', 'warmup_iters', 'eval_interval'):
             if getattr(self, name) < 0:
                 raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
         if self.max_iters is not None and self.max_iters < 1:

@@ -125,7 +125,7 @@ class LMConfig(RunConfig):
         for name in ('batch_size', 'grad_accum', 'eval_interval', 'eval_iters', 'log_interval'):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('max_iters', 'warmup_iters', 'final_eval_windows', 'nan_tolerance'):
+        for name in ('max_iters', 'warmup_iters', 'final_eval_windows'):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
         if self.checkpoint_interval is not None and self.checkpoint_interval < 1:

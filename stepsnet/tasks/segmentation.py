@@ -115,7 +115,7 @@ class SegmentationConfig(RunConfig):
         for name in ('iters', 'batch_size', 'num_classes', 'log_interval', 'channels'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('workers', 'warmup_iters', 'eval_interval', 'checkpoint_interval', 'nan_tolerance'):
+        for name in ('workers', 'warmup_iters', 'eval_interval', 'checkpoint_interval'):
             if getattr(self, name) < 0:
                 raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
         for name in ('crop_size', 'scale', 'eval_stride') + (('test_scale',) if self.test_scale else ()):
