@@ -39,6 +39,7 @@ from stepsnet.models.steps_gpt import GPT, lm_config
 from stepsnet.tasks import classification as cls_task
 from stepsnet.tasks import lm as lm_task
 from stepsnet.utils.checkpoint import atomic_write_text
+from stepsnet.utils.provenance import machine_info
 
 __all__ = ['Arm', 'Point', 'Comparison', 'run_comparison', 'depth_comparison', 'lm_comparison', 'cls_comparison',
            'TASKS', 'default_config_path', 'paired_stats']
@@ -164,6 +165,7 @@ def _train_arm(task: str, cfg: Any, run_dir: str, threads: Optional[int]) -> Dic
     t0 = time.time()
     result = _RUNNERS[task](cfg)
     result['wall_time_s'] = time.time() - t0
+    result['machine'] = machine_info()
     atomic_write_text(os.path.join(run_dir, RESULT), json.dumps(result, indent=2))
     return result
 
