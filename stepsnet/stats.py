@@ -23,10 +23,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import numpy as np
 from scipy import stats as _st
 
 __all__ = ['ALPHA', 'CONFIDENCE', 'PairedTest', 'paired_test', 'paired_test_arms', 'holm', 'holm_divisors',
-           'adjust', 'outcome', 'verdict', 'detectable_difference', 'Detectable', 'detectable', 'format_test']
+           'adjust', 'outcome', 'verdict', 'detectable_difference', 'Detectable', 'detectable', 'format_test',
+           'format_p']
 
 ALPHA = 0.05  # family-wise error of one report (Holm)
 CONFIDENCE = 0.95  # the confidence level of the intervals
@@ -86,11 +88,12 @@ def paired_test(differences: Sequence[Optional[float]]) -> PairedTest:
     n = len(xs)
     if n == 0:
         return PairedTest(0, None, None, None, None, None, None, 0)
-    mean = math.fsum(xs) / n
+    arr = np.asarray(xs, dtype=np.float64)
+    mean = float(arr.mean())  # numpy's sums, so that a stored mean reads back bit-identical
     same = sum(1 for v in xs if v != 0 and (v > 0) == (mean > 0)) if mean != 0 else 0
     if n == 1:
         return PairedTest(1, mean, None, None, None, None, None, same, values=xs)
-    std = math.sqrt(math.fsum((v - mean) ** 2 for v in xs) / (n - 1))
+    std = float(arr.std(ddof=1))
     se = std / math.sqrt(n)
     if se == 0:
         t, p = None, (1.0 if mean == 0 else 0.0)
@@ -154,26 +157,29 @@ def outcome(test: PairedTest, higher_is_better: Optional[bool] = True, alpha: fl
     return 'ahead' if (test.mean > 0) == higher_is_better else 'behind'
 
 
-def verdict(test: PairedTest, higher_is_better: Optional[bool] = True, alpha: float = ALPHA, digits: int = 2) -> str:
+def verdict(test: PairedTest, higher_is_better: Optional[bool] = True, alpha: float = ALPHA, digits: int = 2,
+            interval: bool = True) -> str:
     """The verdict in words, e.g. ``ahead of the baseline (adjusted p 0.012)`` or ``not distinguishable with 3
-    seeds (95% CI -3.50 to +1.29)``."""
+    seeds (95% CI -3.50 to +1.29)``; ``interval=False`` leaves out the parenthesis (a table that has the numbers
+    in other columns)."""
     code = outcome(test, higher_is_better, alpha)
-    adjusted = test.p_adj is not None
-    pname = 'adjusted p' if adjusted else 'p'
     if code == 'not run':
         return 'not run'
     if code == 'one seed':
         return 'one seed: no test'
     if code == 'not distinguishable':
-        return (f'not distinguishable with {test.n} seeds '
-                f'({CONFIDENCE:.0%} CI {test.ci_low:+.{digits}f} to {test.ci_high:+.{digits}f})')
-    p = test.p_adj if adjusted else test.p
-    where = {'ahead': 'ahead of the baseline', 'behind': 'behind the baseline', 'above': 'above zero',
+        words = f'not distinguishable with {test.n} seeds'
+        return words + (f' ({CONFIDENCE:.0%} CI {test.ci_low:+.{digits}f} to {test.ci_high:+.{digits}f})'
+                        if interval else '')
+    words = {'ahead': 'ahead of the baseline', 'behind': 'behind the baseline', 'above': 'above zero',
              'below': 'below zero'}[code]
-    return f'{where} ({pname} {_fmt_p(p)})'
+    adjusted = test.p_adj is not None
+    p = test.p_adj if adjusted else test.p
+    return words + (f' ({"adjusted p" if adjusted else "p"} {format_p(p)})' if interval else '')
 
 
-def _fmt_p(p: Optional[float]) -> str:
+def format_p(p: Optional[float]) -> str:
+    """A p value for a table: three decimals, or two significant digits below 0.001."""
     if p is None:
         return '-'
     return f'{p:.2g}' if p < 0.001 else f'{p:.3f}'
@@ -228,7 +234,7 @@ def format_test(test: PairedTest, digits: int = 2) -> str:
     if test.std is None:
         return s + f', n {test.n}'
     s += f' ± {test.std:.{digits}f}, {CONFIDENCE:.0%} CI {test.ci_low:+.{digits}f} to {test.ci_high:+.{digits}f}'
-    s += f', n {test.n}, p {_fmt_p(test.p)}'
+    s += f', n {test.n}, p {format_p(test.p)}'
     if test.p_adj is not None:
-        s += f', adjusted p {_fmt_p(test.p_adj)}'
+        s += f', adjusted p {format_p(test.p_adj)}'
     return s + f', {test.same_sign}/{test.n} seeds the same way'

@@ -129,3 +129,9 @@ def test_json_round_trip_and_format():
     line = format_test(t)
     assert line.startswith(f'{t.mean:+.2f} ± {t.std:.2f}, 95% CI ') and 'adjusted p' in line
     assert line.endswith('2/3 seeds the same way')
+
+
+def test_verdict_without_interval():
+    t = paired_test([0.0, -1.1, -1.2])
+    assert verdict(t, interval=False) == 'not distinguishable with 3 seeds'
+    assert verdict(paired_test([1.0, 1.1, 1.2, 1.0]), interval=False) == 'ahead of the baseline'
