@@ -21,18 +21,21 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import io
 import json
-import math
 import multiprocessing as mp
 import os
+import sys
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
+from stepsnet import stats
 from stepsnet.analysis.complexity import count_blocks, count_flops, count_layers, count_params
 from stepsnet.models.factory import create_classifier, deit_trunk_config
 from stepsnet.models.steps_gpt import GPT, lm_config
@@ -41,8 +44,9 @@ from stepsnet.tasks import lm as lm_task
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.provenance import machine_info
 
-__all__ = ['Arm', 'Point', 'Comparison', 'run_comparison', 'depth_comparison', 'lm_comparison', 'cls_comparison',
-           'TASKS', 'default_config_path', 'paired_stats']
+__all__ = ['Arm', 'Point', 'Comparison', 'TaskAdapter', 'ADAPTERS', 'RunSpec', 'train_runs', 'run_comparison',
+           'judge', 'write_report', 'render_report', 'report_markdown', 'depth_comparison', 'lm_comparison',
+           'cls_comparison', 'COMPARISONS', 'default_config_path', 'spread']
 
 RESULT = 'result.json'
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -75,7 +79,7 @@ class Comparison:
     """What to compare and how.
 
     Attributes:
-        task: ``lm`` or ``cls``: whose training function runs each arm.
+        task: A key of :data:`ADAPTERS` (``cls``, ``lm``): whose training function runs each arm.
         config: The task's config (:class:`~stepsnet.tasks.lm.LMConfig` /
             :class:`~stepsnet.tasks.classification.ClassificationConfig`): the recipe every arm shares.
         points: The settings, each with its arms.
@@ -97,8 +101,8 @@ class Comparison:
     threads: Optional[int] = None
 
     def __post_init__(self):
-        if self.task not in ('lm', 'cls'):
-            raise ValueError(f"task must be 'lm' or 'cls', got {self.task!r}")
+        if self.task not in ADAPTERS:
+            raise ValueError(f'task must be one of {sorted(ADAPTERS)}, got {self.task!r}')
         if not self.seeds:
             raise ValueError('seeds must name at least one seed')
         if self.jobs < 1:
@@ -109,7 +113,7 @@ class Comparison:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# One run of an arm
+# The tasks: what the harness needs to know of each
 
 
 def _describe_classifier(cfg: cls_task.ClassificationConfig, num_classes: int = 10) -> Dict[str, Any]:
@@ -132,6 +136,10 @@ def _run_cls(cfg: cls_task.ClassificationConfig) -> Dict[str, Any]:
                 train_time=s['train_seconds_total'], curve=curve, **_describe_classifier(cfg))
 
 
+def _check_cls(cfg: cls_task.ClassificationConfig) -> None:
+    create_classifier(cfg.model, 10, cls_task.data_config(cfg)['input_size'][-1], **cfg.model_kwargs)
+
+
 def _run_lm(cfg: lm_task.LMConfig) -> Dict[str, Any]:
     s = lm_task.train_lm(cfg)
     curve = [(h['tokens_seen'], h['val_loss']) for h in s['history'] if 'val_loss' in h]
@@ -141,41 +149,184 @@ def _run_lm(cfg: lm_task.LMConfig) -> Dict[str, Any]:
                 blocks=s['blocks'], layers=5 * s['blocks'], plan=s['plan'])
 
 
-METRICS = {'cls': ('val top-1 (%)', True), 'lm': ('val loss (nats/token)', False)}
-_RUNNERS: Dict[str, Callable[[Any], Dict[str, Any]]] = {'cls': _run_cls, 'lm': _run_lm}
+def _check_lm(cfg: lm_task.LMConfig) -> None:
+    model = lm_config(cfg.model, **cfg.model_kwargs)
+    model.plan()
+    if cfg.block_size and cfg.block_size > model.block_size:
+        raise ValueError(f'training context block_size={cfg.block_size} is longer than the model '
+                         f'{cfg.model!r} context {model.block_size}; expected at most {model.block_size}')
+
+
+@dataclass(frozen=True)
+class TaskAdapter:
+    """One task as the harness sees it.
+
+    Attributes:
+        metric: The compared metric, as tables name it.
+        higher_is_better: Its direction.
+        seen: What the curves' x axis counts.
+        digits: Decimals of the tables.
+        recipe: The default recipe, relative to ``configs/``.
+        load_config: The task's config loader (path, **overrides).
+        run: Trains one run from its config; returns at least ``metric``, ``train_time``, ``curve``, ``params``,
+            ``macs``, ``blocks``, ``layers`` and ``plan``.
+        check: Builds the run's model on the meta device: raises on a bad setting before anything trains.
+        train_metric: Name of the metric measured again on the training images (``train_metric`` in a run's
+            result), or None.
+    """
+    metric: str
+    higher_is_better: bool
+    seen: str
+    digits: int
+    recipe: str
+    load_config: Callable[..., Any]
+    run: Callable[[Any], Dict[str, Any]]
+    check: Callable[[Any], None]
+    train_metric: Optional[str] = None
+
+
+ADAPTERS: Dict[str, TaskAdapter] = {
+    'cls': TaskAdapter('val top-1 (%)', True, 'images seen', 2, os.path.join('cls', 'digits_cpu.yaml'),
+                       cls_task.load_config, _run_cls, _check_cls, 'train top-1 (no augmentation)'),
+    'lm': TaskAdapter('val loss (nats/token)', False, 'tokens seen', 4, os.path.join('lm', 'cpu.yaml'),
+                      lm_task.load_config, _run_lm, _check_lm),
+}
 
 
 def _check_arm(task: str, cfg: Any) -> None:
     """Build the arm's model on the meta device (no memory, no compute): a bad setting fails before any training."""
     with torch.device('meta'):
-        if task == 'cls':
-            create_classifier(cfg.model, 10, cls_task.data_config(cfg)['input_size'][-1], **cfg.model_kwargs)
-        else:
-            model = lm_config(cfg.model, **cfg.model_kwargs)
-            model.plan()
-            if cfg.block_size and cfg.block_size > model.block_size:
-                raise ValueError(f'training context block_size={cfg.block_size} is longer than the model '
-                                 f'{cfg.model!r} context {model.block_size}; expected at most {model.block_size}')
+        ADAPTERS[task].check(cfg)
 
 
-def _train_arm(task: str, cfg: Any, run_dir: str, threads: Optional[int]) -> Dict[str, Any]:
-    """Train (or finish) one run; write and return its result."""
-    if threads:
-        torch.set_num_threads(threads)
+# ----------------------------------------------------------------------------------------------------------------
+# Training runs: resumable, side by side, with their own log prefix
+
+
+class _Prefixed(io.TextIOBase):
+    """A text stream that writes every line of a worker with a prefix naming its run (several runs share a console)."""
+
+    def __init__(self, stream, prefix: str):
+        self.stream, self.prefix, self.buf = stream, prefix, ''
+
+    def write(self, text: str) -> int:
+        self.buf += text.replace('\r', '\n')
+        *lines, self.buf = self.buf.split('\n')
+        for line in lines:
+            if line.strip():
+                self.stream.write(f'{self.prefix}{line}\n')
+        self.stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        if self.buf.strip():
+            self.stream.write(f'{self.prefix}{self.buf}\n')
+        self.buf = ''
+        self.stream.flush()
+
+
+def _train_arm(task: str, cfg: Any, run_dir: str, threads: Optional[int], prefix: Optional[str] = None
+               ) -> Dict[str, Any]:
+    """Train (or finish) one run; write and return its result. With ``prefix`` every line it prints carries it."""
+    streams = sys.stdout, sys.stderr
+    if prefix:
+        sys.stdout, sys.stderr = _Prefixed(streams[0], prefix), _Prefixed(streams[1], prefix)
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        t0 = time.time()
+        result = ADAPTERS[task].run(cfg)
+        result['wall_time_s'] = time.time() - t0
+        result['machine'] = machine_info()
+        atomic_write_text(os.path.join(run_dir, RESULT), json.dumps(result, indent=2))
+        return result
+    finally:
+        if prefix:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            sys.stdout, sys.stderr = streams
+
+
+@dataclass
+class RunSpec:
+    """One training run: ``label`` names it in logs; it trains ``config`` into ``run_dir``."""
+    label: str
+    run_dir: str
+    config: Any
+
+
+def _minutes(seconds: float) -> str:
+    return f'{seconds / 60:.1f} min' if seconds >= 90 else f'{seconds:.0f} s'
+
+
+def read_result(run_dir: str) -> Optional[Dict[str, Any]]:
+    """A finished run's ``result.json`` (None: not finished)."""
+    path = os.path.join(run_dir, RESULT)
+    if not os.path.isfile(path):
+        return None
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+def train_runs(task: str, specs: Sequence[RunSpec], jobs: int = 1, threads: Optional[int] = None, title: str = '',
+               on_done: Optional[Callable[[RunSpec, Dict[str, Any]], None]] = None) -> Dict[str, Any]:
+    """Train every run of ``specs`` that has no ``result.json`` yet, ``jobs`` at a time (each in its own process).
+
+    A run that fails is reported and left for the next call; the others go on. Before training it says how many runs
+    are done (reused) and how many to train; after each run, its metric, how many are left and about how long they
+    will take (the mean time of the runs finished so far, ``jobs`` at a time).
+
+    Returns:
+        ``trained`` / ``reused`` / ``failed`` (lists of labels) and ``wall_time_s`` of this call.
+    """
     t0 = time.time()
-    result = _RUNNERS[task](cfg)
-    result['wall_time_s'] = time.time() - t0
-    result['machine'] = machine_info()
-    atomic_write_text(os.path.join(run_dir, RESULT), json.dumps(result, indent=2))
-    return result
+    adapter = ADAPTERS[task]
+    todo = [s for s in specs if not os.path.isfile(os.path.join(s.run_dir, RESULT))]
+    reused = [s.label for s in specs if s not in todo]
+    for s in todo:
+        _check_arm(task, s.config)
+    where = f'{title}: ' if title else ''
+    if not todo:
+        print(f'{where}all {len(specs)} runs done before (reused); nothing to train', flush=True)
+        return dict(trained=[], reused=reused, failed=[], wall_time_s=time.time() - t0)
+    print(f'{where}{len(specs)} runs: {len(reused)} done before (reused), {len(todo)} to train, {jobs} at a time',
+          flush=True)
+    trained, failed, times = [], [], []
+
+    def finished(spec: RunSpec, get: Callable[[], Dict[str, Any]]) -> None:
+        try:
+            r = get()
+        except Exception:  # one failed run must not stop the others; it is reported and retried next time
+            failed.append(spec.label)
+            print(f'FAILED {spec.label}:\n{traceback.format_exc()}', file=sys.stderr, flush=True)
+            return
+        trained.append(spec.label)
+        times.append(r['wall_time_s'])
+        left = len(todo) - len(trained) - len(failed)
+        eta = f', about {_minutes(left * float(np.mean(times)) / jobs)} to go' if left else ''
+        metric = f'{r["metric"]:.{adapter.digits}f}' if r.get('metric') is not None else 'none'
+        print(f'  [{len(trained) + len(failed)}/{len(todo)}] {spec.label}: {adapter.metric} {metric} '
+              f'({_minutes(r["wall_time_s"])}); {left} left{eta}', flush=True)
+        if on_done is not None:
+            on_done(spec, r)
+
+    if jobs == 1:
+        for spec in todo:
+            finished(spec, lambda spec=spec: _train_arm(task, spec.config, spec.run_dir, threads))
+    else:
+        with cf.ProcessPoolExecutor(jobs, mp_context=mp.get_context('spawn')) as pool:
+            futures = {pool.submit(_train_arm, task, s.config, s.run_dir, threads, f'[{s.label}] '): s for s in todo}
+            for fut in cf.as_completed(futures):
+                finished(futures[fut], fut.result)
+    return dict(trained=trained, reused=reused, failed=failed, wall_time_s=time.time() - t0)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # The harness
 
 
-def paired_stats(values: Sequence[float]) -> Dict[str, Any]:
-    """Mean, sample standard deviation (ddof 1; None for one value) and the values."""
+def spread(values: Sequence[Optional[float]]) -> Dict[str, Any]:
+    """Mean, sample standard deviation (ddof 1; None for one value) and the values of one arm's metric."""
     arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
     return dict(mean=float(arr.mean()) if arr.size else None,
                 std=float(arr.std(ddof=1)) if arr.size > 1 else None, n=int(arr.size), values=arr.tolist())
@@ -191,82 +342,64 @@ def run_comparison(comp: Comparison, progress: bool = True) -> Dict[str, Any]:
     Returns:
         The content of ``results.json``.
     """
-    t0 = time.time()
-    jobs = []
+    specs = []
     for seed in comp.seeds:
         for point in comp.points:
             for arm in point.arms:
                 run_dir = _run_dir(comp, point, arm, seed)
-                if os.path.isfile(os.path.join(run_dir, RESULT)):
-                    continue
                 fields = dict(arm.overrides, seed=int(seed), out_dir=run_dir, resume='auto', tensorboard=False,
                               progress=progress and comp.jobs == 1)
-                jobs.append((point, arm, seed, run_dir, dataclasses.replace(comp.config, **fields)))
-    for *_, cfg in jobs:
-        _check_arm(comp.task, cfg)
-    if jobs:
-        print(f'{comp.title}: {len(jobs)} run(s) to train, {comp.jobs} at a time -> {comp.out}', flush=True)
-    if comp.jobs == 1:
-        for point, arm, seed, run_dir, cfg in jobs:
-            r = _train_arm(comp.task, cfg, run_dir, comp.threads)
-            _print_done(point, arm, seed, r)
-    elif jobs:
-        with cf.ProcessPoolExecutor(comp.jobs, mp_context=mp.get_context('spawn')) as pool:
-            futures = {pool.submit(_train_arm, comp.task, cfg, run_dir, comp.threads): (point, arm, seed)
-                       for point, arm, seed, run_dir, cfg in jobs}
-            for fut in cf.as_completed(futures):
-                point, arm, seed = futures[fut]
-                _print_done(point, arm, seed, fut.result())
-    results = _collect(comp, time.time() - t0)
-    os.makedirs(comp.out, exist_ok=True)
-    atomic_write_text(os.path.join(comp.out, 'results.json'), json.dumps(results, indent=2))
-    _plot_curves(comp, results, os.path.join(comp.out, 'curves.png'))
-    if any(p.x is not None for p in comp.points):
-        _plot_depth(results, os.path.join(comp.out, 'depth.png'))
-    report = report_markdown(results)
-    atomic_write_text(os.path.join(comp.out, 'report.md'), report)
-    print(report)
+                specs.append(RunSpec(f'{point.name} / {arm.label} / seed {seed}', run_dir,
+                                     dataclasses.replace(comp.config, **fields)))
+    done = train_runs(comp.task, specs, comp.jobs, comp.threads, f'{comp.title} -> {comp.out}')
+    if done['failed']:
+        raise RuntimeError(f'{len(done["failed"])} run(s) failed ({", ".join(done["failed"])}); the others are kept: '
+                           'run the same command again to retry them')
+    results = _collect(comp, done)
+    write_report(results, comp.out)
     return results
 
 
-def _print_done(point: Point, arm: Arm, seed: int, r: Mapping[str, Any]) -> None:
-    print(f'  {point.name} / {arm.label} / seed {seed}: {r["metric"]:.4f} ({r["wall_time_s"]:.0f} s)', flush=True)
-
-
-def _collect(comp: Comparison, wall: float) -> Dict[str, Any]:
-    name, higher = METRICS[comp.task]
+def _collect(comp: Comparison, done: Mapping[str, Any]) -> Dict[str, Any]:
+    adapter = ADAPTERS[comp.task]
     out: Dict[str, Any] = dict(
-        title=comp.title, task=comp.task, metric=name, higher_is_better=higher, seeds=[int(s) for s in comp.seeds],
-        context=comp.context, config=dataclasses.asdict(comp.config), points=[], wall_time_s=round(wall, 1),
-        torch=torch.__version__, threads=comp.threads or torch.get_num_threads(), jobs=comp.jobs)
+        title=comp.title, task=comp.task, metric=adapter.metric, higher_is_better=adapter.higher_is_better,
+        seeds=[int(s) for s in comp.seeds], context=comp.context, config=dataclasses.asdict(comp.config), points=[],
+        wall_time_s=round(done['wall_time_s'], 1), torch=torch.__version__,
+        threads=comp.threads or torch.get_num_threads(), jobs=comp.jobs, trained=len(done['trained']),
+        reused=len(done['reused']))
+    machines: Dict[str, Any] = {}
+    unrecorded, train_time = 0, 0.0
     for point in comp.points:
-        runs: Dict[str, Dict[int, Dict[str, Any]]] = {}
-        for arm in point.arms:
-            runs[arm.role] = {}
-            for seed in comp.seeds:
-                path = os.path.join(_run_dir(comp, point, arm, seed), RESULT)
-                if os.path.isfile(path):
-                    with open(path, encoding='utf-8') as f:
-                        runs[arm.role][int(seed)] = json.load(f)
+        runs = {arm.role: {int(s): r for s in comp.seeds if (r := read_result(_run_dir(comp, point, arm, s)))}
+                for arm in point.arms}
         entry: Dict[str, Any] = dict(name=point.name, x=point.x, arms={}, diffs={})
         base = runs.get('baseline', {})
         for arm in point.arms:
             rs = runs[arm.role]
+            for r in rs.values():
+                train_time += r.get('train_time') or 0.0
+                if r.get('machine'):
+                    machines[json.dumps(r['machine'], sort_keys=True)] = r['machine']
+                else:
+                    unrecorded += 1
             any_run = next(iter(rs.values()), {})
             entry['arms'][arm.role] = dict(
                 label=arm.label, overrides=arm.overrides,
                 **{k: any_run.get(k) for k in ('params', 'macs', 'blocks', 'layers', 'plan')},
                 per_seed={s: r['metric'] for s, r in rs.items()},
-                stats=paired_stats([r['metric'] for r in rs.values()]),
-                train_stats=paired_stats([r.get('train_metric') for r in rs.values()]),
-                seen=any_run.get('seen'), train_time=paired_stats([r['train_time'] for r in rs.values()])['mean'],
-                capped=[s for s, r in rs.items() if r.get('stopped_by_time')])
+                stats=spread([r['metric'] for r in rs.values()]),
+                train_stats=spread([r.get('train_metric') for r in rs.values()]),
+                seen=any_run.get('seen'), train_time=spread([r['train_time'] for r in rs.values()])['mean'],
+                capped=[s for s, r in rs.items() if r.get('stopped_by_time')],
+                train_times={s: r['train_time'] for s, r in rs.items()},
+                curves={s: r.get('curve') for s, r in rs.items()})
             if arm.role != 'baseline':
-                per_seed = {s: rs[s]['metric'] - base[s]['metric'] for s in rs if s in base}
-                entry['diffs'][arm.role] = dict(paired_stats(list(per_seed.values())), per_seed=per_seed)
+                entry['diffs'][arm.role] = dict(per_seed={s: rs[s]['metric'] - base[s]['metric']
+                                                          for s in rs if s in base})
                 if all(rs[s].get('train_metric') is not None for s in rs):
-                    entry['diffs'][arm.role + '_train'] = paired_stats(
-                        [rs[s]['train_metric'] - base[s]['train_metric'] for s in rs if s in base])
+                    entry['diffs'][arm.role + '_train'] = dict(per_seed={
+                        s: rs[s]['train_metric'] - base[s]['train_metric'] for s in rs if s in base})
         out['points'].append(entry)
     deep = [p for p in out['points'] if p['x'] is not None]
     if len(deep) > 1:  # does the difference grow with depth? the deepest point's gap minus the shallowest's, per seed
@@ -276,45 +409,189 @@ def _collect(comp: Comparison, wall: float) -> Dict[str, Any]:
             if role.endswith('_train') or role not in first['diffs']:
                 continue
             a, b = first['diffs'][role]['per_seed'], d['per_seed']
-            out['trend'][role] = dict(paired_stats([b[s] - a[s] for s in b if s in a]), shallow=first['name'],
+            out['trend'][role] = dict(per_seed={s: b[s] - a[s] for s in b if s in a}, shallow=first['name'],
                                       deep=last['name'])
-    return out
+    out['train_time_s'] = round(train_time, 1)
+    out['machines'] = list(machines.values())
+    out['runs_without_machine'] = unrecorded
+    return judge(out)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Statistics: every paired difference of a report, one Holm family
+
+
+def _differences(r: Mapping[str, Any]) -> List[Dict[str, Any]]:
+    """Every paired difference of a report, in report order: each point's diffs, then the changes with depth."""
+    return [d for p in r['points'] for d in p['diffs'].values()] + list((r.get('trend') or {}).values())
+
+
+def judge(r: Dict[str, Any]) -> Dict[str, Any]:
+    """Fill in the statistics of every paired difference of results ``r`` (in place; returned).
+
+    Each difference's per-seed values (``per_seed``, or ``values`` in seed order) give a
+    :class:`~stepsnet.stats.PairedTest`; Holm's correction runs across all of them. Every difference gets the
+    test's fields, ``outcome`` and ``verdict`` (:func:`stepsnet.stats.outcome` / ``verdict``) and ``detectable``
+    (:class:`stepsnet.stats.Detectable`); ``r['statistics']`` says how they were made.
+    """
+    diffs = _differences(r)
+    higher = [r['higher_is_better']] * (len(diffs) - len(r.get('trend') or {})) + [None] * len(r.get('trend') or {})
+    raw = [stats.paired_test(list(d['per_seed'].values()) if 'per_seed' in d else d['values']) for d in diffs]
+    tests = stats.adjust(raw)
+    for d, t, det, h in zip(diffs, tests, stats.detectable(tests), higher):
+        d.update(t.to_dict(), outcome=stats.outcome(t, h), verdict=stats.verdict(t, h, digits=_digits(r)),
+                 detectable=det.to_dict())
+    r['statistics'] = dict(
+        test='two-sided paired t-test over seeds; 95% confidence interval of the mean from the t distribution',
+        correction=f'Holm, across the {len(tests)} paired differences of this report', alpha=stats.ALPHA,
+        differences=len(tests))
+    return r
+
+
+def _digits(r: Mapping[str, Any]) -> int:
+    return ADAPTERS[r['task']].digits
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Report and plots
 
 
-def _fmt(stats: Mapping[str, Any], digits: int, sign: bool = False) -> str:
-    if stats['mean'] is None:
-        return 'not run'
-    s = f'{stats["mean"]:+.{digits}f}' if sign else f'{stats["mean"]:.{digits}f}'
-    return s + (f' ± {stats["std"]:.{digits}f}' if stats['std'] is not None else '')
+def write_report(r: Mapping[str, Any], out: str, curves: bool = True) -> str:
+    """Write ``results.json``, ``report.md``, ``depth.png`` (a comparison over depth) and, where the results hold
+    the runs' curves and ``curves`` is set, ``curves.png`` into ``out``; print and return the report."""
+    os.makedirs(out, exist_ok=True)
+    atomic_write_text(os.path.join(out, 'results.json'), json.dumps(r, indent=2))
+    if curves and all(a.get('curves') for p in r['points'] for a in p['arms'].values()):
+        _plot_curves(r, os.path.join(out, 'curves.png'))
+    if any(p['x'] is not None for p in r['points']):
+        _plot_depth(r, os.path.join(out, 'depth.png'))
+    report = report_markdown(r)
+    atomic_write_text(os.path.join(out, 'report.md'), report)
+    print(report)
+    return report
 
 
-def _verdict(d: Mapping[str, Any], higher: Optional[bool] = None) -> str:
-    """Whether a paired difference is distinguishable from zero at this number of seeds (|mean| > 2 std/sqrt(n)).
+def render_report(path: str, out: Optional[str] = None) -> Dict[str, Any]:
+    """Render a comparison's report again from its ``results.json`` alone (no training, no run folders).
 
-    With ``higher`` (whether a larger metric is better) a clear difference is worded as better or worse than the
-    baseline; without it, as a change from zero (the change of a gap with depth).
+    ``path`` is the results file or its folder; the report, ``results.json`` (with the statistics of
+    :func:`judge`) and the plots go to ``out`` (default: the same folder). Results written before the statistics,
+    the machine or the curves were recorded are completed from what they hold: statistics from the per-seed values,
+    the summed training time from the per-arm means; their machine is "not recorded" and their ``curves.png`` is
+    left as it is.
     """
-    if d['mean'] is None:
+    if os.path.isdir(path):
+        path = os.path.join(path, 'results.json')
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f'no results file {path!r}; expected the results.json of a comparison')
+    with open(path, encoding='utf-8') as f:
+        r = json.load(f)
+    if 'machines' not in r:
+        runs = sum(a['stats']['n'] for p in r['points'] for a in p['arms'].values())
+        r.update(machines=[], runs_without_machine=runs)
+    if 'train_time_s' not in r:
+        r['train_time_s'] = round(sum((a.get('train_time') or 0.0) * a['stats']['n']
+                                      for p in r['points'] for a in p['arms'].values()), 1)
+    for p in r['points']:  # results before per-seed training differences were kept: their values are in seed order
+        for role, d in p['diffs'].items():
+            if 'per_seed' not in d and role.endswith('_train'):
+                d['per_seed'] = dict(zip(p['arms'][role[:-6]]['per_seed'], d['values']))
+    for t in (r.get('trend') or {}).values():
+        if 'per_seed' not in t:
+            t['per_seed'] = dict(zip(r['points'][0]['arms']['baseline']['per_seed'], t['values']))
+    write_report(judge(r), out or os.path.dirname(os.path.abspath(path)))
+    return r
+
+
+def _fmt(stats_: Mapping[str, Any], digits: int, sign: bool = False) -> str:
+    if stats_['mean'] is None:
         return 'not run'
-    if d['n'] < 2 or d['std'] is None:
-        return 'one seed: no spread to judge by' if higher is not None else 'from one seed: no spread to judge by'
-    se = d['std'] / math.sqrt(d['n'])
-    if abs(d['mean']) <= 2 * se:
-        return f'within the seed-to-seed spread (|mean| <= 2 standard errors, {se:.3g})'
-    if higher is None:
-        return f'more than 2 standard errors ({se:.3g}) from zero'
-    better = (d['mean'] > 0) == higher
-    return f'{"better" if better else "worse"} than the baseline by more than 2 standard errors ({se:.3g})'
+    s = f'{stats_["mean"]:+.{digits}f}' if sign else f'{stats_["mean"]:.{digits}f}'
+    return s + (f' ± {stats_["std"]:.{digits}f}' if stats_['std'] is not None else '')
+
+
+def _num(v: Optional[float], digits: int, sign: bool = True) -> str:
+    return '-' if v is None else (f'{v:+.{digits}f}' if sign else f'{v:.{digits}f}')
+
+
+def _verdict_rows(r: Mapping[str, Any], digits: int) -> List[str]:
+    rows = ['| setting | difference | mean ± sd | 95% CI | n | p | adjusted p | same sign | detectable | verdict |',
+            '|---|---|---|---|---|---|---|---|---|---|']
+
+    def row(setting: str, what: str, d: Mapping[str, Any]) -> str:
+        t = stats.PairedTest.from_dict(d)
+        ci = '-' if t.ci_low is None else f'{t.ci_low:+.{digits}f} to {t.ci_high:+.{digits}f}'
+        det = d['detectable']
+        detect = '-' if det['unadjusted'] is None else \
+            f'{det["unadjusted"]:.{digits}f} / {det["holm"]:.{digits}f}'
+        return (f'| {setting} | {what} | {_fmt(d, digits, sign=True)} | {ci} | {t.n} | {stats.format_p(t.p)} | '
+                f'{stats.format_p(t.p_adj)} | {t.same_sign}/{t.n} | {detect} | '
+                f'{_short(d)} |')
+
+    for p in r['points']:
+        for role, d in p['diffs'].items():
+            what = f'{role[:-6]} − baseline, training images' if role.endswith('_train') else f'{role} − baseline'
+            rows.append(row(p['name'], what, d))
+    for role, t in (r.get('trend') or {}).items():
+        rows.append(row('change with depth', f'({role} − baseline at {t["deep"]}) − (at {t["shallow"]})', t))
+    return rows
+
+
+def _short(d: Mapping[str, Any]) -> str:
+    """The verdict without its parenthesis (the table has the numbers)."""
+    return d['verdict'].split(' (')[0]
+
+
+def _settles(r: Mapping[str, Any], digits: int) -> str:
+    """What the seeds of this report can and cannot settle, from the detectable differences."""
+    dets = [d['detectable'] for d in _differences(r) if d['detectable']['holm'] is not None]
+    if not dets:
+        return 'One seed per arm: no difference can be tested; run more seeds.'
+    n = max(d['n'] for d in dets)
+    lo, hi = min(d['holm'] for d in dets), max(d['holm'] for d in dets)
+    lo1, hi1 = min(d['unadjusted'] for d in dets), max(d['unadjusted'] for d in dets)
+    text = (f'What {n} seeds can settle: at the spread seen here, the smallest mean difference a verdict could '
+            f'settle is between {lo:.{digits}f} and {hi:.{digits}f}, depending on the difference (at its Holm rank '
+            f'in this report; between {lo1:.{digits}f} and {hi1:.{digits}f} tested alone); a smaller true '
+            f'difference is not distinguishable with {n} seeds, whatever its sign.')
+    if n < 8:
+        factor = stats.detectable_difference(1.0, n) / stats.detectable_difference(1.0, 8)
+        text += f' At the same spread, 8 seeds would settle differences {factor:.1f} times smaller.'
+    return text
+
+
+def _machine_lines(r: Mapping[str, Any]) -> List[str]:
+    machines = r.get('machines') or []
+    if not machines:
+        head = 'Machine not recorded (these runs were made before result files recorded it).'
+    else:
+        def one(m: Mapping[str, Any]) -> str:
+            return (f'{m.get("cpu")} ({m.get("cpu_count")} CPUs), {m.get("torch_threads")} torch thread(s), torch '
+                    f'{m.get("torch")}, BLAS {m.get("blas")}, CPU capability {m.get("cpu_capability")}')
+        head = ('Machine: ' if len(machines) == 1 else f'Machines ({len(machines)}): ') + '; '.join(map(one, machines))
+        if r.get('runs_without_machine'):
+            head += f'; {r["runs_without_machine"]} run(s) without a record'
+        head += '.'
+    return [head + ' Numbers are bit-exact on one machine at a fixed thread count, not across CPUs.']
+
+
+def _time_line(r: Mapping[str, Any]) -> str:
+    runs = sum(a['stats']['n'] for p in r['points'] for a in p['arms'].values())
+    line = (f'Training time {r["train_time_s"] / 60:.1f} min summed over {runs} runs, measured as each run trained '
+            f'({r["jobs"]} run(s) at a time, {r["threads"]} thread(s) each), torch {r["torch"]}.')
+    if 'trained' in r:
+        line += (f' This invocation trained {r["trained"]} run(s) and reused {r["reused"]} finished before; it took '
+                 f'{r["wall_time_s"] / 60:.1f} min.')
+    elif r.get('wall_time_s'):
+        line += f' Wall time {r["wall_time_s"] / 60:.1f} min.'
+    return line
 
 
 def report_markdown(r: Mapping[str, Any]) -> str:
-    """The comparison as markdown: one row per point and arm, the paired differences, and a plain statement."""
+    """The comparison as markdown: one row per point and arm, the paired tests and verdicts, the machine."""
     higher = r['higher_is_better']
-    digits = 2 if r['task'] == 'cls' else 4
+    adapter = ADAPTERS[r['task']]
+    digits = adapter.digits
     n = len(r['seeds'])
     lines = [f'# {r["title"]}', '']
     if r.get('context'):
@@ -323,9 +600,9 @@ def report_markdown(r: Mapping[str, Any]) -> str:
               f'{"higher" if higher else "lower"} is better. Mean ± standard deviation over {n} seed(s) '
               f'{r["seeds"]}; a difference is paired by seed (same initialisation seed and batches for every arm).',
               '']
-    train = r['task'] == 'cls'
+    train = adapter.train_metric
     head = '| setting | arm | model | params | MFLOPs (MACs) | blocks | layers | metric | − baseline |'
-    lines += [head + (' train top-1 (no augmentation) | − baseline |' if train else ''),
+    lines += [head + (f' {train} | − baseline |' if train else ''),
               '|---|---|---|---|---|---|---|---|---|' + ('---|---|' if train else '')]
     for p in r['points']:
         for role, a in p['arms'].items():
@@ -339,26 +616,24 @@ def report_markdown(r: Mapping[str, Any]) -> str:
                                                            sign=True)
                 row += f' {_fmt(a["train_stats"], digits)} | {tdiff} |'
             lines.append(row)
-    lines += ['', '**What this run shows.**', '']
-    for p in r['points']:
-        for role, d in p['diffs'].items():
-            what = f'{role[:-6]} − baseline on the training images' if role.endswith('_train') else \
-                f'{role} − baseline'
-            lines.append(f'- {p["name"]}: {what} = {_fmt(d, digits, sign=True)} ({d["n"]} paired seed(s)): '
-                         f'{_verdict(d, higher)}.')
-    for role, t in (r.get('trend') or {}).items():
-        lines.append(f'- Depth: ({role} − baseline at {t["deep"]}) − ({role} − baseline at {t["shallow"]}) = '
-                     f'{_fmt(t, digits, sign=True)} ({t["n"]} paired seed(s)): a change with depth '
-                     f'{_verdict(t)}.')
+    st = r['statistics']
+    lines += ['', f'**What this run shows.** Each difference is paired by seed and tested with a two-sided paired '
+              f't-test; the p values are adjusted with Holm\'s method across all {st["differences"]} differences of '
+              f'this report, and a difference is called ahead or behind only where its adjusted p is below '
+              f'{st["alpha"]:g}. "detectable" is the smallest |mean difference| these seeds would settle at the '
+              'spread observed: tested alone / at its Holm rank in this report.', '']
+    lines += _verdict_rows(r, digits)
+    lines += ['', _settles(r, digits)]
     capped = [(p['name'], a['label'], a['capped']) for p in r['points'] for a in p['arms'].values() if a['capped']]
+    if capped:
+        lines.append('')
     for name, label, seeds in capped:
         lines.append(f'- {name} / {label} stopped at the time limit for seeds {seeds}: it saw fewer tokens than '
                      'planned (use a fixed step count for equal data).')
     lines += ['', '![curves](curves.png)', '']
     if any(p['x'] is not None for p in r['points']):
         lines += ['![depth](depth.png)', '']
-    lines.append(f'Wall time {r["wall_time_s"] / 60:.1f} min ({r["jobs"]} run(s) at a time, {r["threads"]} '
-                 f'thread(s) each), torch {r["torch"]}.')
+    lines += _machine_lines(r) + ['', _time_line(r)]
     return '\n'.join(lines) + '\n'
 
 
@@ -377,25 +652,23 @@ def _role_colours(roles) -> Dict[str, str]:
     return {role: fixed.get(role) or next(warm, 'k') for role in roles}
 
 
-def _plot_curves(comp: Comparison, r: Mapping[str, Any], path: str) -> None:
+def _plot_curves(r: Mapping[str, Any], path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(comp.points), figsize=(5 * len(comp.points), 3.8), squeeze=False)
-    roles = dict.fromkeys(arm.role for point in comp.points for arm in point.arms)
-    colours = _role_colours(roles)
-    for ax, point in zip(axes[0], comp.points):
-        for arm in point.arms:
-            for i, seed in enumerate(comp.seeds):
-                f = os.path.join(_run_dir(comp, point, arm, seed), RESULT)
-                if not os.path.isfile(f):
-                    continue
-                with open(f, encoding='utf-8') as fh:
-                    curve = json.load(fh)['curve']
-                if curve:
-                    ax.plot(*zip(*curve), color=colours[arm.role], marker='o', ms=2, lw=1, alpha=0.7,
-                            label=arm.label if i == 0 else None)
-        ax.set(title=point.name, xlabel='tokens seen' if comp.task == 'lm' else 'images seen', ylabel=r['metric'])
+    from matplotlib.ticker import EngFormatter, MaxNLocator
+    points = r['points']
+    fig, axes = plt.subplots(1, len(points), figsize=(5 * len(points), 3.8), squeeze=False)
+    colours = _role_colours(dict.fromkeys(role for p in points for role in p['arms']))
+    for ax, point in zip(axes[0], points):
+        for role, arm in point['arms'].items():
+            for i, curve in enumerate(c for c in arm['curves'].values() if c):
+                ax.plot(*zip(*curve), color=colours[role], marker='o', ms=2, lw=1, alpha=0.7,
+                        label=arm['label'] if i == 0 else None)
+        ax.set(title=point['name'], xlabel=ADAPTERS[r['task']].seen, ylabel=r['metric'])
+        # few ticks in engineering notation (42k, 1.2M): raw counts overlap at this width
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=''))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
@@ -436,19 +709,21 @@ def _plot_depth(r: Mapping[str, Any], path: str) -> None:
 # The built-in comparisons
 
 
-def default_config_path(task: str) -> Optional[str]:
-    """The recipe a comparison starts from: ``configs/lm/cpu.yaml`` or ``configs/cls/digits_cpu.yaml``."""
-    rel = {'lm': ('lm', 'cpu.yaml'), 'cls': ('cls', 'digits_cpu.yaml'), 'depth': ('cls', 'depth_digits.yaml')}[task]
-    path = os.path.join(REPO, 'configs', *rel)
+DEPTH_RECIPE = os.path.join('cls', 'depth_digits.yaml')
+
+
+def default_config_path(recipe: str) -> Optional[str]:
+    """The recipe a comparison starts from: a task's (:attr:`TaskAdapter.recipe`, e.g. ``configs/lm/cpu.yaml``)
+    or a path under ``configs/`` (the depth comparison's ``cls/depth_digits.yaml``); None when not installed."""
+    path = os.path.join(REPO, 'configs', ADAPTERS[recipe].recipe if recipe in ADAPTERS else recipe)
     return path if os.path.isfile(path) else None
 
 
-def _config(task: str, path: Optional[str], overrides: Mapping[str, Any]):
-    path = path or default_config_path(task)
+def _config(task: str, path: Optional[str], overrides: Mapping[str, Any], recipe: Optional[str] = None):
+    path = path or default_config_path(recipe or task)
     if path is None:
         raise FileNotFoundError(f'no recipe for {task!r}: pass --config (the package was installed without configs/)')
-    loader = lm_task.load_config if task == 'lm' else cls_task.load_config
-    return loader(path, **{k: v for k, v in overrides.items() if v is not None})
+    return ADAPTERS[task].load_config(path, **{k: v for k, v in overrides.items() if v is not None})
 
 
 def depth_comparison(
@@ -470,7 +745,7 @@ def depth_comparison(
     of blocks, half the FLOPs). Every arm trains with the same recipe (``configs/cls/depth_digits.yaml``: the
     embedded digits at 32x32, patch 8), data order and seeds.
     """
-    cfg = _config('depth', config, dict(overrides or {}))
+    cfg = _config('cls', config, dict(overrides or {}), DEPTH_RECIPE)
     img = cfg.img_size or 32
     points = []
     for blocks in depths:
@@ -580,5 +855,6 @@ def cls_comparison(
                       f'Classification: {steps} against {baseline}', context, jobs, threads)
 
 
-TASKS: Dict[str, Callable[..., Comparison]] = {'depth': depth_comparison, 'lm': lm_comparison,
-                                              'cls': cls_comparison}
+# the comparisons of `stepsnet compare TASK`
+COMPARISONS: Dict[str, Callable[..., Comparison]] = {'depth': depth_comparison, 'lm': lm_comparison,
+                                                    'cls': cls_comparison}

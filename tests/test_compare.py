@@ -3,6 +3,7 @@ import json
 import math
 
 import pytest
+from scipy import stats as st
 
 from stepsnet.cli import main
 from stepsnet.compare import (
@@ -11,19 +12,21 @@ from stepsnet.compare import (
     cls_comparison,
     depth_comparison,
     lm_comparison,
-    paired_stats,
+    render_report,
     run_comparison,
+    spread,
 )
 from stepsnet.data.text import prepare_text
+from stepsnet.stats import holm
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 FAST_CLS = dict(batch_size=32, max_train_batches=2, workers=0, progress=False, warmup_epochs=0)
 
 
-def test_paired_stats():
-    s = paired_stats([1.0, 2.0, 3.0])
+def test_spread():
+    s = spread([1.0, 2.0, 3.0])
     assert s['mean'] == 2.0 and s['std'] == 1.0 and s['n'] == 3
-    assert paired_stats([5.0])['std'] is None and paired_stats([])['mean'] is None
+    assert spread([5.0])['std'] is None and spread([])['mean'] is None
 
 
 def test_every_arm_gets_its_own_colour():
@@ -90,7 +93,7 @@ def test_compare_command(tmp_path, capsys):
     assert not (tmp_path / 'w').exists()
 
 
-def test_gap_over_depth_is_paired_by_seed(tmp_path):
+def test_gap_over_depth_is_paired_by_seed(tmp_path, capsys):
     """Two depths: the report gives (gap at the deep point) - (gap at the shallow point), seed by seed."""
     comp = depth_comparison(depths=[4, 8], width=80, heads=4, seeds=[0, 1, 2], out=str(tmp_path / 'd'), jobs=1)
     fake = {('4_residual_blocks', 'baseline'): [90, 91, 92], ('4_residual_blocks', 'steps'): [90, 92, 92],
@@ -103,7 +106,56 @@ def test_gap_over_depth_is_paired_by_seed(tmp_path):
                 metric=v, train_metric=v, loss=1.0, seen=1, train_time=1.0, curve=[[1, v]], params=1, macs=1,
                 blocks=4, layers=22, plan='')))
     r = run_comparison(comp, progress=False)  # every run has a result: nothing trains
+    assert 'all 12 runs done before (reused); nothing to train' in capsys.readouterr().out
     t = r['trend']['steps']
     assert t['values'] == [6.0 - 0.0, 6.0 - 1.0, 7.0 - 0.0] and t['mean'] == pytest.approx(6.0)
+    # one Holm family over the 4 point differences and the change with depth; each carries its test
+    ref = st.ttest_rel([86, 88, 88], [80, 82, 81])
+    d = r['points'][1]['diffs']['steps']
+    assert d['p'] == pytest.approx(ref.pvalue) and d['same_sign'] == 3 and d['n'] == 3
+    assert r['statistics']['differences'] == 5
+    assert d['p_adj'] == pytest.approx(holm([x['p'] for x in _all(r)])[2])  # point 0: 2 diffs, then this
+    assert d['outcome'] == ('ahead' if d['p_adj'] < 0.05 else 'not distinguishable')
+    assert r['points'][0]['diffs']['steps']['verdict'].startswith('not distinguishable with 3 seeds (95% CI ')
+    assert r['trained'] == 0 and r['reused'] == 12 and r['train_time_s'] == 12.0
+    assert r['machines'] == [] and r['runs_without_machine'] == 12
     report = (tmp_path / 'd' / 'report.md').read_text()
-    assert 'Depth: (steps − baseline at 8 residual blocks) − (steps − baseline at 4 residual blocks) = +6.00' in report
+    assert ('| change with depth | (steps − baseline at 8 residual blocks) − (at 4 residual blocks) | +6.00 ± 1.00 | '
+            in report)
+    assert 'Holm' in report and 'Machine not recorded' in report and 'not across CPUs' in report
+    assert 'standard errors' not in report
+    assert 'This invocation trained 0 run(s) and reused 12' in report
+
+
+def _all(r):
+    return [d for p in r['points'] for d in p['diffs'].values()] + list(r['trend'].values())
+
+
+def test_render_report_from_an_old_results_file(tmp_path):
+    """A results.json written before the statistics: rendered again from its per-seed values alone."""
+    base = {'0': 97.0, '1': 97.5, '2': 98.0}
+    steps = {'0': 97.0, '1': 96.5, '2': 96.9}
+    arm = dict(label='a', overrides={}, params=1, macs=1, blocks=4, layers=22, plan='', seen=1, train_time=2.0,
+               capped=[])
+    old = dict(title='T', task='cls', metric='val top-1 (%)', higher_is_better=True, seeds=[0, 1, 2], context='',
+               config={}, wall_time_s=0.0, torch='x', threads=1, jobs=1, points=[dict(
+                   name='4 residual blocks', x=4, arms=dict(
+                       baseline=dict(arm, per_seed=base, stats=spread(list(base.values())),
+                                     train_stats=spread([99.0, 99.0, 99.0])),
+                       steps=dict(arm, per_seed=steps, stats=spread(list(steps.values())),
+                                  train_stats=spread([99.0, 99.5, 99.0]))),
+                   diffs=dict(steps=dict(mean=-0.7, std=0.1, n=3, values=[0.0, -1.0, -1.1],
+                                         per_seed={'0': 0.0, '1': -1.0, '2': -1.1}),
+                              steps_train=dict(mean=0.0, std=0.0, n=3, values=[0.0, 0.5, 0.0])))])
+    (tmp_path / 'results.json').write_text(json.dumps(old))
+    r = render_report(str(tmp_path))
+    d = r['points'][0]['diffs']['steps']
+    assert d['p'] == pytest.approx(st.ttest_rel([97.0, 96.5, 96.9], [97.0, 97.5, 98.0]).pvalue)
+    assert r['points'][0]['diffs']['steps_train']['per_seed'] == {'0': 0.0, '1': 0.5, '2': 0.0}
+    assert r['train_time_s'] == 12.0 and r['runs_without_machine'] == 6
+    report = (tmp_path / 'report.md').read_text()
+    assert 'Machine not recorded' in report and 'not distinguishable with 3 seeds' in report
+    assert not (tmp_path / 'curves.png').exists()  # the old file has no curves: the plot is left alone
+    assert (tmp_path / 'depth.png').exists()
+    saved = json.loads((tmp_path / 'results.json').read_text())
+    assert saved['statistics']['differences'] == 2 and 'p_adj' in saved['points'][0]['diffs']['steps']

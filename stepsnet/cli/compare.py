@@ -1,13 +1,15 @@
 """``stepsnet compare``: residual against Steps with seeds, paired statistics and a report (:mod:`stepsnet.compare`).
 
 ``stepsnet compare`` (the main job, ``make run``) is the depth comparison; ``stepsnet compare lm`` and
-``stepsnet compare cls`` compare a pair of language models or classifiers. ``--set FIELD=VALUE`` changes a field of
+``stepsnet compare cls`` compare a pair of language models or classifiers; ``stepsnet compare --render DIR`` writes
+the report of an earlier comparison again from its ``results.json`` (the statistics recomputed from the per-seed
+values). ``--set FIELD=VALUE`` changes a field of
 the task's recipe for every arm (e.g. ``--set epochs=10``, ``--set max_iters=300``).
 """
 import argparse
 
 from stepsnet.cli.common import ParseKwargs, positive_int
-from stepsnet.compare import TASKS, run_comparison
+from stepsnet.compare import COMPARISONS, render_report, run_comparison
 from stepsnet.models.factory import PAIRINGS
 
 
@@ -32,12 +34,15 @@ _RENAMED = {'pairing': 'pairings'}
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.render:
+        render_report(args.render, args.out)
+        return 0
     overrides = dict(args.set or {}, **({'device': args.device} if args.device else {}))
     kw = dict(config=args.config, overrides=overrides)
     for name in ('seeds', 'out', 'jobs', 'threads') + _TASK_FLAGS[args.task]:
         if getattr(args, name) is not None:
             kw[_RENAMED.get(name, name)] = getattr(args, name)
-    run_comparison(TASKS[args.task](**kw), progress=args.progress)
+    run_comparison(COMPARISONS[args.task](**kw), progress=args.progress)
     return 0
 
 
@@ -59,6 +64,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--threads', type=positive_int, default=None, help='torch threads per run (default 1 for depth)')
     p.add_argument('--device', help='auto, cpu, cuda (default: the recipe\'s)')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument('--render', metavar='DIR', help='train nothing: render the report, results.json and plots of an '
+                   'earlier comparison again from DIR/results.json (into --out, default DIR)')
     g = p.add_argument_group('depth')
     g.add_argument('--depths', type=positive_int, nargs='+',
                    help='residual block counts, one point each (default 4 12: the depth of DeiT, as in Table 1)')
