@@ -19,6 +19,9 @@ validation set. Both work on any model with a :class:`Steps` trunk and any loade
 model with no Steps module raises ``ValueError``. :func:`eval_loader` reads a data set with a checkpoint's
 preprocessing (:func:`stepsnet.models.factory.classifier_from_checkpoint` rebuilds the model), and
 :func:`aggregate` turns the tables of several independently trained models into mean and standard deviation.
+:func:`mask_differences` and :func:`drop_differences` test what the tables compare (fast against slow path; each
+step against the full model and against each other), paired by model, with the project's paired t-test and Holm's
+correction across all differences of one table (:mod:`stepsnet.stats`); :func:`format_differences` prints them.
 """
 from __future__ import annotations
 
@@ -35,6 +38,7 @@ from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
+from stepsnet import stats
 from stepsnet.analysis.complexity import explicit_attention
 from stepsnet.data.images import build_dataset, collate_skip_none
 from stepsnet.steps import Steps
@@ -42,7 +46,7 @@ from stepsnet.steps import Steps
 __all__ = [
     'steps_modules', 'find_steps', 'masked_input', 'dropped_blocks', 'block_macs', 'drop_windows', 'StepWindows',
     'score', 'mask_table', 'drop_step_table', 'aggregate', 'format_mask_table', 'format_drop_table', 'eval_loader',
-    'default_mask_sizes',
+    'default_mask_sizes', 'mask_differences', 'drop_differences', 'format_differences',
 ]
 
 
@@ -379,6 +383,62 @@ def format_drop_table(rows: Sequence[Mapping[str, Any]], paper: bool = False) ->
                      f'{_cell(r, "loss", 3)} | {spread} |')
     if paper:
         lines += ['', 'Paper (Steps-DeiT-S, ImageNet-1K): F1 77.0, F2 78.1, F3 80.5 (full model 81.0).']
+    return '\n'.join(lines) + '\n'
+
+
+def _paired(items: Sequence[Tuple[str, str, Sequence[float]]]) -> List[Dict[str, Any]]:
+    """Rows ``{'what', 'metric', test fields, 'outcome', 'verdict'}``; Holm across all ``items``."""
+    tests = stats.adjust([stats.paired_test(values) for _, _, values in items])
+    return [dict(what=what, metric=metric, **t.to_dict(), outcome=stats.outcome(t, None),
+                 verdict=stats.verdict(t, None, digits=3 if metric == 'loss' else 2))
+            for (what, metric, _), t in zip(items, tests)]
+
+
+def mask_differences(tables: Sequence[Sequence[Mapping[str, Any]]]) -> List[Dict[str, Any]]:
+    """Fast path masked minus slow path masked, per ``n > 0``, for top-1 and loss, paired by model.
+
+    The paper's Table 6 reading is that masking the slow path (first ``n`` channels) costs more: a positive top-1
+    difference and a negative loss difference. Holm runs across every difference returned.
+    """
+    items = []
+    for metric in ('top1', 'loss'):
+        for i, row in enumerate(tables[0]):
+            if row['n']:
+                items.append((f'n {row["n"]}: fast − slow path masked', metric,
+                              [t[i][f'fast_{metric}'] - t[i][f'slow_{metric}'] for t in tables]))
+    return _paired(items)
+
+
+def drop_differences(tables: Sequence[Sequence[Mapping[str, Any]]]) -> List[Dict[str, Any]]:
+    """Each step dropped minus nothing dropped, and each later step dropped minus each earlier one, for top-1 and
+    loss, paired by model (the paper's Table 7 finds dropping from a later step costs less). Holm across all."""
+    steps_ = [i for i, r in enumerate(tables[0]) if r['step'] != 'none']
+    items = []
+    for metric in ('top1', 'loss'):
+        for i in steps_:
+            items.append((f'F{tables[0][i]["step"]} dropped − none', metric,
+                          [t[i][metric] - t[0][metric] for t in tables]))
+        for a, i in enumerate(steps_):
+            for j in steps_[a + 1:]:
+                items.append((f'F{tables[0][j]["step"]} − F{tables[0][i]["step"]} dropped', metric,
+                              [t[j][metric] - t[i][metric] for t in tables]))
+    return _paired(items)
+
+
+def format_differences(rows: Sequence[Mapping[str, Any]]) -> str:
+    """The paired differences as a markdown table: every number of each test and its verdict."""
+    lines = [f'Paired differences over models: two-sided paired t-test, Holm across the {len(rows)} differences '
+             'below; a difference is above / below zero only where its adjusted p < 0.05.', '',
+             '| difference | score | mean ± sd | 95% CI | n | p | adjusted p | same sign | verdict |',
+             '|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        d = 3 if r['metric'] == 'loss' else 2
+        t = stats.PairedTest.from_dict(r)
+        sd = '' if t.std is None else f' ± {t.std:.{d}f}'
+        ci = '-' if t.ci_low is None else f'{t.ci_low:+.{d}f} to {t.ci_high:+.{d}f}'
+        lines.append(f'| {r["what"]} | {"top-1" if r["metric"] == "top1" else "loss"} | {t.mean:+.{d}f}{sd} | {ci} | '
+                     f'{t.n} | {stats.format_p(t.p)} | {stats.format_p(t.p_adj)} | {t.same_sign}/{t.n} | '
+                     f'{r["verdict"].split(" (")[0]} |')
     return '\n'.join(lines) + '\n'
 
 

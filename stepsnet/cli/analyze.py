@@ -137,6 +137,8 @@ def run_mask(args: argparse.Namespace) -> int:
     rows = ablation.aggregate(tables, 'n', ('slow_top1', 'slow_loss', 'fast_top1', 'fast_loss'))
     print(f'{len(models)} model(s); mean ± std over models', flush=True)
     print(ablation.format_mask_table(rows, paper=args.paper), end='')
+    if len(models) > 1:
+        print('\n' + ablation.format_differences(ablation.mask_differences(tables)), end='')
     _write_csv([dict(r, model=i) for i, t in enumerate(tables) for r in t], args.csv)
     return 0
 
@@ -149,6 +151,8 @@ def run_drop_step(args: argparse.Namespace) -> int:
     print(f'{len(models)} model(s); each step\'s score is the mean over its windows; mean ± std over models',
           flush=True)
     print(ablation.format_drop_table(rows, paper=args.paper), end='')
+    if len(models) > 1:
+        print('\n' + ablation.format_differences(ablation.drop_differences(tables)), end='')
     _write_csv([dict(r, model=i) for i, t in enumerate(tables) for r in t], args.csv)
     return 0
 
