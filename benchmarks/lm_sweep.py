@@ -1,41 +1,44 @@
 """The language-model sweep: residual LM against its Steps twin, cell by cell, seeds paired, resumable.
 
-The cells, models and protocol are in ``benchmarks/lm_sweep.yaml``. Every run trains with
-:func:`stepsnet.tasks.lm.train_lm` into ``OUT/runs/<model>-i<iters>-lr<lr>/seed<n>``; a finished run leaves a
-``result.json`` there and is never trained again, an interrupted one resumes from its last checkpoint (every
-``eval_interval`` steps). Runs that two cells share (e.g. the depth-4 pair at 300 steps) train once.
+The cells, models and protocol are in ``benchmarks/lm_sweep.yaml``. The runs go through the comparison harness of
+:mod:`stepsnet.compare` (its ``lm`` task, :func:`stepsnet.compare.train_runs`) into
+``OUT/runs/<model>-i<iters>-lr<lr>/seed<n>``; a finished run leaves a ``result.json`` there and is never trained
+again, an interrupted one resumes from its last checkpoint (every ``eval_interval`` steps). Runs that two cells
+share (e.g. the depth-4 pair at 300 steps) train once. Paired differences are tested with the project's paired
+t-test and Holm's correction across the whole report (:mod:`stepsnet.stats`).
 
 Usage::
 
     python benchmarks/lm_sweep.py --jobs 2                  # run what is missing, then write the report
     python benchmarks/lm_sweep.py --report-only             # report what has finished so far
     python benchmarks/lm_sweep.py --list                    # the planned runs, in the order they would run
+    python benchmarks/lm_sweep.py --from-csv docs/figures/lm/sweep.csv --out DIR   # the report again from a CSV
 
 The report is ``OUT/sweep.csv`` (one row per run), ``OUT/sweep.md`` (per cell: each model's loss, mean +- std
-over seeds, and the paired differences to the baseline) and ``OUT/sweep.png``.
+over seeds, the paired differences to the baseline, then every difference's test and verdict) and
+``OUT/sweep.png``.
 """
 from __future__ import annotations
 
 import argparse
-import concurrent.futures as cf
 import csv
 import json
 import math
-import multiprocessing as mp
 import os
-import subprocess
 import sys
-import time
-import traceback
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import numpy as np
 import yaml
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-RESULT = 'result.json'
+if ROOT not in sys.path:  # run as a script from a checkout
+    sys.path.insert(0, ROOT)
+
+from stepsnet import stats  # noqa: E402
+from stepsnet.compare import RunSpec, read_result, spread, train_runs  # noqa: E402
+from stepsnet.utils.checkpoint import atomic_write_text  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -96,69 +99,73 @@ def planned_runs(sweep: Dict[str, Any], include_optional: bool = True) -> List[R
     return sorted(keyed, key=lambda r: (keyed[r], r.seed))
 
 
-def _git_commit() -> str:
-    try:
-        return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return 'unknown'
+def run_spec(run: Run, sweep: Dict[str, Any], out: str, config_path: str, data_dir: Optional[str],
+             overrides: Dict[str, Any]) -> RunSpec:
+    """The harness's description of one run: the sweep's model at the run's step count, rate and seed."""
+    from stepsnet.tasks.lm import load_config
 
-
-def _init_worker(threads: int) -> None:
-    import torch
-    torch.set_num_threads(threads)
-
-
-def train_one(run: Run, sweep: Dict[str, Any], out: str, config_path: str, data_dir: Optional[str],
-              threads: int, overrides: Dict[str, Any]) -> Dict[str, Any]:
-    """Train (or resume) one run and write its ``result.json``; returns the result."""
-    import torch
-
-    from stepsnet.tasks.lm import load_config, train_lm
-
-    torch.set_num_threads(threads)
     spec = sweep['models'][run.model_key]
-    run_dir = os.path.join(out, 'runs', run.name)
     fields: Dict[str, Any] = dict(
         model=spec['model'], model_kwargs=dict(spec.get('model_kwargs') or {}), max_iters=run.max_iters,
-        seed=run.seed, out_dir=run_dir, resume='auto', progress=False, tensorboard=False, device='cpu')
-    fields['lr'] = run.lr
+        seed=run.seed, out_dir=os.path.join(out, 'runs', run.name), resume='auto', progress=False,
+        tensorboard=False, device='cpu', lr=run.lr)
     if data_dir:
         fields['data_dir'] = data_dir
     fields.update(overrides)
-    cfg = load_config(config_path, **fields)
-    t0 = time.time()
-    summary = train_lm(cfg)
-    result = {
-        'run': run.name, 'model_key': run.model_key, 'model': spec['model'], 'model_kwargs': cfg.model_kwargs,
-        'seed': run.seed, 'max_iters': run.max_iters, 'lr': cfg.lr, 'params': summary['params'],
-        'plan': summary['plan'], 'blocks': summary['blocks'], 'iters': summary['iters'],
-        'tokens_seen': summary['tokens_seen'], 'val_loss': summary['final'].get('loss'),
-        'val_bpb': summary['final'].get('bpb'), 'train_time_s': summary['train_time_s'],
-        'wall_time_s': time.time() - t0, 'threads': threads, 'torch': torch.__version__, 'commit': _git_commit(),
-    }
-    tmp = os.path.join(run_dir, RESULT + '.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
-        json.dump(result, f, indent=2)
-    os.replace(tmp, os.path.join(run_dir, RESULT))
-    return result
+    return RunSpec(run.name, fields['out_dir'], load_config(config_path, **fields))
 
 
-def read_results(out: str, runs: Sequence[Run]) -> Dict[Run, Dict[str, Any]]:
+def _row(run: Run, sweep: Dict[str, Any], r: Dict[str, Any]) -> Dict[str, Any]:
+    """One CSV row of a run from its ``result.json`` (the harness's keys; rows written before it are kept)."""
+    if 'val_loss' in r:
+        return r
+    machine = r.get('machine') or {}
+    return {'run': run.name, 'model_key': run.model_key, 'model': sweep['models'][run.model_key]['model'],
+            'seed': run.seed, 'max_iters': run.max_iters, 'lr': run.lr, 'params': r['params'], 'plan': r['plan'],
+            'blocks': r['blocks'], 'iters': r['steps'], 'tokens_seen': r['seen'], 'val_loss': r['metric'],
+            'val_bpb': r.get('bpb'), 'train_time_s': r['train_time'], 'threads': machine.get('torch_threads'),
+            'torch': machine.get('torch'), 'commit': r.get('commit', 'unknown'), 'machine': r.get('machine')}
+
+
+def read_results(out: str, runs: Sequence[Run], sweep: Dict[str, Any]) -> Dict[Run, Dict[str, Any]]:
     found = {}
     for run in runs:
-        path = os.path.join(out, 'runs', run.name, RESULT)
-        if os.path.isfile(path):
-            with open(path, encoding='utf-8') as f:
-                found[run] = json.load(f)
+        r = read_result(os.path.join(out, 'runs', run.name))
+        if r is not None:
+            found[run] = _row(run, sweep, r)
+    return found
+
+
+CSV_KEYS = ['run', 'model_key', 'model', 'seed', 'max_iters', 'lr', 'params', 'plan', 'blocks', 'iters',
+            'tokens_seen', 'val_loss', 'val_bpb', 'train_time_s', 'threads', 'torch', 'commit']
+_NUMERIC = {'seed': int, 'max_iters': int, 'lr': float, 'params': int, 'blocks': int, 'iters': int,
+            'tokens_seen': int, 'val_loss': float, 'val_bpb': float, 'train_time_s': float, 'threads': int}
+
+
+def read_csv(path: str, runs: Sequence[Run]) -> Dict[Run, Dict[str, Any]]:
+    """The per-run rows of an earlier report's ``sweep.csv``, for the planned runs it has."""
+    by_name = {run.name: run for run in runs}
+    found = {}
+    with open(path, newline='', encoding='utf-8') as f:
+        for row in csv.DictReader(f):
+            row = {k: (_NUMERIC[k](v) if k in _NUMERIC and v != '' else v) for k, v in row.items()}
+            name = row['run'].replace('/', os.sep)
+            if name in by_name:
+                found[by_name[name]] = row
+    # the CSV has no machine column; the sweep.json written beside it has the machine when every run had one
+    side = os.path.join(os.path.dirname(path), 'sweep.json')
+    if os.path.isfile(side):
+        with open(side, encoding='utf-8') as f:
+            saved = json.load(f)
+        if len(saved.get('machines') or []) == 1 and not saved.get('runs_without_machine'):
+            for row in found.values():
+                row['machine'] = saved['machines'][0]
     return found
 
 
 def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
-        return float('nan'), float('nan')
-    return float(arr.mean()), float(arr.std(ddof=1)) if arr.size > 1 else float('nan')
+    s = spread(values)
+    return (float('nan') if s['mean'] is None else s['mean'], float('nan') if s['std'] is None else s['std'])
 
 
 def _fmt(mean: float, std: float, n: int, digits: int = 4, sign: bool = False) -> str:
@@ -206,14 +213,88 @@ def best_lr(points: List[Dict[str, Any]], role: str) -> Optional[Dict[str, Any]]
     return min(done, key=lambda p: p['roles'][role]['mean_std'][0]) if done else None
 
 
-def best_rate_difference(points: List[Dict[str, Any]]) -> Optional[Tuple[float, float, int]]:
-    """Mean, std and count over the seeds of both of (Steps at its best rate) − (baseline at its best rate)."""
+def best_rate_differences(points: List[Dict[str, Any]]) -> List[float]:
+    """Per seed of both: (Steps at its best rate) − (baseline at its best rate); empty when either has no run."""
     best = {role: best_lr(points, role) for role in ('baseline', 'steps')}
     if any(b is None for b in best.values()):
-        return None
+        return []
     loss = {role: dict(zip(b['roles'][role]['seeds'], b['roles'][role]['losses'])) for role, b in best.items()}
-    diffs = [loss['steps'][s] - loss['baseline'][s] for s in loss['steps'] if s in loss['baseline']]
-    return (*_mean_std(diffs), len(diffs)) if diffs else None
+    return [loss['steps'][s] - loss['baseline'][s] for s in loss['steps'] if s in loss['baseline']]
+
+
+def _lr_cells(summary: List[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
+    cells: Dict[str, List[Dict[str, Any]]] = {}
+    for p in summary:
+        if p['lr_varies']:
+            cells.setdefault(p['cell'], []).append(p)
+    return cells
+
+
+_LABELS = {'baseline': 'baseline', 'steps': 'Steps', 'control': 'control'}
+
+
+def tests(summary: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Every paired difference of the report with its paired t-test; Holm across all of them.
+
+    Rows ``{'cell', 'lr', 'what', 'first', 'second'}`` plus the fields of :class:`stepsnet.stats.PairedTest`,
+    ``outcome`` (``ahead``: the first model has the lower loss) and ``verdict``.
+    """
+    items = []
+    for p in summary:
+        for role, r in p['roles'].items():
+            if role != 'baseline' and r['diffs']:
+                items.append((p['cell'], p['lr'], _LABELS.get(role, role), 'baseline', r['diffs']))
+        if p.get('steps_vs_control', {}).get('diffs'):
+            items.append((p['cell'], p['lr'], 'Steps', 'control', p['steps_vs_control']['diffs']))
+    for name, points in _lr_cells(summary).items():
+        diffs = best_rate_differences(points)
+        if diffs:
+            items.append((name, None, 'Steps at its best rate', 'baseline at its best rate', diffs))
+    # a difference two cells share (the same runs, e.g. depth 8 and the learning-rate cell at the same rate) is one
+    # test: counted once by Holm, shown in both cells
+    keys = [(it[2], it[3], tuple(it[-1])) for it in items]
+    unique = list(dict.fromkeys(keys))
+    tested = dict(zip(unique, stats.adjust([stats.paired_test(k[-1]) for k in unique])))
+    rows = []
+    for (cell, lr, first, second, _), key in zip(items, keys):
+        t = tested[key]
+        code = stats.outcome(t, higher_is_better=False)
+        words = {'ahead': f'{first}: lower loss than {second}', 'behind': f'{first}: higher loss than {second}'}.get(
+            code, stats.verdict(t, False, interval=False))
+        rows.append(dict(cell=cell, lr=lr, what=f'{first} − {second}', first=first, second=second, **t.to_dict(),
+                         outcome=code, verdict=words))
+    return rows
+
+
+def _tested(rows: List[Dict[str, Any]]) -> int:
+    return len({(r['what'], tuple(r['values'])) for r in rows if r['p'] is not None})
+
+
+def _tests_markdown(rows: List[Dict[str, Any]], results: Dict[Run, Dict[str, Any]]) -> List[str]:
+    lines = ['', f'**Tests.** Each difference above is tested with a two-sided paired t-test over its seeds; the p '
+             f'values are adjusted with Holm\'s method across the {_tested(rows)} tested differences of this report '
+             '(a difference two cells share counts once), and a verdict is given only where the adjusted p is below '
+             '0.05.', '',
+             '| cell | lr | difference | mean ± sd | 95% CI | n | p | adjusted p | same sign | verdict |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    for r in rows:
+        t = stats.PairedTest.from_dict(r)
+        d = 6 if r['cell'] == 'sanity' else 4
+        sd = '' if t.std is None else f' ± {t.std:.{d}f}'
+        ci = '-' if t.ci_low is None else f'{t.ci_low:+.{d}f} to {t.ci_high:+.{d}f}'
+        lr = 'best' if r['lr'] is None else f'{r["lr"]:g}'
+        lines.append(f'| {r["cell"]} | {lr} | {r["what"]} | {t.mean:+.{d}f}{sd} | {ci} | {t.n} | '
+                     f'{stats.format_p(t.p)} | {stats.format_p(t.p_adj)} | {t.same_sign}/{t.n} | {r["verdict"]} |')
+    machines = {json.dumps(r['machine'], sort_keys=True): r['machine'] for r in results.values() if r.get('machine')}
+    if machines:
+        names = '; '.join(f'{m.get("cpu")} ({m.get("cpu_count")} CPUs), torch {m.get("torch")}, BLAS '
+                          f'{m.get("blas")}, CPU capability {m.get("cpu_capability")}' for m in machines.values())
+        missing = sum(1 for r in results.values() if not r.get('machine'))
+        head = f'Machine{"s" if len(machines) > 1 else ""}: {names}' + (
+            f'; {missing} run(s) without a record.' if missing else '.')
+    else:
+        head = 'Machine not recorded (these runs were made before result files recorded it).'
+    return lines + ['', head + ' Numbers are bit-exact on one machine at a fixed thread count, not across CPUs.']
 
 
 def _loss_cell(point: Dict[str, Any], role: str) -> str:
@@ -233,7 +314,8 @@ def _diff_cell(point: Dict[str, Any], role: str) -> str:
     return _fmt(m, s, len(r['diffs']), digits=6 if point['cell'] == 'sanity' else 4, sign=True)
 
 
-def report_markdown(sweep: Dict[str, Any], summary: List[Dict[str, Any]], planned: int, finished: int) -> str:
+def report_markdown(sweep: Dict[str, Any], summary: List[Dict[str, Any]], planned: int, finished: int,
+                    results: Optional[Dict[Run, Dict[str, Any]]] = None) -> str:
     lines = [
         '# LM sweep: residual LM against its Steps twin',
         '',
@@ -248,21 +330,18 @@ def report_markdown(sweep: Dict[str, Any], summary: List[Dict[str, Any]], planne
         lines.append(f'| {p["cell"]} | {p["lr"]:g} | {p["max_iters"]} | {_loss_cell(p, "baseline")} | '
                      f'{_loss_cell(p, "steps")} | {_loss_cell(p, "control")} | {_diff_cell(p, "steps")} | '
                      f'{_diff_cell(p, "control")} | {_diff_cell(p, "steps_vs_control")} |')
-    lr_cells = {}
-    for p in summary:
-        if p['lr_varies']:
-            lr_cells.setdefault(p['cell'], []).append(p)
-    for name, points in lr_cells.items():
+    for name, points in _lr_cells(summary).items():
         parts = []
         for role in points[0]['roles']:
             b = best_lr(points, role)
             if b is not None:
                 m, s = b['roles'][role]['mean_std']
                 parts.append(f'{role} best at lr {b["lr"]:g}: {_fmt(m, s, len(b["roles"][role]["losses"]))}')
-        at_best = best_rate_difference(points)
-        if at_best is not None:
-            m, s, n = at_best
-            parts.append(f'steps at its best − baseline at its best, paired by seed: {_fmt(m, s, n, sign=True)}')
+        at_best = best_rate_differences(points)
+        if at_best:
+            m, s = _mean_std(at_best)
+            parts.append(f'steps at its best − baseline at its best, paired by seed: '
+                         f'{_fmt(m, s, len(at_best), sign=True)}')
         if parts:
             lines += ['', f'**{name}**, each model at its own best rate: ' + '; '.join(parts) + '.']
     lines += ['', '| model | plan | blocks | params |', '|---|---|---|---|']
@@ -273,15 +352,14 @@ def report_markdown(sweep: Dict[str, Any], summary: List[Dict[str, Any]], planne
                 continue
             seen.add(role['model_key'])
             lines.append(f'| {role["model_key"]} | {role["plan"]} | {role["blocks"]} | {role["params"]:,} |')
+    lines += _tests_markdown(tests(summary), results or {})
     return '\n'.join(lines) + '\n'
 
 
 def write_csv(results: Dict[Run, Dict[str, Any]], path: str) -> None:
-    keys = ['run', 'model_key', 'model', 'seed', 'max_iters', 'lr', 'params', 'plan', 'blocks', 'iters',
-            'tokens_seen', 'val_loss', 'val_bpb', 'train_time_s', 'threads', 'torch', 'commit']
     tmp = path + '.tmp'
     with open(tmp, 'w', newline='', encoding='utf-8') as f:
-        w = csv.DictWriter(f, fieldnames=keys, extrasaction='ignore')
+        w = csv.DictWriter(f, fieldnames=CSV_KEYS, extrasaction='ignore')
         w.writeheader()
         for run in sorted(results, key=lambda r: r.name):
             w.writerow(results[run])
@@ -326,17 +404,25 @@ def plot(summary: List[Dict[str, Any]], path: str) -> None:
     os.replace(tmp, path)
 
 
-def write_report(sweep: Dict[str, Any], out: str, include_optional: bool = True) -> str:
+def write_report(sweep: Dict[str, Any], out: str, include_optional: bool = True,
+                 results: Optional[Dict[Run, Dict[str, Any]]] = None) -> str:
+    """Write ``sweep.csv``, ``sweep.md``, ``sweep.json`` (every paired difference with its test) and ``sweep.png``
+    from the finished runs in ``out`` (or from ``results``, e.g. the rows of an earlier ``sweep.csv``)."""
     runs = planned_runs(sweep, include_optional)
-    results = read_results(out, runs)
+    if results is None:
+        results = read_results(out, runs, sweep)
     summary = summarise(sweep, results)
     os.makedirs(out, exist_ok=True)
     write_csv(results, os.path.join(out, 'sweep.csv'))
-    text = report_markdown(sweep, summary, len(runs), len(results))
-    tmp = os.path.join(out, 'sweep.md.tmp')
-    with open(tmp, 'w', encoding='utf-8') as f:
-        f.write(text)
-    os.replace(tmp, os.path.join(out, 'sweep.md'))
+    text = report_markdown(sweep, summary, len(runs), len(results), results)
+    atomic_write_text(os.path.join(out, 'sweep.md'), text)
+    machines = {json.dumps(r['machine'], sort_keys=True): r['machine'] for r in results.values() if r.get('machine')}
+    atomic_write_text(os.path.join(out, 'sweep.json'), json.dumps(dict(
+        planned=len(runs), finished=len(results), metric='val loss (nats/byte)', higher_is_better=False,
+        statistics=dict(test='two-sided paired t-test over seeds; 95% confidence interval from the t distribution',
+                        correction='Holm, across the tested differences of this report', alpha=stats.ALPHA),
+        differences=tests(summary), machines=list(machines.values()),
+        runs_without_machine=sum(1 for r in results.values() if not r.get('machine'))), indent=2))
     if results:
         plot(summary, os.path.join(out, 'sweep.png'))
     return text
@@ -352,6 +438,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument('--data-dir', default=None, help="prepared data (default: the config's data_dir)")
     p.add_argument('--skip-optional', action='store_true', help='leave out the cells marked optional')
     p.add_argument('--report-only', action='store_true', help='write the report of finished runs; train nothing')
+    p.add_argument('--from-csv', metavar='CSV', help='train nothing: write the report again from the per-run rows of '
+                   'an earlier sweep.csv (e.g. docs/figures/lm/sweep.csv) into --out')
     p.add_argument('--list', action='store_true', help='print the planned runs and whether each has finished')
     p.add_argument('--set', action='append', default=[], metavar='FIELD=VALUE',
                    help='override a training field of every run (e.g. for a quick check: --set max_iters=5)')
@@ -367,43 +455,23 @@ def main(argv: Optional[List[str]] = None) -> int:
         k, v = item.split('=', 1)
         overrides[k.strip()] = yaml.safe_load(v)
     runs = planned_runs(sweep, not args.skip_optional)
-    done = read_results(args.out, runs)
+    if args.from_csv:
+        print(write_report(sweep, args.out, not args.skip_optional, read_csv(args.from_csv, runs)))
+        return 0
+    done = read_results(args.out, runs, sweep)
     if args.list:
         for run in runs:
             print(f'{"done   " if run in done else "pending"} {run.name}')
         return 0
-    todo = [r for r in runs if r not in done]
-    if not args.report_only and todo:
-        if args.data_dir is None:
+    if not args.report_only:
+        if args.data_dir is None and len(done) < len(runs):
             from stepsnet.tasks.lm import ensure_data, load_config
             ensure_data(load_config(config_path).data_dir)
-        print(f'{len(todo)} of {len(runs)} runs to train, {args.jobs} at a time, {args.threads} thread(s) each',
-              flush=True)
-        failed = 0
-
-        def report(run: Run, compute) -> None:
-            nonlocal failed
-            try:
-                r = compute()
-                print(f'done {run.name}: val loss {r["val_loss"]:.4f} ({r["wall_time_s"]:.0f} s)', flush=True)
-            except Exception:  # one failed run must not stop the others; it is reported and retried next time
-                failed += 1
-                print(f'FAILED {run.name}:\n{traceback.format_exc()}', file=sys.stderr, flush=True)
-            write_report(sweep, args.out, not args.skip_optional)
-
-        if args.jobs == 1:
-            for run in todo:
-                report(run, lambda run=run: train_one(run, sweep, args.out, config_path, args.data_dir, args.threads,
-                                                      overrides))
-        else:
-            with cf.ProcessPoolExecutor(args.jobs, mp_context=mp.get_context('spawn'), initializer=_init_worker,
-                                        initargs=(args.threads,)) as pool:
-                futures = {pool.submit(train_one, run, sweep, args.out, config_path, args.data_dir, args.threads,
-                                       overrides): run for run in todo}
-                for fut in cf.as_completed(futures):
-                    report(futures[fut], fut.result)
-        if failed:
-            print(f'{failed} run(s) failed; run the command again to retry them', file=sys.stderr)
+        specs = [run_spec(run, sweep, args.out, config_path, args.data_dir, overrides) for run in runs]
+        result = train_runs('lm', specs, args.jobs, args.threads, 'LM sweep',
+                            on_done=lambda *_: write_report(sweep, args.out, not args.skip_optional))
+        if result['failed']:
+            print(f'{len(result["failed"])} run(s) failed; run the command again to retry them', file=sys.stderr)
     print(write_report(sweep, args.out, not args.skip_optional))
     return 0
 

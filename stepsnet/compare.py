@@ -25,6 +25,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -238,6 +239,7 @@ def _train_arm(task: str, cfg: Any, run_dir: str, threads: Optional[int], prefix
         result = ADAPTERS[task].run(cfg)
         result['wall_time_s'] = time.time() - t0
         result['machine'] = machine_info()
+        result['commit'] = _git_commit()
         atomic_write_text(os.path.join(run_dir, RESULT), json.dumps(result, indent=2))
         return result
     finally:
@@ -245,6 +247,15 @@ def _train_arm(task: str, cfg: Any, run_dir: str, threads: Optional[int], prefix
             sys.stdout.flush()
             sys.stderr.flush()
             sys.stdout, sys.stderr = streams
+
+
+def _git_commit() -> str:
+    """The commit of the checkout that trained a run ('unknown' outside a git checkout)."""
+    try:
+        return subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return 'unknown'
 
 
 @dataclass

@@ -2,10 +2,12 @@
 report and CSV are written, and a second call trains nothing."""
 import csv
 import importlib.util
+import json
 import pathlib
 import sys
 
 import pytest
+from scipy import stats as st
 
 from stepsnet.data.text import prepare_text
 
@@ -67,6 +69,26 @@ def test_tiny_sweep(tmp_path, capsys):
     assert pair.split('|')[-2].strip().startswith(f'{sum(vs_control) / 2:+.4f}')  # Steps − control, paired
     assert len((out / 'sweep.csv').read_text().strip().splitlines()) == 1 + len(runs)
     assert (out / 'sweep.png').stat().st_size > 1000
-    capsys.readouterr()
+    # every difference tested, Holm across the report; the machine of the runs is named
+    saved = json.loads((out / 'sweep.json').read_text())
+    diffs = {(d['cell'], d['what']): d for d in saved['differences']}
+    d = diffs[('pair', 'Steps − control')]
+    assert d['values'] == pytest.approx(vs_control) and d['n'] == 2 and d['p_adj'] >= d['p']
+    assert d['p'] == pytest.approx(st.ttest_rel([rows[f'steps-i4-lr0.002/seed{s}'] for s in (0, 1)],
+                                                [rows[f'ctrl-i4-lr0.002/seed{s}'] for s in (0, 1)]).pvalue)
+    assert diffs[('sanity', 'Steps − baseline')]['p'] == 1.0  # num_steps 1 is the residual model: exactly 0
+    assert '**Tests.**' in report and 'Holm' in report and 'Machine: ' in report and 'standard errors' not in report
+    assert len(saved['machines']) == 1 and saved['runs_without_machine'] == 0
+    out_text = capsys.readouterr().out
+    assert '12 runs: 0 done before (reused), 12 to train' in out_text and 'val loss (nats/token)' in out_text
     assert sweep.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(out), '--list']) == 0
     assert capsys.readouterr().out.count('done') == len(runs)
+    # the report again from the CSV alone: the same files
+    again = tmp_path / 'again'
+    assert sweep.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(again), '--from-csv',
+                       str(out / 'sweep.csv')]) == 0
+    for name in ('sweep.md', 'sweep.csv', 'sweep.json'):
+        assert (again / name).read_bytes() == (out / name).read_bytes(), name
+    # a second call trains nothing
+    assert sweep.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(out)]) == 0
+    assert 'all 12 runs done before (reused); nothing to train' in capsys.readouterr().out
