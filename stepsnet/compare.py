@@ -280,12 +280,13 @@ def read_result(run_dir: str) -> Optional[Dict[str, Any]]:
 
 
 def train_runs(task: str, specs: Sequence[RunSpec], jobs: int = 1, threads: Optional[int] = None, title: str = '',
-               on_done: Optional[Callable[[RunSpec, Dict[str, Any]], None]] = None) -> Dict[str, Any]:
+               on_done: Optional[Callable[[RunSpec, Dict[str, Any]], None]] = None, train: bool = True
+               ) -> Dict[str, Any]:
     """Train every run of ``specs`` that has no ``result.json`` yet, ``jobs`` at a time (each in its own process).
 
     A run that fails is reported and left for the next call; the others go on. Before training it says how many runs
     are done (reused) and how many to train; after each run, its metric, how many are left and about how long they
-    will take (the mean time of the runs finished so far, ``jobs`` at a time).
+    will take (the mean time of the runs finished so far, ``jobs`` at a time). With ``train=False`` it only counts.
 
     Returns:
         ``trained`` / ``reused`` / ``failed`` (lists of labels) and ``wall_time_s`` of this call.
@@ -294,9 +295,13 @@ def train_runs(task: str, specs: Sequence[RunSpec], jobs: int = 1, threads: Opti
     adapter = ADAPTERS[task]
     todo = [s for s in specs if not os.path.isfile(os.path.join(s.run_dir, RESULT))]
     reused = [s.label for s in specs if s not in todo]
+    where = f'{title}: ' if title else ''
+    if not train:
+        print(f'{where}report only: {len(reused)} of {len(specs)} runs finished, {len(todo)} not run (nothing '
+              'trained)', flush=True)
+        return dict(trained=[], reused=reused, failed=[], wall_time_s=time.time() - t0)
     for s in todo:
         _check_arm(task, s.config)
-    where = f'{title}: ' if title else ''
     if not todo:
         print(f'{where}all {len(specs)} runs done before (reused); nothing to train', flush=True)
         return dict(trained=[], reused=reused, failed=[], wall_time_s=time.time() - t0)
@@ -347,8 +352,12 @@ def _run_dir(comp: Comparison, point: Point, arm: Arm, seed: int) -> str:
     return os.path.join(comp.out, point.name.replace(' ', '_'), arm.role, f'seed{seed}')
 
 
-def run_comparison(comp: Comparison, progress: bool = True) -> Dict[str, Any]:
+def run_comparison(comp: Comparison, progress: bool = True, train: bool = True,
+                   report_dir: Optional[str] = None) -> Dict[str, Any]:
     """Train every (point, arm, seed) that has no result yet, then write ``results.json``, ``report.md`` and plots.
+
+    With ``train=False`` nothing trains: the report covers the runs finished so far. The report goes to
+    ``report_dir`` (default ``comp.out``, beside the runs).
 
     Returns:
         The content of ``results.json``.
@@ -362,12 +371,12 @@ def run_comparison(comp: Comparison, progress: bool = True) -> Dict[str, Any]:
                               progress=progress and comp.jobs == 1)
                 specs.append(RunSpec(f'{point.name} / {arm.label} / seed {seed}', run_dir,
                                      dataclasses.replace(comp.config, **fields)))
-    done = train_runs(comp.task, specs, comp.jobs, comp.threads, f'{comp.title} -> {comp.out}')
+    done = train_runs(comp.task, specs, comp.jobs, comp.threads, f'{comp.title} -> {comp.out}', train=train)
     if done['failed']:
         raise RuntimeError(f'{len(done["failed"])} run(s) failed ({", ".join(done["failed"])}); the others are kept: '
                            'run the same command again to retry them')
     results = _collect(comp, done)
-    write_report(results, comp.out)
+    write_report(results, report_dir or comp.out)
     return results
 
 
@@ -452,10 +461,11 @@ def judge(r: Dict[str, Any]) -> Dict[str, Any]:
     for d, t, det, h in zip(diffs, tests, stats.detectable(tests), higher):
         d.update(t.to_dict(), outcome=stats.outcome(t, h), verdict=stats.verdict(t, h, digits=_digits(r)),
                  detectable=det.to_dict())
+    tested = sum(t.p is not None for t in tests)
     r['statistics'] = dict(
         test='two-sided paired t-test over seeds; 95% confidence interval of the mean from the t distribution',
-        correction=f'Holm, across the {len(tests)} paired differences of this report', alpha=stats.ALPHA,
-        differences=len(tests))
+        correction=f'Holm, across the {tested} tested paired differences of this report', alpha=stats.ALPHA,
+        differences=tested)
     return r
 
 
@@ -472,7 +482,7 @@ def write_report(r: Mapping[str, Any], out: str, curves: bool = True) -> str:
     the runs' curves and ``curves`` is set, ``curves.png`` into ``out``; print and return the report."""
     os.makedirs(out, exist_ok=True)
     atomic_write_text(os.path.join(out, 'results.json'), json.dumps(r, indent=2))
-    if curves and all(a.get('curves') for p in r['points'] for a in p['arms'].values()):
+    if curves and all('curves' in a for p in r['points'] for a in p['arms'].values()):
         _plot_curves(r, os.path.join(out, 'curves.png'))
     if any(p['x'] is not None for p in r['points']):
         _plot_depth(r, os.path.join(out, 'depth.png'))
@@ -629,9 +639,9 @@ def report_markdown(r: Mapping[str, Any]) -> str:
             lines.append(row)
     st = r['statistics']
     lines += ['', f'**What this run shows.** Each difference is paired by seed and tested with a two-sided paired '
-              f't-test; the p values are adjusted with Holm\'s method across all {st["differences"]} differences of '
-              f'this report, and a difference is called ahead or behind only where its adjusted p is below '
-              f'{st["alpha"]:g}. "detectable" is the smallest |mean difference| these seeds would settle at the '
+              f't-test; the p values are adjusted with Holm\'s method across all {st["differences"]} tested '
+              f'differences of this report, and a difference is called ahead or behind only where its adjusted p is '
+              f'below {st["alpha"]:g}. "detectable" is the smallest |mean difference| these seeds would settle at the '
               'spread observed: tested alone / at its Holm rank in this report.', '']
     lines += _verdict_rows(r, digits)
     lines += ['', _settles(r, digits)]
@@ -738,7 +748,7 @@ def _config(task: str, path: Optional[str], overrides: Mapping[str, Any], recipe
 
 
 def depth_comparison(
-        depths: Sequence[int] = (4, 12),
+        blocks: Sequence[int] = (4, 12),
         width: int = 80,
         heads: int = 4,
         seeds: Sequence[int] = (0, 1, 2),
@@ -759,17 +769,17 @@ def depth_comparison(
     cfg = _config('cls', config, dict(overrides or {}), DEPTH_RECIPE)
     img = cfg.img_size or 32
     points = []
-    for blocks in depths:
+    for depth in blocks:
         arms = []
         for role, kind, pairing in [('baseline', 'residual', 'compute')] + [('steps', 'steps', p) for p in pairings]:
-            name, kw = deit_trunk_config(blocks, kind, width, heads, img, cfg.model_kwargs.get('patch_size', 8),
+            name, kw = deit_trunk_config(depth, kind, width, heads, img, cfg.model_kwargs.get('patch_size', 8),
                                          pairing)
             kw = {k: v for k, v in kw.items() if k != 'img_size'}
-            n = blocks if kind == 'residual' else (2 * blocks if pairing == 'compute' else blocks)
+            n = depth if kind == 'residual' else (2 * depth if pairing == 'compute' else depth)
             label = f'{"DeiT-like" if kind == "residual" else "Steps-DeiT-like"} {n} blocks'
             role_name = role if len(pairings) == 1 or kind == 'residual' else f'steps_{pairing}'
             arms.append(Arm(role_name, label, dict(model=name, model_kwargs={**cfg.model_kwargs, **kw})))
-        points.append(Point(f'{blocks} residual blocks', arms, x=blocks))
+        points.append(Point(f'{depth} residual blocks', arms, x=depth))
     context = (f'The paper\'s Fig. 1 in miniature: DeiT-like trunks of width {width} ({heads} heads) on the embedded '
                f'digits (32x32, patch 8), residual against Steps ({", ".join(pairings)} pairing; the Table 1 '
                'pairing `compute` gives the Steps twin the residual trunk\'s parameters and FLOPs and twice its '

@@ -1,4 +1,5 @@
 """The comparison harness: arms x seeds x points, paired statistics, resumable runs, reports and plots."""
+import io
 import json
 import math
 
@@ -8,6 +9,7 @@ from scipy import stats as st
 from stepsnet.cli import main
 from stepsnet.compare import (
     PLAIN_TWIN_KWARGS,
+    _Prefixed,
     _role_colours,
     cls_comparison,
     depth_comparison,
@@ -37,7 +39,7 @@ def test_every_arm_gets_its_own_colour():
 
 
 def test_depth_comparison_pairs_and_report(tmp_path):
-    comp = depth_comparison(depths=[4], width=80, heads=4, seeds=[0, 1], pairings=['compute', 'blocks'],
+    comp = depth_comparison(blocks=[4], width=80, heads=4, seeds=[0, 1], pairings=['compute', 'blocks'],
                             overrides=dict(FAST_CLS, epochs=1), out=str(tmp_path / 'd'), jobs=1, threads=1)
     arms = {a.role: a for a in comp.points[0].arms}
     assert set(arms) == {'baseline', 'steps_compute', 'steps_blocks'}
@@ -82,20 +84,57 @@ def test_compare_command(tmp_path, capsys):
     assert main(['compare', 'cls', '--out', str(tmp_path / 'c'), '--seeds', '1', '--no-progress', '--set',
                  'epochs=1', 'max_train_batches=1', 'batch_size=32', 'workers=0', 'warmup_epochs=0']) == 0
     assert 'Classification: test_steps_resnet against test_steps_resnet' in capsys.readouterr().out
-    assert main(['compare', 'depth', '--depths', '3', '--out', str(tmp_path / 'd')]) == 2
+    assert main(['compare', 'depth', '--blocks', '3', '--out', str(tmp_path / 'd')]) == 2
     assert 'expected an even L' in capsys.readouterr().err
     assert main(['compare', 'cls', '--set', 'epoch=1', '--out', str(tmp_path / 'x')]) == 2
     assert "unknown config keys ['epoch']" in capsys.readouterr().err
     # a width the 3-step plan cannot split fails before any arm trains
-    assert main(['compare', 'depth', '--depths', '4', '--width', '16', '--heads', '2',
+    assert main(['compare', 'depth', '--blocks', '4', '--width', '16', '--heads', '2',
                  '--out', str(tmp_path / 'w')]) == 2
     assert 'widths must be strictly increasing' in capsys.readouterr().err
     assert not (tmp_path / 'w').exists()
+    # one grammar for compare depth and analyze pilot: --seeds is a count, --blocks the depths; old forms fail
+    for argv, msg in [(['compare', '--depths', '4', '12'], 'is now --blocks'),
+                      (['analyze', 'pilot', '--seeds', '0', '1', '2'], 'takes a count'),
+                      (['compare', '--seeds', '0,1,2'], '--first-seed K'),
+                      (['compare', '--seeds', '0'], 'at least one')]:
+        with pytest.raises(SystemExit):
+            main(argv + ['--out', str(tmp_path / 'x')])
+        assert msg in capsys.readouterr().err
+    assert not (tmp_path / 'x').exists()
+
+
+def test_pilot_is_compare_depth(monkeypatch):
+    """analyze pilot and compare depth parse into the same comparison (the pilot only changes defaults)."""
+    import stepsnet.cli.compare as cli
+    made = []
+    monkeypatch.setattr(cli, 'run_comparison', lambda comp, **kw: made.append((comp, kw)))
+    common = ['--blocks', '4', '8', '--pairing', 'compute', '--seeds', '2', '--first-seed', '3', '--out', 'o',
+              '--report-only']
+    assert main(['analyze', 'pilot'] + common) == 0 and main(['compare', 'depth'] + common) == 0
+    (a, kw_a), (b, kw_b) = made
+    assert a == b and kw_a == kw_b and kw_a['train'] is False
+    assert list(a.seeds) == [3, 4] and [p.x for p in a.points] == [4, 8] and a.out == 'o'
+    made.clear()
+    assert main(['analyze', 'pilot']) == 0  # the pilot's defaults: 4 depths, both pairings, 3 seeds
+    comp = made[0][0]
+    assert [p.x for p in comp.points] == [4, 8, 16, 32] and list(comp.seeds) == [0, 1, 2]
+    assert {a.role for a in comp.points[0].arms} == {'baseline', 'steps_compute', 'steps_blocks'}
+
+
+def test_worker_lines_carry_their_run():
+    buf = io.StringIO()
+    w = _Prefixed(buf, '[4 residual blocks / seed 1] ')
+    w.write('epoch 1/3 val loss 0.5\nepoch 2')
+    w.write('/3 val loss 0.4\r')
+    w.flush()
+    assert buf.getvalue().splitlines() == ['[4 residual blocks / seed 1] epoch 1/3 val loss 0.5',
+                                           '[4 residual blocks / seed 1] epoch 2/3 val loss 0.4']
 
 
 def test_gap_over_depth_is_paired_by_seed(tmp_path, capsys):
     """Two depths: the report gives (gap at the deep point) - (gap at the shallow point), seed by seed."""
-    comp = depth_comparison(depths=[4, 8], width=80, heads=4, seeds=[0, 1, 2], out=str(tmp_path / 'd'), jobs=1)
+    comp = depth_comparison(blocks=[4, 8], width=80, heads=4, seeds=[0, 1, 2], out=str(tmp_path / 'd'), jobs=1)
     fake = {('4_residual_blocks', 'baseline'): [90, 91, 92], ('4_residual_blocks', 'steps'): [90, 92, 92],
             ('8_residual_blocks', 'baseline'): [80, 82, 81], ('8_residual_blocks', 'steps'): [86, 88, 88]}
     for (point, role), values in fake.items():

@@ -1,8 +1,9 @@
 """``stepsnet analyze``: the paper's analyses over the functions of :mod:`stepsnet.analysis`.
 
 Sub-commands: ``shortcut`` (Fig. 2), ``mask`` (Table 6), ``drop-step`` (Table 7), ``depth`` (Fig. 6c/d) and
-``pilot`` (Fig. 1 at CPU scale, a comparison of :mod:`stepsnet.compare`). Each prints a markdown table and writes
-CSV (and PNG where there is a plot). Every argument is checked before any model is built or trained.
+``pilot`` (Fig. 1 at CPU scale: ``stepsnet compare depth`` with the pilot's defaults and the same flags). Each
+prints a markdown table and writes CSV (and PNG where there is a plot). Every argument is checked before any model
+is built or trained.
 """
 from __future__ import annotations
 
@@ -17,8 +18,9 @@ import torch
 from tqdm import tqdm
 
 from stepsnet.analysis import ablation, depth, shortcut
+from stepsnet.cli import compare as compare_cli
 from stepsnet.cli.common import ParseKwargs, positive_int
-from stepsnet.compare import depth_comparison, run_comparison
+from stepsnet.cli.compare import add_depth_flags, add_run_flags
 from stepsnet.models.factory import PAIRINGS, classifier_from_checkpoint, create_classifier, deit_trunk_config
 from stepsnet.tasks.classification import data_config, load_config
 from stepsnet.utils.checkpoint import atomic_write_text
@@ -157,7 +159,7 @@ def run_drop_step(args: argparse.Namespace) -> int:
     return 0
 
 
-# ---------------------------------------------------------------------------------------------- depth and pilot
+# ---------------------------------------------------------------------------------------------- depth
 
 def run_depth(args: argparse.Namespace) -> int:
     for family in args.family:  # every configuration is checked before the first model is measured
@@ -174,14 +176,6 @@ def run_depth(args: argparse.Namespace) -> int:
     depth.write_depth_csv(rows, os.path.join(args.out_dir, f'{args.name}.csv'))
     depth.plot_depth(rows, os.path.join(args.out_dir, f'{args.name}.png'))
     print(f'wrote {os.path.join(args.out_dir, args.name)}.csv / .png')
-    return 0
-
-
-def run_pilot(args: argparse.Namespace) -> int:
-    comp = depth_comparison(depths=args.blocks, width=args.width, heads=args.heads, seeds=args.seeds,
-                            config=args.config, overrides=args.set or {}, pairings=args.pairing, out=args.out,
-                            jobs=args.jobs, threads=args.threads)
-    run_comparison(comp, progress=args.progress)
     return 0
 
 
@@ -290,18 +284,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = asub.add_parser(
         'pilot', help='residual vs Steps DeiT-like models of growing depth, same recipe and seeds (Fig. 1)',
-        description='The depth pilot: residual DeiT-like trunks of growing depth against Steps trunks paired by '
-                    'equal compute (the Table 1 twin, twice the blocks) and by equal blocks, trained with the same '
-                    'recipe and seeds (a `stepsnet compare depth` with more depths, both pairings and seeds).')
-    p.add_argument('--blocks', type=positive_int, nargs='+', default=[4, 8, 16, 32], help='residual block counts')
-    p.add_argument('--pairing', nargs='+', choices=PAIRINGS, default=list(PAIRINGS))
-    p.add_argument('--width', type=positive_int, default=80)
-    p.add_argument('--heads', type=positive_int, default=4)
-    p.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2])
-    p.add_argument('--config', help='recipe (default configs/cls/depth_digits.yaml)')
-    p.add_argument('--set', nargs='*', action=ParseKwargs, metavar='FIELD=VALUE', help='change recipe fields')
-    p.add_argument('--jobs', type=positive_int, default=2, help='runs side by side (default 2)')
-    p.add_argument('--threads', type=positive_int, default=1, help='torch threads per run (default 1)')
-    p.add_argument('--out', default='runs/analyze/pilot', help='output folder (runs, report, plots)')
-    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True)
-    p.set_defaults(func=run_pilot, trains=True)
+        description='The depth pilot: `stepsnet compare depth` with more depths and both pairings by default. '
+                    'Residual DeiT-like trunks of growing depth against Steps trunks paired by equal compute (the '
+                    'Table 1 twin, twice the blocks) and by equal blocks, trained with the same recipe and seeds. '
+                    'Seeds are a count: --seeds 8 trains seeds 0-7.')
+    add_run_flags(p, 'runs/analyze/pilot', '3', '2', '1')
+    add_depth_flags(p, '4 8 16 32', 'compute blocks')
+    p.set_defaults(func=compare_cli.run, trains=True, task='depth', blocks=[4, 8, 16, 32], pairing=list(PAIRINGS),
+                   out='runs/analyze/pilot')

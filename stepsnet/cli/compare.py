@@ -3,46 +3,99 @@
 ``stepsnet compare`` (the main job, ``make run``) is the depth comparison; ``stepsnet compare lm`` and
 ``stepsnet compare cls`` compare a pair of language models or classifiers; ``stepsnet compare --render DIR`` writes
 the report of an earlier comparison again from its ``results.json`` (the statistics recomputed from the per-seed
-values). ``--set FIELD=VALUE`` changes a field of
-the task's recipe for every arm (e.g. ``--set epochs=10``, ``--set max_iters=300``).
+values). ``--set FIELD=VALUE`` changes a field of the task's recipe for every arm (e.g. ``--set epochs=10``,
+``--set max_iters=300``). ``stepsnet analyze pilot`` is the depth comparison with the pilot's defaults: both
+parsers get their flags from :func:`add_run_flags` and :func:`add_depth_flags`.
+
+Seeds are a count: ``--seeds 3`` trains seeds 0, 1 and 2; ``--first-seed 5 --seeds 3`` seeds 5, 6 and 7.
 """
 import argparse
+import inspect
 
 from stepsnet.cli.common import ParseKwargs, positive_int
 from stepsnet.compare import COMPARISONS, render_report, run_comparison
 from stepsnet.models.factory import PAIRINGS
 
 
-def _seeds(text: str):
-    """``3`` means seeds 0, 1, 2; ``1,5,9`` lists them."""
-    try:
-        if ',' in text:
-            return [int(s) for s in text.split(',') if s.strip()]
-        n = int(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f'expected a count (3) or a list of seeds (0,1,2), got {text!r}') from e
-    if n < 1:
-        raise argparse.ArgumentTypeError(f'expected at least one seed, got {text!r}')
-    return list(range(n))
+class _SeedCount(argparse.Action):
+    """``--seeds N``: a count. A list of seeds (the older ``analyze pilot`` form) fails with how to write it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        text = ' '.join(values)
+        if len(values) != 1 or ',' in values[0]:
+            raise argparse.ArgumentError(self, f'takes a count, got {text!r}: --seeds 3 trains seeds 0, 1, 2; '
+                                               'add --first-seed K to start at seed K (e.g. --first-seed 5 --seeds 3 '
+                                               'for seeds 5, 6, 7)')
+        try:
+            n = int(values[0])
+        except ValueError:
+            raise argparse.ArgumentError(self, f'expected a count of seeds, e.g. --seeds 3, got {text!r}') from None
+        if n < 1:
+            raise argparse.ArgumentError(self, f'expected at least one seed, got {n}')
+        setattr(namespace, self.dest, n)
+
+
+class _DepthsRenamed(argparse.Action):
+    """``--depths`` (the older spelling of ``compare``): fails with the new one."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        raise argparse.ArgumentError(self, f'is now --blocks (the same flag as analyze pilot): write --blocks '
+                                           f'{" ".join(map(str, values or []))}')
+
+
+def add_run_flags(p: argparse.ArgumentParser, out_help: str, seeds_default: str, jobs_default: str,
+                  threads_default: str) -> None:
+    """The flags every comparison takes: seeds, recipe, output, processes."""
+    p.add_argument('--out', help=f'output folder (default {out_help})')
+    p.add_argument('--seeds', nargs='+', action=_SeedCount, metavar='N',
+                   help=f'how many seeds: N trains seeds 0 .. N-1 (default {seeds_default})')
+    p.add_argument('--first-seed', type=int, default=0, metavar='K', help='the first seed (default 0)')
+    p.add_argument('--config', '-c', help='recipe YAML (default: configs/cls/depth_digits.yaml for depth, '
+                   'configs/lm/cpu.yaml for lm, configs/cls/digits_cpu.yaml for cls)')
+    p.add_argument('--set', nargs='*', action=ParseKwargs, metavar='FIELD=VALUE',
+                   help='change recipe fields for every arm, e.g. --set epochs=10')
+    p.add_argument('--jobs', type=positive_int, default=None, help=f'runs side by side (default {jobs_default})')
+    p.add_argument('--threads', type=positive_int, default=None,
+                   help=f'torch threads per run (default {threads_default})')
+    p.add_argument('--device', help='auto, cpu, cuda (default: the recipe\'s)')
+    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument('--report-only', action='store_true',
+                   help='train nothing: report the runs already finished in --out')
+
+
+def add_depth_flags(p, blocks_default: str, pairing_default: str) -> None:
+    """The flags of the depth comparison (``compare depth`` and ``analyze pilot``)."""
+    p.add_argument('--blocks', type=positive_int, nargs='+',
+                   help=f'residual block counts, one point each (default {blocks_default})')
+    p.add_argument('--depths', nargs='*', action=_DepthsRenamed, help=argparse.SUPPRESS)
+    p.add_argument('--width', type=positive_int, help='trunk width (default 80)')
+    p.add_argument('--heads', type=positive_int, help='attention heads at the trunk width (default 4)')
+    p.add_argument('--pairing', nargs='+', choices=PAIRINGS,
+                   help=f'compute: the Steps twin with equal parameters and FLOPs (Table 1); blocks: equal blocks '
+                        f'(default {pairing_default})')
 
 
 # the flags each task takes; a flag left out keeps the library's default (stepsnet.compare)
-_TASK_FLAGS = {'depth': ('depths', 'width', 'heads', 'pairing'),
+_TASK_FLAGS = {'depth': ('blocks', 'width', 'heads', 'pairing'),
                'lm': ('baseline', 'steps', 'minutes'),
                'cls': ('baseline', 'steps', 'baseline_kwargs', 'steps_kwargs')}
 _RENAMED = {'pairing': 'pairings'}
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.render:
+    if getattr(args, 'render', None):
         render_report(args.render, args.out)
         return 0
     overrides = dict(args.set or {}, **({'device': args.device} if args.device else {}))
     kw = dict(config=args.config, overrides=overrides)
-    for name in ('seeds', 'out', 'jobs', 'threads') + _TASK_FLAGS[args.task]:
+    for name in ('out', 'jobs', 'threads') + _TASK_FLAGS[args.task]:
         if getattr(args, name) is not None:
             kw[_RENAMED.get(name, name)] = getattr(args, name)
-    run_comparison(COMPARISONS[args.task](**kw), progress=args.progress)
+    if args.seeds is not None or args.first_seed:
+        count = args.seeds if args.seeds is not None else len(
+            inspect.signature(COMPARISONS[args.task]).parameters['seeds'].default)
+        kw['seeds'] = list(range(args.first_seed, args.first_seed + count))
+    run_comparison(COMPARISONS[args.task](**kw), progress=args.progress, train=not args.report_only)
     return 0
 
 
@@ -54,26 +107,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                     'interrupted comparison. TASK: depth (default; the paper\'s Fig. 1 in miniature on the embedded '
                     'digits), lm (a pair of language models) or cls (a pair of classifiers).')
     p.add_argument('task', nargs='?', choices=('depth', 'lm', 'cls'), default='depth')
-    p.add_argument('--out', help='output folder (default runs/compare, runs/compare-lm, runs/compare-cls)')
-    p.add_argument('--seeds', type=_seeds, help='a count (3 -> 0,1,2) or a list (0,1,2); default 3 for depth, else 1')
-    p.add_argument('--config', '-c', help='recipe YAML (default: configs/cls/depth_digits.yaml, configs/lm/cpu.yaml '
-                   'or configs/cls/digits_cpu.yaml)')
-    p.add_argument('--set', nargs='*', action=ParseKwargs, metavar='FIELD=VALUE',
-                   help='change recipe fields for every arm, e.g. --set epochs=10')
-    p.add_argument('--jobs', type=positive_int, default=None, help='runs side by side (default 2 for depth, else 1)')
-    p.add_argument('--threads', type=positive_int, default=None, help='torch threads per run (default 1 for depth)')
-    p.add_argument('--device', help='auto, cpu, cuda (default: the recipe\'s)')
-    p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True)
+    add_run_flags(p, 'runs/compare, runs/compare-lm, runs/compare-cls', '3 for depth, else 1', '2 for depth, else 1',
+                  '1 for depth')
     p.add_argument('--render', metavar='DIR', help='train nothing: render the report, results.json and plots of an '
                    'earlier comparison again from DIR/results.json (into --out, default DIR)')
-    g = p.add_argument_group('depth')
-    g.add_argument('--depths', type=positive_int, nargs='+',
-                   help='residual block counts, one point each (default 4 12: the depth of DeiT, as in Table 1)')
-    g.add_argument('--width', type=positive_int, help='trunk width (default 80)')
-    g.add_argument('--heads', type=positive_int, help='attention heads at the trunk width (default 4)')
-    g.add_argument('--pairing', nargs='+', choices=PAIRINGS,
-                   help='compute (default): the Steps twin with equal parameters and FLOPs (Table 1); blocks: equal '
-                        'blocks')
+    add_depth_flags(p.add_argument_group('depth'), '4 12: the depth of DeiT, as in Table 1', 'compute')
     g = p.add_argument_group('lm and cls')
     g.add_argument('--baseline', help='baseline model (lm: gpt_cpu; cls: test_steps_resnet as a plain twin)')
     g.add_argument('--steps', help='Steps model (lm: steps_gpt_cpu; cls: test_steps_resnet)')
@@ -81,4 +119,3 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument('--steps-kwargs', nargs='*', action=ParseKwargs, metavar='KEY=VALUE')
     g.add_argument('--minutes', type=float, help='lm: training budget per model; the step count is derived from it')
     p.set_defaults(func=run, trains=True)
-
