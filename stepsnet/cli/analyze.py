@@ -287,8 +287,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         description='The depth pilot: `stepsnet compare depth` with more depths and both pairings by default. '
                     'Residual DeiT-like trunks of growing depth against Steps trunks paired by equal compute (the '
                     'Table 1 twin, twice the blocks) and by equal blocks, trained with the same recipe and seeds. '
-                    'Seeds are a count: --seeds 8 trains seeds 0-7.')
+                    'Seeds are a count: --seeds 8 trains seeds 0-7. Defaults: 30 epochs (--set epochs=N), 3 seeds.')
     add_run_flags(p, 'runs/analyze/pilot', '3', '2', '1')
     add_depth_flags(p, '4 8 16 32', 'compute blocks')
+    # the pilot's protocol: 3 seeds of 30 epochs (the recipe's other fields as in compare depth)
     p.set_defaults(func=compare_cli.run, trains=True, task='depth', blocks=[4, 8, 16, 32], pairing=list(PAIRINGS),
-                   out='runs/analyze/pilot')
+                   out='runs/analyze/pilot', seeds=3, set={'epochs': 30})
