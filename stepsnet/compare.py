@@ -6,12 +6,22 @@ into ``OUT/<point>/<arm>/seed<k>`` as an ordinary training run of its task, with
 that is stopped and started again continues its unfinished runs and skips the finished ones (each leaves a
 ``result.json``). Results, in ``OUT``:
 
-* ``results.json``: per point and arm the model, its parameters, FLOPs, blocks and layers, the metric per seed,
-  mean and standard deviation; per point the paired differences to the baseline (same seed: same
-  initialisation seed, same batches), their mean and standard deviation;
-* ``report.md``: the table and what it shows, in words, with a link to the documentation that puts it in context;
+* ``results.json``: per point and arm the model, its parameters, FLOPs, blocks and layers, the metric per seed
+  (``per_seed``), its mean and standard deviation, the training time per seed and the validation curves; per point
+  the paired differences to the baseline (same seed: same initialisation seed, same batches), each with its
+  paired t-test (:class:`stepsnet.stats.PairedTest` fields: ``mean``, ``std``, ``ci_low`` / ``ci_high``, ``n``,
+  ``t``, ``p``, ``p_adj`` (Holm across every difference of the report), ``same_sign``), its ``outcome`` and
+  ``verdict`` and what the seeds can settle (``detectable``); ``trend``: the change of each gap with depth, tested
+  the same way; ``statistics``: how; ``machines`` (every distinct machine the runs recorded) and
+  ``runs_without_machine``; ``train_time_s`` (the runs' measured training time, summed), ``wall_time_s`` (this
+  invocation), ``trained`` / ``reused`` (runs trained now / finished before);
+* ``report.md``: the table, every paired test and its verdict, what the seeds can settle, and the machine;
 * ``curves.png`` (validation metric against data seen, every run) and, for comparisons over depth,
   ``depth.png`` (the paper's Fig. 1 axes: metric against layers, markers sized by FLOPs).
+
+Each task enters through a :class:`TaskAdapter` (runner, metric and direction, curve axis, recipe, config loader,
+model check) in :data:`ADAPTERS`; :func:`train_runs` (resumable runs, side by side, with logs) also runs the LM
+sweep of ``benchmarks/lm_sweep.py``. :func:`render_report` writes a report again from its ``results.json`` alone.
 
 Three comparisons are built in (``stepsnet compare TASK``): :func:`depth_comparison` (the paper's Fig. 1 in
 miniature on the embedded digits: DeiT-like trunks, residual against the Steps twin of equal parameters and
