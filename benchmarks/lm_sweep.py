@@ -275,26 +275,14 @@ def _tests_markdown(rows: List[Dict[str, Any]], results: Dict[Run, Dict[str, Any
              f'values are adjusted with Holm\'s method across the {_tested(rows)} tested differences of this report '
              '(a difference two cells share counts once), and a verdict is given only where the adjusted p is below '
              '0.05.', '',
-             '| cell | lr | difference | mean ± sd | 95% CI | n | p | adjusted p | same sign | verdict |',
-             '|---|---|---|---|---|---|---|---|---|---|']
+             f'| cell | lr | difference | {stats.TABLE_HEAD} | verdict |', '|---|---|---|---|---|---|---|---|---|---|']
     for r in rows:
-        t = stats.PairedTest.from_dict(r)
-        d = 6 if r['cell'] == 'sanity' else 4
-        sd = '' if t.std is None else f' ± {t.std:.{d}f}'
-        ci = '-' if t.ci_low is None else f'{t.ci_low:+.{d}f} to {t.ci_high:+.{d}f}'
+        cells = stats.table_cells(stats.PairedTest.from_dict(r), 6 if r['cell'] == 'sanity' else 4)
         lr = 'best' if r['lr'] is None else f'{r["lr"]:g}'
-        lines.append(f'| {r["cell"]} | {lr} | {r["what"]} | {t.mean:+.{d}f}{sd} | {ci} | {t.n} | '
-                     f'{stats.format_p(t.p)} | {stats.format_p(t.p_adj)} | {t.same_sign}/{t.n} | {r["verdict"]} |')
+        lines.append(f'| {r["cell"]} | {lr} | {r["what"]} | {" | ".join(cells)} | {r["verdict"]} |')
     machines = {json.dumps(r['machine'], sort_keys=True): r['machine'] for r in results.values() if r.get('machine')}
-    if machines:
-        names = '; '.join(f'{m.get("cpu")} ({m.get("cpu_count")} CPUs), torch {m.get("torch")}, BLAS '
-                          f'{m.get("blas")}, CPU capability {m.get("cpu_capability")}' for m in machines.values())
-        missing = sum(1 for r in results.values() if not r.get('machine'))
-        head = f'Machine{"s" if len(machines) > 1 else ""}: {names}' + (
-            f'; {missing} run(s) without a record.' if missing else '.')
-    else:
-        head = 'Machine not recorded (these runs were made before result files recorded it).'
-    return lines + ['', head + ' Numbers are bit-exact on one machine at a fixed thread count, not across CPUs.']
+    missing = sum(1 for r in results.values() if not r.get('machine')) if machines else 0
+    return lines + ['', stats.machine_sentence(list(machines.values()), missing)]
 
 
 def _loss_cell(point: Dict[str, Any], role: str) -> str:

@@ -546,18 +546,14 @@ def _num(v: Optional[float], digits: int, sign: bool = True) -> str:
 
 
 def _verdict_rows(r: Mapping[str, Any], digits: int) -> List[str]:
-    rows = ['| setting | difference | mean ± sd | 95% CI | n | p | adjusted p | same sign | detectable | verdict |',
+    rows = [f'| setting | difference | {stats.TABLE_HEAD} | detectable | verdict |',
             '|---|---|---|---|---|---|---|---|---|---|']
 
     def row(setting: str, what: str, d: Mapping[str, Any]) -> str:
-        t = stats.PairedTest.from_dict(d)
-        ci = '-' if t.ci_low is None else f'{t.ci_low:+.{digits}f} to {t.ci_high:+.{digits}f}'
         det = d['detectable']
-        detect = '-' if det['unadjusted'] is None else \
-            f'{det["unadjusted"]:.{digits}f} / {det["holm"]:.{digits}f}'
-        return (f'| {setting} | {what} | {_fmt(d, digits, sign=True)} | {ci} | {t.n} | {stats.format_p(t.p)} | '
-                f'{stats.format_p(t.p_adj)} | {t.same_sign}/{t.n} | {detect} | '
-                f'{_short(d)} |')
+        detect = '-' if det['unadjusted'] is None else f'{det["unadjusted"]:.{digits}f} / {det["holm"]:.{digits}f}'
+        cells = stats.table_cells(stats.PairedTest.from_dict(d), digits)
+        return f'| {setting} | {what} | {" | ".join(cells)} | {detect} | {_short(d)} |'
 
     for p in r['points']:
         for role, d in p['diffs'].items():
@@ -589,21 +585,6 @@ def _settles(r: Mapping[str, Any], digits: int) -> str:
         factor = stats.detectable_difference(1.0, n) / stats.detectable_difference(1.0, 8)
         text += f' At the same spread, 8 seeds would settle differences {factor:.1f} times smaller.'
     return text
-
-
-def _machine_lines(r: Mapping[str, Any]) -> List[str]:
-    machines = r.get('machines') or []
-    if not machines:
-        head = 'Machine not recorded (these runs were made before result files recorded it).'
-    else:
-        def one(m: Mapping[str, Any]) -> str:
-            return (f'{m.get("cpu")} ({m.get("cpu_count")} CPUs), {m.get("torch_threads")} torch thread(s), torch '
-                    f'{m.get("torch")}, BLAS {m.get("blas")}, CPU capability {m.get("cpu_capability")}')
-        head = ('Machine: ' if len(machines) == 1 else f'Machines ({len(machines)}): ') + '; '.join(map(one, machines))
-        if r.get('runs_without_machine'):
-            head += f'; {r["runs_without_machine"]} run(s) without a record'
-        head += '.'
-    return [head + ' Numbers are bit-exact on one machine at a fixed thread count, not across CPUs.']
 
 
 def _time_line(r: Mapping[str, Any]) -> str:
@@ -664,7 +645,7 @@ def report_markdown(r: Mapping[str, Any]) -> str:
     lines += ['', '![curves](curves.png)', '']
     if any(p['x'] is not None for p in r['points']):
         lines += ['![depth](depth.png)', '']
-    lines += _machine_lines(r) + ['', _time_line(r)]
+    lines += [stats.machine_sentence(r.get('machines') or [], r.get('runs_without_machine', 0)), '', _time_line(r)]
     return '\n'.join(lines) + '\n'
 
 

@@ -28,7 +28,7 @@ from scipy import stats as _st
 
 __all__ = ['ALPHA', 'CONFIDENCE', 'PairedTest', 'paired_test', 'paired_test_arms', 'holm', 'holm_divisors',
            'adjust', 'outcome', 'verdict', 'detectable_difference', 'Detectable', 'detectable', 'format_test',
-           'format_p']
+           'format_p', 'table_cells', 'TABLE_HEAD', 'machine_sentence']
 
 ALPHA = 0.05  # family-wise error of one report (Holm)
 CONFIDENCE = 0.95  # the confidence level of the intervals
@@ -223,6 +223,33 @@ def detectable(tests: Sequence[PairedTest], alpha: float = ALPHA) -> List[Detect
     divs = holm_divisors([t.p for t in tests])
     return [Detectable(t.n, t.std, detectable_difference(t.std, t.n, alpha),
                        detectable_difference(t.std, t.n, alpha, d) if d else None, d) for t, d in zip(tests, divs)]
+
+
+def table_cells(test: PairedTest, digits: int = 2) -> List[str]:
+    """The cells of one test in a markdown table: mean ± sd, the 95% CI, n, p, adjusted p, same sign."""
+    if test.mean is None:
+        return ['not run', '-', '0', '-', '-', '0/0']
+    sd = '' if test.std is None else f' ± {test.std:.{digits}f}'
+    ci = '-' if test.ci_low is None else f'{test.ci_low:+.{digits}f} to {test.ci_high:+.{digits}f}'
+    return [f'{test.mean:+.{digits}f}{sd}', ci, str(test.n), format_p(test.p), format_p(test.p_adj),
+            f'{test.same_sign}/{test.n}']
+
+
+TABLE_HEAD = 'mean ± sd | 95% CI | n | p | adjusted p | same sign'
+
+
+def machine_sentence(machines: Sequence[Mapping[str, Any]], without: int = 0) -> str:
+    """Where numbers were measured (the ``machine`` records of runs, :func:`stepsnet.utils.provenance.machine_info`)
+    and what that means for reproducing them."""
+    if not machines:
+        head = 'Machine not recorded (these runs were made before result files recorded it).'
+    else:
+        def one(m: Mapping[str, Any]) -> str:
+            return (f'{m.get("cpu")} ({m.get("cpu_count")} CPUs), {m.get("torch_threads")} torch thread(s), torch '
+                    f'{m.get("torch")}, BLAS {m.get("blas")}, CPU capability {m.get("cpu_capability")}')
+        head = ('Machine: ' if len(machines) == 1 else f'Machines ({len(machines)}): ') + '; '.join(map(one, machines))
+        head += f'; {without} run(s) without a record.' if without else '.'
+    return head + ' Numbers are bit-exact on one machine at a fixed thread count, not across CPUs.'
 
 
 def format_test(test: PairedTest, digits: int = 2) -> str:

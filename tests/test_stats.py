@@ -135,3 +135,16 @@ def test_verdict_without_interval():
     t = paired_test([0.0, -1.1, -1.2])
     assert verdict(t, interval=False) == 'not distinguishable with 3 seeds'
     assert verdict(paired_test([1.0, 1.1, 1.2, 1.0]), interval=False) == 'ahead of the baseline'
+
+
+def test_table_cells_and_machine_sentence():
+    from stepsnet.stats import TABLE_HEAD, machine_sentence, table_cells
+    t = adjust([paired_test([0.0, -1.1, -1.2])])[0]
+    cells = table_cells(t)
+    assert len(cells) == len(TABLE_HEAD.split(' | ')) and cells[2] == '3' and cells[-1] == '2/3'
+    assert table_cells(paired_test([]))[0] == 'not run'
+    m = dict(cpu='X', cpu_count=2, torch_threads=1, torch='2', blas='mkl', cpu_capability='AVX2')
+    assert machine_sentence([m]).startswith('Machine: X (2 CPUs), 1 torch thread(s)')
+    assert machine_sentence([]).startswith('Machine not recorded')
+    assert machine_sentence([m, dict(m, cpu='Y')], 3).startswith('Machines (2): ')
+    assert all(s.endswith('not across CPUs.') for s in (machine_sentence([m]), machine_sentence([])))

@@ -429,15 +429,10 @@ def format_differences(rows: Sequence[Mapping[str, Any]]) -> str:
     """The paired differences as a markdown table: every number of each test and its verdict."""
     lines = [f'Paired differences over models: two-sided paired t-test, Holm across the {len(rows)} differences '
              'below; a difference is above / below zero only where its adjusted p < 0.05.', '',
-             '| difference | score | mean ± sd | 95% CI | n | p | adjusted p | same sign | verdict |',
-             '|---|---|---|---|---|---|---|---|---|']
+             f'| difference | score | {stats.TABLE_HEAD} | verdict |', '|---|---|---|---|---|---|---|---|---|']
     for r in rows:
-        d = 3 if r['metric'] == 'loss' else 2
-        t = stats.PairedTest.from_dict(r)
-        sd = '' if t.std is None else f' ± {t.std:.{d}f}'
-        ci = '-' if t.ci_low is None else f'{t.ci_low:+.{d}f} to {t.ci_high:+.{d}f}'
-        lines.append(f'| {r["what"]} | {"top-1" if r["metric"] == "top1" else "loss"} | {t.mean:+.{d}f}{sd} | {ci} | '
-                     f'{t.n} | {stats.format_p(t.p)} | {stats.format_p(t.p_adj)} | {t.same_sign}/{t.n} | '
+        cells = stats.table_cells(stats.PairedTest.from_dict(r), 3 if r['metric'] == 'loss' else 2)
+        lines.append(f'| {r["what"]} | {"top-1" if r["metric"] == "top1" else "loss"} | {" | ".join(cells)} | '
                      f'{r["verdict"].split(" (")[0]} |')
     return '\n'.join(lines) + '\n'
 
