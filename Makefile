@@ -22,6 +22,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 test: $(STAMP) lint
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 clean:

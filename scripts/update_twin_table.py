@@ -9,8 +9,7 @@ from typing import Optional, Sequence
 
 from update_readme_table import write_table
 
-from stepsnet.analysis.complexity import MODEL_PAIRS
-from stepsnet.models.twins import TwinRow, format_twin_table, twin_table
+from stepsnet.analysis.complexity import MODEL_PAIRS, TwinRow, format_twin_table, twin_table
 
 BEGIN, END = '<!-- twin-table:begin -->', '<!-- twin-table:end -->'
 

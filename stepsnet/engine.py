@@ -40,8 +40,8 @@ from timm.utils import NativeScaler, dispatch_clip_grad, unwrap_model
 from timm.utils.distributed import init_distributed_device_so
 from tqdm import tqdm
 
-from stepsnet.models.factory import load_weights
 from stepsnet.utils.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from stepsnet.utils.loading import load_weights
 from stepsnet.utils.logging import MetricWriter
 
 __all__ = [

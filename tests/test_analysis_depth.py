@@ -5,7 +5,7 @@ import pytest
 import timm
 
 import stepsnet  # noqa: F401
-from stepsnet.analysis.depth import model_config, swin_depth_config
+from stepsnet.analysis.depth_speed import model_config, swin_depth_config
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 

@@ -6,7 +6,7 @@ import torch
 from timm.models._features_fx import create_feature_extractor
 
 import stepsnet  # noqa: F401  (registers the models)
-from stepsnet.export import check_onnx, export_onnx
+from stepsnet.onnx import check_onnx, export_onnx
 
 # tiny variant, its native input size, and the extra kwargs that make it accept any size
 FAMILIES = {

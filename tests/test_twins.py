@@ -11,8 +11,8 @@ from stepsnet.analysis.complexity import MODEL_PAIRS, count_flops, count_params
 from stepsnet.models.twins import (
     FAMILIES,
     TWIN_BASELINES,
-    _build,
     baseline_args,
+    build_twin,
     create_steps_model,
     twin_args,
     twin_plans,
@@ -39,7 +39,7 @@ FAMILY_MODULES = ('resnet', 'vision_transformer', 'deit', 'swin_transformer', 'c
 
 @pytest.fixture(scope='module')
 def twin_rows():
-    from stepsnet.models.twins import twin_table
+    from stepsnet.analysis.complexity import twin_table
     return {r.baseline: r for r in twin_table()}
 
 
@@ -51,7 +51,7 @@ def _meta_signature(model):
 def test_rule_reproduces_the_paper_models(steps_name, baseline):
     """Same plans, same parameter names and shapes as the registered entrypoint."""
     paper = timm.create_model(steps_name, device='meta')
-    twin = _build(baseline, device='meta')
+    twin = build_twin(baseline, device='meta')
     plans = paper.plans if hasattr(paper, 'plans') else {'blocks': paper.plan}
     assert {k: str(p) for k, p in plans.items()} == {k: str(p) for k, p in twin_plans(baseline).items()}
     assert _meta_signature(twin) == _meta_signature(paper)
@@ -98,7 +98,7 @@ def test_convnext_params_surplus_is_per_block(name, twin_rows):
     """The MLP weights (quadratic in the width) are at parity; the surplus is what every block has per channel."""
     def mlp_weights(model):
         return sum(p.numel() for n, p in model.named_parameters() if n.endswith(('fc1.weight', 'fc2.weight')))
-    base, twin = timm.create_model(name, device='meta'), _build(name, device='meta')
+    base, twin = timm.create_model(name, device='meta'), build_twin(name, device='meta')
     assert abs(mlp_weights(twin) - mlp_weights(base)) / count_params(base) < 0.005
     assert twin_rows[name].params_delta < 0.01
 
@@ -152,14 +152,14 @@ def test_user_overrides_steps_and_moves():
 def test_table_counts_equal_a_full_count(name, twin_rows):
     """The table counts the twin's FLOPs from the baseline's plus one block per trunk width; a full count agrees."""
     r = twin_rows[name]
-    twin = _build(name, device='meta')
+    twin = build_twin(name, device='meta')
     assert r.macs[1] == count_flops(twin, r.input_size)
     assert r.params[1] == count_params(twin)
 
 
 def test_meta_counts_equal_real_counts():
     torch.manual_seed(0)
-    real, meta = _build('convnext_atto'), _build('convnext_atto', device='meta')
+    real, meta = build_twin('convnext_atto'), build_twin('convnext_atto', device='meta')
     assert count_params(real) == count_params(meta)
     assert count_flops(real, (3, 64, 64)) == count_flops(meta, (3, 64, 64))
 

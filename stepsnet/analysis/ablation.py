@@ -33,15 +33,14 @@ import numpy as np
 import torch
 import torch.nn as nn
 from timm.data import create_transform
-from timm.utils import accuracy
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
-from tqdm import tqdm
 
 from stepsnet import stats
 from stepsnet.analysis.complexity import explicit_attention
 from stepsnet.data.images import build_dataset, collate_skip_none
 from stepsnet.steps import Steps
+from stepsnet.tasks.classification import evaluate
 
 __all__ = [
     'steps_modules', 'find_steps', 'masked_input', 'dropped_blocks', 'block_macs', 'drop_windows', 'StepWindows',
@@ -207,21 +206,11 @@ def default_mask_sizes(width: int, count: int = 6) -> List[int]:
     return [round(k * width / 12) for k in range(count)]
 
 
-@torch.no_grad()
 def score(model: nn.Module, loader: DataLoader, device: str = 'cpu', progress: bool = False,
           desc: str = 'eval') -> Dict[str, float]:
-    """Top-1 (%, ``timm.utils.accuracy``) and mean cross-entropy of ``model`` over ``loader``."""
-    model.eval()
-    hits, loss, n = 0.0, 0.0, 0
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False):
-        if batch is None:
-            continue
-        x, y = batch[0].to(device), batch[1].to(device)
-        out = model(x).float()
-        hits += float(accuracy(out, y, topk=(1,))[0]) * y.numel() / 100
-        loss += float(nn.functional.cross_entropy(out, y, reduction='sum'))
-        n += y.numel()
-    return {'top1': 100.0 * hits / max(n, 1), 'loss': loss / max(n, 1)}
+    """Top-1 (%) and mean cross-entropy of ``model`` over ``loader``: classification's own evaluation."""
+    m = evaluate(model, loader, device, progress=progress, desc=desc)
+    return {'top1': m['top1'], 'loss': m['loss']}
 
 
 def mask_table(

@@ -4,13 +4,16 @@
   (which reports 2 FLOPs per multiply-add; we halve it). Fused attention kernels are not counted by it on the
   CPU, so every attention module with timm's ``fused_attn`` switch runs its explicit ``q @ k^T`` / ``attn @ v``
   path while counting: the attention matmuls are included, as in the paper.
+* The twin table counts any timm baseline beside its Steps twin (:mod:`stepsnet.models.twins`), the parity table of
+  ``docs/models.md``.
 * Blocks are residual blocks. Layers follow the paper's rule: every convolution or linear layer counts 1, and
   every attention counts 1 more (a Transformer block is qkv, attention, projection and two MLP layers = 5);
   the 1x1 projection on a ResNet block's shortcut does not count (ResNet naming: ResNet-50 has 50 layers).
 """
 import contextlib
 from dataclasses import asdict, dataclass
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from functools import partial
+from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import timm
 import torch
@@ -21,9 +24,13 @@ from timm.models.swin_transformer import SwinTransformerBlock
 from timm.models.vision_transformer import Block as ViTBlock
 from torch.utils.flop_counter import FlopCounterMode
 
+from stepsnet.models.twins import TWIN_BASELINES, build_twin, step_plans, twin_args, twin_name
+from stepsnet.steps import Steps
+
 __all__ = [
     'BLOCK_TYPES', 'PAPER_TABLE1', 'MODEL_PAIRS', 'ComplexityRow', 'count_params', 'count_flops', 'count_blocks',
-    'count_layers', 'complexity_row', 'complexity_table', 'format_table', 'register_block_type',
+    'count_layers', 'complexity_row', 'complexity_table', 'format_table', 'register_block_type', 'TwinRow', 'twin_row',
+    'twin_table', 'format_twin_table',
 ]
 
 BLOCK_TYPES: List[type] = [BasicBlock, Bottleneck, ViTBlock, SwinTransformerBlock, ConvNeXtBlock]
@@ -209,4 +216,104 @@ def format_table(rows: Sequence[ComplexityRow], fmt: str = 'md') -> str:
             _pct(r.params, base.params) if base else '', _pct(r.macs / 1e9, r.paper_gflops),
         ]
         lines.append('| ' + ' | '.join(cells) + ' |')
+    return '\n'.join(lines) + '\n'
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Steps twins of timm baselines
+
+
+@dataclass
+class TwinRow:
+    """A timm baseline beside its Steps twin: plans, residual blocks, parameters and multiply-adds."""
+    baseline: str
+    family: str
+    plans: Dict[str, str]
+    blocks: Tuple[int, int]
+    params: Tuple[int, int]
+    macs: Tuple[int, int]
+    input_size: Tuple[int, int, int]
+
+    @property
+    def params_delta(self) -> float:
+        return (self.params[1] - self.params[0]) / self.params[0]
+
+    @property
+    def macs_delta(self) -> float:
+        return (self.macs[1] - self.macs[0]) / self.macs[0]
+
+
+def _twin_macs(base: nn.Module, twin: nn.Module, input_size: Tuple[int, ...]) -> Tuple[int, int]:
+    """Multiply-adds of a baseline and its twin from one counted forward of the baseline.
+
+    The twin differs only inside its :class:`Steps` trunks, so its count is the baseline's minus the blocks each
+    trunk replaces plus the trunk's own blocks. Blocks of one width in a trunk cost the same, so each width is
+    counted once, on one block at the trunk's input shape (captured from the baseline's forward).
+    """
+    trunks = {n: m for n, m in twin.named_modules() if isinstance(m, Steps)}
+    shapes: Dict[str, Tuple[int, ...]] = {}
+
+    def keep_shape(name: str, module: nn.Module, args: Tuple[Any, ...]) -> None:
+        shapes.setdefault(name, tuple(args[0].shape[1:]))
+
+    hooks = [base.get_submodule(n).register_forward_pre_hook(partial(keep_shape, n)) for n in trunks]
+    try:
+        base_macs = count_flops(base, input_size)
+    finally:
+        for h in hooks:
+            h.remove()
+    twin_macs = base_macs
+    for n, trunk in trunks.items():
+        ref = base.get_submodule(n)
+        if isinstance(ref, tuple(BLOCK_TYPES)):  # ResNet: the trunk replaces the stage's blocks after the first
+            replaced, stage = ref, base.get_submodule(n.rsplit('.', 1)[0])
+            depth = len(stage) - 1
+        else:  # the trunk replaces the stage's (or the ViT's) sequence of blocks
+            replaced, depth = ref[0], len(ref)
+        shape, dim = list(shapes[n]), trunk.dim % (len(shapes[n]) + 1) - 1
+        twin_macs -= depth * count_flops(replaced, shape)
+        first = 0
+        for width, blocks in zip(trunk.plan.widths, trunk.plan.depths):
+            if blocks:
+                shape[dim] = width
+                twin_macs += blocks * count_flops(trunk[first], shape)
+            first += blocks
+    return base_macs, twin_macs
+
+
+def twin_row(name: str) -> TwinRow:
+    """Count a baseline and its twin, both built on the meta device (no memory, no weights): parameters from the
+    modules, multiply-adds of one forward pass at the baseline's input size, attention matmuls included."""
+    family, _ = twin_args(name)
+    base = timm.create_model(name, device='meta')
+    twin = build_twin(name, device='meta')
+    size = tuple(base.pretrained_cfg['input_size'])
+    return TwinRow(
+        baseline=name, family=family.name, plans={k: str(p) for k, p in step_plans(twin).items()},
+        blocks=(count_blocks(base), count_blocks(twin)), params=(count_params(base), count_params(twin)),
+        macs=_twin_macs(base, twin, size), input_size=size)
+
+
+def twin_table(names: Sequence[str] = TWIN_BASELINES) -> List[TwinRow]:
+    """One :class:`TwinRow` per baseline."""
+    return [twin_row(n) for n in names]
+
+
+def _plan_cell(plans: Mapping[str, str]) -> str:
+    return ' / '.join(plans.values())
+
+
+def format_twin_table(rows: Sequence[TwinRow], paper: Optional[Sequence[str]] = None) -> str:
+    """Markdown: baseline, the twin's plans, blocks, parameters and GFLOPs (multiply-adds) with their differences."""
+    paper = set(paper or ())
+    head = ['timm baseline', 'input', 'Steps twin plans (width x blocks; stage 3 / stage 4)', 'blocks',
+            'params (M)', 'Δ params', 'GFLOPs', 'Δ FLOPs']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for r in rows:
+        name = f'`{r.baseline}`' + (' (paper)' if twin_name(r.baseline) in paper else '')
+        lines.append('| ' + ' | '.join([
+            name, str(r.input_size[-1]), _plan_cell(r.plans), f'{r.blocks[0]} → {r.blocks[1]}',
+            f'{r.params[0] / 1e6:.2f} → {r.params[1] / 1e6:.2f}', f'{100 * r.params_delta:+.2f}%',
+            f'{r.macs[0] / 1e9:.2f} → {r.macs[1] / 1e9:.2f}', f'{100 * r.macs_delta:+.2f}%',
+        ]) + ' |')
     return '\n'.join(lines) + '\n'

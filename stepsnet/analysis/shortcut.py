@@ -38,6 +38,7 @@ from stepsnet.analysis.complexity import BLOCK_TYPES
 from stepsnet.data.images import build_dataset, dataset_mean_std
 from stepsnet.steps import Steps
 from stepsnet.utils.checkpoint import atomic_write_text
+from stepsnet.utils.figures import pyplot, save_figure
 
 __all__ = [
     'Trunk', 'ShortcutProfile', 'find_trunk', 'shortcut_ratio', 'channel_std', 'input_batch',
@@ -351,9 +352,7 @@ def summary_table(profiles: Sequence[ShortcutProfile], depths: Sequence[float] =
 
 def plot_profiles(profiles: Sequence[ShortcutProfile], path: str, title: str = '', processed: bool = True) -> None:
     """The paper's axes: normalised depth (x) against ``sigma_0 / sigma_l`` (y); dashed: processed channels."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(5.2, 3.8))
     for p in profiles:
         xs = [r['depth'] for r in p.rows]
@@ -370,8 +369,4 @@ def plot_profiles(profiles: Sequence[ShortcutProfile], path: str, title: str = '
     if title:
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path, dpi=110)

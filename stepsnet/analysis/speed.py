@@ -49,11 +49,13 @@ import stepsnet
 from stepsnet.models.factory import create_classifier, create_lm
 from stepsnet.steps import Steps, set_step_checkpointing
 from stepsnet.utils.checkpoint import atomic_write_text
+from stepsnet.utils.figures import pyplot, save_figure
 
-__all__ = ['TASKS', 'parse_pair', 'check_pair', 'benchmark_pair', 'benchmark_pairs', 'format_ratios', 'write_csv',
+__all__ = ['MODEL_KINDS', 'parse_pair', 'check_pair', 'benchmark_pair', 'benchmark_pairs', 'format_ratios', 'write_csv',
            'read_csv', 'plot_ratios', 'environment', 'format_profile', 'peak_memory_mb']
 
-TASKS = ('cls', 'lm')
+# the kinds of model pair measured: image classifiers, language models
+MODEL_KINDS = ('cls', 'lm')
 # per task: throughput column, input-size column, unit
 _UNITS = {'cls': ('samples_per_sec', 'img_size', 'img/s'), 'lm': ('tokens_per_sec', 'seq_len', 'tok/s')}
 _EAGER = 'none'
@@ -68,8 +70,8 @@ def parse_pair(text: str) -> Tuple[str, str]:
 
 
 def _check_task(task: str) -> None:
-    if task not in TASKS:
-        raise ValueError(f'task must be one of {TASKS}, got {task!r}')
+    if task not in MODEL_KINDS:
+        raise ValueError(f'task must be one of {MODEL_KINDS}, got {task!r}')
 
 
 def _create(task: str, name: str, num_classes: int, img_size: Optional[int],
@@ -779,9 +781,7 @@ _TEXT_COLUMNS = {'model', 'pair', 'role', 'task', 'compile', 'compile_scope', 'm
 
 def plot_ratios(rows: Sequence[Dict[str, Any]], path: str) -> None:
     """Bar chart of the Steps / baseline throughput ratio per pair (and compilation) and mode."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     steps_rows = [r for r in rows if r['role'] == 'steps']
     modes = [m for m in ('infer', 'train') if any(r.get(f'{m}_ratio') is not None for r in steps_rows)]
     several = len({_compile_label(r) for r in steps_rows}) > 1
@@ -805,7 +805,4 @@ def plot_ratios(rows: Sequence[Dict[str, Any]], path: str) -> None:
     ax.set_ylim(0, 1.25)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
+    save_figure(fig, path)

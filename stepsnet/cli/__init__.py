@@ -15,20 +15,25 @@ code meaning
 130  interrupted (Ctrl-C); a training command prints how to continue the run
 1    a bug: anything else ends with Python's traceback (``stepsnet --debug ...`` shows one for every error)
 ==== ===========================================================================================
+
+The command modules import only argparse at the top: torch, timm and the rest load inside the function that runs
+a command, so ``stepsnet --help``, ``stepsnet COMMAND --help`` and usage errors answer at once. The flags of a
+training command are the fields of its task's config; they are added only to the parser of the command being run
+(:func:`stepsnet.cli.common.add_config_flags`). ``stepsnet train`` and ``stepsnet eval`` hand the command line to
+the task's own command (:mod:`stepsnet.cli.dispatch`).
 """
 import argparse
 import importlib
 import shlex
 import sys
-from typing import List, Optional
-
-from stepsnet.utils.checkpoint import CheckpointError
+from typing import List, Optional, Tuple
 
 COMMANDS = (
     'stepsnet.cli.models',
     'stepsnet.cli.data',
-    'stepsnet.cli.lm',
+    'stepsnet.cli.dispatch',
     'stepsnet.cli.cls',
+    'stepsnet.cli.lm',
     'stepsnet.cli.dense',
     'stepsnet.cli.compare',
     'stepsnet.cli.benchmark',
@@ -39,8 +44,9 @@ COMMANDS = (
 EXIT_USER_ERROR = 2
 EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 130
+# CheckpointError and WeightsError are ValueErrors
 USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
-               PermissionError, CheckpointError)
+               PermissionError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +62,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _subcommands(parser: argparse.ArgumentParser) -> argparse._SubParsersAction:
+    return next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+
+def _command(argv: List[str]) -> Tuple[int, Optional[str]]:
+    """Position and word of the command in ``argv`` (the first word that is not an option), or (-1, None)."""
+    for i, word in enumerate(argv):
+        if not word.startswith('-'):
+            return i, word
+    return -1, None
+
+
 def _resume_hint(argv: List[str]) -> str:
     words = [w for w in argv if w != '--debug']
     if '--resume' not in words and not any(w.startswith('--resume=') for w in words):
@@ -63,11 +81,50 @@ def _resume_hint(argv: List[str]) -> str:
     return 'stepsnet ' + ' '.join(shlex.quote(w) for w in words)
 
 
+def _one_line(e: BaseException) -> str:
+    text = str(e) if not isinstance(e, OSError) or not e.filename else f'{e.strerror}: {e.filename!r}'
+    return ' '.join(text.split())
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    debug = '--debug' in argv[:max(_command(argv)[0], 0)]
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # before the command started: while its modules were still loading
+        if debug:
+            raise
+        word = _command(argv)[1]
+        print(f'stepsnet{" " + word if word else ""}: interrupted', file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _main(argv: List[str]) -> int:
+    from stepsnet.cli import common, dispatch
+    from stepsnet.utils.names import did_you_mean
+
     parser = build_parser()
-    args = parser.parse_args(argv)
-    name = f'stepsnet {args.command}'
+    sub = _subcommands(parser)
+    at, word = _command(argv)
+    if word is not None and word not in sub.choices:
+        parser.print_usage(sys.stderr)
+        print(f'stepsnet: error: unknown command {word!r} (`stepsnet --help` lists them)'
+              f'{did_you_mean(word, sub.choices)}', file=sys.stderr)
+        return EXIT_USER_ERROR
+    parse = argv
+    if word is not None:
+        try:
+            alias = dispatch.resolve(word, argv[at + 1:])
+        except USER_ERRORS as e:
+            if '--debug' in argv[:at]:
+                raise
+            print(f'stepsnet {word}: error: {_one_line(e)}', file=sys.stderr)
+            return EXIT_USER_ERROR
+        if alias is not None:
+            parse = argv[:at] + [alias] + argv[at + 1:]
+        common.complete_config_flags(sub.choices[alias or word])
+    args = parser.parse_args(parse)
+    name = f'stepsnet {word}'
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -84,8 +141,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     except USER_ERRORS as e:
         if args.debug:
             raise
-        text = str(e) if not isinstance(e, OSError) or not e.filename else f'{e.strerror}: {e.filename!r}'
-        print(f'{name}: error: {" ".join(text.split())}', file=sys.stderr)
+        print(f'{name}: error: {_one_line(e)}', file=sys.stderr)
         return EXIT_USER_ERROR
 
 

@@ -13,27 +13,24 @@ import io
 import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-import timm
-import torch
-from tqdm import tqdm
-
-from stepsnet.analysis import ablation, depth, shortcut
 from stepsnet.cli import compare as compare_cli
 from stepsnet.cli.common import ParseKwargs, positive_int
 from stepsnet.cli.compare import add_depth_flags, add_run_flags
-from stepsnet.models.factory import PAIRINGS, classifier_from_checkpoint, create_classifier, deit_trunk_config
-from stepsnet.tasks.classification import data_config, load_config
-from stepsnet.utils.checkpoint import atomic_write_text
+from stepsnet.utils.names import PAIRINGS
 
 DATASET_HELP = 'digits (embedded), imagefolder, cifar10, cifar100, or random (noise; shortcut only)'
 
 
 def _build_model(name: str, kwargs: Dict[str, Any], img_size: Optional[int], seed: int):
+    import torch
+
+    from stepsnet.models.factory import create_classifier
     torch.manual_seed(seed)
     return create_classifier(name, 10, img_size, **{k: v for k, v in kwargs.items() if k != 'img_size'})
 
 
 def _default_img_size(name: str) -> int:
+    import timm
     cfg = timm.models.get_pretrained_cfg(name)
     return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
 
@@ -41,6 +38,7 @@ def _default_img_size(name: str) -> int:
 def _write_csv(rows: Sequence[Dict[str, Any]], path: Optional[str]) -> None:
     if not path or not rows:
         return
+    from stepsnet.utils.checkpoint import atomic_write_text
     buf = io.StringIO()
     w = csv.DictWriter(buf, fieldnames=list(rows[0]), extrasaction='ignore', lineterminator='\n')
     w.writeheader()
@@ -52,6 +50,10 @@ def _write_csv(rows: Sequence[Dict[str, Any]], path: Optional[str]) -> None:
 # ---------------------------------------------------------------------------------------------- shortcut ratio
 
 def run_shortcut(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from stepsnet.analysis import shortcut
+    from stepsnet.models.factory import classifier_from_checkpoint, deit_trunk_config
     jobs: List[Tuple[str, Any]] = []  # (label, thunk -> (model, img_size, mean, std))
     kwargs = args.model_kwargs or {}
     for name in args.model or []:
@@ -107,6 +109,9 @@ def run_shortcut(args: argparse.Namespace) -> int:
 
 def _models_and_loader(args: argparse.Namespace):
     """The models to ablate (one per checkpoint, or an untrained ``--model``) and the evaluation loader."""
+    from stepsnet.analysis import ablation
+    from stepsnet.models.factory import classifier_from_checkpoint
+    from stepsnet.tasks.classification import data_config, load_config
     paths = args.checkpoint or []
     for path in paths:
         if not os.path.isfile(path):
@@ -134,6 +139,7 @@ def _models_and_loader(args: argparse.Namespace):
 
 
 def run_mask(args: argparse.Namespace) -> int:
+    from stepsnet.analysis import ablation
     models, loader = _models_and_loader(args)
     tables = [ablation.mask_table(m, loader, args.sizes, args.trunk, args.device, args.progress) for m in models]
     rows = ablation.aggregate(tables, 'n', ('slow_top1', 'slow_loss', 'fast_top1', 'fast_loss'))
@@ -146,6 +152,7 @@ def run_mask(args: argparse.Namespace) -> int:
 
 
 def run_drop_step(args: argparse.Namespace) -> int:
+    from stepsnet.analysis import ablation
     models, loader = _models_and_loader(args)
     tables = [ablation.drop_step_table(m, loader, args.blocks, args.trunk, args.device, progress=args.progress)
               for m in models]
@@ -162,6 +169,7 @@ def run_drop_step(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------------------------- depth
 
 def run_depth(args: argparse.Namespace) -> int:
+    from stepsnet.analysis import depth_speed as depth
     for family in args.family:  # every configuration is checked before the first model is measured
         for blocks in args.blocks:
             for kind in ('residual', 'steps'):

@@ -3,22 +3,22 @@ import argparse
 import sys
 import time
 
-import torch
-
-from stepsnet.analysis.speed import (
-    benchmark_pairs,
-    check_pair,
-    format_profile,
-    format_ratios,
-    parse_pair,
-    plot_ratios,
-    write_csv,
-)
 from stepsnet.cli.common import ParseKwargs, positive_int
-from stepsnet.utils.checkpoint import atomic_write_text
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
+    import torch
+
+    from stepsnet.analysis.speed import (
+        benchmark_pairs,
+        check_pair,
+        format_profile,
+        format_ratios,
+        parse_pair,
+        plot_ratios,
+        write_csv,
+    )
+    from stepsnet.utils.checkpoint import atomic_write_text
     if args.task == 'lm' and args.img_size is not None:
         raise ValueError('--img-size is for image models; the context length of task lm is --seq-len')
     if args.task == 'cls' and args.seq_len is not None:

@@ -1,6 +1,7 @@
-"""``stepsnet train`` / ``validate``: image classification, argument parsing only.
+"""``stepsnet train-cls`` (``stepsnet train`` of a ``task: cls`` recipe) / ``validate``: image classification,
+argument parsing only.
 
-``train`` takes a YAML recipe (``--config configs/cls/<recipe>.yaml``) and any field of
+``train-cls`` takes a YAML recipe (``--config configs/cls/<recipe>.yaml``) and any field of
 :class:`stepsnet.tasks.classification.ClassificationConfig` as a flag (``--lr 1e-3``, ``--model-ema``,
 ``--no-amp``); flags override the recipe.
 """
@@ -10,12 +11,6 @@ import argparse
 import json
 
 from stepsnet.cli.common import add_config_flags, load_with_flags, positive_int
-from stepsnet.tasks.classification import (
-    ClassificationConfig,
-    load_config,
-    train_classification,
-    validate_classification,
-)
 
 _FIELD_HELP = {
     'model': 'timm model name (e.g. steps_resnet50, resnet50, test_steps_resnet)',
@@ -31,6 +26,7 @@ _FIELD_HELP = {
 
 
 def run_train(args: argparse.Namespace) -> int:
+    from stepsnet.tasks.classification import ClassificationConfig, load_config, train_classification
     summary = train_classification(load_with_flags(load_config, args.config, args, ClassificationConfig))
     print(f'{summary["model"]}: {summary["epochs"]} epochs; validation top-1 {summary["final_top1"]:.2f} (best '
           f'{summary["best_top1"]:.2f}); run folder {summary["out_dir"]}')
@@ -38,6 +34,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    from stepsnet.tasks.classification import validate_classification
     r = validate_classification(
         checkpoint=args.checkpoint, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
         split=args.split, batch_size=args.batch_size, workers=args.workers, img_size=args.img_size,
@@ -54,12 +51,12 @@ def run_validate(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        'train', help='train an image classifier (any timm model name) with a YAML recipe',
+        'train-cls', help='train an image classifier (any timm model name) with a YAML recipe',
         description='Image classification with timm\'s data pipeline, optimizers, schedulers and EMA; AMP, '
                     'channels_last, grad checkpointing, torch.compile; DDP when launched with torchrun. '
-                    'Example: stepsnet train --config configs/cls/digits_cpu.yaml')
+                    'Example: stepsnet train-cls --config configs/cls/digits_cpu.yaml (or stepsnet train -c ...)')
     p.add_argument('--config', '-c', help='YAML recipe (configs/cls/*.yaml); flags override its fields')
-    add_config_flags(p, ClassificationConfig, help=_FIELD_HELP)
+    add_config_flags(p, 'stepsnet.tasks.classification:ClassificationConfig', help=_FIELD_HELP)
     p.set_defaults(func=run_train, trains=True)
 
     v = sub.add_parser(

@@ -13,26 +13,26 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib
 import typing
-from typing import Any, Dict, Iterable, Optional, Sequence, Type
-
-from timm.utils import ParseKwargs as TimmParseKwargs
+from typing import Any, Dict, Iterable, Optional, Sequence, Type, Union
 
 from stepsnet.utils.config import CLEAR
 
 __all__ = ['add_config_flags', 'config_overrides', 'ParseKwargs', 'positive_int', 'int_list']
 
 
-class ParseKwargs(TimmParseKwargs):
+class ParseKwargs(argparse.Action):
     """timm's ``KEY=VALUE ...`` flag (values parsed as Python literals, else kept as strings), with a usage error
-    for an item without ``=`` and repeated flags merged."""
+    for an item without ``=`` and repeated flags merged. timm is imported only when the flag is given."""
 
     def __call__(self, parser, namespace, values, option_string=None):
+        from timm.utils import ParseKwargs as TimmParseKwargs
         bad = [v for v in values if v and '=' not in v]
         if bad:
             raise argparse.ArgumentError(self, f'expected KEY=VALUE pairs, got {bad[0]!r}')
         before = dict(getattr(namespace, self.dest, None) or {})
-        super().__call__(parser, namespace, values, option_string)
+        TimmParseKwargs.__call__(self, parser, namespace, values, option_string)
         setattr(namespace, self.dest, {**before, **getattr(namespace, self.dest)})
 
 
@@ -91,11 +91,18 @@ def int_list(text: str) -> list:
 
 def add_config_flags(
         parser: argparse.ArgumentParser,
-        cls: Type[Any],
+        cls: Union[Type[Any], str],
         skip: Iterable[str] = (),
         help: Optional[Dict[str, str]] = None,
 ) -> None:
-    """One flag per field of the dataclass ``cls``; defaults are None so only given flags override a recipe."""
+    """One flag per field of the dataclass ``cls``; defaults are None so only given flags override a recipe.
+
+    ``cls`` may be named as ``'module:Class'``: the flags are then added by :func:`complete_config_flags` when the
+    command is run, so that listing the commands does not import the task modules (and torch with them).
+    """
+    if isinstance(cls, str):
+        parser.set_defaults(_config_flags=(cls, tuple(skip), help))
+        return
     hints = typing.get_type_hints(cls)
     help = help or {}
     group = parser.add_argument_group(f'{cls.__name__} fields (override the --config recipe)')
@@ -127,6 +134,17 @@ def add_config_flags(
         else:
             conv = _optional(tp) if optional else tp
             group.add_argument(flag, type=conv, default=None, metavar=f.name.upper(), help=text)
+
+
+def complete_config_flags(parser: argparse.ArgumentParser) -> None:
+    """Add the flags that :func:`add_config_flags` deferred on ``parser`` (once)."""
+    deferred = parser.get_default('_config_flags')
+    if deferred is None:
+        return
+    spec, skip, help = deferred
+    module, name = spec.split(':')
+    parser.set_defaults(_config_flags=None)
+    add_config_flags(parser, getattr(importlib.import_module(module), name), skip, help)
 
 
 def config_overrides(args: argparse.Namespace, cls: Type[Any]) -> Dict[str, Any]:

@@ -13,8 +13,7 @@ import argparse
 import inspect
 
 from stepsnet.cli.common import ParseKwargs, positive_int
-from stepsnet.compare import COMPARISONS, render_report, run_comparison
-from stepsnet.models.factory import PAIRINGS
+from stepsnet.utils.names import PAIRINGS
 
 
 class _SeedCount(argparse.Action):
@@ -83,6 +82,7 @@ _RENAMED = {'pairing': 'pairings'}
 
 
 def run(args: argparse.Namespace) -> int:
+    from stepsnet.compare import COMPARISONS, render_report, run_comparison
     if getattr(args, 'render', None):
         render_report(args.render, args.out)
         return 0

@@ -2,11 +2,10 @@
 import argparse
 
 from stepsnet.cli.common import int_list, positive_int
-from stepsnet.data.synthetic import make_synthetic_ade, make_synthetic_coco
-from stepsnet.data.text import prepare_text
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
+    from stepsnet.data.text import prepare_text
     meta = prepare_text(
         args.out, inputs=args.inputs, train=args.train, val=args.val, test=args.test, tokenizer=args.tokenizer,
         tokenizer_file=args.tokenizer_file, vocab_file=args.vocab, merges_file=args.merges,
@@ -19,6 +18,7 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
+    from stepsnet.data.synthetic import make_synthetic_ade, make_synthetic_coco
     make = make_synthetic_coco if args.data_command == 'synth-coco' else make_synthetic_ade
     s = make(args.out, num_train=args.num_train, num_val=args.num_val, size=tuple(args.size),
              max_shapes=args.max_shapes, seed=args.seed, force=args.force)

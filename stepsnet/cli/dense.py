@@ -3,8 +3,7 @@ import argparse
 import os
 
 from stepsnet.cli.common import add_config_flags, int_list, load_with_flags, positive_int
-from stepsnet.models.factory import DETECTOR_ARCHS
-from stepsnet.tasks import detection, segmentation
+from stepsnet.utils.names import DETECTOR_ARCHS, SEG_EVAL_MODES
 
 
 def _is_main() -> bool:
@@ -13,6 +12,7 @@ def _is_main() -> bool:
 
 
 def _run_train_det(args: argparse.Namespace) -> int:
+    from stepsnet.tasks import detection
     cfg = load_with_flags(detection.load_config, args.config, args, detection.DetectionConfig)
     result = detection.train_detection(cfg)
     if _is_main():
@@ -22,6 +22,7 @@ def _run_train_det(args: argparse.Namespace) -> int:
 
 
 def _run_eval_det(args: argparse.Namespace) -> int:
+    from stepsnet.tasks import detection
     m = detection.evaluate_detection(args.checkpoint, data_dir=args.data_dir, split=args.split,
                                      image_dir=args.images, ann_file=args.ann, device=args.device,
                                      batch_size=args.batch_size, out=args.out, progress=args.progress,
@@ -37,6 +38,7 @@ def _run_eval_det(args: argparse.Namespace) -> int:
 
 
 def _run_train_seg(args: argparse.Namespace) -> int:
+    from stepsnet.tasks import segmentation
     cfg = load_with_flags(segmentation.load_config, args.config, args, segmentation.SegmentationConfig)
     result = segmentation.train_segmentation(cfg)
     if _is_main():
@@ -46,6 +48,7 @@ def _run_train_seg(args: argparse.Namespace) -> int:
 
 
 def _run_eval_seg(args: argparse.Namespace) -> int:
+    from stepsnet.tasks import segmentation
     test_scale = [] if not args.resize else args.test_scale
     m = segmentation.evaluate_segmentation(
         args.checkpoint, data_dir=args.data_dir, split=args.split, mode=args.mode, crop_size=args.crop_size,
@@ -61,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=f'Train from a YAML config (configs/det/*.yaml) with command-line overrides; architectures '
                     f'{", ".join(DETECTOR_ARCHS)}. Launch with torchrun for DDP (same command).')
     p.add_argument('--config', '-c', help='YAML file of DetectionConfig fields')
-    add_config_flags(p, detection.DetectionConfig)
+    add_config_flags(p, 'stepsnet.tasks.detection:DetectionConfig')
     p.set_defaults(func=_run_train_det, trains=True)
 
     p = sub.add_parser('eval-det', help='COCO box / mask AP of a detection checkpoint (pycocotools)')
@@ -83,14 +86,14 @@ def register(sub: argparse._SubParsersAction) -> None:
         description='Train from a YAML config (configs/seg/*.yaml) with command-line overrides. Launch with '
                     'torchrun for DDP (same command).')
     p.add_argument('--config', '-c', help='YAML file of SegmentationConfig fields')
-    add_config_flags(p, segmentation.SegmentationConfig)
+    add_config_flags(p, 'stepsnet.tasks.segmentation:SegmentationConfig')
     p.set_defaults(func=_run_train_seg, trains=True)
 
     p = sub.add_parser('eval-seg', help='mIoU / mAcc / aAcc of a segmentation checkpoint')
     p.add_argument('--checkpoint', required=True, help='last.pth / best.pth written by train-seg')
     p.add_argument('--data-dir', help='data root (default: the run\'s)')
     p.add_argument('--split', help='split name (default: the run\'s val_split)')
-    p.add_argument('--mode', choices=segmentation.EVAL_MODES,
+    p.add_argument('--mode', choices=SEG_EVAL_MODES,
                    help='whole image or sliding window (default: the run\'s)')
     p.add_argument('--crop-size', type=int_list, metavar='H,W', help='window for --mode slide')
     p.add_argument('--stride', type=int_list, metavar='H,W', help='window step for --mode slide')

@@ -2,10 +2,10 @@
 import argparse
 
 from stepsnet.cli.common import add_config_flags, load_with_flags, positive_int
-from stepsnet.tasks.lm import LMConfig, load_config, sample_lm, train_lm
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from stepsnet.tasks.lm import LMConfig, load_config, train_lm
     cfg = load_with_flags(load_config, args.config, args, LMConfig)
     summary = train_lm(cfg)
     f = summary['final']
@@ -17,6 +17,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
 
 def _run_sample(args: argparse.Namespace) -> int:
+    from stepsnet.tasks.lm import sample_lm
     texts = sample_lm(args.checkpoint, prompt=args.prompt, max_new_tokens=args.max_new_tokens,
                       num_samples=args.num_samples, temperature=args.temperature, top_k=args.top_k or None,
                       seed=args.seed, device=args.device)
@@ -33,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description='Train a language model from a YAML config (configs/lm/*.yaml) with command-line overrides. '
                     'Launch with torchrun for DDP (same command).')
     p.add_argument('--config', '-c', help='YAML file of LMConfig fields')
-    add_config_flags(p, LMConfig)
+    add_config_flags(p, 'stepsnet.tasks.lm:LMConfig')
     p.set_defaults(func=_run_train, trains=True)
 
     p = sub.add_parser('sample', help='generate text from a language-model checkpoint')

@@ -2,12 +2,10 @@
 import argparse
 import sys
 
-import stepsnet  # noqa: F401  (registers the models)
-from stepsnet.analysis.complexity import MODEL_PAIRS, complexity_table, format_table
-from stepsnet.models.twins import TWIN_BASELINES, format_twin_table, twin_table
-
 
 def run(args: argparse.Namespace) -> int:
+    from stepsnet.analysis.complexity import MODEL_PAIRS, complexity_table, format_table, format_twin_table, twin_table
+    from stepsnet.models.twins import TWIN_BASELINES
     if args.twins:
         rows = twin_table(args.names or TWIN_BASELINES)
         sys.stdout.write(format_twin_table(rows, paper=[steps for steps, _ in MODEL_PAIRS]))

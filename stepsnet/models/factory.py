@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 import timm
-import torch
 import torch.nn as nn
 from torchvision.models.detection import FasterRCNN, MaskRCNN, RetinaNet
 from torchvision.models.detection.anchor_utils import AnchorGenerator
@@ -31,36 +30,19 @@ from stepsnet.models.dense import FPNBackbone, UperNet, create_backbone
 from stepsnet.models.steps_gpt import GPT, GPTConfig, create_lm
 from stepsnet.models.twins import register_twin
 from stepsnet.utils.checkpoint import CheckpointError, load_checkpoint
+from stepsnet.utils.loading import load_weights
+from stepsnet.utils.names import DETECTOR_ARCHS, PAIRINGS, did_you_mean
 
 __all__ = [
     'CLS_KIND', 'LM_KIND', 'DET_KIND', 'SEG_KIND', 'DETECTOR_ARCHS', 'create_classifier', 'classifier_from_checkpoint',
     'create_lm', 'lm_from_checkpoint', 'create_detector', 'detector_from_checkpoint', 'create_segmenter',
-    'segmenter_from_checkpoint', 'load_weights', 'deit_trunk_config', 'PAIRINGS',
+    'segmenter_from_checkpoint', 'deit_trunk_config', 'PAIRINGS',
 ]
 
 CLS_KIND = 'stepsnet-cls'
 LM_KIND = 'stepsnet-lm'
 DET_KIND = 'stepsnet-det'
 SEG_KIND = 'stepsnet-seg'
-DETECTOR_ARCHS = ('mask_rcnn', 'faster_rcnn', 'retinanet')
-
-
-def load_weights(model: nn.Module, weights: Mapping[str, torch.Tensor], source: str) -> None:
-    """``load_state_dict(strict=True)`` with a one-line error that names the file and the architecture.
-
-    Raises:
-        CheckpointError: The weights do not fit (missing, unexpected or mis-shaped tensors; the first few named).
-    """
-    try:
-        model.load_state_dict(weights, strict=True)
-    except RuntimeError as e:
-        lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-        detail = ' '.join(lines[1:3]) if len(lines) > 1 else (lines[0] if lines else '')
-        if len(detail) > 300:
-            detail = detail[:300] + ' ...'
-        raise CheckpointError(
-            f'the weights in {source!r} do not fit {type(model).__name__} ({detail}); expected weights of the same '
-            'architecture and settings') from e
 
 
 def _run_checkpoint(path: str, kind: str) -> Dict[str, Any]:
@@ -96,9 +78,8 @@ def create_classifier(
         except ValueError:
             pass  # not a twin either: the unknown-model error below names the name
     if ':' not in name and not timm.is_model(name):
-        close = timm.list_models(f'*{name}*')[:8]
-        raise ValueError(f'unknown model {name!r}; expected a timm-registered name' +
-                         (f' (similar: {close})' if close else ''))
+        raise ValueError(f'unknown model {name!r}; expected a timm-registered name (timm.list_models(), the Steps '
+                         f'models, or steps_<timm name> for a twin){did_you_mean(name, timm.list_models())}')
     args: Dict[str, Any] = dict(kwargs)
     if num_classes is not None:
         args['num_classes'] = num_classes
@@ -162,10 +143,6 @@ def classifier_from_checkpoint(
                 class_names=list(meta.get('class_names') or []), data_config=dict(meta.get('data_config') or {}),
                 dataset=meta.get('dataset'))
     return net, info
-
-
-# How a Steps trunk is paired with a residual trunk of L blocks in the depth studies
-PAIRINGS = ('compute', 'blocks')
 
 
 def deit_trunk_config(

@@ -27,8 +27,8 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._manipulate import named_apply
 from timm.models.convnext import ConvNeXt, ConvNeXtBlock, _get_norm_layers, _init_weights, checkpoint_filter_fn
 
+from stepsnet.models._builder import build_steps_model
 from stepsnet.steps import StepPlan, Steps, plan_steps
-from stepsnet.weights import build_steps_model
 
 __all__ = ['StepsConvNeXt']
 

@@ -31,6 +31,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from stepsnet.steps import StepPlan, Steps, plan_steps
+from stepsnet.utils.names import did_you_mean
 
 __all__ = [
     'GPTConfig', 'GPT', 'CausalSelfAttention', 'MLP', 'Block', 'LM_CONFIGS', 'PAPER_TABLE4', 'lm_config', 'create_lm',
@@ -320,7 +321,8 @@ def list_lms() -> List[str]:
 def lm_config(name: str, **overrides: Any) -> GPTConfig:
     """The :class:`GPTConfig` of a named model (``gpt_small``, ``steps_gpt_large``, ...) with overrides."""
     if name not in LM_CONFIGS:
-        raise ValueError(f'unknown language model {name!r}; expected one of {list_lms()}')
+        raise ValueError(f'unknown language model {name!r}{did_you_mean(name, LM_CONFIGS)}; expected one of '
+                         f'{list_lms()}')
     args = dict(LM_CONFIGS[name])
     args.update({k: v for k, v in overrides.items() if v is not None})
     return GPTConfig.from_dict(args)

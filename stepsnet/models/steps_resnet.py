@@ -24,8 +24,8 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
 from torch.utils.checkpoint import checkpoint
 
+from stepsnet.models._builder import build_steps_model
 from stepsnet.steps import StepPlan, Steps, plan_steps
-from stepsnet.weights import build_steps_model
 
 __all__ = ['StepsResNet']
 

@@ -31,8 +31,8 @@ from timm.models.swin_transformer import (
     resolve_stage_window_sizes,
 )
 
+from stepsnet.models._builder import build_steps_model
 from stepsnet.steps import StepPlan, Steps, plan_steps
-from stepsnet.weights import build_steps_model
 
 __all__ = ['StepsSwinTransformer']
 

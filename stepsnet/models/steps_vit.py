@@ -17,8 +17,8 @@ from timm.models import generate_default_cfgs, register_model
 from timm.models._features import feature_take_indices
 from timm.models.vision_transformer import Attention, Block, VisionTransformer
 
+from stepsnet.models._builder import build_steps_model
 from stepsnet.steps import StepPlan, Steps, plan_steps
-from stepsnet.weights import build_steps_model
 
 __all__ = ['StepsVisionTransformer']
 

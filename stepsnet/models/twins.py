@@ -30,8 +30,7 @@ import inspect
 import math
 import types
 from dataclasses import dataclass
-from functools import partial
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
 
 import timm
 import torch.nn as nn
@@ -41,7 +40,7 @@ from timm.models.resnet import ResNet
 from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 
-from stepsnet.steps import StepPlan, Steps
+from stepsnet.steps import StepPlan
 
 from .steps_convnext import _create_steps_convnext
 from .steps_resnet import _create_steps_resnet
@@ -49,8 +48,8 @@ from .steps_swin import _create_steps_swin
 from .steps_vit import _create_steps_vit
 
 __all__ = [
-    'TWIN_BASELINES', 'TwinRow', 'baseline_args', 'twin_args', 'twin_name', 'register_twin', 'create_steps_model',
-    'twin_plans', 'twin_row', 'twin_table', 'format_twin_table',
+    'TWIN_BASELINES', 'baseline_args', 'twin_args', 'twin_name', 'register_twin', 'create_steps_model', 'build_twin',
+    'twin_plans', 'step_plans',
 ]
 
 PAPER = dict(paper_ids='arXiv:2511.14329', paper_name='Step by Step Network')
@@ -217,115 +216,18 @@ def create_steps_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn
     return timm.create_model(register_twin(name), pretrained=pretrained, **kwargs)
 
 
-def _build(name: str, **kwargs: Any) -> nn.Module:
-    """The twin without registering it (for counting on the meta device)."""
+def build_twin(name: str, **kwargs: Any) -> nn.Module:
+    """The twin of timm's ``name`` without registering it (e.g. to count it on the meta device)."""
     family, args = twin_args(name)
     return family.create(twin_name(name), False, pretrained_cfg=_twin_cfg(name), **dict(args, **kwargs))
 
 
-def _plans(model: nn.Module) -> Dict[str, StepPlan]:
+def step_plans(model: nn.Module) -> Dict[str, StepPlan]:
+    """The step plan of every Steps trunk of a twin (``'blocks'`` for a ViT trunk)."""
     return dict(model.plans) if hasattr(model, 'plans') else {'blocks': model.plan}
 
 
 def twin_plans(name: str, **overrides: Any) -> Dict[str, StepPlan]:
     """The step plan of every converted stage of the twin (``'blocks'`` for a ViT trunk), built on the meta device."""
     family, args = twin_args(name, **overrides)
-    return _plans(family.create(twin_name(name), False, pretrained_cfg=_twin_cfg(name), device='meta', **args))
-
-
-@dataclass
-class TwinRow:
-    """A timm baseline beside its Steps twin: plans, residual blocks, parameters and multiply-adds."""
-    baseline: str
-    family: str
-    plans: Dict[str, str]
-    blocks: Tuple[int, int]
-    params: Tuple[int, int]
-    macs: Tuple[int, int]
-    input_size: Tuple[int, int, int]
-
-    @property
-    def params_delta(self) -> float:
-        return (self.params[1] - self.params[0]) / self.params[0]
-
-    @property
-    def macs_delta(self) -> float:
-        return (self.macs[1] - self.macs[0]) / self.macs[0]
-
-
-def _twin_macs(base: nn.Module, twin: nn.Module, input_size: Tuple[int, ...]) -> Tuple[int, int]:
-    """Multiply-adds of a baseline and its twin from one counted forward of the baseline.
-
-    The twin differs only inside its :class:`Steps` trunks, so its count is the baseline's minus the blocks each
-    trunk replaces plus the trunk's own blocks. Blocks of one width in a trunk cost the same, so each width is
-    counted once, on one block at the trunk's input shape (captured from the baseline's forward).
-    """
-    from stepsnet.analysis.complexity import BLOCK_TYPES, count_flops
-    trunks = {n: m for n, m in twin.named_modules() if isinstance(m, Steps)}
-    shapes: Dict[str, Tuple[int, ...]] = {}
-
-    def keep_shape(name: str, module: nn.Module, args: Tuple[Any, ...]) -> None:
-        shapes.setdefault(name, tuple(args[0].shape[1:]))
-
-    hooks = [base.get_submodule(n).register_forward_pre_hook(partial(keep_shape, n)) for n in trunks]
-    try:
-        base_macs = count_flops(base, input_size)
-    finally:
-        for h in hooks:
-            h.remove()
-    twin_macs = base_macs
-    for n, trunk in trunks.items():
-        ref = base.get_submodule(n)
-        if isinstance(ref, tuple(BLOCK_TYPES)):  # ResNet: the trunk replaces the stage's blocks after the first
-            replaced, stage = ref, base.get_submodule(n.rsplit('.', 1)[0])
-            depth = len(stage) - 1
-        else:  # the trunk replaces the stage's (or the ViT's) sequence of blocks
-            replaced, depth = ref[0], len(ref)
-        shape, dim = list(shapes[n]), trunk.dim % (len(shapes[n]) + 1) - 1
-        twin_macs -= depth * count_flops(replaced, shape)
-        first = 0
-        for width, blocks in zip(trunk.plan.widths, trunk.plan.depths):
-            if blocks:
-                shape[dim] = width
-                twin_macs += blocks * count_flops(trunk[first], shape)
-            first += blocks
-    return base_macs, twin_macs
-
-
-def twin_row(name: str) -> TwinRow:
-    """Count a baseline and its twin, both built on the meta device (no memory, no weights): parameters from the
-    modules, multiply-adds of one forward pass at the baseline's input size, attention matmuls included."""
-    from stepsnet.analysis.complexity import count_blocks, count_params
-    family, _ = twin_args(name)
-    base = timm.create_model(name, device='meta')
-    twin = _build(name, device='meta')
-    size = tuple(base.pretrained_cfg['input_size'])
-    return TwinRow(
-        baseline=name, family=family.name, plans={k: str(p) for k, p in _plans(twin).items()},
-        blocks=(count_blocks(base), count_blocks(twin)), params=(count_params(base), count_params(twin)),
-        macs=_twin_macs(base, twin, size), input_size=size)
-
-
-def twin_table(names: Sequence[str] = TWIN_BASELINES) -> List[TwinRow]:
-    """One :class:`TwinRow` per baseline."""
-    return [twin_row(n) for n in names]
-
-
-def _plan_cell(plans: Mapping[str, str]) -> str:
-    return ' / '.join(plans.values())
-
-
-def format_twin_table(rows: Sequence[TwinRow], paper: Optional[Sequence[str]] = None) -> str:
-    """Markdown: baseline, the twin's plans, blocks, parameters and GFLOPs (multiply-adds) with their differences."""
-    paper = set(paper or ())
-    head = ['timm baseline', 'input', 'Steps twin plans (width x blocks; stage 3 / stage 4)', 'blocks',
-            'params (M)', 'Δ params', 'GFLOPs', 'Δ FLOPs']
-    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    for r in rows:
-        name = f'`{r.baseline}`' + (' (paper)' if twin_name(r.baseline) in paper else '')
-        lines.append('| ' + ' | '.join([
-            name, str(r.input_size[-1]), _plan_cell(r.plans), f'{r.blocks[0]} → {r.blocks[1]}',
-            f'{r.params[0] / 1e6:.2f} → {r.params[1] / 1e6:.2f}', f'{100 * r.params_delta:+.2f}%',
-            f'{r.macs[0] / 1e9:.2f} → {r.macs[1] / 1e9:.2f}', f'{100 * r.macs_delta:+.2f}%',
-        ]) + ' |')
-    return '\n'.join(lines) + '\n'
+    return step_plans(family.create(twin_name(name), False, pretrained_cfg=_twin_cfg(name), device='meta', **args))

@@ -46,13 +46,12 @@ from stepsnet.models.factory import SEG_KIND, create_segmenter, segmenter_from_c
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.config import load_dataclass_config
 from stepsnet.utils.logging import MetricWriter
+from stepsnet.utils.names import SEG_EVAL_MODES as EVAL_MODES
 
 __all__ = [
     'SegmentationConfig', 'load_config', 'predict_logits', 'segmentation_metrics', 'evaluate_segmenter',
     'train_segmentation', 'evaluate_segmentation', 'format_metrics', 'EVAL_MODES',
 ]
-
-EVAL_MODES = ('whole', 'slide')
 
 
 @dataclass

@@ -22,7 +22,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import statistics
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -35,6 +34,7 @@ from stepsnet.analysis.complexity import count_flops, count_layers
 from stepsnet.analysis.speed import clock_fn, environment, peak_memory_mb
 from stepsnet.models.factory import create_classifier, deit_trunk_config
 from stepsnet.utils.checkpoint import atomic_write_text
+from stepsnet.utils.figures import pyplot, save_figure
 
 __all__ = [
     'model_config', 'swin_depth_config', 'depth_benchmark', 'format_depth_table', 'write_depth_csv', 'plot_depth',
@@ -274,20 +274,9 @@ def write_depth_csv(rows: Sequence[Dict[str, Any]], path: str) -> None:
     _csv(rows, _DEPTH_COLS, path)
 
 
-def _save_fig(fig, path: str) -> None:
-    import matplotlib.pyplot as plt
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
 def plot_depth(rows: Sequence[Dict[str, Any]], path: str) -> None:
     """Fig. 6c/d axes: throughput and memory growth against the number of layers, one line per family and kind."""
-    import matplotlib
-    matplotlib.use('Agg')
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     colors = dict(residual='#404040', steps='#e07040')
     for family in dict.fromkeys(r['family'] for r in rows):
@@ -318,4 +307,4 @@ def plot_depth(rows: Sequence[Dict[str, Any]], path: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
-    _save_fig(fig, path)
+    save_figure(fig, path, dpi=110)

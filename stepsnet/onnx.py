@@ -6,7 +6,7 @@ operations, so it exports like its host model: :func:`export_onnx` writes the fi
 outputs with the model's own. Example::
 
     import timm, stepsnet
-    from stepsnet.export import export_onnx
+    from stepsnet.onnx import export_onnx
     model = timm.create_model('steps_swin_tiny_patch4_window7_224')
     export_onnx(model, 'steps_swin_t.onnx', input_size=(3, 224, 224))   # exports, then checks (atol 1e-4)
 """
