@@ -48,6 +48,8 @@ BAD = {
     ('train-lm',): (['--batch-size', '0', '--out-dir', '{tmp}/lm'], 'batch_size must be >= 1, got 0'),
     ('sample',): (['--checkpoint', '{tmp}', '--num-samples', '1'], 'is a folder; expected a checkpoint file'),
     ('train',): (['--img-size', '-5', '--out-dir', '{tmp}/cls'], 'img_size must be >= 1'),
+    ('train-cls',): (['--img-size', '0', '--out-dir', '{tmp}/cls'], 'img_size must be >= 1'),
+    ('eval',): (['--checkpoint', '{tmp}/missing.pth'], "checkpoint '{tmp}/missing.pth' does not exist"),
     ('validate',): (['--checkpoint', '{tmp}/missing.pth'], "checkpoint '{tmp}/missing.pth' does not exist"),
     ('train-det',): (['--epochs', '-1', '--out-dir', '{tmp}/det'], 'epochs must be >= 1, got -1'),
     ('eval-det',): (['--checkpoint', '{tmp}/x.pth', '--batch-size', '0'], 'expected a whole number >= 1'),
@@ -87,7 +89,7 @@ def test_ctrl_c_says_how_to_continue(monkeypatch, tmp_path, capsys):
 
     def interrupted(cfg):
         raise KeyboardInterrupt
-    monkeypatch.setattr('stepsnet.cli.cls.train_classification', interrupted)
+    monkeypatch.setattr('stepsnet.tasks.classification.train_classification', interrupted)
     assert classification  # the task module stays importable
     code = main(['train', '--config', 'configs/cls/digits_cpu.yaml', '--out-dir', str(tmp_path / 'r')])
     err = capsys.readouterr().err
@@ -124,7 +126,7 @@ def test_flag_conventions(tmp_path, capsys):
     """Lists with commas or spaces, mappings as KEY=VALUE, booleans as --x / --no-x, 'none' clears a field."""
     from stepsnet.cli.common import load_with_flags
     from stepsnet.tasks.detection import DetectionConfig, load_config
-    parser = build_parser()
+    parser = build_parser('train-det')
     args = parser.parse_args(['train-det', '--lr-steps', '8,11', '--anchor-sizes', '16', '32', '64', '128', '256',
                               '--model-kwargs', 'drop_path_rate=0.2', 'depth=[1,2]', '--no-progress',
                               '--max-iters', 'none', '--resume'])
@@ -166,3 +168,45 @@ def test_smaller_user_mistakes(args, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and message in err and 'Traceback' not in err, err
     assert sorted(os.listdir(tmp_path)) == before
+
+
+def test_a_recipe_names_its_command(tmp_path, capsys):
+    """An LM recipe given to the detection command says which command trains it; nothing is created."""
+    out = tmp_path / 'det'
+    assert main(['train-det', '-c', 'configs/lm/cpu.yaml', '--out-dir', str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "'configs/lm/cpu.yaml' is a recipe of task 'lm' (language modelling); train it with `stepsnet train -c " \
+           "configs/lm/cpu.yaml` (or `stepsnet train-lm`)" in err
+    assert err.count('\n') == 1 and not out.exists()
+
+
+def test_every_recipe_names_its_task():
+    import glob
+
+    from stepsnet.utils.config import recipe_task
+    recipes = glob.glob('configs/*/*.yaml')
+    assert recipes and all(recipe_task(p) == os.path.basename(os.path.dirname(p)) for p in recipes)
+
+
+def test_train_hands_the_recipe_to_its_task(tmp_path, capsys):
+    """`stepsnet train -c configs/lm/cpu.yaml` trains the language model (a few steps on a small corpus)."""
+    from stepsnet.data.text import prepare_text
+    from stepsnet.utils.checkpoint import load_checkpoint
+    data = tmp_path / 'data'
+    prepare_text(str(data), max_bytes=60_000)
+    out = tmp_path / 'lm'
+    assert main(['train', '-c', 'configs/lm/cpu.yaml', '--data-dir', str(data), '--out-dir', str(out),
+                 '--max-iters', '2', '--warmup-iters', '1', '--batch-size', '2', '--block-size', '32',
+                 '--eval-interval', '2', '--eval-iters', '1', '--final-eval-windows', '2', '--device', 'cpu',
+                 '--no-progress', '--no-tensorboard']) == 0
+    assert 'gpt_cpu: 2 steps' in capsys.readouterr().out
+    assert load_checkpoint(out / 'last.pth', 'stepsnet-lm')['progress']['step'] == 2
+
+
+def test_misspelt_command_and_model_get_close_matches(capsys):
+    assert main(['trian']) == 2
+    assert "unknown command 'trian'" in capsys.readouterr().err
+    assert main(['validate', '--model', 'resnet1', '--no-progress']) == 2
+    assert "did you mean 'resnet18'" in capsys.readouterr().err
+    assert main(['models', 'steps_resnt50']) == 2
+    assert "did you mean 'steps_resnet50'" in capsys.readouterr().err

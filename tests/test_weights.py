@@ -207,8 +207,26 @@ def test_export_is_atomic(trained, tmp_path, monkeypatch):
 
     monkeypatch.setattr(stepsnet.weights, '_check_export', fail)
     with pytest.raises(WeightsError, match='check failed'):
-        export_weights(run / 'best.pth', out)
+        export_weights(run / 'best.pth', out, force=True)
     assert os.listdir(out) == ['README.md']
+
+
+def test_export_refuses_a_folder_in_use_without_force(trained, tmp_path, capsys):
+    """Weights already in the folder (here another run's) are kept, with one line naming the folder and its files."""
+    run, out = trained
+    other = tmp_path / 'other'
+    export_weights(timm.create_model('test_steps_resnet', num_classes=3), other)
+    (other / 'notes.txt').write_text('mine')
+    before = {f: ((other / f).read_bytes(), (other / f).stat().st_mtime_ns) for f in os.listdir(other)}
+    assert main(['export-weights', str(run / 'best.pth'), '--out', str(other)]) == 2
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        f"stepsnet export-weights: error: output folder '{other}' is not empty (it holds config.json, "
+        f"model.safetensors, notes.txt); choose a new or empty folder, or add --force (force=True) to replace its "
+        f"config.json and model.safetensors"]
+    assert {f: ((other / f).read_bytes(), (other / f).stat().st_mtime_ns) for f in os.listdir(other)} == before
+    assert main(['export-weights', str(run / 'best.pth'), '--out', str(other), '--force']) == 0
+    assert read_config(other)['num_classes'] == 10 and (other / 'notes.txt').read_text() == 'mine'
 
 
 def test_export_errors(trained, tmp_path):

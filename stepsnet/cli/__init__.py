@@ -49,7 +49,10 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
                PermissionError)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
+    """The ``stepsnet`` parser; the config flags of ``command`` (e.g. ``'train-lm'``) are added, those of the other
+    training commands only when one of them is run (they import its task)."""
+    from stepsnet.cli.common import complete_config_flags
     parser = argparse.ArgumentParser(
         prog='stepsnet',
         description='Step by Step Network (arXiv:2511.14329): models, training, evaluation and analyses.',
@@ -59,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
     for name in COMMANDS:
         importlib.import_module(name).register(sub)
+    if command is not None:
+        complete_config_flags(sub.choices[command])
     return parser
 
 

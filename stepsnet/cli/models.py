@@ -2,6 +2,8 @@
 import argparse
 import sys
 
+from stepsnet.utils.names import did_you_mean
+
 
 def run(args: argparse.Namespace) -> int:
     from stepsnet.analysis.complexity import MODEL_PAIRS, complexity_table, format_table, format_twin_table, twin_table
@@ -12,7 +14,9 @@ def run(args: argparse.Namespace) -> int:
         return 0
     rows = complexity_table(args.names or None, input_size=(3, args.img_size, args.img_size))
     if not rows:
-        raise ValueError(f'no registered Steps model or baseline matches {args.names}')
+        known = [name for pair in MODEL_PAIRS for name in pair]
+        hints = ''.join(did_you_mean(n, known) for n in args.names)
+        raise ValueError(f'no registered Steps model or baseline matches {args.names}{hints}')
     sys.stdout.write(format_table(rows, args.format))
     return 0
 
