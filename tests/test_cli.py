@@ -210,3 +210,12 @@ def test_misspelt_command_and_model_get_close_matches(capsys):
     assert "did you mean 'resnet18'" in capsys.readouterr().err
     assert main(['models', 'steps_resnt50']) == 2
     assert "did you mean 'steps_resnet50'" in capsys.readouterr().err
+
+
+def test_eval_of_a_language_model_points_to_its_results(tmp_path, capsys):
+    from stepsnet.utils.checkpoint import save_checkpoint
+    path = tmp_path / 'last.pth'
+    save_checkpoint({'model': {}, 'meta': {}}, path, 'stepsnet-lm')
+    assert main(['eval', '--checkpoint', str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"stepsnet eval: error: checkpoint '{path}' is a language model's") and 'sample' in err

@@ -229,6 +229,12 @@ def test_export_refuses_a_folder_in_use_without_force(trained, tmp_path, capsys)
     assert read_config(other)['num_classes'] == 10 and (other / 'notes.txt').read_text() == 'mine'
 
 
+def test_eval_takes_the_task_from_the_checkpoint(trained, capsys):
+    run, _ = trained
+    assert main(['eval', '--checkpoint', str(run / 'best.pth'), '--workers', '0', '--no-progress']) == 0
+    assert capsys.readouterr().out.startswith('test_steps_resnet on digits/val: top-1 ')
+
+
 def test_export_errors(trained, tmp_path):
     run, _ = trained
     assert main(['export-weights', str(run / 'best.pth'), '--out', str(tmp_path), '--ema']) == 2

@@ -17,6 +17,7 @@ seg   ``train-seg``         ``eval-seg``
 A recipe given to another task's training command is refused with the command it belongs to.
 """
 import argparse
+import os
 from typing import List, Optional
 
 from stepsnet.utils.config import RECIPE_TASKS, recipe_task
@@ -69,7 +70,9 @@ def resolve(command: str, args: List[str]) -> Optional[str]:
     if command == 'eval':
         if opts.help and not opts.checkpoint:
             return None
-        task = _checkpoint_task(opts.checkpoint) if opts.checkpoint else DEFAULT_TASK
+        # a path that is not a file goes to the default task, whose loader says what is wrong with it
+        task = _checkpoint_task(opts.checkpoint) if opts.checkpoint and os.path.isfile(opts.checkpoint) \
+            else DEFAULT_TASK
         if task not in EVAL_COMMANDS:
             raise ValueError(
                 f'checkpoint {opts.checkpoint!r} is a language model\'s; its validation loss and perplexity are '

@@ -36,19 +36,13 @@ def load_weights(model: nn.Module, weights: Mapping[str, torch.Tensor], source: 
 def checkpoint_kind(path: Union[str, os.PathLike]) -> str:
     """The format tag of a stepsnet checkpoint (``stepsnet-cls``, ``-lm``, ``-det``, ``-seg``).
 
-    The file is memory-mapped, so its tensors are not read.
+    The file is memory-mapped, so its tensors are not read. A path that is not a file is for
+    :func:`stepsnet.utils.checkpoint.load_checkpoint` to explain.
 
     Raises:
-        FileNotFoundError: No such file.
-        IsADirectoryError: ``path`` is a folder.
         CheckpointError: Not a readable checkpoint, or one without a stepsnet format tag.
     """
     path = os.fspath(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(f'checkpoint {path!r} is a folder; expected a checkpoint file in it, such as '
-                                f'{os.path.join(path, "last.pth")!r}')
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f'checkpoint {path!r} does not exist')
     try:
         state = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
