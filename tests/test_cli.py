@@ -219,3 +219,10 @@ def test_eval_of_a_language_model_points_to_its_results(tmp_path, capsys):
     assert main(['eval', '--checkpoint', str(path)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"stepsnet eval: error: checkpoint '{path}' is a language model's") and 'sample' in err
+
+
+def test_train_help_of_a_recipe_lists_its_tasks_fields(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(['train', '-c', 'configs/lm/cpu.yaml', '--help'])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.startswith('usage: stepsnet train-lm') and '--max-iters' in out

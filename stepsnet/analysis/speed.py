@@ -32,6 +32,7 @@ from __future__ import annotations
 import csv
 import ctypes
 import gc
+import inspect
 import io
 import os
 import platform
@@ -439,11 +440,17 @@ def _block_types(model: nn.Module) -> Tuple[type, ...]:
     return tuple(sorted(types, key=lambda t: t.__qualname__))
 
 
+# the keyword arguments of benchmark_pairs that set how one cell is measured (benchmark_pair takes them too)
+_SETTINGS = ('batch_size', 'img_size', 'device', 'dtype', 'channels_last', 'warmup', 'runs', 'iters', 'num_classes',
+             'memory', 'progress', 'clock', 'task', 'model_kwargs', 'checkpoint_steps', 'compile_scope')
+
+
 def _measure(
         baseline: str,
         steps: str,
         mode: str,
         variants: Sequence[Optional[str]],
+        *,
         batch_size: int,
         img_size: Optional[int],
         device: str,
@@ -538,23 +545,8 @@ def benchmark_pair(
         baseline: str,
         steps: str,
         mode: str = 'infer',
-        batch_size: int = 32,
-        img_size: Optional[int] = 224,
-        device: str = 'cpu',
-        dtype: str = 'float32',
-        channels_last: bool = False,
-        warmup: int = 2,
-        runs: int = 5,
-        iters: int = 3,
-        num_classes: int = 1000,
-        memory: bool = True,
-        progress: bool = False,
-        clock: str = 'wall',
-        task: str = 'cls',
-        model_kwargs: Optional[Mapping[str, Any]] = None,
         compile: Optional[str] = None,
-        checkpoint_steps: int = 0,
-        compile_scope: str = 'model',
+        **settings: Any,
 ) -> Dict[str, Any]:
     """Measure one mode (``infer`` or ``train``) of a baseline / Steps pair, alternating the two models.
 
@@ -562,13 +554,16 @@ def benchmark_pair(
     machine shared with other jobs, and with one thread, it counts only the time the model computed.
 
     Args:
-        img_size: Image size (``task='cls'``), or context length (``task='lm'``; None: the model's).
-        task: ``'cls'`` (timm classifiers) or ``'lm'`` (the language models of :mod:`stepsnet.models.steps_gpt`).
-        model_kwargs: Extra arguments for both models (e.g. ``{'n_layer': 16}``).
         compile: A ``torch.compile`` backend (``'inductor'``) for both models, or None (eager).
-        compile_scope: ``'model'`` (the whole module, as the training engine) or ``'blocks'`` (each block of the
-            Steps trunk's block classes, in both models: regional compilation, much faster to compile).
-        checkpoint_steps: Activation checkpointing of the first this many steps of the Steps model's trunks.
+        **settings: The settings of :func:`benchmark_pairs`, with its defaults: ``batch_size``, ``img_size``
+            (image size, or context length for ``task='lm'``; None: the model's), ``device``, ``dtype``,
+            ``channels_last``, ``warmup``, ``runs``, ``iters``, ``num_classes``, ``memory``, ``progress``,
+            ``clock``, ``task`` (``'cls'``: timm classifiers, ``'lm'``: the language models of
+            :mod:`stepsnet.models.steps_gpt`), ``model_kwargs`` (extra arguments for both models, e.g.
+            ``{'n_layer': 16}``), ``checkpoint_steps`` (activation checkpointing of the first this many steps of
+            the Steps model's trunks), ``compile_scope`` (``'model'``: the whole module, as the training engine;
+            ``'blocks'``: each block of the Steps trunk's block classes, in both models: regional compilation,
+            much faster to compile).
 
     Returns:
         ``{'baseline': {...}, 'steps': {...}, 'ratio': float, 'ratio_of_medians': float}``; each model entry
@@ -576,9 +571,16 @@ def benchmark_pair(
         ``step_time`` (ms per iteration at the median), ``warmup_s`` (wall time of the warm-up, compilation
         included), ``peak_mem_mb`` and ``param_count``.
     """
-    return _measure(baseline, steps, mode, (compile,), batch_size, img_size, device, dtype, channels_last, warmup,
-                    runs, iters, num_classes, memory, progress, clock, task, model_kwargs, checkpoint_steps,
-                    catch_oom=False, compile_scope=compile_scope)[0][compile]
+    return _measure(baseline, steps, mode, (compile,), catch_oom=False, **_settings(settings))[0][compile]
+
+
+def _settings(given: Mapping[str, Any]) -> Dict[str, Any]:
+    """The measurement settings of one cell: ``given``, then :func:`benchmark_pairs`' defaults (one set of them)."""
+    defaults = {k: p.default for k, p in inspect.signature(benchmark_pairs).parameters.items() if k in _SETTINGS}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise TypeError(f'unknown benchmark settings {unknown}; expected some of {sorted(defaults)}')
+    return {**defaults, **given}
 
 
 def benchmark_pairs(
@@ -638,10 +640,12 @@ def benchmark_pairs(
                 if deadline is not None and start + longest > deadline:
                     cell: Dict[Any, Dict[str, Any]] = {v: dict(error='skipped (time budget)') for v in variants}
                 else:
-                    cell, profs = _measure(baseline, steps, mode, variants, bs, img_size, device, dtype,
-                                           channels_last, warmup, runs, iters, num_classes, memory, progress, clock,
-                                           task, model_kwargs, checkpoint_steps, catch_oom=True,
-                                           profile=profiles is not None, compile_scope=compile_scope)
+                    cell, profs = _measure(
+                        baseline, steps, mode, variants, batch_size=bs, img_size=img_size, device=device,
+                        dtype=dtype, channels_last=channels_last, warmup=warmup, runs=runs, iters=iters,
+                        num_classes=num_classes, memory=memory, progress=progress, clock=clock, task=task,
+                        model_kwargs=model_kwargs, checkpoint_steps=checkpoint_steps, catch_oom=True,
+                        profile=profiles is not None, compile_scope=compile_scope)
                     longest = max(longest, time.monotonic() - start)
                     if profiles is not None:
                         profiles.extend(profs)
