@@ -26,16 +26,22 @@ _LAZY = {
 }
 
 
+_SUBMODULES = ('analysis', 'cli', 'compare', 'data', 'engine', 'models', 'onnx', 'stats', 'steps', 'tasks', 'utils',
+               'weights')
+
+
 def __getattr__(name: str):
     if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
+    if name in _SUBMODULES:  # ``import stepsnet; stepsnet.models...`` as with an eager package
+        return importlib.import_module(f'{__name__}.{name}')
     raise AttributeError(f'module {__name__!r} has no attribute {name!r}')
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | set(_SUBMODULES))
 
 
 class _Loader(importlib.abc.Loader):
