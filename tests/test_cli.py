@@ -226,3 +226,15 @@ def test_train_help_of_a_recipe_lists_its_tasks_fields(capsys):
         main(['train', '-c', 'configs/lm/cpu.yaml', '--help'])
     out = capsys.readouterr().out
     assert e.value.code == 0 and out.startswith('usage: stepsnet train-lm') and '--max-iters' in out
+
+
+def test_a_recipe_without_a_task_belongs_to_the_command(tmp_path):
+    from stepsnet.cli import dispatch
+    recipe = tmp_path / 'r.yaml'
+    recipe.write_text('epochs: 1\n')
+    assert dispatch.resolve('train-det', ['-c', str(recipe)]) is None  # train-det runs it
+    assert dispatch.resolve('train', ['-c', str(recipe)]) == 'train-cls'
+    assert dispatch.resolve('train', ['--config=configs/seg/synthetic.yaml']) == 'train-seg'
+    recipe.write_text('task: nope\n')
+    with pytest.raises(ValueError, match="has task 'nope'; expected one of"):
+        dispatch.resolve('train', ['-c', str(recipe)])

@@ -39,11 +39,11 @@ def _options(args: List[str]) -> argparse.Namespace:
     return p.parse_known_args(args)[0]
 
 
-def _recipe_task(path: str) -> str:
+def _recipe_task(path: str) -> Optional[str]:
     try:
-        return recipe_task(path) or DEFAULT_TASK
+        return recipe_task(path)
     except FileNotFoundError:
-        return DEFAULT_TASK  # the task's own loader names the missing file
+        return None  # the task's own loader names the missing file
 
 
 def _checkpoint_task(path: str) -> str:
@@ -66,7 +66,7 @@ def resolve(command: str, args: List[str]) -> Optional[str]:
     if command == 'train':
         if opts.help and not opts.config:
             return None
-        return TRAIN_COMMANDS[_recipe_task(opts.config) if opts.config else DEFAULT_TASK]
+        return TRAIN_COMMANDS[(_recipe_task(opts.config) if opts.config else None) or DEFAULT_TASK]
     if command == 'eval':
         if opts.help and not opts.checkpoint:
             return None
@@ -81,7 +81,7 @@ def resolve(command: str, args: List[str]) -> Optional[str]:
     task = next((t for t, c in TRAIN_COMMANDS.items() if c == command), None)
     if task is not None and opts.config:
         found = _recipe_task(opts.config)
-        if found != task:
+        if found is not None and found != task:  # a recipe that names no task is the command's
             raise ValueError(
                 f'{opts.config!r} is a recipe of task {found!r} ({RECIPE_TASKS[found]}); train it with '
                 f'`stepsnet train -c {opts.config}` (or `stepsnet {TRAIN_COMMANDS[found]}`), not with '
