@@ -57,7 +57,7 @@ def test_no_import_cycles():
     assert _cycles(top) == []
 
 
-def _run(code: str, timeout: float = 120):
+def _run(code: str, timeout: float = 900):  # generous: a busy machine imports torch slowly
     return subprocess.run([sys.executable, '-c', code], env=ENV, cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)
 
@@ -97,7 +97,7 @@ def test_ctrl_c_while_loading_is_one_line_and_130():
     p = subprocess.Popen([sys.executable, '-m', 'stepsnet', 'models', 'resnet18'], env=ENV, cwd=ROOT,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     maps = f'/proc/{p.pid}/maps'
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 600
     try:
         while time.monotonic() < deadline and p.poll() is None:  # wait until torch's libraries are being loaded
             with open(maps) as f:
@@ -106,7 +106,7 @@ def test_ctrl_c_while_loading_is_one_line_and_130():
             time.sleep(0.01)
         assert p.poll() is None, 'the command ended before torch was loaded'
         p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=120)
+        out, err = p.communicate(timeout=900)
     finally:
         if p.poll() is None:
             p.kill()

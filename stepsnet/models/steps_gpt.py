@@ -321,8 +321,8 @@ def list_lms() -> List[str]:
 def lm_config(name: str, **overrides: Any) -> GPTConfig:
     """The :class:`GPTConfig` of a named model (``gpt_small``, ``steps_gpt_large``, ...) with overrides."""
     if name not in LM_CONFIGS:
-        raise ValueError(f'unknown language model {name!r}{did_you_mean(name, LM_CONFIGS)}; expected one of '
-                         f'{list_lms()}')
+        raise ValueError(f'unknown language model {name!r}; expected one of {list_lms()}'
+                         f'{did_you_mean(name, LM_CONFIGS)}')
     args = dict(LM_CONFIGS[name])
     args.update({k: v for k, v in overrides.items() if v is not None})
     return GPTConfig.from_dict(args)
