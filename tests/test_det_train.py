@@ -46,8 +46,8 @@ def test_train_resume_and_evaluate(coco, tmp_path, capsys):
     assert [r['step'] for r in _rows(out) if r.get('train_loss')] == ['1', '2']  # the first epoch was not redone
     model, info = detector_from_checkpoint(resumed['checkpoint'])
     assert info['classes'] == ['rectangle', 'ellipse', 'triangle'] and not model.training
-    with open(os.path.join(out, 'metrics.json')) as f:
-        assert json.load(f) == pytest.approx(resumed['metrics'], nan_ok=True)
+    with open(os.path.join(out, 'results.json')) as f:
+        assert json.load(f)['final'] == pytest.approx(resumed['metrics'], nan_ok=True)
 
     metrics_file = str(tmp_path / 'm.json')
     assert main(['eval-det', '--checkpoint', resumed['checkpoint'], '--split', 'train2017', '--no-progress',
@@ -61,7 +61,7 @@ def test_train_resume_and_evaluate(coco, tmp_path, capsys):
 def test_finished_run_with_other_settings_is_refused(coco, tmp_path):
     out = str(tmp_path / 'fin')
     train_detection(DetectionConfig(data_dir=coco, out_dir=out, epochs=1, **TINY))
-    before = {n: open(os.path.join(out, n), 'rb').read() for n in ('last.pth', 'config.json', 'metrics.json')}
+    before = {n: open(os.path.join(out, n), 'rb').read() for n in ('last.pth', 'config.json', 'results.json')}
     with pytest.raises(RunError, match=r'other settings \(.*min_size: 64 -> 48'):
         train_detection(DetectionConfig(data_dir=coco, out_dir=out, epochs=1, resume='auto',
                                         **dict(TINY, min_size=48)))

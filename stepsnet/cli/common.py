@@ -18,7 +18,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Type
 
 from timm.utils import ParseKwargs as TimmParseKwargs
 
-from stepsnet.utils.config import CLEAR
+from stepsnet.utils.config import CLEAR, close_matches
 
 __all__ = ['add_config_flags', 'config_overrides', 'ParseKwargs', 'positive_int', 'int_list']
 
@@ -89,6 +89,20 @@ def int_list(text: str) -> list:
     return values
 
 
+def _suggest_flags(parser: argparse.ArgumentParser) -> None:
+    """A misspelt flag is a usage error naming the closest flags (argparse only lists what it did not know)."""
+    parse_known = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, extras = parse_known(args, namespace)
+        flags = [a.split('=', 1)[0] for a in extras if a.startswith('--')]
+        if flags:
+            options = [o for action in parser._actions for o in action.option_strings if o.startswith('--')]
+            parser.error(f'unrecognized argument {flags[0]}{close_matches(flags[0], options)}')
+        return namespace, extras
+    parser.parse_known_args = parse_known_args
+
+
 def add_config_flags(
         parser: argparse.ArgumentParser,
         cls: Type[Any],
@@ -96,6 +110,7 @@ def add_config_flags(
         help: Optional[Dict[str, str]] = None,
 ) -> None:
     """One flag per field of the dataclass ``cls``; defaults are None so only given flags override a recipe."""
+    _suggest_flags(parser)
     hints = typing.get_type_hints(cls)
     help = help or {}
     group = parser.add_argument_group(f'{cls.__name__} fields (override the --config recipe)')
@@ -113,7 +128,7 @@ def add_config_flags(
         text = help.get(f.name, '')
         text = (text + ' ' if text else '') + f'(default {default!r})'
         if f.name == 'resume':
-            group.add_argument(flag, nargs='?', const='auto', default=None, metavar='PATH',
+            group.add_argument(flag, nargs='?', const='last', default=None, metavar='PATH',
                                help='continue the run in the output folder; or continue the checkpoint PATH')
         elif tp is bool:
             group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
