@@ -50,6 +50,7 @@ from tqdm import tqdm
 from stepsnet.data.sampler import epoch_batches
 from stepsnet.models.factory import load_weights
 from stepsnet.utils.checkpoint import (
+    STORAGE_ERRNOS,
     CheckpointError,
     StorageError,
     atomic_write_text,
@@ -582,8 +583,7 @@ class RunFolder:
             lock.__exit__(None, None, None)
         if isinstance(error, Exception) and not self.saved and self.env.is_main:
             self._tidy()  # a start that failed: leave the folder as it was (a Ctrl-C keeps it to be resumed)
-        if isinstance(error, OSError) and not isinstance(error, (StorageError, FileNotFoundError, IsADirectoryError,
-                                                                 NotADirectoryError)):
+        if isinstance(error, OSError) and not isinstance(error, StorageError) and error.errno in STORAGE_ERRNOS:
             raise storage_error(error, error.filename or self.out_dir) from error
 
     def _tidy(self) -> None:

@@ -99,8 +99,10 @@ def test_config_errors(tmp_path, capsys):
         load_config(None, epoch=3)
     with pytest.raises(FileNotFoundError, match='nope.yaml'):
         load_config(str(tmp_path / 'nope.yaml'))
-    with pytest.raises(ValueError, match="'optimizer' is now 'opt'"):
-        load_config(None, optimizer='sgd')
+    assert load_config(None, optimizer='sgd').opt == 'sgd'  # a name of an earlier release, read as the new one
+    assert "config key 'optimizer' is now 'opt'" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"unknown config keys \['bakbone'\] \(did you mean 'backbone'"):
+        load_config(None, bakbone='resnet50')
     with pytest.raises(ValueError, match='epochs must be >= 1, got -1'):
         load_config(None, epochs=-1)
     assert main(['train-det', '--data-dir', str(tmp_path / 'none'), '--device', 'cpu']) == 2

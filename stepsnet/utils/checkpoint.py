@@ -30,9 +30,11 @@ class StorageError(OSError, ValueError):
     """
 
 
+# the errors of a file system that refuses a write, and how a message names them
 _HINTS = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is used up',
           errno.EROFS: 'the file system is read-only', errno.EACCES: 'no permission to write there',
           errno.EPERM: 'no permission to write there'}
+STORAGE_ERRNOS = frozenset(_HINTS)
 
 
 def storage_error(e: OSError, path: PathLike, kept: Optional[str] = None) -> StorageError:
