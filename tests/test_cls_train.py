@@ -28,7 +28,7 @@ KIND = 'stepsnet-cls'
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, 'configs', 'cls', 'digits_cpu.yaml')
 # a few small batches per epoch: every test run takes seconds
-FAST = dict(batch_size=32, max_train_batches=4, val_batch_size=180, workers=0, threads=1, progress=False,
+FAST = dict(batch_size=32, max_train_batches=4, eval_batch_size=180, workers=0, threads=1, progress=False,
             tensorboard=False, warmup_epochs=1)
 
 

@@ -1,9 +1,12 @@
 """Logs a person can read: every training and evaluation command, its output going to a pipe, writes plain lines
 (a header, a line per log interval and per evaluation), never a progress bar's carriage returns or cursor codes."""
+import json
 import os
 import re
 import subprocess
 import sys
+
+from stepsnet.engine import RESULT_KEYS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = r'''
@@ -22,7 +25,7 @@ lm = ['--data-dir', f'{tmp}/text', '--model', 'gpt_tiny', '--batch-size', '2', '
 dense = ['--backbone', 'test_steps_resnet', '--batch-size', '2', '--workers', '0', '--lr', '1e-3', '--log-interval',
          '1', '--device', 'cpu', '--threads', '1', '--no-tensorboard']
 commands = [
-    ['train', '-c', recipe, '--epochs', '1', '--batch-size', '32', '--max-train-batches', '2', '--val-batch-size',
+    ['train', '-c', recipe, '--epochs', '1', '--batch-size', '32', '--max-train-batches', '2', '--eval-batch-size',
      '360', '--workers', '0', '--threads', '1', '--no-tensorboard', '--warmup-epochs', '1', '--out-dir', f'{tmp}/cls'],
     ['validate', '--checkpoint', f'{tmp}/cls/last.pth', '--workers', '0'],
     ['train-lm', *lm, '--out-dir', f'{tmp}/lm'],
@@ -31,7 +34,7 @@ commands = [
      '--max-size', '96', '--fpn-channels', '16', '--anchor-sizes', '16', '32', '64', '128', '256', '--warmup-iters',
      '1', '--out-dir', f'{tmp}/det'],
     ['eval-det', '--checkpoint', f'{tmp}/det/last.pth', '--device', 'cpu'],
-    ['train-seg', *dense, '--data-dir', f'{tmp}/ade', '--iters', '2', '--num-classes', '4', '--channels', '16',
+    ['train-seg', *dense, '--data-dir', f'{tmp}/ade', '--max-iters', '2', '--num-classes', '4', '--channels', '16',
      '--aux-channels', '8', '--crop-size', '64', '80', '--scale', '96', '64', '--warmup-iters', '1',
      '--eval-interval', '0', '--checkpoint-interval', '2', '--test-scale', 'none', '--out-dir', f'{tmp}/seg'],
     ['eval-seg', '--checkpoint', f'{tmp}/seg/last.pth', '--device', 'cpu', '--no-resize'],
@@ -62,3 +65,9 @@ def test_every_command_writes_plain_lines_to_a_pipe(tmp_path):
     assert '2 steps' in seg and 'step 2/2: mIoU' in seg
     assert 'validate test_steps_resnet on digits/val: 360 images' in err
     assert 'eval-det ' in err and 'eval-seg ' in err
+    # the four tasks write the same results file, with the same keys
+    for run, kind in (('cls', 'cls'), ('lm', 'lm'), ('lm-quiet', 'lm'), ('det', 'det'), ('seg', 'seg')):
+        with open(tmp_path / run / 'results.json') as f:
+            results = json.load(f)
+        assert sorted(results) == sorted(RESULT_KEYS) and results['kind'] == f'stepsnet-{kind}', run
+        assert results['steps'] == results['total_steps'] and results['final'], run

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 import torch
+from snapshots import snapshot as files_of
 from test_cls_data import make_image_folder
 
 from stepsnet.cli import main as cli_main
@@ -16,7 +17,7 @@ from stepsnet.cli import main as cli_main
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, 'configs', 'cls', 'digits_cpu.yaml')
 LOCK = os.path.join(REPO, 'stepsnet', 'utils', 'lock.py')
-FAST = ['--epochs', '1', '--batch-size', '32', '--max-train-batches', '1', '--val-batch-size', '360', '--workers',
+FAST = ['--epochs', '1', '--batch-size', '32', '--max-train-batches', '1', '--eval-batch-size', '360', '--workers',
         '0', '--threads', '1', '--no-tensorboard', '--no-progress', '--warmup-epochs', '1']
 # a second process that holds a folder's lock until its stdin closes (the lock module alone: no torch to import)
 HOLD = '''import importlib.util, sys
@@ -34,16 +35,8 @@ def train(out, *extra, recipe=RECIPE):
 
 
 def snapshot(folder):
-    """Every file under ``folder`` (hidden ones too) with its bytes and modification time; None when absent."""
-    if not os.path.exists(folder):
-        return None
-    out = {}
-    for root, _, files in os.walk(folder):
-        for name in files:
-            path = os.path.join(root, name)
-            with open(path, 'rb') as f:
-                out[os.path.relpath(path, folder)] = (f.read(), os.stat(path).st_mtime_ns)
-    return out
+    """:func:`snapshots.snapshot` of ``folder``, None when it does not exist."""
+    return files_of(folder) if os.path.exists(folder) else None
 
 
 def one_line_error(capsys, *needles):

@@ -90,7 +90,7 @@ class ClassificationConfig(RunConfig):
     skip_corrupt: bool = False
     workers: int = 4
     batch_size: int = 128
-    val_batch_size: Optional[int] = None
+    eval_batch_size: Optional[int] = None  # None: batch_size
     # augmentation and regularisation
     scale: Tuple[float, float] = (0.08, 1.0)
     ratio: Tuple[float, float] = (3. / 4., 4. / 3.)
@@ -140,7 +140,8 @@ class ClassificationConfig(RunConfig):
     out_dir: str = 'runs/cls'
     max_train_batches: Optional[int] = None  # cap per epoch (smoke tests)
 
-    MUTABLE = RunConfig.MUTABLE + ('data_dir', 'out_dir', 'epochs', 'workers', 'val_batch_size', 'skip_corrupt')
+    MUTABLE = RunConfig.MUTABLE + ('data_dir', 'out_dir', 'epochs', 'workers', 'eval_batch_size', 'skip_corrupt')
+    RENAMED = {**RunConfig.RENAMED, 'val_batch_size': 'eval_batch_size'}
 
     def __post_init__(self):
         super().__post_init__()
@@ -151,7 +152,7 @@ class ClassificationConfig(RunConfig):
         for name in ('epochs', 'batch_size'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('val_batch_size', 'img_size', 'num_classes', 'max_train_batches'):
+        for name in ('eval_batch_size', 'img_size', 'num_classes', 'max_train_batches'):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f'{name} must be >= 1 (or unset), got {v}')
@@ -363,7 +364,7 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
                 if cfg.model_ema else None
             state = prepare(model, optimizer, scheduler, run, cfg, ema=ema, channels_last=cfg.channels_last)
             val_shard = _shard(val_set, env)
-            val_loader = _loader(val_shard, _eval_batches(len(val_shard), cfg.val_batch_size or cfg.batch_size),
+            val_loader = _loader(val_shard, _eval_batches(len(val_shard), cfg.eval_batch_size or cfg.batch_size),
                                  cfg.workers, env.device)
 
             def evaluate_run() -> Dict[str, Any]:

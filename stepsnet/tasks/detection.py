@@ -251,6 +251,7 @@ def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
         if stored is not None and list(stored['meta']['cat_ids']) != list(train_set.cat_ids):
             raise RunError(f'{run.resumed_from!r} was trained on categories {stored["meta"]["cat_ids"]}, but '
                            f'{train_set.ann_file!r} has {train_set.cat_ids}; resume with the data it was trained on')
+        del stored  # the run folder keeps the checkpoint until prepare() has restored it
         torch.manual_seed(cfg.seed)
         model = create_detector(**model_args)
         optimizer = create_optimizer(model, cfg.opt, cfg.lr, cfg.weight_decay, cfg.momentum)

@@ -80,7 +80,7 @@ class SegmentationConfig(RunConfig):
     scale: List[int] = field(default_factory=lambda: [2048, 512])
     ratio_range: List[float] = field(default_factory=lambda: [0.5, 2.0])
     # schedule: per-process batch
-    iters: int = 160000
+    max_iters: int = 160000
     batch_size: int = 2
     workers: int = 4
     opt: str = 'adamw'
@@ -90,7 +90,7 @@ class SegmentationConfig(RunConfig):
     power: float = 1.0
     min_lr: float = 0.0
     warmup_iters: int = 1500
-    warmup_ratio: float = 1e-6
+    warmup_factor: float = 1e-6
     clip_grad: Optional[float] = None
     # evaluation
     eval_interval: int = 16000
@@ -103,14 +103,15 @@ class SegmentationConfig(RunConfig):
     seed: int = 0
 
     MUTABLE = RunConfig.MUTABLE + (
-        'data_dir', 'out_dir', 'iters', 'eval_interval', 'eval_mode', 'eval_stride', 'test_scale',
+        'data_dir', 'out_dir', 'max_iters', 'eval_interval', 'eval_mode', 'eval_stride', 'test_scale',
         'checkpoint_interval', 'log_interval', 'workers')
+    RENAMED = {**RunConfig.RENAMED, 'iters': 'max_iters', 'warmup_ratio': 'warmup_factor'}
 
     def __post_init__(self):
         super().__post_init__()
         if self.eval_mode not in EVAL_MODES:
             raise ValueError(f'unknown eval_mode {self.eval_mode!r}; expected one of {EVAL_MODES}')
-        for name in ('iters', 'batch_size', 'num_classes', 'log_interval', 'channels'):
+        for name in ('max_iters', 'batch_size', 'num_classes', 'log_interval', 'channels'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
         for name in ('workers', 'warmup_iters', 'eval_interval', 'checkpoint_interval'):
@@ -317,8 +318,8 @@ def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
         model = create_segmenter(**model_args)
         optimizer = create_optimizer(model, cfg.opt, cfg.lr, cfg.weight_decay, cfg.momentum)
         scheduler, _ = create_scheduler_v2(
-            optimizer, 'poly', num_epochs=cfg.iters, decay_rate=cfg.power, min_lr=cfg.min_lr,
-            warmup_epochs=cfg.warmup_iters, warmup_lr=cfg.lr * cfg.warmup_ratio, step_on_epochs=False,
+            optimizer, 'poly', num_epochs=cfg.max_iters, decay_rate=cfg.power, min_lr=cfg.min_lr,
+            warmup_epochs=cfg.warmup_iters, warmup_lr=cfg.lr * cfg.warmup_factor, step_on_epochs=False,
             updates_per_epoch=1)
         state = prepare(model, optimizer, scheduler, run, cfg)
         spe = steps_per_epoch(len(train_set), cfg.batch_size, env.world_size)
@@ -332,14 +333,14 @@ def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
                      f'val images, {env.world_size} process(es) on {env.device}',
                      world_size=env.world_size, device=env.device)
         schedule = Schedule(
-            total_steps=cfg.iters, eval_every=cfg.eval_interval, checkpoint_every=cfg.checkpoint_interval,
+            total_steps=cfg.max_iters, eval_every=cfg.eval_interval, checkpoint_every=cfg.checkpoint_interval,
             log_every=cfg.log_interval, metric='mIoU', higher_is_better=True, clip_grad=cfg.clip_grad,
             nan_tolerance=cfg.nan_tolerance, progress=cfg.progress, desc=f'upernet {cfg.backbone}',
             item_name='images', steps_per_epoch=spe)
         fit(state, run=run, batches=_train_batches(train_set, cfg, spe, state.progress.step, env),
             loss_fn=_loss_fn(cfg), evaluate=evaluate_run, schedule=schedule,
             count=lambda micro: sum(b[0].shape[0] for b in micro),
-            eval_line=lambda step, m: f'step {step}/{cfg.iters}: {format_metrics(m)}')
+            eval_line=lambda step, m: f'step {step}/{cfg.max_iters}: {format_metrics(m)}')
         metrics = state.progress.last_eval('mIoU')
         results = run.results(state, schedule, metrics, model=f'upernet {cfg.backbone}',
                               params=sum(p.numel() for p in model.parameters()))
