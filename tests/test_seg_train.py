@@ -89,7 +89,8 @@ def test_resumed_run_sees_the_same_batches(ade, tmp_path, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'b'), max_iters=4, **tiny))
     monkeypatch.setattr(segmentation, '_train_batches', real)
-    train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'b'), max_iters=4, resume='auto', **tiny))
+    train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'b'), max_iters=4, resume='auto',
+                                          **tiny))
 
     def losses(out):
         with open(os.path.join(out, 'log.csv')) as f:
