@@ -175,6 +175,9 @@ def test_bad_values_and_old_field_names(data_dir, tmp_path, capsys):
     assert old.clip_grad == 1.0 and old.model_kwargs == {'dropout': 0.1}
     err = capsys.readouterr().err
     assert "'grad_clip' in" in err and "is now 'clip_grad'" in err and "is now 'model_kwargs'" in err
+    cfg.write_text('beta2: 0.99\n')  # one element of the list field that replaced beta1 / beta2
+    assert load_config(str(cfg)).opt_betas == (0.9, 0.99)
+    assert "config key 'beta2' in" in capsys.readouterr().err
     cfg.write_text('clip_grad: 1.0\ngrad_clip: 2.0\n')
     with pytest.raises(ValueError, match="config keys 'grad_clip' and 'clip_grad' .* name the same field"):
         load_config(str(cfg))

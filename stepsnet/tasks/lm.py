@@ -74,8 +74,7 @@ class LMConfig(RunConfig):
         min_lr: Final learning rate of the cosine (None: ``lr / 10``).
         warmup_iters: Linear warm-up steps (from ``lr / (warmup_iters + 1)``).
         weight_decay: AdamW decay on matrices (vectors never decay).
-        beta1: AdamW beta1.
-        beta2: AdamW beta2.
+        opt_betas: AdamW (beta1, beta2).
         clip_grad: Global gradient-norm clip (None or 0 disables).
         eval_interval: Evaluate every this many steps.
         eval_iters: Validation batches per evaluation.
@@ -99,8 +98,7 @@ class LMConfig(RunConfig):
     min_lr: Optional[float] = None
     warmup_iters: int = 100
     weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
+    opt_betas: Tuple[float, float] = (0.9, 0.95)
     clip_grad: Optional[float] = 1.0
     eval_interval: int = 250
     eval_iters: int = 20
@@ -112,6 +110,7 @@ class LMConfig(RunConfig):
     peak_flops: Optional[float] = None
     fused_attn: bool = True
 
+    RENAMED = {**RunConfig.RENAMED, 'beta1': 'opt_betas[0]', 'beta2': 'opt_betas[1]'}
     MUTABLE = RunConfig.MUTABLE + (
         'data_dir', 'out_dir', 'max_iters', 'eval_interval', 'eval_iters', 'final_eval_windows', 'log_interval',
         'checkpoint_interval', 'time_limit', 'peak_flops')
@@ -130,6 +129,9 @@ class LMConfig(RunConfig):
             raise ValueError(f'block_size must be >= 1, got {self.block_size}')
         if self.lr <= 0:
             raise ValueError(f'lr must be > 0, got {self.lr}')
+        self.opt_betas = tuple(float(b) for b in self.opt_betas)
+        if len(self.opt_betas) != 2 or not all(0 <= b < 1 for b in self.opt_betas):
+            raise ValueError(f'opt_betas must be two numbers in [0, 1), got {list(self.opt_betas)}')
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f'time_limit must be > 0 seconds, got {self.time_limit}')
 
@@ -284,7 +286,7 @@ def train_lm(cfg: LMConfig) -> Dict[str, Any]:
         model = GPT(mcfg)
         model.set_fused_attn(cfg.fused_attn)
         optimizer = create_optimizer_v2(model, opt='adamw', lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                        betas=(cfg.beta1, cfg.beta2), **({'fused': True} if 'cuda' in env.device
+                                        betas=tuple(cfg.opt_betas), **({'fused': True} if 'cuda' in env.device
                                                                          else {}))
         warmup = cfg.warmup_iters
         scheduler, _ = create_scheduler_v2(

@@ -8,6 +8,7 @@ message naming it.
 import dataclasses
 import difflib
 import os
+import re
 import sys
 import typing
 from typing import Any, Dict, Mapping, Optional, Type, TypeVar
@@ -124,14 +125,25 @@ def _new_names(cls: Type[Any], values: Dict[str, Any], known, where: str) -> Dic
     """Keys of an earlier release read as their new names (with a note); unknown keys refused with close matches."""
     values = dict(values)
     renamed = getattr(cls, 'RENAMED', {})
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING else f.default_factory()
+                for f in dataclasses.fields(cls)
+                if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING}
+    given = set(values)
     for old in sorted(k for k in values if k in renamed):
         new = renamed[old]
-        if new not in known:
+        item = re.fullmatch(r'(\w+)\[(\d+)\]', new)  # one element of a list field: beta2 -> opt_betas[1]
+        name = item.group(1) if item else new
+        if name not in known:
             raise ValueError(f'config key {old!r}{where} was renamed: it is now {new}')
-        if new in values:
-            raise ValueError(f'config keys {old!r} and {new!r}{where} name the same field; keep {new!r}')
+        if name in given:
+            raise ValueError(f'config keys {old!r} and {name!r}{where} name the same field; keep {name!r}')
         print(f'note: config key {old!r}{where} is now {new!r}; read as {new!r}', file=sys.stderr, flush=True)
-        values[new] = values.pop(old)
+        if item:
+            seq = list(values.get(name, defaults.get(name)) or [])
+            seq[int(item.group(2))] = values.pop(old)
+            values[name] = seq
+        else:
+            values[new] = values.pop(old)
     unknown = sorted(set(values) - known)
     if unknown:
         hints = ''.join(close_matches(k, known) for k in unknown)
