@@ -11,12 +11,17 @@ the data, the model, the loss and the evaluation. Everything else is here, as a 
 * :func:`train_step`: one optimizer update over one or more micro-batches (gradient accumulation, autocast, the
   scaler, clipping) with the one non-finite policy: a non-finite loss skips the update; more than
   ``nan_tolerance`` of them stop the run with :class:`FloatingPointError` and the last good checkpoint stays.
-* :class:`RunFolder`: the one checkpoint / resume convention and run-folder policy: ``last.pth`` (and
-  ``best.pth``), written atomically and read with ``weights_only=True``; a folder that holds a run is continued
-  only when asked (``resume='auto'`` or a path), and only with the settings it was trained with.
+* :class:`RunFolder`: the run's folder, owned by the engine: locked against a second writer, made only when the
+  run starts and removed again when the start fails; the one checkpoint / resume convention (``last.pth`` and
+  ``best.pth``, written atomically and read with ``weights_only=True``; a folder that holds a run is continued
+  only when asked, and only with the settings it was trained with), ``config.json``, the metric log
+  (``log.csv``, TensorBoard) and the final ``results.json``, the same keys for every task.
+* :class:`TrainState` and :func:`prepare`: what trains and is saved (model, training module, optimizer,
+  scheduler, scaler, EMA, progress), restored from the checkpoint the run folder found.
 * :func:`fit`: the loop: steps from a task's batch iterator, learning rate from a timm scheduler stepped per
-  update, EMA, logging (CSV, TensorBoard, a progress bar), evaluation, best-checkpoint tracking, checkpoints at
-  an interval, an optional time limit.
+  update, EMA, logging (CSV, TensorBoard, a progress bar on a terminal and plain lines elsewhere), evaluation,
+  best-checkpoint tracking, checkpoints at an interval, an optional time limit.
+* :func:`epoch_loader_batches`: the resumable batches of the epoch-based tasks.
 
 Learning-rate schedules, optimizers with weight-decay groups, EMA and gradient clipping are timm's
 (``timm.scheduler``, ``timm.optim``, ``timm.utils``).
@@ -28,6 +33,7 @@ import dataclasses
 import json
 import math
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
@@ -38,16 +44,28 @@ import torch.nn as nn
 from timm.optim import create_optimizer_v2, param_groups_weight_decay
 from timm.utils import NativeScaler, dispatch_clip_grad, unwrap_model
 from timm.utils.distributed import init_distributed_device_so
+from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from stepsnet.utils.checkpoint import CheckpointError, atomic_write_text, load_checkpoint, save_checkpoint
+from stepsnet.data.sampler import epoch_batches
+from stepsnet.utils.checkpoint import (
+    STORAGE_ERRNOS,
+    CheckpointError,
+    StorageError,
+    atomic_write_text,
+    load_checkpoint,
+    save_checkpoint,
+    storage_error,
+)
 from stepsnet.utils.loading import load_weights
-from stepsnet.utils.logging import MetricWriter
+from stepsnet.utils.lock import LOCK_NAME, FolderInUse, lock_folder
+from stepsnet.utils.logging import MetricWriter, interactive
 
 __all__ = [
     'RunConfig', 'DistEnv', 'distributed', 'resolve_device', 'all_reduce_mean', 'barrier', 'wrap_model', 'unwrap_model',
     'amp_context', 'no_weight_decay_names', 'create_optimizer', 'StepResult', 'train_step', 'RunFolder', 'RunError',
-    'Progress', 'Schedule', 'fit', 'config_dict', 'FORMAT_VERSION',
+    'Progress', 'TrainState', 'prepare', 'Schedule', 'fit', 'config_dict', 'loader_errors', 'epoch_loader_batches',
+    'lock_folder', 'FolderInUse', 'RESULTS', 'RESULT_KEYS', 'FORMAT_VERSION',
 ]
 
 # Version of the checkpoint layout written by RunFolder; files without it come from an earlier layout.
@@ -72,9 +90,10 @@ class RunConfig:
         amp: Autocast (use on GPUs).
         amp_dtype: ``bfloat16`` or ``float16`` (float16 on CUDA adds a gradient scaler).
         compile: ``torch.compile`` the model.
-        resume: None (a folder holding a run is refused), ``auto`` (continue ``out_dir/last.pth``) or a path.
+        resume: None (a folder holding a run is refused), ``auto`` (continue ``out_dir/last.pth`` when there),
+            ``last`` (the same, the folder must exist: the CLI's ``--resume``) or a checkpoint path.
         nan_tolerance: Non-finite losses skipped before the run stops (0: stop at the first).
-        progress: Show a progress bar.
+        progress: Show a progress bar (on a terminal only; elsewhere plain log lines).
         tensorboard: Also log to TensorBoard when it is installed.
     """
     device: str = 'auto'
@@ -209,14 +228,7 @@ def all_reduce_mean(value: torch.Tensor) -> torch.Tensor:
 # The model as it trains
 
 
-def wrap_model(
-        model: nn.Module,
-        env: DistEnv,
-        compile: bool = False,
-        channels_last: bool = False,
-        sync_bn: bool = True,
-        find_unused_parameters: bool = False,
-) -> nn.Module:
+def wrap_model(model: nn.Module, env: DistEnv, compile: bool = False, channels_last: bool = False) -> nn.Module:
     """Move ``model`` to the rank's device and wrap it for training.
 
     The returned module is what the loop calls; checkpoints always hold :func:`unwrap_model` of it, so a run
@@ -227,19 +239,18 @@ def wrap_model(
         env: From :func:`distributed`.
         compile: ``torch.compile`` (inductor) the training module.
         channels_last: NHWC memory format (convolutional models).
-        sync_bn: Convert BatchNorm to SyncBatchNorm when several CUDA ranks train.
-        find_unused_parameters: Passed to DDP (models with branches that a step may skip).
+
+    Several CUDA ranks train with SyncBatchNorm (BatchNorm statistics over the global batch).
     """
     model.to(env.device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
     out: nn.Module = model
     if env.distributed:
-        if sync_bn and env.device.startswith('cuda'):
+        if env.device.startswith('cuda'):
             out = nn.SyncBatchNorm.convert_sync_batchnorm(out)
         out = nn.parallel.DistributedDataParallel(
-            out, device_ids=[env.local_rank] if env.device.startswith('cuda') else None,
-            find_unused_parameters=find_unused_parameters)
+            out, device_ids=[env.local_rank] if env.device.startswith('cuda') else None)
     if compile:
         out = torch.compile(out)
     return out
@@ -403,32 +414,104 @@ class Progress:
         return cls(int(d['step']), d.get('best'), d.get('best_step'), int(d.get('nonfinite', 0)),
                    int(d.get('items', 0)), float(d.get('train_time', 0.0)), list(d.get('history', [])))
 
+    def last_eval(self, key: str) -> Dict[str, Any]:
+        """The metrics of the latest logged evaluation holding ``key`` (``val_`` prefixes removed); {} if none."""
+        row = next((h for h in reversed(self.history) if f'val_{key}' in h), {})
+        return {k[4:]: v for k, v in row.items() if k.startswith('val_')}
+
+
+@dataclass
+class TrainState:
+    """What a run trains and saves: the model, the module that trains (DDP / compiled), the optimizer, the
+    learning-rate scheduler, the gradient scaler, the EMA and the progress; ``autocast`` gives the AMP context."""
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: Any = None
+    scaler: Optional[NativeScaler] = None
+    ema: Optional[nn.Module] = None
+    autocast: Callable[[], Any] = contextlib.nullcontext
+    train_model: Optional[nn.Module] = None
+    progress: Progress = field(default_factory=Progress)
+
+    def __post_init__(self):
+        if self.train_model is None:
+            self.train_model = self.model
+
+    def state_dict(self) -> Dict[str, Any]:
+        """The checkpoint's training part: tensors on the CPU, the unwrapped model."""
+        return dict(
+            model={k: v.detach().cpu() for k, v in self.model.state_dict().items()},
+            optimizer=self.optimizer.state_dict(),
+            scaler=self.scaler.state_dict() if self.scaler is not None else None,
+            ema=({k: v.detach().cpu() for k, v in self.ema.module.state_dict().items()}
+                 if self.ema is not None else None),
+            progress=self.progress.state_dict())
+
+    def restore(self, state: Mapping[str, Any], source: str) -> None:
+        """Load a ``last.pth`` state into the model, optimizer, scaler and EMA, and take its progress."""
+        load_weights(self.model, state['model'], source)
+        self.optimizer.load_state_dict(state['optimizer'])
+        if self.scaler is not None and state.get('scaler'):
+            self.scaler.load_state_dict(state['scaler'])
+        if self.ema is not None and state.get('ema') is not None:
+            self.ema.module.load_state_dict(state['ema'])
+        self.progress = Progress.from_state(state['progress'])
+
+
+def prepare(
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        scheduler: Any,
+        run: RunFolder,
+        cfg: RunConfig,
+        ema: Optional[Callable[[nn.Module], nn.Module]] = None,
+        channels_last: bool = False,
+) -> TrainState:
+    """The :class:`TrainState` of a run: the model on the rank's device, AMP, EMA (``ema(model)`` builds it), the
+    checkpoint that ``run.open`` found restored, and the training module (:func:`wrap_model`)."""
+    autocast, scaler = amp_context(cfg.amp, cfg.amp_dtype, run.env.device)
+    model.to(run.env.device)
+    state = TrainState(model, optimizer, scheduler, scaler, ema(model) if ema is not None else None, autocast)
+    if run.checkpoint is not None:
+        state.restore(run.checkpoint, run.resumed_from)
+        run.checkpoint = None  # the tensors now live in the model; free the copy
+    state.train_model = wrap_model(model, run.env, compile=cfg.compile, channels_last=channels_last)
+    return state
+
 
 class RunFolder:
-    """A run's folder: the checkpoint convention and the policy for folders that already hold a run.
+    """A run's folder: the checkpoint convention, the policy for folders that already hold a run, the lock, the
+    logs and the final results.
 
-    Files: ``last.pth`` (the latest state: model, optimizer, scheduler, scaler, EMA, progress, config, the task's
+    Files: ``last.pth`` (the latest state: model, optimizer, scaler, EMA, progress, config, the task's
     metadata), ``best.pth`` (the state at the best evaluation), ``config.json`` (the run's settings and every
-    change made on resume), ``log.csv`` and ``tb/``.
+    change made on resume), ``log.csv``, ``tb/`` and, at the end, ``results.json`` (:data:`RESULTS`).
 
     Policy:
 
     * ``resume=None``: a folder holding ``last.pth`` is refused (:class:`RunError` naming the folder and what to
       do); the run starts fresh otherwise.
-    * ``resume='auto'``: continue ``last.pth`` when it exists, else start fresh.
+    * ``resume='auto'``: continue ``last.pth`` when it exists, else start fresh (for harnesses that re-run).
+    * ``resume='last'`` (the CLI's ``--resume``): as ``auto``, but the folder must exist.
     * ``resume=PATH``: continue that checkpoint (it must exist), writing into this folder.
 
     A resumed run must have the stored settings, except for the fields the task lists as ``mutable`` (e.g. the
     length of training, evaluation intervals, workers); differing settings are refused with the fields named,
     and a change of a mutable field is recorded in ``config.json``.
+
+    Used as a context manager (``with RunFolder(...) as run:``) the folder is made and locked on entry
+    (:func:`stepsnet.utils.lock.lock_folder`: a second writer is refused with the holder's process id and host),
+    and on exit the lock is released; a run that fails before its first checkpoint removes what it made (the
+    whole folder when it made the folder), and a file-system failure becomes one line naming the path.
     """
 
     LAST = 'last.pth'
     BEST = 'best.pth'
     CONFIG = 'config.json'
+    LOG = 'log.csv'
     UNRECORDED = ('resume', 'progress')  # how a run is started or shown, not what it computes
 
-    def __init__(self, out_dir: str, kind: str, resume: Optional[str], env: DistEnv):
+    def __init__(self, out_dir: str, kind: str, resume: Optional[str], env: DistEnv, tensorboard: bool = False):
         if not out_dir:
             raise ValueError('out_dir must name a folder')
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -437,28 +520,106 @@ class RunFolder:
             resume = None
         if resume in (True, 'true', 'yes'):
             resume = 'auto'
-        self.out_dir, self.kind, self.resume, self.env = out_dir, kind, resume, env
+        if resume == 'last' and not os.path.isdir(out_dir):
+            raise RunError(f'--resume: {out_dir!r} does not exist, so there is no run to continue; check --out-dir, '
+                           'or start a new run without --resume')
+        self.out_dir, self.kind, self.resume, self.env, self.tensorboard = out_dir, kind, resume, env, tensorboard
         self.last = os.path.join(out_dir, self.LAST)
         self.best = os.path.join(out_dir, self.BEST)
         self.resumed_from: Optional[str] = None
         self.changes: Dict[str, Tuple[Any, Any]] = {}
+        self.config: Dict[str, Any] = {}
+        self.meta: Dict[str, Any] = {}
+        self.checkpoint: Optional[Dict[str, Any]] = None
+        self.header = ''
+        self.info: Dict[str, Any] = {}
+        self.writer: Optional[MetricWriter] = None
+        self.saved = False  # a checkpoint was written in this session
+        self.trained = False  # this session trained (fit began)
+        self._made: Optional[bool] = None
+        self._before: set = set()
+        self._lock: Optional[contextlib.AbstractContextManager] = None
 
-    def open(self, config: Dict[str, Any], mutable: Iterable[str] = ()) -> Optional[Dict[str, Any]]:
-        """Apply the policy; return the checkpoint to continue from, or None to start fresh.
+    # -- the folder's life: checked, made and locked on entry; released and tidied on exit
+
+    def _check_location(self) -> None:
+        """The folder, or the nearest existing folder above it, must be writable (checked before anything is made)."""
+        path = os.path.abspath(self.out_dir)
+        while not os.path.exists(path):
+            path = os.path.dirname(path)
+        if not os.path.isdir(path):
+            raise RunError(f'cannot make run folder {self.out_dir!r}: {path!r} is a file')
+        if not os.access(path, os.W_OK | os.X_OK):
+            raise StorageError(f'cannot write run folder {self.out_dir!r}: {path!r} is not writable (read-only '
+                               'file system or no permission); choose another --out-dir')
+
+    def __enter__(self) -> RunFolder:
+        if not self.env.is_main:
+            return self
+        self._check_location()
+        self._made = not os.path.isdir(self.out_dir)
+        try:
+            os.makedirs(self.out_dir, exist_ok=True)
+        except OSError as e:
+            raise storage_error(e, self.out_dir) from e
+        self._before = set(os.listdir(self.out_dir))
+        lock = lock_folder(self.out_dir, f'a {self.kind} run')
+        try:
+            lock.__enter__()
+        except BaseException as e:
+            self._tidy()
+            if isinstance(e, OSError) and not isinstance(e, StorageError):
+                raise storage_error(e, os.path.join(self.out_dir, LOCK_NAME)) from e
+            raise
+        self._lock = lock
+        return self
+
+    def __exit__(self, kind, error, tb) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+        if self._lock is not None:
+            lock, self._lock = self._lock, None
+            lock.__exit__(None, None, None)
+        if isinstance(error, Exception) and not self.saved and self.env.is_main:
+            self._tidy()  # a start that failed: leave the folder as it was (a Ctrl-C keeps it to be resumed)
+        if isinstance(error, OSError) and not isinstance(error, StorageError) and error.errno in STORAGE_ERRNOS:
+            raise storage_error(error, error.filename or self.out_dir) from error
+
+    def _tidy(self) -> None:
+        if self._made is None or not os.path.isdir(self.out_dir):
+            return
+        if self._made:
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+            return
+        for name in set(os.listdir(self.out_dir)) - self._before - {LOCK_NAME}:
+            path = os.path.join(self.out_dir, name)
+            shutil.rmtree(path, ignore_errors=True) if os.path.isdir(path) else os.unlink(path)
+
+    # -- the policy
+
+    def open(self, config: Dict[str, Any], mutable: Iterable[str] = (),
+             meta: Optional[Dict[str, Any]] = None) -> Optional[Dict[str, Any]]:
+        """Apply the policy; return the checkpoint to continue from (also kept as ``self.checkpoint``), or None.
+
+        ``config`` and ``meta`` (the task's metadata: class names, model arguments) go into every checkpoint.
 
         Raises:
             RunError: The folder holds a run and no resume was asked for; the stored settings differ.
             FileNotFoundError: ``resume`` names a missing file.
             CheckpointError: The checkpoint is unreadable, of another kind, or of an earlier layout.
         """
+        self.config, self.meta = config, dict(meta or {})
         path: Optional[str] = None
         if self.resume is None:
             if os.path.isfile(self.last):
                 raise RunError(
                     f'{self.out_dir!r} already holds a run ({self.last}{self._where(self.last)}); pass --resume to '
                     'continue it, or choose another output folder (--out-dir) for a new run')
-        elif self.resume == 'auto':
+        elif self.resume in ('auto', 'last'):
             path = self.last if os.path.isfile(self.last) else None
+            if path is None and self.resume == 'last' and self.env.is_main:
+                print(f'{self.out_dir}: no checkpoint to continue yet; starting at step 0', flush=True)
         else:
             path = self.resume
             if os.path.isdir(path):
@@ -466,7 +627,9 @@ class RunFolder:
                                f'{os.path.join(path, self.LAST)!r} (or --resume alone for {self.last!r})')
             if not os.path.isfile(path):
                 raise FileNotFoundError(f'checkpoint {path!r} to resume from does not exist')
-            if os.path.isfile(self.last) and not os.path.samefile(path, self.last):
+            here = os.path.isdir(self.out_dir) and os.path.samefile(os.path.dirname(os.path.abspath(path)),
+                                                                    self.out_dir)
+            if os.path.isfile(self.last) and not here:
                 raise RunError(f'{self.out_dir!r} holds another run ({self.last}); resuming {path!r} into it would '
                                'overwrite it; choose another --out-dir')
         if path is None:
@@ -484,6 +647,7 @@ class RunFolder:
                 f'Resume with the stored values, or start a new run in another output folder')
         self.changes = {k: d for k, d in differ.items() if k in mutable}
         self.resumed_from = path
+        self.checkpoint = state
         return state
 
     def _where(self, path: str) -> str:
@@ -494,12 +658,51 @@ class RunFolder:
             return ''
 
     def load(self, path: str) -> Dict[str, Any]:
-        state = load_checkpoint(path, self.kind, required=('model', 'progress', 'config'))
+        try:
+            state = load_checkpoint(path, self.kind, required=('model', 'progress', 'config'))
+        except CheckpointError as e:
+            if os.path.abspath(path) != os.path.abspath(self.last) or not os.path.isfile(self.best):
+                raise
+            step = self._where(self.best)
+            if not step:
+                raise
+            raise CheckpointError(f'{e}. {self.best!r} is intact ({step[2:]}): continue from it with --resume '
+                                  f'{self.best} (the damaged {self.LAST} is replaced at the next checkpoint)') from e
         if state.get('version') != FORMAT_VERSION:
             raise CheckpointError(
                 f'checkpoint {path!r} has layout version {state.get("version")!r}; this stepsnet reads version '
                 f'{FORMAT_VERSION} (it was written by an earlier stepsnet); start a new run')
         return state
+
+    # -- what a run writes
+
+    def describe(self, header: str = '', **info: Any) -> None:
+        """The line printed when training begins, and facts recorded in ``config.json`` (params, device, ...)."""
+        self.header = header
+        self.info.update(info)
+
+    def begin(self, progress: Progress, schedule: Schedule) -> bool:
+        """Start writing: ``config.json``, the log (cut back to the checkpoint's step), the header and the resume
+        line. A finished run is reported as such and nothing is written; returns whether there is work to do."""
+        main = self.env.is_main
+        total = schedule.total_steps
+        if progress.step >= total:
+            if main:
+                print(f'{self.out_dir}: the run is finished ({progress.step} of {total} steps); nothing to do',
+                      flush=True)
+            return False
+        self.trained = True
+        if main:
+            self.write_config(self.config, self.info)
+            self.writer = MetricWriter(self.out_dir, tensorboard=self.tensorboard, step_key='step')
+            self.writer.csv.truncate_after(progress.step)
+            epochs = f' ({total / schedule.steps_per_epoch:g} epochs)' if schedule.steps_per_epoch else ''
+            print(f'{self.header + "; " if self.header else ""}{total} steps{epochs} into {self.out_dir}', flush=True)
+            if self.resumed_from:
+                spe = schedule.steps_per_epoch
+                epoch = f' (epoch {progress.step // spe + 1})' if spe and progress.step % spe == 0 else ''
+                print(f'resumed from {self.resumed_from} at step {progress.step} of {total}{epoch}', flush=True)
+        return True
 
     def write_config(self, config: Dict[str, Any], extra: Optional[Dict[str, Any]] = None) -> None:
         """``config.json``: the settings, plus the history of changes made on resume (main rank only)."""
@@ -524,13 +727,52 @@ class RunFolder:
         atomic_write_text(path, json.dumps(out, indent=2, default=str))
 
     def save(self, state: Dict[str, Any], best: bool = False) -> None:
-        """Write ``last.pth`` (and ``best.pth``) atomically on the main rank; every rank waits for it."""
+        """Write ``last.pth`` (and ``best.pth``) atomically on the main rank; every rank waits for it.
+
+        Raises:
+            StorageError: The file system refused the write (full disk, read-only); the old file is unchanged.
+        """
         if self.env.is_main:
-            payload = dict(state, version=FORMAT_VERSION)
+            payload = dict(state, config=self.config, meta=self.meta, version=FORMAT_VERSION)
             save_checkpoint(payload, self.last, self.kind)
+            self.saved = True
             if best:
                 save_checkpoint(payload, self.best, self.kind)
         barrier()
+
+    def results(self, state: TrainState, schedule: Schedule, final: Mapping[str, Any],
+                **extra: Any) -> Dict[str, Any]:
+        """The run's results, the same keys for every task (see :data:`RESULT_KEYS`); ``extra`` adds the task's."""
+        p = state.progress
+        spe = schedule.steps_per_epoch
+        return dict(
+            kind=self.kind, out_dir=self.out_dir, steps=p.step, total_steps=schedule.total_steps,
+            epochs=round(p.step / spe, 4) if spe else None, items_seen=p.items, item_name=schedule.item_name,
+            train_time_s=round(p.train_time, 3), metric=schedule.metric, higher_is_better=schedule.higher_is_better,
+            best=p.best, best_step=p.best_step, final=dict(final), stopped_early=p.step < schedule.total_steps,
+            last_checkpoint=self.last, best_checkpoint=self.best if os.path.isfile(self.best) else None, **extra)
+
+    def stored_results(self) -> Dict[str, Any]:
+        """The ``results.json`` an earlier session of this run wrote ({} when there is none or it is unreadable)."""
+        try:
+            with open(os.path.join(self.out_dir, RESULTS), encoding='utf-8') as f:
+                stored = json.load(f)
+            return stored if isinstance(stored, dict) else {}
+        except (OSError, ValueError):
+            return {}
+
+    def finish(self, results: Mapping[str, Any]) -> None:
+        """Write ``results.json`` (main rank) when this session trained or the file is missing."""
+        path = os.path.join(self.out_dir, RESULTS)
+        if self.env.is_main and (self.trained or not os.path.isfile(path)) and os.path.isfile(self.last):
+            atomic_write_text(path, json.dumps(results, indent=2, default=str))
+
+
+RESULTS = 'results.json'
+# the keys of every run's results.json (and of the dict a task's train function returns under 'results')
+RESULT_KEYS = ('kind', 'out_dir', 'steps', 'total_steps', 'epochs', 'items_seen', 'item_name', 'train_time_s',
+               'metric', 'higher_is_better', 'best', 'best_step', 'final', 'stopped_early', 'last_checkpoint',
+               'best_checkpoint', 'model', 'params')
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -552,7 +794,7 @@ class Schedule:
         clip_mode: ``norm``, ``value`` or ``agc`` (timm's :func:`dispatch_clip_grad`).
         nan_tolerance: Non-finite losses skipped before the run stops.
         time_limit: Stop (with an evaluation and a checkpoint) after this many seconds of training.
-        progress: Show a progress bar.
+        progress: Show a progress bar (on a terminal; elsewhere plain lines at ``log_every``).
         desc: Progress-bar label.
         item_name: What ``count`` counts (``images``, ``tokens``), for throughput in the log.
         steps_per_epoch: Steps in one pass over the data, to log the epoch (None: no epochs).
@@ -577,40 +819,44 @@ def _due(step: int, every: int) -> bool:
     return every > 0 and step % every == 0
 
 
+@contextlib.contextmanager
+def loader_errors() -> Iterator[None]:
+    """An error raised in a ``DataLoader`` worker, re-raised with its own message (torch prepends the worker's
+    traceback, which a one-line report would flatten into kilobytes with the useful sentence at the end)."""
+    try:
+        yield
+    except Exception as e:
+        text = str(e)
+        if 'DataLoader worker' not in text or 'Original Traceback' not in text:
+            raise
+        lines = text.splitlines()
+        head = f'{type(e).__name__}: '
+        start = max((i for i, line in enumerate(lines) if line.startswith(head)), default=len(lines) - 1)
+        message = '\n'.join(lines[start:])
+        message = message[len(head):] if message.startswith(head) else message
+        try:
+            clean = type(e)(message)
+        except Exception:  # an exception type that wants other arguments: keep torch's
+            raise e from None
+        raise clean from None
 
-def restore(state: Mapping[str, Any], source: str, model: nn.Module, optimizer: torch.optim.Optimizer,
-            scaler: Optional[NativeScaler] = None, ema: Optional[nn.Module] = None) -> Progress:
-    """Load a ``last.pth`` state into the model, optimizer, scaler and EMA; return its progress."""
-    load_weights(model, state['model'], source)
-    optimizer.load_state_dict(state['optimizer'])
-    if scaler is not None and state.get('scaler'):
-        scaler.load_state_dict(state['scaler'])
-    if ema is not None and state.get('ema') is not None:
-        ema.module.load_state_dict(state['ema'])
-    return Progress.from_state(state['progress'])
+
+def _format_metrics(metrics: Mapping[str, Any]) -> str:
+    return '  '.join(f'{k} {v:.4g}' for k, v in metrics.items() if isinstance(v, (int, float)))
 
 
 def fit(
-        model: nn.Module,
-        train_model: nn.Module,
-        optimizer: torch.optim.Optimizer,
-        scheduler: Any,
+        state: TrainState,
+        *,
+        run: RunFolder,
         batches: Iterator[Sequence[Any]],
         loss_fn: Callable[[nn.Module, Any], Any],
         evaluate: Callable[[], Dict[str, Any]],
         schedule: Schedule,
-        run: RunFolder,
-        env: DistEnv,
-        progress: Progress,
-        autocast: Callable[[], Any] = contextlib.nullcontext,
-        scaler: Optional[NativeScaler] = None,
-        ema: Optional[nn.Module] = None,
         count: Optional[Callable[[Sequence[Any]], int]] = None,
-        checkpoint_extra: Optional[Dict[str, Any]] = None,
-        writer: Optional[MetricWriter] = None,
-        on_eval: Optional[Callable[[int, Dict[str, Any]], None]] = None,
+        eval_line: Optional[Callable[[int, Dict[str, Any]], str]] = None,
 ) -> Progress:
-    """Train from ``progress.step`` to ``schedule.total_steps``; returns the final :class:`Progress`.
+    """Train ``state`` from ``state.progress.step`` to ``schedule.total_steps``; returns the final :class:`Progress`.
 
     Each item of ``batches`` holds the micro-batches of one step (a one-element sequence without accumulation;
     ``None`` entries, batches whose every sample was skipped, are dropped);
@@ -618,40 +864,44 @@ def fit(
     the uninterrupted run would have seen). ``scheduler.step_update(step)`` sets the learning rate before each
     step. After a step: EMA update, logging every ``log_every``, evaluation every ``eval_every`` (``best.pth``
     when ``schedule.metric`` improves), ``last.pth`` every ``checkpoint_every``; at the end (or the time limit)
-    an evaluation and a checkpoint.
+    an evaluation and a checkpoint. A finished run trains nothing and writes nothing (:meth:`RunFolder.begin`).
 
-    Checkpoints hold ``model`` (the unwrapped training model), ``optimizer``, ``scaler``, ``ema``, ``progress`` and
-    everything in ``checkpoint_extra`` (the task's config and metadata). The learning rate is a function of the step
-    and the config, so a resumed run rebuilds its scheduler from the config: a run extended on resume (a longer
-    ``max_iters`` or ``epochs``) follows the schedule of its new length from the step it resumes at.
+    Output: a progress bar on a terminal; elsewhere (a file, a pipe) one plain line every ``log_every`` steps.
+    Every evaluation prints a line: ``eval_line(step, metrics)``, or the metrics by name.
+
+    Checkpoints hold the :meth:`TrainState.state_dict` and the run's config and metadata. The learning rate is a
+    function of the step and the config, so a resumed run rebuilds its scheduler from the config: a run extended
+    on resume (a longer run length) follows the schedule of its new length from the step it resumes at.
 
     Raises:
         FloatingPointError: More than ``schedule.nan_tolerance`` non-finite losses.
     """
+    env, progress = run.env, state.progress
     main = env.is_main
     total = schedule.total_steps
+    if not run.begin(progress, schedule):
+        return progress
+    model, train_model, optimizer, scheduler, ema = (state.model, state.train_model, state.optimizer,
+                                                     state.scheduler, state.ema)
 
-    def state() -> Dict[str, Any]:
-        return dict(
-            model={k: v.detach().cpu() for k, v in model.state_dict().items()},
-            optimizer=optimizer.state_dict(),
-            scaler=scaler.state_dict() if scaler is not None else None,
-            ema={k: v.detach().cpu() for k, v in ema.module.state_dict().items()} if ema is not None else None,
-            progress=progress.state_dict(), **(checkpoint_extra or {}))
+    def say(line: str) -> None:
+        if main:
+            (bar.write(line) if bar is not None else print(line, flush=True))
 
     def evaluate_now(step: int) -> Tuple[Dict[str, Any], bool]:
-        metrics = evaluate()
+        with loader_errors():
+            metrics = evaluate()
         score = metrics.get(schedule.metric)
         better = score is not None and math.isfinite(score) and (
             progress.best is None or (score > progress.best if schedule.higher_is_better else score < progress.best))
         if better:
             progress.best, progress.best_step = float(score), step
-        if on_eval is not None and main:
-            on_eval(step, metrics)
+        say(eval_line(step, metrics) if eval_line is not None else
+            f'step {step}/{total}  val {_format_metrics(metrics)}')
         return metrics, better
 
-    bar = tqdm(total=total, initial=progress.step, desc=schedule.desc, disable=not (main and schedule.progress),
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(total=total, initial=progress.step, desc=schedule.desc, dynamic_ncols=True,
+               leave=False) if main and interactive(schedule.progress) else None
     interval_loss, interval_steps, interval_items, t_interval = 0.0, 0, 0, time.perf_counter()
     result: Optional[StepResult] = None
     train_model.train()
@@ -661,12 +911,13 @@ def fit(
             t0 = time.perf_counter()
             if scheduler is not None:
                 scheduler.step_update(num_updates=step)
-            micro = [b for b in next(batches) if b is not None]
+            with loader_errors():
+                micro = [b for b in next(batches) if b is not None]
             if micro:
-                result = train_step(train_model, optimizer, micro, loss_fn, env, autocast, scaler,
+                result = train_step(train_model, optimizer, micro, loss_fn, env, state.autocast, state.scaler,
                                     schedule.clip_grad, schedule.clip_mode)
-            elif main:  # every sample of the step was skipped (unreadable files under skip_corrupt)
-                bar.write(f'warning: step {step + 1} has no data (every sample was skipped); no update')
+            else:  # every sample of the step was skipped (unreadable files under skip_corrupt)
+                say(f'warning: step {step + 1} has no data (every sample was skipped); no update')
             step += 1
             progress.step = step
             if micro and not result.finite:
@@ -679,9 +930,8 @@ def fit(
                         f'training loss is {value} at step {step} ({progress.nonfinite} non-finite so far, '
                         f'nan_tolerance={schedule.nan_tolerance}); stopped before the update; {kept}. Lower the '
                         'learning rate, clip gradients (clip_grad) or use amp_dtype=bfloat16')
-                if main:
-                    bar.write(f'warning: non-finite loss {value} at step {step}; update skipped '
-                              f'({progress.nonfinite} of {schedule.nan_tolerance} tolerated)')
+                say(f'warning: non-finite loss {value} at step {step}; update skipped '
+                    f'({progress.nonfinite} of {schedule.nan_tolerance} tolerated)')
             elif micro:
                 if ema is not None:
                     ema.update(model, step=step)
@@ -691,7 +941,8 @@ def fit(
                 interval_items += items
                 progress.items += items
             progress.train_time += time.perf_counter() - t0
-            bar.update(1)
+            if bar is not None:
+                bar.update(1)
             out_of_time = schedule.time_limit is not None and progress.train_time >= schedule.time_limit
             last = step >= total or out_of_time
             row: Dict[str, Any] = {}
@@ -703,9 +954,15 @@ def fit(
                     if result.grad_norm is not None:
                         row['grad_norm'] = result.grad_norm
                     row.update({f'train_{k}': float(all_reduce_mean(v)) for k, v in result.parts.items()})
+                rate = ''
                 if count is not None and dt > 0:
                     row[f'{schedule.item_name}_per_s'] = interval_items / dt
-                bar.set_postfix(loss=f'{row["train_loss"]:.4f}', lr=f'{row["lr"]:.2e}')
+                    rate = f'  {interval_items / dt:,.0f} {schedule.item_name}/s'
+                if bar is not None:
+                    bar.set_postfix(loss=f'{row["train_loss"]:.4f}', lr=f'{row["lr"]:.2e}')
+                else:
+                    epoch = f' (epoch {step / schedule.steps_per_epoch:.2f})' if schedule.steps_per_epoch else ''
+                    say(f'step {step}/{total}{epoch}  loss {row["train_loss"]:.4f}  lr {row["lr"]:.3g}{rate}')
                 interval_loss, interval_steps, interval_items = 0.0, 0, 0
             better = False
             if _due(step, schedule.eval_every) or last:
@@ -719,14 +976,65 @@ def fit(
                 if count is not None:
                     head[f'{schedule.item_name}_seen'] = progress.items
                 progress.history.append({**head, **row, 'time': round(progress.train_time, 3)})
-                if writer is not None:
-                    writer.log(progress.history[-1])
+                if run.writer is not None:
+                    run.writer.log(progress.history[-1])
                 t_interval = time.perf_counter()
             if _due(step, schedule.checkpoint_every) or last or better:
-                run.save(state(), best=better)
+                run.save(state.state_dict(), best=better)
                 t_interval = time.perf_counter()
             if out_of_time:
                 break
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     return progress
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The batches of epoch-based tasks
+
+
+def epoch_loader_batches(
+        dataset: Any,
+        batch_size: int,
+        seed: int,
+        steps_per_epoch: int,
+        start: int,
+        env: DistEnv,
+        workers: int = 0,
+        reseed: Optional[Callable[[int], None]] = None,
+        to_device: Optional[Callable[[Any], Any]] = None,
+        **loader_kwargs: Any,
+) -> Iterator[List[Any]]:
+    """The one-micro-batch steps ``start, start + 1, ...`` of an epoch-based task, epoch by epoch.
+
+    Each epoch's batches are a permutation seeded by ``(seed, epoch)`` split over the ranks
+    (:func:`stepsnet.data.sampler.epoch_batches`); ``reseed(epoch)`` re-seeds the augmentation streams before each
+    epoch, so a run resumed at an epoch boundary sees exactly the batches and augmentations of an uninterrupted one.
+
+    Args:
+        dataset: The training set.
+        batch_size: Per-process batch.
+        seed: The run's seed.
+        steps_per_epoch: Steps taken from each epoch (at most the epoch's batches).
+        start: The first step.
+        env: The process context.
+        workers: ``DataLoader`` workers.
+        reseed: Called with the epoch number before its batches are drawn.
+        to_device: Moves one loaded batch to the device (default: every tensor of a tuple).
+        loader_kwargs: More ``DataLoader`` arguments (``collate_fn``, ``worker_init_fn``, ...) and the
+            ``epoch_batches`` options ``drop_last`` / ``repeats``.
+    """
+    sampling = {k: loader_kwargs.pop(k) for k in ('drop_last', 'repeats') if k in loader_kwargs}
+    move = to_device or (lambda b: tuple(t.to(env.device, non_blocking=True) for t in b))
+    epoch, offset = divmod(start, steps_per_epoch)
+    while True:
+        if reseed is not None:
+            reseed(epoch)
+        batches = epoch_batches(len(dataset), batch_size, epoch, seed, env.world_size, env.rank, start=offset,
+                                **sampling)[:steps_per_epoch - offset]
+        loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers,
+                            pin_memory=env.device.startswith('cuda'), **loader_kwargs)
+        for batch in loader:
+            yield [None if batch is None else move(batch)]
+        epoch, offset = epoch + 1, 0

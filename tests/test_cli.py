@@ -133,7 +133,7 @@ def test_flag_conventions(tmp_path, capsys):
     cfg = load_with_flags(load_config, None, args, DetectionConfig)
     assert cfg.lr_steps == [8, 11] and cfg.anchor_sizes == [16, 32, 64, 128, 256]
     assert cfg.model_kwargs == {'drop_path_rate': 0.2, 'depth': [1, 2]}
-    assert cfg.progress is False and cfg.max_iters is None and cfg.resume == 'auto'
+    assert cfg.progress is False and cfg.max_iters is None and cfg.resume == 'last'
     with pytest.raises(SystemExit):
         parser.parse_args(['train-det', '--model-kwargs', 'drop_path_rate'])
     assert 'expected KEY=VALUE pairs' in capsys.readouterr().err

@@ -28,7 +28,7 @@ KIND = 'stepsnet-cls'
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, 'configs', 'cls', 'digits_cpu.yaml')
 # a few small batches per epoch: every test run takes seconds
-FAST = dict(batch_size=32, max_train_batches=4, val_batch_size=180, workers=0, threads=1, progress=False,
+FAST = dict(batch_size=32, max_train_batches=4, eval_batch_size=180, workers=0, threads=1, progress=False,
             tensorboard=False, warmup_epochs=1)
 
 
@@ -54,8 +54,9 @@ def test_recipe_and_overrides():
     assert cfg.scale == (0.5, 1.0) and cfg.hflip == 0.0
     with pytest.raises(ValueError, match=r"unknown config keys \['learning_rate'\]"):
         load_config(RECIPE, learning_rate=1.0)
-    with pytest.raises(ValueError, match="'output' is now 'out_dir'"):
-        load_config(RECIPE, output='x')
+    assert load_config(RECIPE, output='x').out_dir == 'x'  # a name of an earlier release still works
+    with pytest.raises(ValueError, match="config key 'dtype' was renamed: it is now amp and amp_dtype"):
+        load_config(RECIPE, dtype='float16')
     with pytest.raises(FileNotFoundError, match='missing.yaml'):
         load_config('missing.yaml')
     with pytest.raises(ValueError, match="unknown model 'no_such_net'"):
@@ -99,7 +100,7 @@ def test_resume_after_sigkill_reproduces_the_uninterrupted_losses(tmp_path):
     resumed = cli_subprocess(args + ['--out-dir', str(run), '--resume'])
     out, _ = resumed.communicate(timeout=300)
     assert resumed.returncode == 0, out.decode()
-    assert f'resumed from {run / "last.pth"} at epoch {done + 1}' in out.decode()
+    assert f'resumed from {run / "last.pth"} at step {done * 6} of 18 (epoch {done + 1})' in out.decode()
     log = read_log(run / 'log.csv')
     assert [float(r['epoch']) for r in log] == [1, 2, 3]
     for a, b in zip(reference, log):
@@ -161,18 +162,19 @@ def test_train_on_image_folder_then_validate_and_its_errors(tmp_path):
                    '--no-tensorboard', '--out-dir', str(out), '--mixup', '0', '--cutmix', '0', '--model-ema',
                    '--grad-checkpointing'])
     assert rc == 0
-    summary = json.loads((out / 'summary.json').read_text())
-    assert summary['epochs'] == 1 and summary['images_seen'] == 18 and 0 <= summary['final_top1'] <= 100
-    assert summary['final_ema_top1'] is not None
+    results = json.loads((out / 'results.json').read_text())
+    final = results['final']
+    assert results['epochs'] == 1 and results['items_seen'] == 18 and 0 <= final['top1'] <= 100
+    assert final['ema_top1'] is not None and results['metric'] == 'score' and results['model'] == 'test_steps_resnet'
 
     r = validate_classification(checkpoint=str(out / 'last.pth'), dataset='imagefolder', data_dir=root,
                                 workers=0, progress=False)
     assert r['images'] == 18 and r['skipped'] == 0 and r['img_size'] == 32
-    assert r['top1'] == pytest.approx(summary['final_top1'])
-    assert r['loss'] == pytest.approx(summary['final_val_loss'], rel=1e-5)
+    assert r['top1'] == pytest.approx(final['top1'])
+    assert r['loss'] == pytest.approx(final['loss'], rel=1e-5)
     r_ema = validate_classification(checkpoint=str(out / 'last.pth'), dataset='imagefolder', data_dir=root,
                                     workers=0, progress=False, use_ema=True)
-    assert r_ema['top1'] == pytest.approx(summary['history'][-1]['val_ema_top1'])
+    assert r_ema['top1'] == pytest.approx(final['ema_top1'])
 
     # a corrupt file: an error naming it, or a warning and one image fewer with --skip-corrupt
     bad = os.path.join(root, 'val', 'owl', '3.png')
@@ -224,9 +226,9 @@ def test_two_process_ddp_trains_one_epoch_of_digits(tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert '2 process(es) on cpu, global batch 64' in proc.stdout
-    summary = json.loads((out / 'summary.json').read_text())
-    assert summary['epochs'] == 1 and summary['images_seen'] == 5 * 64
-    r = summary['history'][0]
+    results = json.loads((out / 'results.json').read_text())
+    assert results['epochs'] == 1 and results['items_seen'] == 5 * 64
+    r = {f'val_{k}': v for k, v in results['final'].items()}
     assert 0.0 <= r['val_top1'] <= 100.0 and r['val_loss'] > 0
     # the validation score over both ranks' shards equals a single-process evaluation of the same weights
     single = validate_classification(checkpoint=str(out / 'last.pth'), workers=0, progress=False)

@@ -10,10 +10,10 @@ from timm.scheduler import create_scheduler_v2
 from stepsnet.engine import (
     FORMAT_VERSION,
     DistEnv,
-    Progress,
     RunError,
     RunFolder,
     Schedule,
+    TrainState,
     fit,
     no_weight_decay_names,
     resolve_device,
@@ -93,25 +93,23 @@ def _run(tmp_path, total, start_state=None, resume=None, nan_at=(), tolerance=0,
     opt = torch.optim.SGD(model.parameters(), lr=0.05)
     sched, _ = create_scheduler_v2(opt, 'cosine', num_epochs=8, warmup_epochs=2, warmup_lr=0.01,
                                    step_on_epochs=False, updates_per_epoch=1)
-    run = RunFolder(str(tmp_path), 'toy', resume, ENV)
-    config = {'lr': 0.05, 'total': total}
-    state = run.open(config, mutable=('total',))
-    progress = Progress()
-    if state is not None:
-        model.load_state_dict(state['model'])
-        opt.load_state_dict(state['optimizer'])
-        progress = Progress.from_state(state['progress'])
-    x_val = torch.randn(16, 3, generator=torch.Generator().manual_seed(99))
+    with RunFolder(str(tmp_path), 'toy', resume, ENV) as run:
+        stored = run.open({'lr': 0.05, 'total': total}, mutable=('total',))
+        state = TrainState(model, opt, sched)
+        if stored is not None:
+            state.restore(stored, run.resumed_from)
+        x_val = torch.randn(16, 3, generator=torch.Generator().manual_seed(99))
 
-    def evaluate():
-        with torch.no_grad():
-            return {'loss': float(((model(x_val) - x_val.sum(1, keepdim=True) * 0.5) ** 2).mean())}
+        def evaluate():
+            with torch.no_grad():
+                return {'loss': float(((model(x_val) - x_val.sum(1, keepdim=True) * 0.5) ** 2).mean())}
 
-    schedule = Schedule(total_steps=total, eval_every=every, checkpoint_every=every, log_every=1, metric='loss',
-                        nan_tolerance=tolerance, time_limit=time_limit, progress=False)
-    fit(model, model, opt, sched, batches(progress.step, nan_at=nan_at), mse, evaluate, schedule, run, ENV,
-        progress, checkpoint_extra=dict(config=config, meta={}), count=lambda m: len(m[0][0]))
-    return model, progress
+        schedule = Schedule(total_steps=total, eval_every=every, checkpoint_every=every, log_every=1,
+                            metric='loss', nan_tolerance=tolerance, time_limit=time_limit, progress=False)
+        fit(state, run=run, batches=batches(state.progress.step, nan_at=nan_at), loss_fn=mse, evaluate=evaluate,
+            schedule=schedule, count=lambda m: len(m[0][0]))
+        run.finish(run.results(state, schedule, state.progress.last_eval('loss')))
+    return model, state.progress
 
 
 def test_fit_checkpoints_evaluates_and_resumes_exactly(tmp_path):

@@ -161,7 +161,7 @@ def test_truncated_and_foreign_checkpoints(data_dir, tmp_path):
     assert (tmp_path / 'c' / 'last.pth').read_bytes() == good[:100]
 
 
-def test_bad_values_and_old_field_names(data_dir, tmp_path):
+def test_bad_values_and_old_field_names(data_dir, tmp_path, capsys):
     with pytest.raises(ValueError, match='block_size=64 is longer than the model'):
         train_lm(tiny(data_dir, tmp_path / 'x', block_size=64))
     assert not (tmp_path / 'x').exists()
@@ -171,7 +171,18 @@ def test_bad_values_and_old_field_names(data_dir, tmp_path):
         tiny(data_dir, tmp_path / 'x', batch_size=0)
     cfg = tmp_path / 'old.yaml'
     cfg.write_text('grad_clip: 1.0\nmodel_args: {dropout: 0.1}\n')
-    with pytest.raises(ValueError, match=r"'grad_clip' is now 'clip_grad', 'model_args' is now 'model_kwargs'"):
+    old = load_config(str(cfg))  # names of an earlier release are read under their new names, with a note
+    assert old.clip_grad == 1.0 and old.model_kwargs == {'dropout': 0.1}
+    err = capsys.readouterr().err
+    assert "'grad_clip' in" in err and "is now 'clip_grad'" in err and "is now 'model_kwargs'" in err
+    cfg.write_text('beta2: 0.99\n')  # one element of the list field that replaced beta1 / beta2
+    assert load_config(str(cfg)).opt_betas == (0.9, 0.99)
+    assert "config key 'beta2' in" in capsys.readouterr().err
+    cfg.write_text('clip_grad: 1.0\ngrad_clip: 2.0\n')
+    with pytest.raises(ValueError, match="config keys 'grad_clip' and 'clip_grad' .* name the same field"):
+        load_config(str(cfg))
+    cfg.write_text('lr: fast\n')
+    with pytest.raises(ValueError, match=r"lr in '.*old.yaml': expected a number, got 'fast'"):
         load_config(str(cfg))
 
 

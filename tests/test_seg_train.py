@@ -34,15 +34,15 @@ def test_epoch_batches_resume_the_same_batches():
 
 def test_train_resume_and_evaluate(ade, tmp_path, capsys):
     out = str(tmp_path / 'run')
-    first = train_segmentation(SegmentationConfig(data_dir=ade, out_dir=out, iters=2, **TINY))
+    first = train_segmentation(SegmentationConfig(data_dir=ade, out_dir=out, max_iters=2, **TINY))
     assert first['iters'] == 2 and os.path.isfile(first['checkpoint'])
     assert 0.0 <= first['metrics']['mIoU'] <= 1.0
-    resumed = train_segmentation(SegmentationConfig(data_dir=ade, out_dir=out, iters=4, resume='auto', **TINY))
+    resumed = train_segmentation(SegmentationConfig(data_dir=ade, out_dir=out, max_iters=4, resume='auto', **TINY))
     assert resumed['iters'] == 4
     with open(os.path.join(out, 'log.csv')) as f:
         assert [r['step'] for r in csv.DictReader(f) if r.get('train_loss')] == ['1', '2', '3', '4']
     model, info = segmenter_from_checkpoint(resumed['checkpoint'])
-    assert info['config']['iters'] == 4 and not model.training
+    assert info['config']['max_iters'] == 4 and not model.training
 
     assert main(['eval-seg', '--checkpoint', resumed['checkpoint'], '--mode', 'slide', '--crop-size', '48,48',
                  '--stride', '32,32', '--device', 'cpu', '--no-progress']) == 0
@@ -53,7 +53,7 @@ def test_train_seg_command_and_bad_labels(ade, tmp_path, capsys):
     out = str(tmp_path / 'cli')
     args = ['train-seg', '--data-dir', ade, '--out-dir', out, '--num-classes', '2', '--backbone', 'test_steps_vit',
             '--channels', '16', '--aux-channels', '8', '--crop-size', '64,64', '--scale', '96', '64',
-            '--iters', '1', '--batch-size', '2', '--workers', '0', '--device', 'cpu', '--no-progress']
+            '--max-iters', '1', '--batch-size', '2', '--workers', '0', '--device', 'cpu', '--no-progress']
     assert main(args) == 2  # synthetic labels run to 4: two classes are too few
     assert 'expected 0 (unlabelled) to 2' in capsys.readouterr().err
     args[args.index('--num-classes') + 1] = '4'
@@ -68,7 +68,7 @@ def test_paper_recipes_load():
     for name in names:
         cfg = load_config(os.path.join(root, name))
         if name.startswith('upernet_160k'):
-            assert cfg.iters == 160000 and cfg.crop_size == [512, 512] and cfg.num_classes == 150
+            assert cfg.max_iters == 160000 and cfg.crop_size == [512, 512] and cfg.num_classes == 150
             assert cfg.batch_size * 8 == 16 and cfg.aux_weight == 0.4
 
 
@@ -77,7 +77,7 @@ def test_resumed_run_sees_the_same_batches(ade, tmp_path, monkeypatch):
     epoch)."""
     from stepsnet.tasks import segmentation
     tiny = dict(TINY, checkpoint_interval=1)
-    train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'a'), iters=4, **tiny))
+    train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'a'), max_iters=4, **tiny))
     real = segmentation._train_batches
 
     def stop_after_two(*args):
@@ -87,9 +87,10 @@ def test_resumed_run_sees_the_same_batches(ade, tmp_path, monkeypatch):
         raise KeyboardInterrupt
     monkeypatch.setattr(segmentation, '_train_batches', stop_after_two)
     with pytest.raises(KeyboardInterrupt):
-        train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'b'), iters=4, **tiny))
+        train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'b'), max_iters=4, **tiny))
     monkeypatch.setattr(segmentation, '_train_batches', real)
-    train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'b'), iters=4, resume='auto', **tiny))
+    train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'b'), max_iters=4, resume='auto',
+                                          **tiny))
 
     def losses(out):
         with open(os.path.join(out, 'log.csv')) as f:
@@ -104,5 +105,5 @@ def test_non_finite_loss_stops_segmentation(ade, tmp_path, monkeypatch):
     real = F.cross_entropy
     monkeypatch.setattr(segmentation.F, 'cross_entropy', lambda *a, **k: real(*a, **k) * float('nan'))
     with pytest.raises(FloatingPointError, match='training loss is nan at step 1'):
-        train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'nan'), iters=2, **TINY))
+        train_segmentation(SegmentationConfig(data_dir=ade, out_dir=str(tmp_path / 'nan'), max_iters=2, **TINY))
     assert not os.path.exists(tmp_path / 'nan' / 'last.pth')

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
 from stepsnet.cli.common import add_config_flags, load_with_flags, positive_int
 
@@ -16,7 +17,7 @@ _FIELD_HELP = {
     'model': 'timm model name (e.g. steps_resnet50, resnet50, test_steps_resnet)',
     'dataset': 'digits (embedded, no data needed), imagefolder, cifar10 or cifar100',
     'data_dir': 'dataset root: <dir>/train and <dir>/val class folders, or the extracted CIFAR python batches',
-    'out_dir': 'run folder for checkpoints, log.csv, tb/ and the summary',
+    'out_dir': 'run folder for checkpoints, log.csv, tb/ and results.json',
     'skip_corrupt': 'skip undecodable image files with a warning instead of stopping',
     'nan_tolerance': 'non-finite losses (skipped updates) tolerated before the run stops',
     'model_kwargs': 'extra model arguments, e.g. num_steps=(1,1,1,1)',
@@ -28,6 +29,8 @@ _FIELD_HELP = {
 def run_train(args: argparse.Namespace) -> int:
     from stepsnet.tasks.classification import ClassificationConfig, load_config, train_classification
     summary = train_classification(load_with_flags(load_config, args.config, args, ClassificationConfig))
+    if os.environ.get('RANK', '0') != '0':  # under torchrun only rank 0 reports
+        return 0
     print(f'{summary["model"]}: {summary["epochs"]} epochs; validation top-1 {summary["final_top1"]:.2f} (best '
           f'{summary["best_top1"]:.2f}); run folder {summary["out_dir"]}')
     return 0

@@ -17,7 +17,7 @@ import importlib
 import typing
 from typing import Any, Dict, Iterable, Optional, Sequence, Type, Union
 
-from stepsnet.utils.config import CLEAR
+from stepsnet.utils.config import CLEAR, close_matches
 
 __all__ = ['add_config_flags', 'config_overrides', 'ParseKwargs', 'positive_int', 'int_list']
 
@@ -89,6 +89,20 @@ def int_list(text: str) -> list:
     return values
 
 
+def _suggest_flags(parser: argparse.ArgumentParser) -> None:
+    """A misspelt flag is a usage error naming the closest flags (argparse only lists what it did not know)."""
+    parse_known = parser.parse_known_args
+
+    def parse_known_args(args=None, namespace=None):
+        namespace, extras = parse_known(args, namespace)
+        flags = [a.split('=', 1)[0] for a in extras if a.startswith('--')]
+        if flags:
+            options = [o for action in parser._actions for o in action.option_strings if o.startswith('--')]
+            parser.error(f'unrecognized argument {flags[0]}{close_matches(flags[0], options)}')
+        return namespace, extras
+    parser.parse_known_args = parse_known_args
+
+
 def add_config_flags(
         parser: argparse.ArgumentParser,
         cls: Union[Type[Any], str],
@@ -103,13 +117,22 @@ def add_config_flags(
     if isinstance(cls, str):
         parser.set_defaults(_config_flags=(cls, tuple(skip), help))
         return
+    _suggest_flags(parser)
     hints = typing.get_type_hints(cls)
     help = help or {}
     group = parser.add_argument_group(f'{cls.__name__} fields (override the --config recipe)')
+    # a field renamed by the task's own config keeps its earlier flag as a second name (the shared fields' earlier
+    # names are recipe keys only: ``--output`` would make ``--out`` an ambiguous abbreviation of ``--out-dir``)
+    inherited = getattr(cls.__mro__[1], 'RENAMED', {})
+    aliases: Dict[str, list] = {}
+    for old, new in getattr(cls, 'RENAMED', {}).items():
+        if old not in inherited:
+            aliases.setdefault(new, []).append('--' + old.replace('_', '-'))
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
         flag = '--' + f.name.replace('_', '-')
+        names = [flag, *aliases.get(f.name, [])]
         tp = hints[f.name]
         optional = type(None) in typing.get_args(tp)
         if optional:
@@ -120,20 +143,20 @@ def add_config_flags(
         text = help.get(f.name, '')
         text = (text + ' ' if text else '') + f'(default {default!r})'
         if f.name == 'resume':
-            group.add_argument(flag, nargs='?', const='auto', default=None, metavar='PATH',
+            group.add_argument(*names, nargs='?', const='last', default=None, metavar='PATH',
                                help='continue the run in the output folder; or continue the checkpoint PATH')
         elif tp is bool:
-            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+            group.add_argument(*names, action=argparse.BooleanOptionalAction, default=None, help=text)
         elif origin in (list, tuple, typing.List, typing.Tuple):
             args = [a for a in typing.get_args(tp) if a is not Ellipsis]
             elem = args[0] if args else float
-            group.add_argument(flag, type=_element(elem, optional), nargs='+', action=_ExtendList, default=None,
+            group.add_argument(*names, type=_element(elem, optional), nargs='+', action=_ExtendList, default=None,
                                metavar=elem.__name__.upper(), help=text)
         elif origin in (dict, typing.Dict):
-            group.add_argument(flag, nargs='*', action=ParseKwargs, default=None, metavar='KEY=VALUE', help=text)
+            group.add_argument(*names, nargs='*', action=ParseKwargs, default=None, metavar='KEY=VALUE', help=text)
         else:
             conv = _optional(tp) if optional else tp
-            group.add_argument(flag, type=conv, default=None, metavar=f.name.upper(), help=text)
+            group.add_argument(*names, type=conv, default=None, metavar=f.name.upper(), help=text)
 
 
 def complete_config_flags(parser: argparse.ArgumentParser) -> None:

@@ -85,7 +85,8 @@ class ImageFolderDataset(_ClassNames, ImageFolder):
         counts = np.bincount(self.targets, minlength=len(self.classes))
         empty = [c for c, n in zip(self.classes, counts) if n == 0]
         if empty:
-            which = 'none of its' if len(empty) == len(self.classes) else f'{len(empty)} of its'
+            full = len(self.classes) - len(empty)
+            which = 'none of its' if not full else f'{full} of its'
             raise ValueError(
                 f'class folder {os.path.join(root, empty[0])!r} holds no image files (extensions '
                 f'{", ".join(IMG_EXTENSIONS)}); {which} {len(self.classes)} class folders hold images '

@@ -14,10 +14,10 @@ epoch ``k`` and resumed from its checkpoint logs the same losses as a run that n
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from stepsnet.data.images import build_dataset, check_class_names, collate_skip_none, dataset_mean_std, seed_worker
-from stepsnet.data.sampler import epoch_batches, steps_per_epoch
+from stepsnet.data.sampler import steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
     Progress,
@@ -47,18 +47,19 @@ from stepsnet.engine import (
     amp_context,
     config_dict,
     distributed,
+    epoch_loader_batches,
     fit,
+    loader_errors,
+    prepare,
     resolve_device,
-    restore,
-    wrap_model,
 )
 from stepsnet.models.factory import CLS_KIND, classifier_from_checkpoint, create_classifier
-from stepsnet.utils.checkpoint import atomic_write_text, load_checkpoint
+from stepsnet.utils.checkpoint import load_checkpoint
 from stepsnet.utils.config import load_dataclass_config
-from stepsnet.utils.logging import MetricWriter
+from stepsnet.utils.logging import interactive
 
 __all__ = ['ClassificationConfig', 'load_config', 'data_config', 'train_classification', 'validate_classification',
-           'evaluate', 'summary_markdown']
+           'evaluate']
 
 
 @dataclass
@@ -89,7 +90,7 @@ class ClassificationConfig(RunConfig):
     skip_corrupt: bool = False
     workers: int = 4
     batch_size: int = 128
-    val_batch_size: Optional[int] = None
+    eval_batch_size: Optional[int] = None  # None: batch_size
     # augmentation and regularisation
     scale: Tuple[float, float] = (0.08, 1.0)
     ratio: Tuple[float, float] = (3. / 4., 4. / 3.)
@@ -139,7 +140,8 @@ class ClassificationConfig(RunConfig):
     out_dir: str = 'runs/cls'
     max_train_batches: Optional[int] = None  # cap per epoch (smoke tests)
 
-    MUTABLE = RunConfig.MUTABLE + ('data_dir', 'out_dir', 'epochs', 'workers', 'val_batch_size', 'skip_corrupt')
+    MUTABLE = RunConfig.MUTABLE + ('data_dir', 'out_dir', 'epochs', 'workers', 'eval_batch_size', 'skip_corrupt')
+    RENAMED = {**RunConfig.RENAMED, 'val_batch_size': 'eval_batch_size'}
 
     def __post_init__(self):
         super().__post_init__()
@@ -150,7 +152,7 @@ class ClassificationConfig(RunConfig):
         for name in ('epochs', 'batch_size'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('val_batch_size', 'img_size', 'num_classes', 'max_train_batches'):
+        for name in ('eval_batch_size', 'img_size', 'num_classes', 'max_train_batches'):
             v = getattr(self, name)
             if v is not None and v < 1:
                 raise ValueError(f'{name} must be >= 1 (or unset), got {v}')
@@ -221,14 +223,31 @@ def _loader(dataset: Dataset, batches: Sequence[Sequence[int]], workers: int, de
 
 def _train_batches(dataset: Dataset, cfg: ClassificationConfig, spe: int, start: int, env: DistEnv) -> Iterator[List]:
     """The batches of steps ``start, start + 1, ...``, epoch by epoch, each epoch re-seeded."""
-    epoch, offset = divmod(start, spe)
-    while True:
-        _seed_all(_epoch_seed(cfg.seed, epoch, env.rank))
-        batches = epoch_batches(len(dataset), cfg.batch_size, epoch, cfg.seed, env.world_size, env.rank,
-                                start=offset, repeats=max(1, cfg.aug_repeats))[:spe - offset]
-        for batch in _loader(dataset, batches, cfg.workers, env.device):
-            yield [None if batch is None else tuple(t.to(env.device, non_blocking=True) for t in batch)]
-        epoch, offset = epoch + 1, 0
+    return epoch_loader_batches(
+        dataset, cfg.batch_size, cfg.seed, spe, start, env, cfg.workers,
+        reseed=lambda epoch: _seed_all(_epoch_seed(cfg.seed, epoch, env.rank)), repeats=max(1, cfg.aug_repeats),
+        collate_fn=collate_skip_none, worker_init_fn=seed_worker if cfg.workers else None)
+
+
+def _loss_fn(cfg: ClassificationConfig, num_classes: int):
+    """The training loss of a batch: timm's Mixup / CutMix, then the criterion."""
+    mixup = None
+    if cfg.mixup > 0 or cfg.cutmix > 0:
+        mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
+                      switch_prob=cfg.mixup_switch_prob, mode=cfg.mixup_mode, label_smoothing=cfg.smoothing,
+                      num_classes=num_classes)
+    criterion = _criterion(cfg, mixup)
+
+    def loss_fn(net: nn.Module, batch: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        x, y = batch
+        if mixup is not None:
+            if x.shape[0] % 2:  # timm's Mixup needs an even batch (a skipped file can make it odd)
+                x, y = x[:-1], y[:-1]
+            x, y = mixup(x, y)
+        if cfg.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return criterion(net(x), y)
+    return loss_fn
 
 
 def _criterion(cfg: ClassificationConfig, mixup: Optional[Mixup]) -> nn.Module:
@@ -256,7 +275,7 @@ def evaluate(
     was_training = model.training
     model.eval()
     stats = torch.zeros(4, dtype=torch.float64)  # loss sum, top-1 hits, top-5 hits, count
-    for batch in tqdm(loader, desc=desc, disable=not progress, leave=False, dynamic_ncols=True):
+    for batch in tqdm(loader, desc=desc, disable=not interactive(progress), leave=False, dynamic_ncols=True):
         if batch is None:
             continue
         x, y = (t.to(device) for t in batch)
@@ -284,13 +303,14 @@ def _shard(dataset: Dataset, env: DistEnv) -> Dataset:
 # ----------------------------------------------------------------------------------------------- training
 
 def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
-    """Train ``cfg.model`` on ``cfg.dataset``; checkpoints, logs and a summary go into ``cfg.out_dir``.
+    """Train ``cfg.model`` on ``cfg.dataset``; checkpoints, logs and the results go into ``cfg.out_dir``.
 
     Outputs: ``last.pth`` (every epoch), ``best.pth`` (best validation top-1), ``log.csv`` (one row per epoch),
-    ``tb/`` (when TensorBoard is installed), ``config.json``, ``summary.json`` and ``summary.md``.
+    ``tb/`` (when TensorBoard is installed), ``config.json`` and ``results.json`` (:meth:`RunFolder.results`).
 
     Returns:
-        The summary: model, params, best / final top-1 and top-5, losses, epochs, images seen, time, history.
+        The summary: model, params, best / final top-1 and top-5, losses, epochs, images seen, time, history, and
+        ``results`` (the content of ``results.json``).
 
     Raises:
         FloatingPointError: More than ``cfg.nan_tolerance`` non-finite training losses.
@@ -308,107 +328,71 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
     num_classes = cfg.num_classes or len(train_set.classes)
     if num_classes < len(train_set.classes):
         raise ValueError(f'num_classes={num_classes} but the dataset has {len(train_set.classes)} classes')
+    model_args = dict(name=cfg.model, num_classes=num_classes, img_size=img_size, **cfg.model_kwargs)
+    meta = dict(model_args=model_args, class_names=list(train_set.classes), data_config=dcfg, dataset=cfg.dataset)
     with distributed(cfg.device, cfg.threads) as env:
-        spe = steps_per_epoch(len(train_set), cfg.batch_size, env.world_size)
         if len(train_set) < cfg.batch_size * env.world_size:
             raise ValueError(f'the training split has {len(train_set)} images, fewer than one batch of '
                              f'{cfg.batch_size} per process ({env.world_size} processes); lower batch_size')
+        spe = steps_per_epoch(len(train_set), cfg.batch_size, env.world_size)
         spe = min(spe, cfg.max_train_batches or spe)
-        run = RunFolder(cfg.out_dir, CLS_KIND, cfg.resume, env)
-        config = config_dict(cfg)
-        state = run.open(config, ClassificationConfig.MUTABLE)
-        if state is not None:
-            check_class_names(state['meta']['class_names'], train_set.class_names, f'checkpoint {run.resumed_from!r}',
-                              f'the {cfg.train_split} split of {cfg.data_dir or cfg.dataset!r}')
-
         _seed_all(cfg.seed)
-        model_args = dict(name=cfg.model, num_classes=num_classes, img_size=img_size, **cfg.model_kwargs)
         model = create_classifier(cfg.model, num_classes, img_size, drop_rate=cfg.drop_rate,
                                   **({'drop_path_rate': cfg.drop_path} if cfg.drop_path is not None else {}),
                                   **cfg.model_kwargs)
-        if cfg.initial_checkpoint and state is None:
-            _load_initial(model, cfg.initial_checkpoint)
-        if cfg.grad_checkpointing:
-            model.set_grad_checkpointing(True)
-        global_batch = cfg.batch_size * env.world_size
-        lr = cfg.lr or cfg.lr_base * (lambda f: math.sqrt(f) if cfg.lr_base_scale == 'sqrt' else f)(
-            global_batch / cfg.lr_base_size)
-        optimizer = create_optimizer_v2(
-            model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
-            layer_decay=cfg.layer_decay, **({'eps': cfg.opt_eps} if cfg.opt_eps is not None else {}),
-            **({'betas': cfg.opt_betas} if cfg.opt_betas is not None else {}))
-        scheduler, _ = create_scheduler_v2(
-            optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
-            warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, cooldown_epochs=cfg.cooldown_epochs, step_on_epochs=False,
-            updates_per_epoch=spe)
-        autocast, scaler = amp_context(cfg.amp, cfg.amp_dtype, env.device)
-        model.to(env.device)
-        ema = ModelEmaV3(model, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup) if cfg.model_ema else None
-        progress = Progress()
-        if state is not None:
-            progress = restore(state, run.resumed_from, model, optimizer, scaler, ema)
-            if env.is_main:
-                print(f'resumed from {run.resumed_from} at epoch {progress.step // spe + 1} ({progress.step} steps)')
-        train_model = wrap_model(model, env, compile=cfg.compile, channels_last=cfg.channels_last)
+        with RunFolder(cfg.out_dir, CLS_KIND, cfg.resume, env, cfg.tensorboard) as run:
+            if run.open(config_dict(cfg), ClassificationConfig.MUTABLE, meta) is not None:
+                check_class_names(run.checkpoint['meta']['class_names'], train_set.class_names,
+                                  f'checkpoint {run.resumed_from!r}',
+                                  f'the {cfg.train_split} split of {cfg.data_dir or cfg.dataset!r}')
+            elif cfg.initial_checkpoint:
+                _load_initial(model, cfg.initial_checkpoint)
+            if cfg.grad_checkpointing:
+                model.set_grad_checkpointing(True)
+            global_batch = cfg.batch_size * env.world_size
+            ratio = global_batch / cfg.lr_base_size
+            lr = cfg.lr or cfg.lr_base * (math.sqrt(ratio) if cfg.lr_base_scale == 'sqrt' else ratio)
+            optimizer = create_optimizer_v2(
+                model, opt=cfg.opt, lr=lr, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
+                layer_decay=cfg.layer_decay, **({'eps': cfg.opt_eps} if cfg.opt_eps is not None else {}),
+                **({'betas': cfg.opt_betas} if cfg.opt_betas is not None else {}))
+            scheduler, _ = create_scheduler_v2(
+                optimizer, sched=cfg.sched, num_epochs=cfg.epochs, warmup_epochs=cfg.warmup_epochs,
+                warmup_lr=cfg.warmup_lr, min_lr=cfg.min_lr, cooldown_epochs=cfg.cooldown_epochs,
+                step_on_epochs=False, updates_per_epoch=spe)
+            ema = (lambda m: ModelEmaV3(m, decay=cfg.model_ema_decay, use_warmup=cfg.model_ema_warmup)) \
+                if cfg.model_ema else None
+            state = prepare(model, optimizer, scheduler, run, cfg, ema=ema, channels_last=cfg.channels_last)
+            val_shard = _shard(val_set, env)
+            val_loader = _loader(val_shard, _eval_batches(len(val_shard), cfg.eval_batch_size or cfg.batch_size),
+                                 cfg.workers, env.device)
 
-        mixup = None
-        if cfg.mixup > 0 or cfg.cutmix > 0:
-            mixup = Mixup(mixup_alpha=cfg.mixup, cutmix_alpha=cfg.cutmix, prob=cfg.mixup_prob,
-                          switch_prob=cfg.mixup_switch_prob, mode=cfg.mixup_mode, label_smoothing=cfg.smoothing,
-                          num_classes=num_classes)
-        criterion = _criterion(cfg, mixup)
+            def evaluate_run() -> Dict[str, Any]:
+                m = evaluate(model, val_loader, env.device, state.autocast, cfg.channels_last,
+                             cfg.progress and env.is_main)
+                if state.ema is not None:
+                    e = evaluate(state.ema.module, val_loader, env.device, state.autocast, cfg.channels_last)
+                    m.update(ema_loss=e['loss'], ema_top1=e['top1'], ema_top5=e['top5'])
+                m['score'] = max(m['top1'], m.get('ema_top1', -1.0))
+                return m
 
-        def loss_fn(net: nn.Module, batch: Tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-            x, y = batch
-            if mixup is not None:
-                if x.shape[0] % 2:  # timm's Mixup needs an even batch (a skipped file can make it odd)
-                    x, y = x[:-1], y[:-1]
-                x, y = mixup(x, y)
-            if cfg.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            return criterion(net(x), y)
-
-        val_loader = _loader(_shard(val_set, env), _eval_batches(len(_shard(val_set, env)),
-                                                                 cfg.val_batch_size or cfg.batch_size),
-                             cfg.workers, env.device)
-
-        def evaluate_run() -> Dict[str, Any]:
-            m = evaluate(model, val_loader, env.device, autocast, cfg.channels_last, cfg.progress and env.is_main)
-            if ema is not None:
-                e = evaluate(ema.module, val_loader, env.device, autocast, cfg.channels_last)
-                m.update(ema_loss=e['loss'], ema_top1=e['top1'], ema_top5=e['top5'])
-            m['score'] = max(m['top1'], m.get('ema_top1', -1.0))
-            return m
-
-        meta = dict(model_args=model_args, class_names=list(train_set.classes), data_config=dcfg,
-                    dataset=cfg.dataset)
-        writer = None
-        if env.is_main:
-            run.write_config(config, dict(params=sum(p.numel() for p in model.parameters()),
-                                          world_size=env.world_size, device=env.device, lr=lr))
-            writer = MetricWriter(cfg.out_dir, tensorboard=cfg.tensorboard, step_key='step')
-            writer.csv.truncate_after(progress.step)
-            print(f'{cfg.model}: {meta_params(model) / 1e6:.3f}M params, {num_classes} classes, {len(train_set)} '
-                  f'train / {len(val_set)} val images at {img_size}px, {env.world_size} process(es) on '
-                  f'{env.device}, global batch {global_batch}, lr {lr:.3g}, {spe} steps/epoch', flush=True)
-        schedule = Schedule(
-            total_steps=cfg.epochs * spe, eval_every=spe, checkpoint_every=spe, log_every=spe, metric='score',
-            higher_is_better=True, clip_grad=cfg.clip_grad, clip_mode=cfg.clip_mode,
-            nan_tolerance=cfg.nan_tolerance, progress=cfg.progress, desc=cfg.model, item_name='images',
-            steps_per_epoch=spe)
-        try:
-            fit(model, train_model, optimizer, scheduler, _train_batches(train_set, cfg, spe, progress.step, env),
-                loss_fn, evaluate_run, schedule, run, env, progress, autocast, scaler, ema,
+            run.describe(f'{cfg.model}: {meta_params(model) / 1e6:.3f}M params, {num_classes} classes, '
+                         f'{len(train_set)} train / {len(val_set)} val images at {img_size}px, {env.world_size} '
+                         f'process(es) on {env.device}, global batch {global_batch}, lr {lr:.3g}, {spe} steps/epoch',
+                         params=meta_params(model), world_size=env.world_size, device=env.device, lr=lr)
+            schedule = Schedule(
+                total_steps=cfg.epochs * spe, eval_every=spe, checkpoint_every=spe, log_every=spe, metric='score',
+                higher_is_better=True, clip_grad=cfg.clip_grad, clip_mode=cfg.clip_mode,
+                nan_tolerance=cfg.nan_tolerance, progress=cfg.progress, desc=cfg.model, item_name='images',
+                steps_per_epoch=spe)
+            fit(state, run=run, batches=_train_batches(train_set, cfg, spe, state.progress.step, env),
+                loss_fn=_loss_fn(cfg, num_classes), evaluate=evaluate_run, schedule=schedule,
                 count=lambda micro: sum(b[0].shape[0] for b in micro),
-                checkpoint_extra=dict(config=config, meta=meta), writer=writer,
-                on_eval=lambda step, m: print(_epoch_line(step, spe, cfg.epochs, m), flush=True))
-        finally:
-            if writer is not None:
-                writer.close()
-        summary = _summary(cfg, model, progress)
-        if env.is_main:
-            atomic_write_text(os.path.join(cfg.out_dir, 'summary.json'), json.dumps(summary, indent=2))
-            atomic_write_text(os.path.join(cfg.out_dir, 'summary.md'), summary_markdown(summary))
+                eval_line=lambda step, m: _epoch_line(step, spe, cfg.epochs, m))
+            summary = _summary(cfg, model, state.progress)
+            summary['results'] = run.results(state, schedule, state.progress.last_eval('top1'), model=cfg.model,
+                                             params=summary['params'])
+            run.finish(summary['results'])
         return summary
 
 
@@ -458,24 +442,6 @@ def _summary(cfg: ClassificationConfig, model: nn.Module, progress: Progress) ->
         best_epoch=round(best['epoch']) if best else None, final_ema_top1=last.get('val_ema_top1'),
         images_seen=progress.items, train_seconds_total=round(progress.train_time, 2), out_dir=cfg.out_dir,
         history=[dict(r) for r in evals])
-
-
-def summary_markdown(summary: Mapping[str, Any]) -> str:
-    """A short markdown report of a run (validation metrics are on the ``val_split``)."""
-    def f(v, nd=2):
-        return '-' if v is None else f'{v:.{nd}f}'
-    lines = [
-        f'## {summary["model"]} on {summary["dataset"]} (validation split)', '',
-        '| params | epochs | images seen | train time (s) | final top-1 | best top-1 (epoch) | final top-5 | '
-        'val loss |',
-        '|---|---|---|---|---|---|---|---|',
-        f'| {summary["params"] / 1e6:.3f}M | {summary["epochs"]} | {summary["images_seen"]} | '
-        f'{f(summary["train_seconds_total"], 1)} | {f(summary["final_top1"])} | {f(summary["best_top1"])} '
-        f'({summary["best_epoch"]}) | {f(summary["final_top5"])} | {f(summary["final_val_loss"], 4)} |',
-    ]
-    if summary.get('final_ema_top1') is not None:
-        lines += ['', f'EMA weights: final top-1 {f(summary["final_ema_top1"])}']
-    return '\n'.join(lines) + '\n'
 
 
 # ----------------------------------------------------------------------------------------------- validation
@@ -545,8 +511,11 @@ def validate_classification(
         net.to(memory_format=torch.channels_last)
     autocast, _ = amp_context(amp, amp_dtype, device)
     loader = _loader(ds, _eval_batches(len(ds), batch_size), workers, device)
+    print(f'validate {name} on {data_dir or dataset}/{split}: {len(ds)} images at {dcfg["input_size"][-1]}px on '
+          f'{device}', file=sys.stderr, flush=True)
     t0 = time.time()
-    m = evaluate(net, loader, device, autocast, channels_last, progress=progress, desc=f'validate {split}')
+    with loader_errors():
+        m = evaluate(net, loader, device, autocast, channels_last, progress=progress, desc=f'validate {split}')
     return dict(model=name, checkpoint=checkpoint, dataset=dataset, split=split, images=m['count'],
                 skipped=len(ds) - m['count'], top1=m['top1'], top5=m['top5'], loss=m['loss'],
                 img_size=dcfg['input_size'][-1], seconds=round(time.time() - t0, 2), params=meta_params(net))

@@ -12,7 +12,7 @@ Library entry points: :func:`train_detection`, :func:`evaluate_detection`, :func
 and a data set in memory), :class:`DetectionConfig`.
 """
 import json
-import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -25,26 +25,25 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from stepsnet.data.coco import CocoInstances, coco_evaluate, coco_split_paths, collate_detection, detections_to_coco
-from stepsnet.data.sampler import epoch_batches, steps_per_epoch
+from stepsnet.data.sampler import steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
-    Progress,
     RunConfig,
     RunError,
     RunFolder,
     Schedule,
-    amp_context,
     config_dict,
     create_optimizer,
     distributed,
+    epoch_loader_batches,
     fit,
-    restore,
-    wrap_model,
+    loader_errors,
+    prepare,
 )
 from stepsnet.models.factory import DET_KIND, DETECTOR_ARCHS, create_detector, detector_from_checkpoint
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.config import load_dataclass_config
-from stepsnet.utils.logging import MetricWriter
+from stepsnet.utils.logging import interactive
 
 __all__ = ['DetectionConfig', 'load_config', 'evaluate_detector', 'train_detection', 'evaluate_detection',
            'format_metrics']
@@ -170,7 +169,8 @@ def evaluate_detector(
     boxes_res: List[Dict[str, Any]] = []
     masks_res: List[Dict[str, Any]] = []
     has_masks = False
-    for images, targets in tqdm(loader, desc='eval', disable=not (progress and env.is_main), leave=False):
+    for images, targets in tqdm(loader, desc='eval', disable=not (interactive(progress) and env.is_main),
+                                leave=False):
         outputs = net([im.to(device) for im in images])
         has_masks = has_masks or any('masks' in o for o in outputs)
         b, m = detections_to_coco(outputs, [t['image_id'] for t in targets], dataset.cat_ids)
@@ -208,16 +208,14 @@ def _has_mask_head(model: nn.Module) -> bool:
 
 def _train_batches(dataset: CocoInstances, cfg: DetectionConfig, spe: int, start: int,
                    env: DistEnv) -> Iterator[List]:
-    epoch, offset = divmod(start, spe)
-    while True:
-        torch.manual_seed(cfg.seed + 1_000_003 * (epoch + 1) + env.rank)  # flips: re-seeded per epoch
-        batches = epoch_batches(len(dataset), cfg.batch_size, epoch, cfg.seed, env.world_size, env.rank,
-                                start=offset, drop_last=False)
-        loader = DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers, collate_fn=collate_detection)
-        for images, targets in loader:
-            yield [([im.to(env.device) for im in images],
-                    [{k: (v.to(env.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets])]
-        epoch, offset = epoch + 1, 0
+    def to_device(batch):
+        images, targets = batch
+        return ([im.to(env.device) for im in images],
+                [{k: (v.to(env.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets])
+    return epoch_loader_batches(
+        dataset, cfg.batch_size, cfg.seed, spe, start, env, cfg.workers, drop_last=False,
+        reseed=lambda epoch: torch.manual_seed(cfg.seed + 1_000_003 * (epoch + 1) + env.rank),  # flips
+        to_device=to_device, collate_fn=collate_detection)
 
 
 def _detection_loss(model: nn.Module, batch) -> tuple:
@@ -228,11 +226,11 @@ def _detection_loss(model: nn.Module, batch) -> tuple:
 def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
     """Train a detector on COCO-format data, evaluate on the validation split, checkpoint every epoch.
 
-    The run folder holds ``last.pth`` / ``best.pth`` (best box AP), ``log.csv``, ``metrics.json`` (the final
-    evaluation) and ``config.json``.
+    The run folder holds ``last.pth`` / ``best.pth`` (best box AP), ``log.csv``, ``config.json`` and
+    ``results.json`` (its ``final`` is the last evaluation).
 
     Returns:
-        ``{'metrics': final evaluation, 'epochs': ..., 'iters': ..., 'checkpoint': path}``.
+        ``{'metrics': final evaluation, 'epochs': ..., 'iters': ..., 'checkpoint': path, 'results': ...}``.
 
     Raises:
         FileNotFoundError, ValueError: Bad data (see :class:`CocoInstances`) or options; a run folder holding a run
@@ -245,15 +243,16 @@ def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
     if val_set.cat_ids != train_set.cat_ids:
         raise ValueError(f'categories of {val_set.ann_file!r} ({val_set.cat_ids}) differ from those of '
                          f'{train_set.ann_file!r} ({train_set.cat_ids}); expected the same categories')
-    with distributed(cfg.device, cfg.threads) as env:
-        run = RunFolder(cfg.out_dir, DET_KIND, cfg.resume, env)
-        config = config_dict(cfg)
-        state = run.open(config, DetectionConfig.MUTABLE)
-        if state is not None and list(state['meta']['cat_ids']) != list(train_set.cat_ids):
-            raise RunError(f'{run.resumed_from!r} was trained on categories {state["meta"]["cat_ids"]}, but '
+    model_args = cfg.model_args(train_set.num_classes)
+    meta = dict(model_args=model_args, classes=train_set.classes, cat_ids=train_set.cat_ids)
+    with distributed(cfg.device, cfg.threads) as env, \
+            RunFolder(cfg.out_dir, DET_KIND, cfg.resume, env, cfg.tensorboard) as run:
+        stored = run.open(config_dict(cfg), DetectionConfig.MUTABLE, meta)
+        if stored is not None and list(stored['meta']['cat_ids']) != list(train_set.cat_ids):
+            raise RunError(f'{run.resumed_from!r} was trained on categories {stored["meta"]["cat_ids"]}, but '
                            f'{train_set.ann_file!r} has {train_set.cat_ids}; resume with the data it was trained on')
+        del stored  # the run folder keeps the checkpoint until prepare() has restored it
         torch.manual_seed(cfg.seed)
-        model_args = cfg.model_args(train_set.num_classes)
         model = create_detector(**model_args)
         optimizer = create_optimizer(model, cfg.opt, cfg.lr, cfg.weight_decay, cfg.momentum)
         spe = steps_per_epoch(len(train_set), cfg.batch_size, env.world_size, drop_last=False)
@@ -262,47 +261,25 @@ def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
             optimizer, 'multistep', num_epochs=cfg.epochs * spe, decay_milestones=[s * spe for s in cfg.lr_steps],
             decay_rate=cfg.lr_gamma, warmup_epochs=cfg.warmup_iters, warmup_lr=cfg.lr * cfg.warmup_factor,
             step_on_epochs=False, updates_per_epoch=1)
-        autocast, scaler = amp_context(cfg.amp, cfg.amp_dtype, env.device)
-        model.to(env.device)
-        progress = Progress()
-        if state is not None:
-            progress = restore(state, run.resumed_from, model, optimizer, scaler)
-        train_model = wrap_model(model, env, compile=cfg.compile)
-        writer = None
-        if env.is_main:
-            run.write_config(config, dict(world_size=env.world_size, device=env.device))
-            writer = MetricWriter(cfg.out_dir, tensorboard=cfg.tensorboard, step_key='step')
-            writer.csv.truncate_after(progress.step)
+        state = prepare(model, optimizer, scheduler, run, cfg)
+        run.describe(f'{cfg.arch} {cfg.backbone}: {train_set.num_classes} categories, {len(train_set)} train / '
+                     f'{len(val_set)} val images, {env.world_size} process(es) on {env.device}, {spe} steps/epoch',
+                     world_size=env.world_size, device=env.device)
         schedule = Schedule(
             total_steps=total, eval_every=cfg.eval_interval * spe, checkpoint_every=spe, log_every=cfg.log_interval,
             metric='bbox_AP', higher_is_better=True, clip_grad=cfg.clip_grad, nan_tolerance=cfg.nan_tolerance,
             progress=cfg.progress, desc=f'{cfg.arch} {cfg.backbone}', item_name='images', steps_per_epoch=spe)
-        metrics: Dict[str, Any] = {}
-
-        def evaluate_run() -> Dict[str, Any]:
-            metrics.clear()
-            metrics.update(evaluate_detector(model, val_set, env.device, cfg.eval_batch_size, env=env,
-                                             progress=cfg.progress))
-            return dict(metrics)
-
-        if progress.step >= total and env.is_main:
-            print(f'{cfg.out_dir}: the run is finished ({progress.step} of {total} steps); nothing to train')
-        try:
-            fit(model, train_model, optimizer, scheduler, _train_batches(train_set, cfg, spe, progress.step, env),
-                _detection_loss, evaluate_run, schedule, run, env, progress, autocast, scaler,
-                count=lambda micro: sum(len(b[0]) for b in micro),
-                checkpoint_extra=dict(config=config, meta=dict(model_args=model_args, classes=train_set.classes,
-                                                               cat_ids=train_set.cat_ids)),
-                writer=writer, on_eval=lambda step, m: print(f'step {step}: {format_metrics(m)}', flush=True))
-        finally:
-            if writer is not None:
-                writer.close()
-        if not metrics:  # nothing was trained: report the stored final evaluation
-            metrics = next((h for h in reversed(progress.history) if 'val_bbox_AP' in h), {})
-            metrics = {k[4:]: v for k, v in metrics.items() if k.startswith('val_')}
-        if env.is_main and progress.step > 0:
-            atomic_write_text(os.path.join(cfg.out_dir, 'metrics.json'), json.dumps(metrics, indent=2))
-        return {'metrics': metrics, 'epochs': progress.step / spe, 'iters': progress.step, 'checkpoint': run.last}
+        fit(state, run=run, batches=_train_batches(train_set, cfg, spe, state.progress.step, env),
+            loss_fn=_detection_loss, schedule=schedule, count=lambda micro: sum(len(b[0]) for b in micro),
+            evaluate=lambda: evaluate_detector(model, val_set, env.device, cfg.eval_batch_size, env=env,
+                                               progress=cfg.progress),
+            eval_line=lambda step, m: f'step {step}/{total}: {format_metrics(m)}')
+        metrics = state.progress.last_eval('bbox_AP')
+        results = run.results(state, schedule, metrics, model=f'{cfg.arch} {cfg.backbone}',
+                              params=sum(p.numel() for p in model.parameters()))
+        run.finish(results)
+        return {'metrics': metrics, 'epochs': state.progress.step / spe, 'iters': state.progress.step,
+                'checkpoint': run.last, 'results': results}
 
 
 def format_metrics(m: Dict[str, float]) -> str:
@@ -352,8 +329,12 @@ def evaluate_detection(
         if dataset.cat_ids != info['cat_ids']:
             raise ValueError(f'categories of {ann_file!r} ({dataset.cat_ids}) differ from the checkpoint\'s '
                              f'({info["cat_ids"]}); expected the categories the model was trained on')
-        metrics = evaluate_detector(model, dataset, env.device, batch_size, env=env, progress=progress,
-                                    verbose=verbose)
+        if env.is_main:
+            print(f'eval-det {checkpoint} on {ann_file}: {len(dataset)} images on {env.device}', file=sys.stderr,
+                  flush=True)
+        with loader_errors():
+            metrics = evaluate_detector(model, dataset, env.device, batch_size, env=env, progress=progress,
+                                        verbose=verbose)
         if out and env.is_main:
             atomic_write_text(out, json.dumps(metrics, indent=2))
         return metrics

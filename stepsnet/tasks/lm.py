@@ -28,24 +28,20 @@ from timm.scheduler import create_scheduler_v2
 from stepsnet.data.text import TokenData, prepare_text, tokenizer_from_spec
 from stepsnet.engine import (
     DistEnv,
-    Progress,
     RunConfig,
     RunError,
     RunFolder,
     Schedule,
     all_reduce_mean,
-    amp_context,
     config_dict,
     distributed,
     fit,
+    prepare,
     resolve_device,
-    restore,
-    wrap_model,
 )
 from stepsnet.models.factory import LM_KIND, lm_from_checkpoint
 from stepsnet.models.steps_gpt import GPT, lm_config
 from stepsnet.utils.config import load_dataclass_config
-from stepsnet.utils.logging import MetricWriter
 
 __all__ = ['LMConfig', 'load_config', 'train_lm', 'evaluate_lm', 'sample_lm', 'ensure_data', 'DEFAULT_DATA_DIR',
            'PEAK_FLOPS']
@@ -78,8 +74,7 @@ class LMConfig(RunConfig):
         min_lr: Final learning rate of the cosine (None: ``lr / 10``).
         warmup_iters: Linear warm-up steps (from ``lr / (warmup_iters + 1)``).
         weight_decay: AdamW decay on matrices (vectors never decay).
-        beta1: AdamW beta1.
-        beta2: AdamW beta2.
+        opt_betas: AdamW (beta1, beta2).
         clip_grad: Global gradient-norm clip (None or 0 disables).
         eval_interval: Evaluate every this many steps.
         eval_iters: Validation batches per evaluation.
@@ -103,8 +98,7 @@ class LMConfig(RunConfig):
     min_lr: Optional[float] = None
     warmup_iters: int = 100
     weight_decay: float = 0.1
-    beta1: float = 0.9
-    beta2: float = 0.95
+    opt_betas: Tuple[float, float] = (0.9, 0.95)
     clip_grad: Optional[float] = 1.0
     eval_interval: int = 250
     eval_iters: int = 20
@@ -116,6 +110,7 @@ class LMConfig(RunConfig):
     peak_flops: Optional[float] = None
     fused_attn: bool = True
 
+    RENAMED = {**RunConfig.RENAMED, 'beta1': 'opt_betas[0]', 'beta2': 'opt_betas[1]'}
     MUTABLE = RunConfig.MUTABLE + (
         'data_dir', 'out_dir', 'max_iters', 'eval_interval', 'eval_iters', 'final_eval_windows', 'log_interval',
         'checkpoint_interval', 'time_limit', 'peak_flops')
@@ -134,6 +129,9 @@ class LMConfig(RunConfig):
             raise ValueError(f'block_size must be >= 1, got {self.block_size}')
         if self.lr <= 0:
             raise ValueError(f'lr must be > 0, got {self.lr}')
+        self.opt_betas = tuple(float(b) for b in self.opt_betas)
+        if len(self.opt_betas) != 2 or not all(0 <= b < 1 for b in self.opt_betas):
+            raise ValueError(f'opt_betas must be two numbers in [0, 1), got {list(self.opt_betas)}')
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f'time_limit must be > 0 seconds, got {self.time_limit}')
 
@@ -277,66 +275,55 @@ def train_lm(cfg: LMConfig) -> Dict[str, Any]:
     data.check_context(block, 'val')
     meta = dict(model_name=cfg.model, model_args=mcfg.to_dict(), tokenizer=data.meta['tokenizer'],
                 tokenizer_json=data.tokenizer_json() or '', data_dir=cfg.data_dir)
-    with distributed(cfg.device, cfg.threads) as env:
-        run = RunFolder(cfg.out_dir, LM_KIND, cfg.resume, env)
-        config = config_dict(cfg)
-        state = run.open(config, LMConfig.MUTABLE)
-        if state is not None and state['meta'].get('tokenizer') != meta['tokenizer']:
-            raise RunError(f'{run.resumed_from!r} was trained with tokenizer {state["meta"]["tokenizer"]}, but '
+    with distributed(cfg.device, cfg.threads) as env, \
+            RunFolder(cfg.out_dir, LM_KIND, cfg.resume, env, cfg.tensorboard) as run:
+        stored = run.open(config_dict(cfg), LMConfig.MUTABLE, meta)
+        if stored is not None and stored['meta'].get('tokenizer') != meta['tokenizer']:
+            raise RunError(f'{run.resumed_from!r} was trained with tokenizer {stored["meta"]["tokenizer"]}, but '
                            f'{cfg.data_dir!r} uses {meta["tokenizer"]}; resume with the data it was trained on')
-
+        del stored
         torch.manual_seed(cfg.seed)
         model = GPT(mcfg)
         model.set_fused_attn(cfg.fused_attn)
         optimizer = create_optimizer_v2(model, opt='adamw', lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                        betas=(cfg.beta1, cfg.beta2), **({'fused': True} if 'cuda' in env.device
+                                        betas=tuple(cfg.opt_betas), **({'fused': True} if 'cuda' in env.device
                                                                          else {}))
         warmup = cfg.warmup_iters
         scheduler, _ = create_scheduler_v2(
             optimizer, 'cosine', num_epochs=max(1, cfg.max_iters - warmup), warmup_epochs=warmup,
             warmup_lr=cfg.lr / (warmup + 1), warmup_prefix=True, min_lr=cfg.lr / 10 if cfg.min_lr is None
             else cfg.min_lr, step_on_epochs=False, updates_per_epoch=1)
-        autocast, scaler = amp_context(cfg.amp, cfg.amp_dtype, env.device)
-        progress = Progress()
-        model.to(env.device)
-        if state is not None:
-            progress = restore(state, run.resumed_from, model, optimizer, scaler)
-            state = None
-        train_model = wrap_model(model, env, compile=cfg.compile)
-
+        state = prepare(model, optimizer, scheduler, run, cfg)
+        progress = state.progress
         tokens_per_step = cfg.batch_size * block * cfg.grad_accum * env.world_size
-        writer = None
-        if env.is_main:
-            os.makedirs(cfg.out_dir, exist_ok=True)
-            run.write_config(config, dict(model=mcfg.to_dict(), params=model.num_params(), plan=str(model.plan),
-                                          world_size=env.world_size, device=env.device, torch=torch.__version__))
-            writer = MetricWriter(cfg.out_dir, tensorboard=cfg.tensorboard, step_key='step')
-            writer.csv.truncate_after(progress.step)
+        run.describe(f'{cfg.model}: {model.num_params() / 1e6:.3f}M params ({model.plan}), {env.world_size} '
+                     f'process(es) on {env.device}, {tokens_per_step:,} tokens per step, lr {cfg.lr:g}',
+                     model=mcfg.to_dict(), params=model.num_params(), plan=str(model.plan),
+                     world_size=env.world_size, device=env.device, torch=torch.__version__)
         schedule = Schedule(
             total_steps=cfg.max_iters, eval_every=cfg.eval_interval,
             checkpoint_every=cfg.checkpoint_interval or cfg.eval_interval, log_every=cfg.log_interval,
             metric='loss', higher_is_better=False, clip_grad=cfg.clip_grad, nan_tolerance=cfg.nan_tolerance,
             time_limit=cfg.time_limit, progress=cfg.progress, desc=cfg.model, item_name='tokens')
         start_step, start_time = progress.step, progress.train_time
-        try:
-            fit(model, train_model, optimizer, scheduler, _train_batches(data, cfg, block, progress.step, env),
-                _lm_loss, lambda: {'loss': _estimate_val_loss(model, data, cfg, block, env, autocast)}, schedule,
-                run, env, progress, autocast, scaler, count=lambda micro: sum(x.numel() for x, _ in micro),
-                checkpoint_extra=dict(config=config, meta=meta), writer=writer)
-        finally:
-            if writer is not None:
-                writer.close()
+        fit(state, run=run, batches=_train_batches(data, cfg, block, progress.step, env), loss_fn=_lm_loss,
+            evaluate=lambda: {'loss': _estimate_val_loss(model, data, cfg, block, env, state.autocast)},
+            schedule=schedule, count=lambda micro: sum(x.numel() for x, _ in micro),
+            eval_line=lambda step, m: f'step {step}/{cfg.max_iters}  val loss {m["loss"]:.4f}')
 
-        final: Dict[str, float] = {}
-        if cfg.final_eval_windows > 0 and env.is_main:
+        final: Dict[str, float] = run.stored_results().get('final', {}) if cfg.final_eval_windows > 0 else {}
+        if cfg.final_eval_windows > 0 and env.is_main and (run.trained or not final):
             final = evaluate_lm(model, data, 'val', block, cfg.final_eval_windows, cfg.batch_size, env.device,
-                                autocast)
+                                state.autocast)
+            if run.trained:
+                print(f'final: val loss {final["loss"]:.4f}  ppl {final["ppl"]:.3f}  bits/byte {final["bpb"]:.4f} '
+                      f'over {final["tokens"]:,} tokens', flush=True)
         trained = progress.train_time - start_time
         tps = (progress.step - start_step) * tokens_per_step / trained if trained > 0 else float('nan')
         peak = _peak_flops(cfg, env.device)
         flops = model.flops_per_token(block)
         vals = [h['val_loss'] for h in progress.history if 'val_loss' in h]
-        return {
+        summary = {
             'model': cfg.model, 'params': model.num_params(), 'plan': str(model.plan), 'blocks': model.num_blocks,
             'iters': progress.step, 'tokens_seen': progress.step * tokens_per_step, 'train_time_s': progress.train_time,
             'tokens_per_s': tps, 'mfu': tps * flops['train_flops'] / (peak * env.world_size) if peak else None,
@@ -344,6 +331,10 @@ def train_lm(cfg: LMConfig) -> Dict[str, Any]:
             'final': final, 'stopped_by_time': progress.step < cfg.max_iters, 'checkpoint': run.last,
             'out_dir': cfg.out_dir, 'world_size': env.world_size, 'history': progress.history,
         }
+        summary['results'] = run.results(state, schedule, final or progress.last_eval('loss'), model=cfg.model,
+                                         params=model.num_params())
+        run.finish(summary['results'])
+        return summary
 
 
 # ----------------------------------------------------------------------------------------------------------------

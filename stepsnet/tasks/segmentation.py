@@ -14,6 +14,7 @@ Library entry points: :func:`train_segmentation`, :func:`evaluate_segmentation`,
 :func:`predict_logits`, :func:`segmentation_metrics`, :class:`SegmentationConfig`.
 """
 import json
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
@@ -22,30 +23,27 @@ import torch.nn as nn
 import torch.nn.functional as F
 from timm.scheduler import create_scheduler_v2
 from timm.utils import unwrap_model
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from stepsnet.data.ade import IGNORE_INDEX, ADE20KSegmentation, resize_keep_ratio
-from stepsnet.data.sampler import epoch_batches, steps_per_epoch
+from stepsnet.data.sampler import steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
-    Progress,
     RunConfig,
     RunFolder,
     Schedule,
     all_reduce_sum,
-    amp_context,
     config_dict,
     create_optimizer,
     distributed,
+    epoch_loader_batches,
     fit,
-    restore,
-    wrap_model,
+    prepare,
 )
 from stepsnet.models.factory import SEG_KIND, create_segmenter, segmenter_from_checkpoint
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.config import load_dataclass_config
-from stepsnet.utils.logging import MetricWriter
+from stepsnet.utils.logging import interactive
 from stepsnet.utils.names import SEG_EVAL_MODES as EVAL_MODES
 
 __all__ = [
@@ -81,7 +79,7 @@ class SegmentationConfig(RunConfig):
     scale: List[int] = field(default_factory=lambda: [2048, 512])
     ratio_range: List[float] = field(default_factory=lambda: [0.5, 2.0])
     # schedule: per-process batch
-    iters: int = 160000
+    max_iters: int = 160000
     batch_size: int = 2
     workers: int = 4
     opt: str = 'adamw'
@@ -91,7 +89,7 @@ class SegmentationConfig(RunConfig):
     power: float = 1.0
     min_lr: float = 0.0
     warmup_iters: int = 1500
-    warmup_ratio: float = 1e-6
+    warmup_factor: float = 1e-6
     clip_grad: Optional[float] = None
     # evaluation
     eval_interval: int = 16000
@@ -104,14 +102,15 @@ class SegmentationConfig(RunConfig):
     seed: int = 0
 
     MUTABLE = RunConfig.MUTABLE + (
-        'data_dir', 'out_dir', 'iters', 'eval_interval', 'eval_mode', 'eval_stride', 'test_scale',
+        'data_dir', 'out_dir', 'max_iters', 'eval_interval', 'eval_mode', 'eval_stride', 'test_scale',
         'checkpoint_interval', 'log_interval', 'workers')
+    RENAMED = {**RunConfig.RENAMED, 'iters': 'max_iters', 'warmup_ratio': 'warmup_factor'}
 
     def __post_init__(self):
         super().__post_init__()
         if self.eval_mode not in EVAL_MODES:
             raise ValueError(f'unknown eval_mode {self.eval_mode!r}; expected one of {EVAL_MODES}')
-        for name in ('iters', 'batch_size', 'num_classes', 'log_interval', 'channels'):
+        for name in ('max_iters', 'batch_size', 'num_classes', 'log_interval', 'channels'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
         for name in ('workers', 'warmup_iters', 'eval_interval', 'checkpoint_interval'):
@@ -259,7 +258,7 @@ def evaluate_segmenter(
     k = dataset.num_classes
     conf = torch.zeros(k, k, dtype=torch.int64, device=device)
     for i in tqdm(range(env.rank, len(dataset), env.world_size), desc='eval', leave=False,
-                  disable=not (progress and env.is_main)):
+                  disable=not (interactive(progress) and env.is_main)):
         image, label = dataset[i]
         logits = predict_logits(net, image.to(device), mode, crop_size, stride, test_scale)
         conf += confusion_matrix(logits.argmax(0), label.to(device), k)
@@ -274,25 +273,32 @@ def evaluate_segmenter(
 
 def _train_batches(dataset: ADE20KSegmentation, cfg: SegmentationConfig, spe: int, start: int,
                    env: DistEnv) -> Iterator[List]:
-    epoch, offset = divmod(start, spe)
-    while True:
-        torch.manual_seed(cfg.seed + 1_000_003 * (epoch + 1) + env.rank)  # crops and flips: re-seeded per epoch
-        batches = epoch_batches(len(dataset), cfg.batch_size, epoch, cfg.seed, env.world_size, env.rank,
-                                start=offset)
-        for images, labels in DataLoader(dataset, batch_sampler=batches, num_workers=cfg.workers):
-            yield [(images.to(env.device), labels.to(env.device))]
-        epoch, offset = epoch + 1, 0
+    return epoch_loader_batches(
+        dataset, cfg.batch_size, cfg.seed, spe, start, env, cfg.workers,
+        reseed=lambda epoch: torch.manual_seed(cfg.seed + 1_000_003 * (epoch + 1) + env.rank))  # crops and flips
+
+
+def _loss_fn(cfg: SegmentationConfig):
+    def loss_fn(net: nn.Module, batch) -> tuple:
+        images, labels = batch
+        out, aux = net(images, return_aux=True)
+        main = F.cross_entropy(out.float(), labels, ignore_index=IGNORE_INDEX)
+        if aux is None:
+            return main, {'main': main}
+        return main + cfg.aux_weight * F.cross_entropy(aux.float(), labels, ignore_index=IGNORE_INDEX), \
+            {'main': main}
+    return loss_fn
 
 
 def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
     """Train UperNet on ADE20K-format data; evaluate on the validation split; checkpoint at intervals.
 
-    The run folder holds ``last.pth`` / ``best.pth`` (best mIoU), ``log.csv``, ``metrics.json`` and ``config.json``.
+    The run folder holds ``last.pth`` / ``best.pth`` (best mIoU), ``log.csv``, ``config.json`` and ``results.json``.
     A resumed run sees the same images in the same batches it would have seen; crops and flips are re-seeded per
     epoch, so they repeat exactly when the run resumes at an epoch boundary.
 
     Returns:
-        ``{'metrics': final evaluation, 'iters': ..., 'checkpoint': path}``.
+        ``{'metrics': final evaluation, 'iters': ..., 'checkpoint': path, 'results': ...}``.
 
     Raises:
         FileNotFoundError, ValueError: Bad data (see :class:`ADE20KSegmentation`) or options; a run folder holding a
@@ -303,70 +309,42 @@ def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
     train_set = ADE20KSegmentation(cfg.data_dir, cfg.train_split, train=True, crop_size=tuple(cfg.crop_size),
                                    scale=tuple(cfg.scale), ratio_range=tuple(cfg.ratio_range), **common)
     val_set = ADE20KSegmentation(cfg.data_dir, cfg.val_split, train=False, **common)
-    with distributed(cfg.device, cfg.threads) as env:
-        run = RunFolder(cfg.out_dir, SEG_KIND, cfg.resume, env)
-        config = config_dict(cfg)
-        state = run.open(config, SegmentationConfig.MUTABLE)
+    model_args = cfg.model_args()
+    with distributed(cfg.device, cfg.threads) as env, \
+            RunFolder(cfg.out_dir, SEG_KIND, cfg.resume, env, cfg.tensorboard) as run:
+        run.open(config_dict(cfg), SegmentationConfig.MUTABLE, dict(model_args=model_args))
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
-        model_args = cfg.model_args()
         model = create_segmenter(**model_args)
         optimizer = create_optimizer(model, cfg.opt, cfg.lr, cfg.weight_decay, cfg.momentum)
         scheduler, _ = create_scheduler_v2(
-            optimizer, 'poly', num_epochs=cfg.iters, decay_rate=cfg.power, min_lr=cfg.min_lr,
-            warmup_epochs=cfg.warmup_iters, warmup_lr=cfg.lr * cfg.warmup_ratio, step_on_epochs=False,
+            optimizer, 'poly', num_epochs=cfg.max_iters, decay_rate=cfg.power, min_lr=cfg.min_lr,
+            warmup_epochs=cfg.warmup_iters, warmup_lr=cfg.lr * cfg.warmup_factor, step_on_epochs=False,
             updates_per_epoch=1)
-        autocast, scaler = amp_context(cfg.amp, cfg.amp_dtype, env.device)
-        model.to(env.device)
-        progress = Progress()
-        if state is not None:
-            progress = restore(state, run.resumed_from, model, optimizer, scaler)
-        train_model = wrap_model(model, env, compile=cfg.compile)
+        state = prepare(model, optimizer, scheduler, run, cfg)
         spe = steps_per_epoch(len(train_set), cfg.batch_size, env.world_size)
 
-        def loss_fn(net: nn.Module, batch) -> tuple:
-            images, labels = batch
-            out, aux = net(images, return_aux=True)
-            main = F.cross_entropy(out.float(), labels, ignore_index=IGNORE_INDEX)
-            if aux is None:
-                return main, {'main': main}
-            return main + cfg.aux_weight * F.cross_entropy(aux.float(), labels, ignore_index=IGNORE_INDEX), \
-                {'main': main}
-
-        metrics: Dict[str, Any] = {}
-
         def evaluate_run() -> Dict[str, Any]:
-            metrics.clear()
-            metrics.update(evaluate_segmenter(model, val_set, env.device, cfg.eval_mode, cfg.crop_size,
-                                              cfg.eval_stride, cfg.test_scale, env=env, progress=cfg.progress))
-            return {k: v for k, v in metrics.items() if not isinstance(v, list)}
+            m = evaluate_segmenter(model, val_set, env.device, cfg.eval_mode, cfg.crop_size, cfg.eval_stride,
+                                   cfg.test_scale, env=env, progress=cfg.progress)
+            return {k: v for k, v in m.items() if not isinstance(v, list)}
 
-        writer = None
-        if env.is_main:
-            run.write_config(config, dict(world_size=env.world_size, device=env.device))
-            writer = MetricWriter(cfg.out_dir, tensorboard=cfg.tensorboard, step_key='step')
-            writer.csv.truncate_after(progress.step)
-            if progress.step >= cfg.iters:
-                print(f'{cfg.out_dir}: the run is finished ({progress.step} of {cfg.iters} steps); nothing to train')
+        run.describe(f'upernet {cfg.backbone}: {cfg.num_classes} classes, {len(train_set)} train / {len(val_set)} '
+                     f'val images, {env.world_size} process(es) on {env.device}',
+                     world_size=env.world_size, device=env.device)
         schedule = Schedule(
-            total_steps=cfg.iters, eval_every=cfg.eval_interval, checkpoint_every=cfg.checkpoint_interval,
+            total_steps=cfg.max_iters, eval_every=cfg.eval_interval, checkpoint_every=cfg.checkpoint_interval,
             log_every=cfg.log_interval, metric='mIoU', higher_is_better=True, clip_grad=cfg.clip_grad,
             nan_tolerance=cfg.nan_tolerance, progress=cfg.progress, desc=f'upernet {cfg.backbone}',
             item_name='images', steps_per_epoch=spe)
-        try:
-            fit(model, train_model, optimizer, scheduler, _train_batches(train_set, cfg, spe, progress.step, env),
-                loss_fn, evaluate_run, schedule, run, env, progress, autocast, scaler,
-                count=lambda micro: sum(b[0].shape[0] for b in micro),
-                checkpoint_extra=dict(config=config, meta=dict(model_args=model_args)), writer=writer,
-                on_eval=lambda step, m: print(f'step {step}: {format_metrics(m)}', flush=True))
-        finally:
-            if writer is not None:
-                writer.close()
-        if not metrics:  # nothing was trained: report the stored final evaluation
-            last = next((h for h in reversed(progress.history) if 'val_mIoU' in h), {})
-            metrics = {k[4:]: v for k, v in last.items() if k.startswith('val_')}
-        if env.is_main and progress.step > 0:
-            atomic_write_text(f'{cfg.out_dir}/metrics.json', json.dumps(metrics, indent=2))
-        return {'metrics': metrics, 'iters': progress.step, 'checkpoint': run.last}
+        fit(state, run=run, batches=_train_batches(train_set, cfg, spe, state.progress.step, env),
+            loss_fn=_loss_fn(cfg), evaluate=evaluate_run, schedule=schedule,
+            count=lambda micro: sum(b[0].shape[0] for b in micro),
+            eval_line=lambda step, m: f'step {step}/{cfg.max_iters}: {format_metrics(m)}')
+        metrics = state.progress.last_eval('mIoU')
+        results = run.results(state, schedule, metrics, model=f'upernet {cfg.backbone}',
+                              params=sum(p.numel() for p in model.parameters()))
+        run.finish(results)
+        return {'metrics': metrics, 'iters': state.progress.step, 'checkpoint': run.last, 'results': results}
 
 
 def format_metrics(m: Dict[str, Any]) -> str:
@@ -407,6 +385,9 @@ def evaluate_segmentation(
         dataset = ADE20KSegmentation(data_dir or cfg['data_dir'], split or cfg['val_split'],
                                      num_classes=cfg['num_classes'], reduce_zero_label=cfg['reduce_zero_label'])
         scale = cfg['test_scale'] if test_scale is None else (list(test_scale) or None)
+        if env.is_main:
+            print(f'eval-seg {checkpoint} on {dataset.root} ({dataset.split}): '
+                  f'{len(dataset)} images on {env.device}', file=sys.stderr, flush=True)
         metrics = evaluate_segmenter(model, dataset, env.device, mode or cfg['eval_mode'],
                                      crop_size or cfg['crop_size'], stride or cfg['eval_stride'], scale, env=env,
                                      progress=progress)

@@ -6,19 +6,49 @@ the target (``os.replace`` is atomic on POSIX and Windows), so a crash leaves ei
 checks a format tag and the keys a task needs, so a truncated file or another program's checkpoint fails with a
 clear message instead of a pickle traceback.
 """
+import errno
 import os
 import tempfile
 from typing import Any, Dict, Iterable, Optional, Union
 
 import torch
 
-__all__ = ['CheckpointError', 'atomic_write_bytes', 'atomic_write_text', 'save_checkpoint', 'load_checkpoint']
+__all__ = ['CheckpointError', 'StorageError', 'storage_error', 'atomic_write_bytes', 'atomic_write_text',
+           'save_checkpoint', 'load_checkpoint']
 
 PathLike = Union[str, os.PathLike]
 
 
 class CheckpointError(ValueError):
     """A checkpoint file that cannot be used (truncated, corrupt, foreign or for another architecture)."""
+
+
+class StorageError(OSError, ValueError):
+    """A file that cannot be written (read-only file system, full disk, no permission): one line naming the path.
+
+    Both an ``OSError`` (what it is) and a ``ValueError`` (a condition the user can fix, reported in one line).
+    """
+
+
+# the errors of a file system that refuses a write, and how a message names them
+_HINTS = {errno.ENOSPC: 'the disk is full', errno.EDQUOT: 'the disk quota is used up',
+          errno.EROFS: 'the file system is read-only', errno.EACCES: 'no permission to write there',
+          errno.EPERM: 'no permission to write there'}
+STORAGE_ERRNOS = frozenset(_HINTS)
+
+
+def storage_error(e: OSError, path: PathLike, kept: Optional[str] = None) -> StorageError:
+    """``e`` as a :class:`StorageError` naming ``path`` (and ``kept``, a file that the failure left intact)."""
+    if isinstance(e, StorageError):
+        return e
+    reason = _HINTS.get(e.errno) or e.strerror or type(e).__name__
+    where = e.filename if e.filename and os.fspath(e.filename) != os.fspath(path) else None
+    text = f'cannot write {os.fspath(path)!r}: {reason}' + (f' ({where!r})' if where else '')
+    if kept:
+        text += f'; {kept!r} is unchanged'
+    err = StorageError(text)
+    err.errno = e.errno
+    return err
 
 
 def _umask() -> int:
@@ -28,20 +58,29 @@ def _umask() -> int:
 
 
 def _atomic_write(path: PathLike, write) -> None:
+    """Write through a temporary file and a rename; a failure (full disk, ...) leaves the old file as it was.
+
+    Raises:
+        StorageError: The file system refused the write (the message names ``path``).
+    """
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
+    kept = path if os.path.isfile(path) else None
+    tmp = None
     try:
+        os.makedirs(directory, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix='.' + os.path.basename(path) + '.', suffix='.tmp', dir=directory)
         os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         with os.fdopen(fd, 'wb') as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
+    except BaseException as e:
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise storage_error(e, path, kept) from e
         raise
 
 

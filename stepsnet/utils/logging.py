@@ -1,9 +1,19 @@
-"""Metric logs: a CSV file per run (always) and TensorBoard (when installed)."""
+"""Metric logs: a CSV file per run (always) and TensorBoard (when installed); progress bars on terminals only."""
 import csv
+import io
 import os
+import sys
 from typing import Any, Dict, List, Mapping, Optional
 
-__all__ = ['CSVLogger', 'MetricWriter']
+from stepsnet.utils.checkpoint import atomic_write_text, storage_error
+
+__all__ = ['CSVLogger', 'MetricWriter', 'interactive']
+
+
+def interactive(progress: bool = True) -> bool:
+    """Whether to draw a progress bar: asked for and stderr is a terminal (in a file or a pipe, the carriage
+    returns and cursor codes of a bar would be noise; the loops print plain lines there instead)."""
+    return bool(progress) and sys.stderr.isatty()
 
 
 class CSVLogger:
@@ -29,13 +39,11 @@ class CSVLogger:
         self._rewrite()
 
     def _rewrite(self) -> None:
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        tmp = self.path + '.tmp'
-        with open(tmp, 'w', newline='') as f:
-            w = csv.DictWriter(f, fieldnames=self.fields, restval='')
-            w.writeheader()
-            w.writerows(self.rows)
-        os.replace(tmp, self.path)
+        buf = io.StringIO(newline='')
+        w = csv.DictWriter(buf, fieldnames=self.fields, restval='')
+        w.writeheader()
+        w.writerows(self.rows)
+        atomic_write_text(self.path, buf.getvalue())
 
     def log(self, row: Mapping[str, Any]) -> None:
         row = {k: v for k, v in row.items()}
@@ -45,8 +53,11 @@ class CSVLogger:
             self.fields.extend(new)
             self._rewrite()
             return
-        with open(self.path, 'a', newline='') as f:
-            csv.DictWriter(f, fieldnames=self.fields, restval='').writerow(row)
+        try:
+            with open(self.path, 'a', newline='') as f:
+                csv.DictWriter(f, fieldnames=self.fields, restval='').writerow(row)
+        except OSError as e:
+            raise storage_error(e, self.path) from e
 
 
 class MetricWriter:
