@@ -106,9 +106,9 @@ def test_compare_command(tmp_path, capsys):
 
 def test_pilot_is_compare_depth(monkeypatch):
     """analyze pilot and compare depth parse into the same comparison (the pilot only changes defaults)."""
-    import stepsnet.cli.compare as cli
+    import stepsnet.compare as harness  # the command imports the harness when it runs
     made = []
-    monkeypatch.setattr(cli, 'run_comparison', lambda comp, **kw: made.append((comp, kw)))
+    monkeypatch.setattr(harness, 'run_comparison', lambda comp, **kw: made.append((comp, kw)))
     common = ['--blocks', '4', '8', '--pairing', 'compute', '--seeds', '2', '--first-seed', '3', '--out', 'o',
               '--report-only', '--set', 'epochs=2']
     assert main(['analyze', 'pilot'] + common) == 0 and main(['compare', 'depth'] + common) == 0
