@@ -1,6 +1,8 @@
 """The Llama-style models in the training task: named sizes, the twin rule, train-lm, sampling, compare lm."""
 import json
 import math
+import pathlib
+import sys
 
 import pytest
 import torch
@@ -37,6 +39,27 @@ def test_named_sizes_match_the_gpt_counts_and_table4():
         gpt8, llama8 = create_lm('gpt_cpu', n_layer=8), create_lm('llama_cpu', num_hidden_layers=8)
         assert abs(llama8.num_params() - gpt8.num_params()) < 0.01 * gpt8.num_params()
     assert str(lm_config('steps_llama_cpu', num_hidden_layers=8).plan()) == '64/H2x8, 88/H2x4, 128/H4x4'
+
+
+def test_docs_state_the_measured_counts():
+    doc = (pathlib.Path(__file__).resolve().parents[1] / 'docs' / 'llama.md').read_text()
+    with torch.device('meta'):
+        count = {n: f'{create_lm(n, **kw).num_params() / 1e6:.1f}M' for n, kw in (
+            ('llama_small', {}), ('llama_medium', {}), ('llama_large', {}), ('steps_llama_small', {}),
+            ('steps_llama_medium', {}), ('steps_llama_large', {}))}
+        cell = {n: f'{create_lm(n, **kw).num_params() / 1e6:.2f}M' for n, kw in (
+            ('llama_cpu', {'num_hidden_layers': 8}), ('steps_llama_cpu', {'num_hidden_layers': 8}),
+            ('gpt_cpu', {'n_layer': 8}))}
+    assert (f'{count["llama_small"]} / {count["llama_medium"]} / {count["llama_large"]} (Steps: '
+            f'{count["steps_llama_small"]} / {count["steps_llama_medium"]} / {count["steps_llama_large"]})') in doc
+    assert (f'({cell["llama_cpu"]} parameters, the GPT cell\'s\n{cell["gpt_cpu"]})' in doc and
+            f'128/H4 x4 ({cell["steps_llama_cpu"]})' in doc)
+
+
+def test_comparison_table_in_the_docs_is_current():
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / 'benchmarks'))
+    import llama_compare_report
+    assert llama_compare_report.is_current(), 'run `python benchmarks/llama_compare_report.py`'
 
 
 def test_twin_rule_pieces():
@@ -78,6 +101,15 @@ def test_forward_flops_and_one_step_sanity():
     torch.testing.assert_close(one(x, y)[1], base(x, y)[1], rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match='longer than the model block_size'):
         steps(torch.zeros(1, 33, dtype=torch.long))
+    # transformers' layer checkpointing through the task's switch: same loss and gradients
+    steps.train()
+    steps(x, y)[1].backward()
+    grads = [p.grad.clone() for p in steps.parameters()]
+    steps.zero_grad()
+    steps.set_grad_checkpointing(True)
+    steps(x, y)[1].backward()
+    for p, g in zip(steps.parameters(), grads):
+        torch.testing.assert_close(p.grad, g, rtol=1e-5, atol=1e-7)
 
 
 def test_train_lm_checkpoint_and_sample(data_dir, tmp_path, one_thread):

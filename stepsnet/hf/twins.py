@@ -73,3 +73,6 @@ def format_parity_table(rows: List[Dict[str, Any]]) -> str:
                      f'{r["params"] / 1e6:,.1f}M | {r["plan"]} | {r["blocks"]} | {r["twin_params"] / 1e6:,.1f}M | '
                      f'{100 * r["diff"]:+.2f}% |')
     return '\n'.join(lines) + '\n'
+
+
+TABLE_MARKERS = ('<!-- llama-parity:begin -->', '<!-- llama-parity:end -->')

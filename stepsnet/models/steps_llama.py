@@ -360,9 +360,9 @@ class CausalLM(nn.Module):
 
     def set_grad_checkpointing(self, enable: bool = True) -> None:
         if enable:
-            self.hf.gradient_checkpointing_enable(gradient_checkpointing_kwargs={'use_reentrant': False})
+            self.hf.activation_checkpointing_enable(activation_checkpointing_kwargs={'use_reentrant': False})
         else:
-            self.hf.gradient_checkpointing_disable()
+            self.hf.activation_checkpointing_disable()
 
     def no_weight_decay(self) -> List[str]:
         """Names of parameters without weight decay: every vector (norms, biases); matrices decay."""
