@@ -38,7 +38,7 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, LlamaRotaryEmbedding
 
-from stepsnet.models.steps_gpt import GPT
+from stepsnet.models.steps_gpt import GPT, LM_CONFIGS
 from stepsnet.steps import StepPlan, Steps, plan_steps
 
 __all__ = [
@@ -364,9 +364,7 @@ class CausalLM(nn.Module):
         else:
             self.hf.activation_checkpointing_disable()
 
-    def no_weight_decay(self) -> List[str]:
-        """Names of parameters without weight decay: every vector (norms, biases); matrices decay."""
-        return [n for n, p in self.named_parameters() if p.dim() < 2]
+    no_weight_decay = GPT.no_weight_decay  # every vector (norms, biases) is left out of weight decay
 
     def forward(
             self,
@@ -391,33 +389,24 @@ class CausalLM(nn.Module):
         macs += self.config.hidden_size * self.config.vocab_size
         return {'forward_macs': float(macs), 'train_flops': float(6 * macs)}
 
-    # the GPT's sampling loop: it only calls ``self(ctx)`` and reads ``config.block_size``
-    generate = GPT.generate
+    generate = GPT.generate  # the GPT's sampling loop: it only calls ``self(ctx)`` and reads ``config.block_size``
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Named sizes
 
-# The GPT models' shapes with Llama's block: same width, depth and heads, SwiGLU 8/3 x width rounded up to a multiple
-# of 16 (Llama's rule), full multi-head attention as Llama-2-7B; the parameter counts then equal the GPT's (Table 4
-# for small / medium / large with the GPT-2 vocabulary and a 512-token context).
-_SIZES: Dict[str, Dict[str, Any]] = {
-    'small': dict(vocab_size=50257, max_position_embeddings=512, num_hidden_layers=6, num_attention_heads=6,
-                  hidden_size=384, intermediate_size=1024),
-    'medium': dict(vocab_size=50257, max_position_embeddings=512, num_hidden_layers=6, num_attention_heads=8,
-                   hidden_size=512, intermediate_size=1376),
-    'large': dict(vocab_size=50257, max_position_embeddings=512, num_hidden_layers=12, num_attention_heads=8,
-                  hidden_size=512, intermediate_size=1376),
-    'cpu': dict(vocab_size=256, max_position_embeddings=128, num_hidden_layers=4, num_attention_heads=4,
-                hidden_size=128, intermediate_size=352),
-    'tiny': dict(vocab_size=256, max_position_embeddings=32, num_hidden_layers=2, num_attention_heads=2,
-                 hidden_size=32, intermediate_size=88, mlp_multiple_of=8),
-}
-_COMMON = dict(tie_word_embeddings=True, rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=None)
+# The GPT models' shapes (``stepsnet.models.steps_gpt.LM_CONFIGS``) with Llama's block: same width, depth, heads,
+# vocabulary and context, SwiGLU 8/3 x width rounded up to a multiple of 16 (Llama's rule), full multi-head attention
+# as Llama-2-7B, tied embeddings; the parameter counts then equal the GPT's (Table 4 for small / medium / large).
 LLAMA_CONFIGS: Dict[str, Dict[str, Any]] = {}
-for _size, _args in _SIZES.items():
-    LLAMA_CONFIGS[f'llama_{_size}'] = dict(_COMMON, **_args, num_steps=1)
-    LLAMA_CONFIGS[f'steps_llama_{_size}'] = dict(_COMMON, **_args, num_steps=3)
+for _size in ('small', 'medium', 'large', 'cpu', 'tiny'):
+    _gpt = LM_CONFIGS[f'gpt_{_size}']
+    _args = dict(vocab_size=_gpt['vocab_size'], max_position_embeddings=_gpt['block_size'],
+                 num_hidden_layers=_gpt['n_layer'], num_attention_heads=_gpt['n_head'], hidden_size=_gpt['n_embd'],
+                 intermediate_size=16 * math.ceil(8 * _gpt['n_embd'] / 3 / 16),
+                 tie_word_embeddings=True, rms_norm_eps=1e-5, bos_token_id=None, eos_token_id=None)
+    LLAMA_CONFIGS[f'llama_{_size}'] = dict(_args, num_steps=1)
+    LLAMA_CONFIGS[f'steps_llama_{_size}'] = dict(_args, num_steps=3)
 
 
 def list_llamas() -> List[str]:
