@@ -358,11 +358,15 @@ SWEEP_PROTOCOL = ROOT / 'benchmarks' / 'lm_sweep.yaml'
 SWEEP_PAIRS = (('steps', 'baseline'), ('control', 'baseline'), ('steps', 'control'))
 
 
-def sweep_tests() -> List[Dict[str, Any]]:
-    """Every cell of the LM sweep at every rate: per-role losses by seed and the three paired tests (adjusted)."""
-    protocol = yaml.safe_load(SWEEP_PROTOCOL.read_text(encoding='utf-8'))
+def sweep_tests(results: pathlib.Path = SWEEP, protocol_path: pathlib.Path = SWEEP_PROTOCOL) -> List[Dict[str, Any]]:
+    """Every cell of an LM sweep at every rate: per-role losses by seed and the three paired tests (adjusted).
+
+    ``results`` is the sweep's CSV (one row per finished run; a missing file is a sweep that has not run) and
+    ``protocol_path`` its protocol (``benchmarks/lm_sweep.yaml`` or another file of that format).
+    """
+    protocol = yaml.safe_load(protocol_path.read_text(encoding='utf-8'))
     runs: Dict[Tuple[str, int, float], Dict[int, float]] = defaultdict(dict)
-    for row in _read_csv(SWEEP):
+    for row in (_read_csv(results) if results.is_file() else []):
         runs[(row['model_key'], int(row['max_iters']), float(row['lr']))][int(row['seed'])] = float(row['val_loss'])
     base_lr = float(yaml.safe_load((ROOT / protocol['config']).read_text(encoding='utf-8'))['lr'])
     cells = []
@@ -435,6 +439,37 @@ def render_lm_sweep() -> str:
     return '\n'.join(lines) + '\n'
 
 
+LLAMA_RUNS = FIG / 'lm' / 'llama' / 'runs.csv'
+LLAMA_PROTOCOL = ROOT / 'benchmarks' / 'llama_compare.yaml'
+
+
+def _seed_values(values: Mapping[int, float]) -> str:
+    return ', '.join(f'{values[s]:.4f}' for s in sorted(values))
+
+
+def render_llama_compare() -> str:
+    """The Llama pair's cells (benchmarks/llama_compare.yaml), each beside the GPT sweep's cell of the same name."""
+    gpt = {(c['name'], c['steps']): c for c in sweep_tests()}
+    lines = ['| cell | steps | pair | residual loss per seed | Steps loss per seed | Steps − residual (95% CI) | '
+             'adjusted p | verdict |', '|---|---|---|---|---|---|---|---|']
+    for c in sweep_tests(LLAMA_RUNS, LLAMA_PROTOCOL):
+        for pair, cell in (('Llama', c), ('GPT-2-style', gpt.get((c['name'], c['steps'])))):
+            if cell is None:
+                continue
+            L, t = cell['losses'], cell['tests'].get(('steps', 'baseline'))
+            if t is None:
+                lines.append(f'| {c["name"]} | {c["steps"]} | {pair} | not run yet | not run yet | | | planned |')
+                continue
+            lines.append(f'| {c["name"]} | {c["steps"]} | {pair} | {_seed_values(L["baseline"])} | '
+                         f'{_seed_values(L["steps"])} | {_diff_cell(t, 3)} | {_p_cell(t)} | '
+                         f'{_verdict_cell(t, False)} |')
+    lines += ['', 'Validation loss in nats per byte per seed (seeds 0, 1, 2 in order); differences paired by seed, '
+              'positive = the Steps model has the higher (worse) loss. Adjusted p: paired t-test, Holm across the '
+              'Llama cells that ran; the GPT-2-style rows are the LM sweep\'s, adjusted across that sweep '
+              '(docs/language-modelling.md).']
+    return '\n'.join(lines) + '\n'
+
+
 # --------------------------------------------------------------------------------------------- README summary
 
 def render_summary() -> str:
@@ -485,6 +520,7 @@ BLOCKS: Dict[str, Tuple[str, Callable[[], str]]] = {
     'shortcut-trained': ('docs/analyses.md', render_shortcut_trained),
     'depth-benchmark': ('docs/analyses.md', render_depth_benchmark),
     'lm-sweep': ('docs/language-modelling.md', render_lm_sweep),
+    'llama-compare': ('docs/llama.md', render_llama_compare),
 }
 
 

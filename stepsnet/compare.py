@@ -48,8 +48,7 @@ import torch
 
 from stepsnet import stats
 from stepsnet.analysis.complexity import count_blocks, count_flops, count_layers, count_params
-from stepsnet.models.factory import create_classifier, deit_trunk_config
-from stepsnet.models.steps_gpt import GPT, lm_config
+from stepsnet.models.factory import create_classifier, create_lm, deit_trunk_config, lm_config
 from stepsnet.tasks import classification as cls_task
 from stepsnet.tasks import lm as lm_task
 from stepsnet.utils.checkpoint import atomic_write_text
@@ -814,7 +813,7 @@ def lm_comparison(
                               eval_interval=max(1, min(cfg.eval_interval, cfg.max_iters // 6)))
     arms = [Arm('baseline', baseline, dict(model=baseline)), Arm('steps', steps, dict(model=steps))]
     data = lm_task.TokenData.open(cfg.data_dir)
-    p = {a.role: GPT(lm_config(a.overrides['model'], vocab_size=data.vocab_size, **cfg.model_kwargs)).num_params()
+    p = {a.role: create_lm(a.overrides['model'], vocab_size=data.vocab_size, **cfg.model_kwargs).num_params()
          for a in arms}
     if abs(p['steps'] - p['baseline']) > 0.02 * p['baseline']:
         print(f'warning: {baseline} has {p["baseline"]:,} parameters and {steps} {p["steps"]:,}; a fair comparison '

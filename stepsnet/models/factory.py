@@ -27,7 +27,9 @@ from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredic
 from torchvision.models.detection.retinanet import RetinaNetHead
 
 from stepsnet.models.dense import FPNBackbone, UperNet, create_backbone
-from stepsnet.models.steps_gpt import GPT, GPTConfig, create_lm
+from stepsnet.models.steps_gpt import GPT, GPTConfig
+from stepsnet.models.steps_gpt import create_lm as create_gpt
+from stepsnet.models.steps_gpt import lm_config as gpt_config
 from stepsnet.models.twins import register_twin
 from stepsnet.utils.checkpoint import CheckpointError, load_checkpoint
 from stepsnet.utils.loading import load_weights
@@ -35,7 +37,7 @@ from stepsnet.utils.names import DETECTOR_ARCHS, PAIRINGS, did_you_mean
 
 __all__ = [
     'CLS_KIND', 'LM_KIND', 'DET_KIND', 'SEG_KIND', 'DETECTOR_ARCHS', 'create_classifier', 'classifier_from_checkpoint',
-    'create_lm', 'lm_from_checkpoint', 'create_detector', 'detector_from_checkpoint', 'create_segmenter',
+    'lm_config', 'create_lm', 'lm_from_checkpoint', 'create_detector', 'detector_from_checkpoint', 'create_segmenter',
     'segmenter_from_checkpoint', 'deit_trunk_config', 'PAIRINGS',
 ]
 
@@ -193,7 +195,39 @@ def deit_trunk_config(
 # Language models
 
 
-def lm_from_checkpoint(path: str, device: str = 'cpu') -> Tuple[GPT, Dict[str, Any]]:
+# names of the Llama-style models (stepsnet.models.steps_llama), which need the optional transformers extra
+LLAMA_PREFIXES = ('llama_', 'steps_llama_')
+
+
+def _llama_module():
+    try:
+        from stepsnet.models import steps_llama
+    except ImportError as e:
+        raise ValueError(f'the Llama-style models need transformers, the optional extra: pip install "stepsnet[hf]" '
+                         f'({e})') from e
+    return steps_llama
+
+
+def lm_config(name: str, **overrides: Any) -> Any:
+    """The config of a named language model with overrides: a :class:`GPTConfig` (``gpt_*``, ``steps_gpt_*``) or a
+    ``StepsLlamaConfig`` (``llama_*``, ``steps_llama_*``). Both have ``block_size``, ``vocab_size``, ``plan()``."""
+    if name.startswith(LLAMA_PREFIXES):
+        return _llama_module().llama_config(name, **overrides)
+    return gpt_config(name, **overrides)
+
+
+def create_lm(name: str, **overrides: Any) -> nn.Module:
+    """Build a named language model, e.g. ``create_lm('steps_gpt_small', vocab_size=256)``.
+
+    ``llama_*`` is transformers' own ``LlamaForCausalLM`` and ``steps_llama_*`` its Steps twin, both behind
+    ``stepsnet.models.steps_llama.CausalLM`` (the GPT's ``forward(idx, targets) -> (logits, loss)``).
+    """
+    if name.startswith(LLAMA_PREFIXES):
+        return _llama_module().create_llama_lm(name, **overrides)
+    return create_gpt(name, **overrides)
+
+
+def lm_from_checkpoint(path: str, device: str = 'cpu') -> Tuple[nn.Module, Dict[str, Any]]:
     """The language model a ``stepsnet train-lm`` run saved, in eval mode.
 
     Returns:
@@ -205,14 +239,17 @@ def lm_from_checkpoint(path: str, device: str = 'cpu') -> Tuple[GPT, Dict[str, A
     """
     state = _run_checkpoint(path, LM_KIND)
     meta = state['meta']
+    name = meta.get('model_name') or ''
     try:
-        config = GPTConfig.from_dict(meta['model_args'])
+        if name.startswith(LLAMA_PREFIXES):
+            net = create_lm(name, **meta['model_args'])
+        else:
+            net = GPT(GPTConfig.from_dict(meta['model_args']))
     except (TypeError, ValueError) as e:
         raise CheckpointError(f'checkpoint {path!r} has an invalid model config ({e})') from e
-    net = GPT(config)
     load_weights(net, state['model'], path)
     net.to(device).eval()
-    return net, dict(model_name=meta.get('model_name'), model_config=config.to_dict(),
+    return net, dict(model_name=meta.get('model_name'), model_config=net.config.to_dict(),
                      tokenizer=meta.get('tokenizer'), tokenizer_json=meta.get('tokenizer_json'))
 
 

@@ -39,8 +39,8 @@ from stepsnet.engine import (
     prepare,
     resolve_device,
 )
-from stepsnet.models.factory import LM_KIND, lm_from_checkpoint
-from stepsnet.models.steps_gpt import GPT, lm_config
+from stepsnet.models.factory import LM_KIND, create_lm, lm_config, lm_from_checkpoint
+from stepsnet.models.steps_gpt import GPT
 from stepsnet.utils.config import load_dataclass_config
 
 __all__ = ['LMConfig', 'load_config', 'train_lm', 'evaluate_lm', 'sample_lm', 'ensure_data', 'DEFAULT_DATA_DIR',
@@ -63,9 +63,10 @@ class LMConfig(RunConfig):
     Attributes:
         data_dir: Folder written by ``stepsnet data prepare-text``.
         out_dir: The run folder: ``last.pth``, ``best.pth``, ``log.csv``, ``config.json`` (and ``tb/``).
-        model: Named model (``gpt_small``, ``steps_gpt_cpu``, ...); see ``stepsnet.models.steps_gpt.LM_CONFIGS``.
-        model_kwargs: Overrides of the model's :class:`GPTConfig` (e.g. ``{'dropout': 0.1, 'n_layer': 16}``);
-            ``vocab_size`` defaults to the data's.
+        model: Named model (``gpt_small``, ``steps_gpt_cpu``, ...; see ``stepsnet.models.steps_gpt.LM_CONFIGS``) or
+            a Llama-style one (``llama_cpu``, ``steps_llama_small``, ...; ``stepsnet.models.steps_llama``).
+        model_kwargs: Overrides of the model's config (:class:`GPTConfig`, e.g. ``{'dropout': 0.1, 'n_layer': 16}``;
+            ``StepsLlamaConfig``, e.g. ``{'num_hidden_layers': 8}``); ``vocab_size`` defaults to the data's.
         block_size: Training context; None uses the model's (it may not exceed it).
         batch_size: Sequences per micro-batch per process.
         grad_accum: Micro-batches per optimizer step.
@@ -265,7 +266,8 @@ def train_lm(cfg: LMConfig) -> Dict[str, Any]:
         FloatingPointError: More than ``nan_tolerance`` non-finite losses (the last checkpoint is left intact).
     """
     data = TokenData.open(cfg.data_dir)
-    mcfg = lm_config(cfg.model, **{'vocab_size': data.vocab_size, **cfg.model_kwargs})
+    model_args = {'vocab_size': data.vocab_size, **cfg.model_kwargs}
+    mcfg = lm_config(cfg.model, **model_args)
     data.check_vocab(mcfg.vocab_size)
     block = cfg.block_size or mcfg.block_size
     if block > mcfg.block_size:
@@ -283,7 +285,7 @@ def train_lm(cfg: LMConfig) -> Dict[str, Any]:
                            f'{cfg.data_dir!r} uses {meta["tokenizer"]}; resume with the data it was trained on')
         del stored
         torch.manual_seed(cfg.seed)
-        model = GPT(mcfg)
+        model = create_lm(cfg.model, **model_args)
         model.set_fused_attn(cfg.fused_attn)
         optimizer = create_optimizer_v2(model, opt='adamw', lr=cfg.lr, weight_decay=cfg.weight_decay,
                                         betas=tuple(cfg.opt_betas), **({'fused': True} if 'cuda' in env.device
