@@ -475,7 +475,7 @@ def render_llama_compare() -> str:
 def render_summary() -> str:
     """The README's results: each headline comparison with its interval, adjusted p and verdict, and where it is."""
     rows = []
-    for folder, what in (('pilot_8seeds', 'Depth (Fig. 1), equal params/FLOPs'),
+    for folder, what in (('pilot_8seeds', 'Depth (Fig. 1), 8-seed pilot'),
                          ('pilot', 'Depth (Fig. 1), 3-seed pilot'), ('main_job', 'Main job (`make run`)')):
         path = ANALYSES / folder / 'results.json'
         if not path.is_file():
@@ -484,12 +484,14 @@ def render_summary() -> str:
         tests = _comparison_tests(r)
         for p in r['points']:
             for role in p['diffs']:
-                if role.endswith('_train') or (folder == 'pilot' and role != 'steps_blocks'):
+                if (role.endswith('_train') and folder != 'pilot_8seeds') or (folder == 'pilot' and
+                                                                               role != 'steps_blocks'):
                     continue
                 t = tests[(p['name'], role)]
                 arm = {'steps_blocks': 'Steps, equal blocks', 'steps_compute': 'Steps, equal params/FLOPs'}.get(
-                    role, 'Steps, equal params/FLOPs')
-                rows.append((f'{what}: {arm} {MINUS} residual at {p["name"]}, val top-1 (points)', t, True,
+                    role.replace('_train', ''), 'Steps, equal params/FLOPs')
+                metric = 'training top-1' if role.endswith('_train') else 'val top-1'
+                rows.append((f'{what}: {arm} {MINUS} residual at {p["name"]}, {metric} (points)', t, True,
                              f'docs/figures/analyses/{folder}/'))
     for c in sweep_tests():
         if c['name'].startswith(('depth', 'budget')) and c['name'] != 'sanity':
@@ -512,6 +514,7 @@ def render_summary() -> str:
 
 BLOCKS: Dict[str, Tuple[str, Callable[[], str]]] = {
     'summary': ('README.md', render_summary),
+    'pilot-8seeds': ('docs/analyses.md', lambda: render_comparison(ANALYSES / 'pilot_8seeds' / 'results.json')),
     'pilot': ('docs/analyses.md', lambda: render_comparison(ANALYSES / 'pilot' / 'results.json')),
     'main-job': ('docs/analyses.md', lambda: render_comparison(ANALYSES / 'main_job' / 'results.json')),
     'shortcut-init': ('docs/analyses.md', render_shortcut_init),
