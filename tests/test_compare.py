@@ -117,11 +117,11 @@ def test_pilot_is_compare_depth(monkeypatch):
     assert list(a.seeds) == [3, 4] and [p.x for p in a.points] == [4, 8] and a.out == 'o'
     made.clear()
     assert main(['analyze', 'pilot']) == 0  # the pilot's defaults: 4 depths, both pairings, 3 seeds, 30 epochs
-    assert main(['compare']) == 0  # the main job: 4 and 12 blocks, 4 seeds, the recipe's 10 epochs
+    assert main(['compare']) == 0  # the main job: 4 and 12 blocks, 3 seeds, the recipe's 10 epochs
     comp, main_job = made[0][0], made[1][0]
     assert [p.x for p in comp.points] == [4, 8, 16, 32] and list(comp.seeds) == [0, 1, 2]
     assert comp.config.epochs == 30 and main_job.config.epochs == 10
-    assert [p.x for p in main_job.points] == [4, 12] and list(main_job.seeds) == [0, 1, 2, 3]
+    assert [p.x for p in main_job.points] == [4, 12] and list(main_job.seeds) == [0, 1, 2]
     assert {a.role for a in comp.points[0].arms} == {'baseline', 'steps_compute', 'steps_blocks'}
 
 

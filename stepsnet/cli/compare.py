@@ -107,7 +107,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     'interrupted comparison. TASK: depth (default; the paper\'s Fig. 1 in miniature on the embedded '
                     'digits), lm (a pair of language models) or cls (a pair of classifiers).')
     p.add_argument('task', nargs='?', choices=('depth', 'lm', 'cls'), default='depth')
-    add_run_flags(p, 'runs/compare, runs/compare-lm, runs/compare-cls', '4 for depth, else 1', '2 for depth, else 1',
+    add_run_flags(p, 'runs/compare, runs/compare-lm, runs/compare-cls', '3 for depth, else 1', '2 for depth, else 1',
                   '1 for depth')
     p.add_argument('--render', metavar='DIR', help='train nothing: render the report, results.json and plots of an '
                    'earlier comparison again from DIR/results.json (into --out, default DIR)')
