@@ -52,6 +52,7 @@ from stepsnet.models.factory import create_classifier, create_lm, deit_trunk_con
 from stepsnet.tasks import classification as cls_task
 from stepsnet.tasks import lm as lm_task
 from stepsnet.utils.checkpoint import atomic_write_text
+from stepsnet.utils.figures import save_figure
 from stepsnet.utils.provenance import machine_info
 
 __all__ = ['Arm', 'Point', 'Comparison', 'TaskAdapter', 'ADAPTERS', 'RunSpec', 'train_runs', 'run_comparison',
@@ -648,14 +649,6 @@ def report_markdown(r: Mapping[str, Any]) -> str:
     return '\n'.join(lines) + '\n'
 
 
-def _save(fig, path: str) -> None:
-    import matplotlib.pyplot as plt
-    tmp = path + '.tmp.png'
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
 def _role_colours(roles) -> Dict[str, str]:
     """One colour per arm role: the baseline grey, Steps arms warm, controls green, anything else from a cycle."""
     fixed = {'baseline': '#404040', 'control': 'tab:green'}
@@ -683,7 +676,7 @@ def _plot_curves(r: Mapping[str, Any], path: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 def _plot_depth(r: Mapping[str, Any], path: str) -> None:
@@ -713,7 +706,7 @@ def _plot_depth(r: Mapping[str, Any], path: str) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    _save(fig, path)
+    save_figure(fig, path)
 
 
 # ----------------------------------------------------------------------------------------------------------------
