@@ -470,6 +470,50 @@ def render_llama_compare() -> str:
     return '\n'.join(lines) + '\n'
 
 
+# ------------------------------------------------------------------------------------------------- dry runs
+
+DRY_RUNS = FIG / 'dry_run'
+A100_BF16_PEAK = 312e12  # FLOP/s, dense bfloat16 (NVIDIA's A100 data sheet)
+ASSUMED_UTILISATION = 0.4
+
+
+def render_dry_runs() -> str:
+    """The recorded dry runs (scripts/record_dry_runs.py): what each measured on this CPU, the recipe's FLOPs, and an
+    A100 estimate from those FLOPs; then each printout as it appeared."""
+    paths = sorted(DRY_RUNS.glob('*.json')) if DRY_RUNS.is_dir() else []
+    if not paths:
+        return 'Not recorded yet: `python scripts/record_dry_runs.py`.\n'
+    lines = ['| dry run | parameters | training FLOPs per item | batch per step | first step | later steps | '
+             'peak memory | the whole recipe on this CPU | recipe FLOPs | A100-hours (estimate) |',
+             '|---|---|---|---|---|---|---|---|---|---|']
+    texts = []
+    for path in paths:
+        r = json.loads(path.read_text(encoding='utf-8'))
+        items = r['items_per_micro_batch'] * r['accumulation']
+        per_item = r['train_flops_per_step'] / items if r['train_flops_per_step'] else None
+        total = per_item * r['items_per_step'] * r['total_steps'] if per_item else None
+        a100 = total / (A100_BF16_PEAK * ASSUMED_UTILISATION) / 3600 if total else None
+        later = f'{r["step_s"]:.2f} s' if r['step_s'] is not None else 'one step only'
+        unit = r['item_name']
+        lines.append(
+            f'| {r["name"]} | {r["params"] / 1e6:.1f}M | '
+            f'{f"{per_item / 1e9:.3g} G" if per_item else "not counted"} | {r["items_per_step"]:,} {unit} | '
+            f'{r["first_step_s"]:.2f} s | {later} | {r["peak_memory_bytes"] / 2 ** 30:.1f} GiB | '
+            f'{r["projected_s"] / 3600:,.0f} h ({r["total_steps"]:,} steps) | '
+            f'{f"{total:.3g}" if total else "not counted"} | {f"{a100:,.0f}" if a100 else ""} |')
+        txt = path.with_suffix('.txt')
+        if txt.is_file():
+            texts.append(f'`{r["name"]}` ({r["machine"].get("cpu", "CPU")}, {r["threads"]} threads):\n\n```text\n'
+                         f'{txt.read_text(encoding="utf-8").rstrip()}\n```')
+    lines += ['', f'Measured on one CPU (float32, the batch cut as each printout says); the projection is the '
+              f'recipe\'s own number of steps at the measured step time, so it is this machine\'s, not a GPU\'s. '
+              f'Recipe FLOPs: the counted training FLOPs per item times the items the recipe trains on. A100-hours: '
+              f'those FLOPs at {ASSUMED_UTILISATION:.0%} of the A100\'s dense bfloat16 peak '
+              f'({A100_BF16_PEAK / 1e12:.0f} TFLOP/s), an assumption, not a measurement (evaluation and data loading '
+              'left out); the paper does not state its hardware.', '']
+    return '\n'.join(lines + texts) + '\n'
+
+
 # --------------------------------------------------------------------------------------------- README summary
 
 def render_summary() -> str:
@@ -524,6 +568,7 @@ BLOCKS: Dict[str, Tuple[str, Callable[[], str]]] = {
     'depth-benchmark': ('docs/analyses.md', render_depth_benchmark),
     'lm-sweep': ('docs/language-modelling.md', render_lm_sweep),
     'llama-compare': ('docs/llama.md', render_llama_compare),
+    'dry-runs': ('docs/full-scale.md', render_dry_runs),
 }
 
 

@@ -182,6 +182,7 @@ class TaskAdapter:
         run: Trains one run from its config; returns at least ``metric``, ``train_time``, ``curve``, ``params``,
             ``macs``, ``blocks``, ``layers`` and ``plan``.
         check: Builds the run's model on the meta device: raises on a bad setting before anything trains.
+        train: The task's own training function (what ``run`` calls; a dry run calls it alone).
         train_metric: Name of the metric measured again on the training images (``train_metric`` in a run's
             result), or None.
     """
@@ -193,14 +194,16 @@ class TaskAdapter:
     load_config: Callable[..., Any]
     run: Callable[[Any], Dict[str, Any]]
     check: Callable[[Any], None]
+    train: Callable[[Any], Dict[str, Any]]
     train_metric: Optional[str] = None
 
 
 ADAPTERS: Dict[str, TaskAdapter] = {
     'cls': TaskAdapter('val top-1 (%)', True, 'images seen', 2, os.path.join('cls', 'digits_cpu.yaml'),
-                       cls_task.load_config, _run_cls, _check_cls, 'train top-1 (no augmentation)'),
+                       cls_task.load_config, _run_cls, _check_cls, cls_task.train_classification,
+                       'train top-1 (no augmentation)'),
     'lm': TaskAdapter('val loss (nats/token)', False, 'tokens seen', 4, os.path.join('lm', 'cpu.yaml'),
-                      lm_task.load_config, _run_lm, _check_lm),
+                      lm_task.load_config, _run_lm, _check_lm, lm_task.train_lm),
 }
 
 
@@ -388,6 +391,25 @@ def run_comparison(comp: Comparison, progress: bool = True, train: bool = True,
     results = _collect(comp, done)
     write_report(results, report_dir or comp.out)
     return results
+
+
+def dry_run_comparison(comp: Comparison, steps: int = 2, synthetic_data: bool = False) -> List[Dict[str, Any]]:
+    """The dry run of every arm of every point at the first seed (:mod:`stepsnet.utils.dryrun`): each prints what it
+    measured and the projected time of its run; nothing is written. Returns the reports."""
+    train = ADAPTERS[comp.task].train
+    reports = []
+    for point in comp.points:
+        for arm in point.arms:
+            fields = dict(arm.overrides, seed=int(comp.seeds[0]), out_dir=_run_dir(comp, point, arm, comp.seeds[0]),
+                          tensorboard=False, dry_run=steps, synthetic_data=synthetic_data)
+            print(f'{comp.title}: {point.name} / {arm.label}', flush=True)
+            summary = train(dataclasses.replace(comp.config, **fields))
+            reports.append(summary['results']['dry_run'])
+    runs = len(comp.seeds) * sum(len(p.arms) for p in comp.points)
+    hours = sum(r['projected_s'] for r in reports) * len(comp.seeds) / 3600
+    print(f'{comp.title}: {runs} runs ({len(comp.seeds)} seed(s)) would take about {hours:.2f} h here, one at a time',
+          flush=True)
+    return reports
 
 
 def _collect(comp: Comparison, done: Mapping[str, Any]) -> Dict[str, Any]:

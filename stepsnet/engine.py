@@ -57,6 +57,7 @@ from stepsnet.utils.checkpoint import (
     save_checkpoint,
     storage_error,
 )
+from stepsnet.utils.dryrun import DryRunMeter, DryRunReport, count_flops
 from stepsnet.utils.loading import load_weights
 from stepsnet.utils.lock import LOCK_NAME, FolderInUse, lock_folder
 from stepsnet.utils.logging import MetricWriter, interactive
@@ -95,6 +96,12 @@ class RunConfig:
         nan_tolerance: Non-finite losses skipped before the run stops (0: stop at the first).
         progress: Show a progress bar (on a terminal only; elsewhere plain log lines).
         tensorboard: Also log to TensorBoard when it is installed.
+        dry_run: 0 for a run; N > 0: build everything the recipe asks for, train N steps, evaluate one batch, write
+            nothing into the run folder and print what was measured and the projected time of the whole recipe
+            (:mod:`stepsnet.utils.dryrun`).
+        synthetic_data: With ``dry_run``: generate data in the recipe's own on-disk layout and size
+            (:mod:`stepsnet.data.layouts`) instead of reading ``data_dir``.
+        dry_run_report: With ``dry_run``: also write the report as JSON to this file (outside the run folder).
     """
     device: str = 'auto'
     threads: Optional[int] = None
@@ -105,6 +112,9 @@ class RunConfig:
     nan_tolerance: int = 0
     progress: bool = True
     tensorboard: bool = True
+    dry_run: int = 0
+    synthetic_data: bool = False
+    dry_run_report: Optional[str] = None
 
     # fields a resumed run may change (recorded in config.json); every other field must match the stored run
     MUTABLE = ('device', 'threads', 'compile', 'resume', 'nan_tolerance', 'progress', 'tensorboard')
@@ -119,6 +129,11 @@ class RunConfig:
             raise ValueError(f'nan_tolerance must be >= 0, got {self.nan_tolerance}')
         if self.threads is not None and self.threads < 1:
             raise ValueError(f'threads must be >= 1 (or unset), got {self.threads}')
+        if self.dry_run < 0:
+            raise ValueError(f'dry_run must be >= 0 (0: a real run; N: N steps), got {self.dry_run}')
+        if (self.synthetic_data or self.dry_run_report) and not self.dry_run:
+            raise ValueError('synthetic_data and dry_run_report are for dry runs: add --dry-run (a run on generated '
+                             'data would report meaningless results)')
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -389,9 +404,13 @@ def train_step(
 
 
 def config_dict(cfg: Any) -> Dict[str, Any]:
-    """A config dataclass (or mapping) as plain JSON types: tuples become lists."""
+    """A config dataclass (or mapping) as plain JSON types: tuples become lists. The dry-run switches are left out:
+    they say how a command runs, not what a run computes, and a dry run records nothing."""
     raw = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
-    return json.loads(json.dumps(raw))
+    return json.loads(json.dumps({k: v for k, v in raw.items() if k not in DRY_RUN_FIELDS}))
+
+
+DRY_RUN_FIELDS = ('dry_run', 'synthetic_data', 'dry_run_report')
 
 
 @dataclass
@@ -499,6 +518,9 @@ class RunFolder:
     length of training, evaluation intervals, workers); differing settings are refused with the fields named,
     and a change of a mutable field is recorded in ``config.json``.
 
+    A dry run (``dry_run`` > 0) neither reads nor makes nor locks the folder: :meth:`open` finds no run, :meth:`save`
+    and :meth:`finish` write nothing (``finish`` writes the report to ``dry_run_report`` when one is named).
+
     Used as a context manager (``with RunFolder(...) as run:``) the folder is made and locked on entry
     (:func:`stepsnet.utils.lock.lock_folder`: a second writer is refused with the holder's process id and host),
     and on exit the lock is released; a run that fails before its first checkpoint removes what it made (the
@@ -511,9 +533,14 @@ class RunFolder:
     LOG = 'log.csv'
     UNRECORDED = ('resume', 'progress')  # how a run is started or shown, not what it computes
 
-    def __init__(self, out_dir: str, kind: str, resume: Optional[str], env: DistEnv, tensorboard: bool = False):
+    def __init__(self, out_dir: str, kind: str, resume: Optional[str], env: DistEnv, tensorboard: bool = False,
+                 dry_run: int = 0, dry_run_report: Optional[str] = None):
         if not out_dir:
             raise ValueError('out_dir must name a folder')
+        self.dry_run, self.dry_run_report = int(dry_run or 0), dry_run_report
+        self.report: Optional[Any] = None  # the DryRunReport of a dry run, once fit has made it
+        if self.dry_run:
+            resume = None  # a dry run reads nothing from the folder and writes nothing into it
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
             raise RunError(f'out_dir {out_dir!r} exists and is not a folder; expected a run folder')
         if resume in ('', 'none', 'no', False):
@@ -554,7 +581,7 @@ class RunFolder:
                                'file system or no permission); choose another --out-dir')
 
     def __enter__(self) -> RunFolder:
-        if not self.env.is_main:
+        if not self.env.is_main or self.dry_run:
             return self
         self._check_location()
         self._made = not os.path.isdir(self.out_dir)
@@ -611,6 +638,8 @@ class RunFolder:
         """
         self.config, self.meta = config, dict(meta or {})
         path: Optional[str] = None
+        if self.dry_run:
+            return None
         if self.resume is None:
             if os.path.isfile(self.last):
                 raise RunError(
@@ -692,7 +721,10 @@ class RunFolder:
                       flush=True)
             return False
         self.trained = True
-        if main:
+        if main and self.dry_run:
+            print(f'{self.header + "; " if self.header else ""}dry run: {min(self.dry_run, total)} of the recipe\'s '
+                  f'{total} steps and one evaluation batch; nothing is written into {self.out_dir}', flush=True)
+        elif main:
             self.write_config(self.config, self.info)
             self.writer = MetricWriter(self.out_dir, tensorboard=self.tensorboard, step_key='step')
             self.writer.csv.truncate_after(progress.step)
@@ -732,7 +764,7 @@ class RunFolder:
         Raises:
             StorageError: The file system refused the write (full disk, read-only); the old file is unchanged.
         """
-        if self.env.is_main:
+        if self.env.is_main and not self.dry_run:
             payload = dict(state, config=self.config, meta=self.meta, version=FORMAT_VERSION)
             save_checkpoint(payload, self.last, self.kind)
             self.saved = True
@@ -750,7 +782,8 @@ class RunFolder:
             epochs=round(p.step / spe, 4) if spe else None, items_seen=p.items, item_name=schedule.item_name,
             train_time_s=round(p.train_time, 3), metric=schedule.metric, higher_is_better=schedule.higher_is_better,
             best=p.best, best_step=p.best_step, final=dict(final), stopped_early=p.step < schedule.total_steps,
-            last_checkpoint=self.last, best_checkpoint=self.best if os.path.isfile(self.best) else None, **extra)
+            last_checkpoint=self.last, best_checkpoint=self.best if os.path.isfile(self.best) else None, **extra,
+            **({'dry_run': self.report.to_dict()} if self.report is not None else {}))
 
     def stored_results(self) -> Dict[str, Any]:
         """The ``results.json`` an earlier session of this run wrote ({} when there is none or it is unreadable)."""
@@ -763,6 +796,10 @@ class RunFolder:
 
     def finish(self, results: Mapping[str, Any]) -> None:
         """Write ``results.json`` (main rank) when this session trained or the file is missing."""
+        if self.dry_run:
+            if self.env.is_main and self.dry_run_report and self.report is not None:
+                self.report.write_json(self.dry_run_report)
+            return
         path = os.path.join(self.out_dir, RESULTS)
         if self.env.is_main and (self.trained or not os.path.isfile(path)) and os.path.isfile(self.last):
             atomic_write_text(path, json.dumps(results, indent=2, default=str))
@@ -798,6 +835,9 @@ class Schedule:
         desc: Progress-bar label.
         item_name: What ``count`` counts (``images``, ``tokens``), for throughput in the log.
         steps_per_epoch: Steps in one pass over the data, to log the epoch (None: no epochs).
+        eval_batches: Batches one evaluation takes on each process (for a dry run's projection; a dry run evaluates
+            only the first of them).
+        model_name: The model, as a dry run's report names it.
     """
     total_steps: int
     eval_every: int = 0
@@ -813,6 +853,8 @@ class Schedule:
     desc: str = 'train'
     item_name: str = 'items'
     steps_per_epoch: Optional[int] = None
+    eval_batches: int = 1
+    model_name: str = ''
 
 
 def _due(step: int, every: int) -> bool:
@@ -881,6 +923,9 @@ def fit(
     total = schedule.total_steps
     if not run.begin(progress, schedule):
         return progress
+    dry = DryRunMeter(env.device) if run.dry_run else None
+    stop = min(total, progress.step + run.dry_run) if dry is not None else total
+    before = [p.detach().clone() for p in state.model.parameters() if p.requires_grad] if dry is not None else []
     model, train_model, optimizer, scheduler, ema = (state.model, state.train_model, state.optimizer,
                                                      state.scheduler, state.ema)
 
@@ -889,8 +934,12 @@ def fit(
             (bar.write(line) if bar is not None else print(line, flush=True))
 
     def evaluate_now(step: int) -> Tuple[Dict[str, Any], bool]:
+        if dry is not None:
+            dry.start_eval()
         with loader_errors():
             metrics = evaluate()
+        if dry is not None:
+            dry.stop_eval()
         score = metrics.get(schedule.metric)
         better = score is not None and math.isfinite(score) and (
             progress.best is None or (score > progress.best if schedule.higher_is_better else score < progress.best))
@@ -901,21 +950,25 @@ def fit(
         return metrics, better
 
     bar = tqdm(total=total, initial=progress.step, desc=schedule.desc, dynamic_ncols=True,
-               leave=False) if main and interactive(schedule.progress) else None
+               leave=False) if main and interactive(schedule.progress) and dry is None else None
     interval_loss, interval_steps, interval_items, t_interval = 0.0, 0, 0, time.perf_counter()
     result: Optional[StepResult] = None
     train_model.train()
     step = progress.step
     try:
-        while step < total:
+        while step < stop:
             t0 = time.perf_counter()
             if scheduler is not None:
                 scheduler.step_update(num_updates=step)
             with loader_errors():
                 micro = [b for b in next(batches) if b is not None]
             if micro:
-                result = train_step(train_model, optimizer, micro, loss_fn, env, state.autocast, state.scaler,
-                                    schedule.clip_grad, schedule.clip_mode)
+                args = (train_model, optimizer, micro, loss_fn, env, state.autocast, state.scaler, schedule.clip_grad,
+                        schedule.clip_mode)
+                if dry is not None and not dry.step_times and not run.config.get("compile"):
+                    result, dry.flops = count_flops(train_step, *args)
+                else:
+                    result = train_step(*args)
             else:  # every sample of the step was skipped (unreadable files under skip_corrupt)
                 say(f'warning: step {step + 1} has no data (every sample was skipped); no update')
             step += 1
@@ -941,12 +994,18 @@ def fit(
                 interval_items += items
                 progress.items += items
             progress.train_time += time.perf_counter() - t0
+            if dry is not None:
+                dry.sync()
+                dry.step_times.append(time.perf_counter() - t0)
+                if micro:
+                    dry.losses.append(float(result.loss))
+                    dry.items, dry.micro = count(micro) if count is not None else 0, len(micro)
             if bar is not None:
                 bar.update(1)
             out_of_time = schedule.time_limit is not None and progress.train_time >= schedule.time_limit
-            last = step >= total or out_of_time
+            last = step >= stop or out_of_time
             row: Dict[str, Any] = {}
-            if _due(step, schedule.log_every) or last:
+            if _due(step, schedule.log_every) or last or dry is not None:
                 dt = time.perf_counter() - t_interval
                 mean = all_reduce_mean(torch.tensor(interval_loss / max(interval_steps, 1), dtype=torch.float64))
                 row.update(lr=optimizer.param_groups[0]['lr'], train_loss=float(mean))
@@ -957,7 +1016,9 @@ def fit(
                 rate = ''
                 if count is not None and dt > 0:
                     row[f'{schedule.item_name}_per_s'] = interval_items / dt
-                    rate = f'  {interval_items / dt:,.0f} {schedule.item_name}/s'
+                    per_s = interval_items / dt
+                    rate = f'  {per_s:,.0f} {schedule.item_name}/s' if per_s >= 10 else \
+                        f'  {per_s:.2g} {schedule.item_name}/s'
                 if bar is not None:
                     bar.set_postfix(loss=f'{row["train_loss"]:.4f}', lr=f'{row["lr"]:.2e}')
                 else:
@@ -965,7 +1026,7 @@ def fit(
                     say(f'step {step}/{total}{epoch}  loss {row["train_loss"]:.4f}  lr {row["lr"]:.3g}{rate}')
                 interval_loss, interval_steps, interval_items = 0.0, 0, 0
             better = False
-            if _due(step, schedule.eval_every) or last:
+            if (_due(step, schedule.eval_every) and dry is None) or last:
                 metrics, better = evaluate_now(step)
                 row.update({f'val_{k}': v for k, v in metrics.items() if isinstance(v, (int, float))})
                 train_model.train()
@@ -987,7 +1048,31 @@ def fit(
     finally:
         if bar is not None:
             bar.close()
+    if dry is not None:
+        run.report = _dry_run_report(dry, state, run, schedule, before)
+        if main:
+            print('\n'.join(run.report.lines()), flush=True)
     return progress
+
+
+def _dry_run_report(dry: DryRunMeter, state: TrainState, run: RunFolder, schedule: Schedule,
+                    before: List[torch.Tensor]) -> DryRunReport:
+    env, cfg = run.env, run.config
+    after = [p for p in state.model.parameters() if p.requires_grad]
+    changed = any(not torch.equal(a.detach().cpu(), b.cpu()) for a, b in zip(after, before))
+    total = schedule.total_steps
+    evaluations = math.ceil(total / schedule.eval_every) if schedule.eval_every else 1
+    memory, memory_kind = dry.peak_memory()
+    micro = dry.micro or 1
+    return DryRunReport(
+        kind=run.kind, model=schedule.model_name or schedule.desc, device=env.device, processes=env.world_size,
+        params=sum(p.numel() for p in state.model.parameters()), train_flops_per_step=dry.flops,
+        item_name=schedule.item_name, items_per_micro_batch=(dry.items or 0) / micro, accumulation=micro,
+        items_per_step=(dry.items or 0) * env.world_size, steps=len(dry.step_times),
+        first_step_s=dry.step_times[0], step_s=dry.step_median(), eval_batch_s=dry.eval_s,
+        eval_batches=schedule.eval_batches, evaluations=evaluations, total_steps=total, peak_memory_bytes=memory,
+        peak_memory_kind=memory_kind, amp=cfg.get('amp_dtype', '') if cfg.get('amp') else '',
+        compiled=bool(cfg.get("compile")), losses=dry.losses, params_changed=changed)
 
 
 # ----------------------------------------------------------------------------------------------------------------

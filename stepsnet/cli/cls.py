@@ -28,8 +28,9 @@ _FIELD_HELP = {
 
 def run_train(args: argparse.Namespace) -> int:
     from stepsnet.tasks.classification import ClassificationConfig, load_config, train_classification
-    summary = train_classification(load_with_flags(load_config, args.config, args, ClassificationConfig))
-    if os.environ.get('RANK', '0') != '0':  # under torchrun only rank 0 reports
+    cfg = load_with_flags(load_config, args.config, args, ClassificationConfig)
+    summary = train_classification(cfg)
+    if os.environ.get('RANK', '0') != '0' or cfg.dry_run:  # under torchrun only rank 0 reports; a dry run has
         return 0
     print(f'{summary["model"]}: {summary["epochs"]} epochs; validation top-1 {summary["final_top1"]:.2f} (best '
           f'{summary["best_top1"]:.2f}); run folder {summary["out_dir"]}')

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
+import os
 import typing
 from typing import Any, Dict, Iterable, Optional, Sequence, Type, Union
 
@@ -142,7 +143,12 @@ def add_config_flags(
             f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
         text = help.get(f.name, '')
         text = (text + ' ' if text else '') + f'(default {default!r})'
-        if f.name == 'resume':
+        if f.name == 'dry_run':
+            group.add_argument(*names, type=positive_int, nargs='?', const=2, default=None, metavar='N',
+                               help='build everything the recipe asks for, train N steps (default 2) and evaluate '
+                                    'one batch; write nothing into the run folder; print time per step, peak memory '
+                                    'and the projected time of the whole recipe')
+        elif f.name == 'resume':
             group.add_argument(*names, nargs='?', const='last', default=None, metavar='PATH',
                                help='continue the run in the output folder; or continue the checkpoint PATH')
         elif tp is bool:
@@ -186,8 +192,18 @@ def load_with_flags(load_config, path: Optional[str], args: argparse.Namespace, 
     """``load_config(path, **flags)``, where mapping flags add to the recipe's mapping instead of replacing it."""
     overrides = config_overrides(args, cls)
     names = [m for m in mappings if m in overrides]
-    if names:
-        base = load_config(path) if path else None
-        for m in names:
-            overrides[m] = merge_mapping(getattr(base, m, None), overrides[m])
-    return load_config(path, **overrides)
+    base = load_config(path) if path and (names or overrides.get('dry_run')) else None
+    for m in names:
+        overrides[m] = merge_mapping(getattr(base, m, None), overrides[m])
+    cfg = load_config(path, **overrides)
+    if base is not None and cfg.dry_run and os.environ.get('RANK', '0') == '0':
+        print(f'dry run of {path}: {recipe_changes(base, cfg)}', flush=True)
+    return cfg
+
+
+def recipe_changes(recipe: Any, cfg: Any) -> str:
+    """What ``cfg`` changes of ``recipe`` (the flags given with it), as one phrase for a dry run's printout."""
+    skip = ('dry_run', 'synthetic_data', 'dry_run_report')
+    changed = [f'{f.name} {getattr(recipe, f.name)!r} -> {getattr(cfg, f.name)!r}' for f in dataclasses.fields(cfg)
+               if f.name not in skip and getattr(recipe, f.name) != getattr(cfg, f.name)]
+    return 'changed from the recipe: ' + ', '.join(changed) if changed else 'the recipe as written'

@@ -58,6 +58,11 @@ def add_run_flags(p: argparse.ArgumentParser, out_help: str, seeds_default: str,
                    help=f'torch threads per run (default {threads_default})')
     p.add_argument('--device', help='auto, cpu, cuda (default: the recipe\'s)')
     p.add_argument('--progress', action=argparse.BooleanOptionalAction, default=True)
+    p.add_argument('--dry-run', type=positive_int, nargs='?', const=2, default=None, metavar='N',
+                   help='train nothing for real: the dry run of each arm (N steps, default 2, and one evaluation '
+                        'batch; nothing written), with the projected time of the whole comparison')
+    p.add_argument('--synthetic-data', action='store_true',
+                   help='with --dry-run: generated data in the recipe\'s layout instead of its data_dir')
     p.add_argument('--report-only', action='store_true',
                    help='train nothing: report the runs already finished in --out')
 
@@ -95,6 +100,10 @@ def run(args: argparse.Namespace) -> int:
         count = args.seeds if args.seeds is not None else len(
             inspect.signature(COMPARISONS[args.task]).parameters['seeds'].default)
         kw['seeds'] = list(range(args.first_seed, args.first_seed + count))
+    if args.dry_run:
+        from stepsnet.compare import dry_run_comparison
+        dry_run_comparison(COMPARISONS[args.task](**kw), args.dry_run, args.synthetic_data)
+        return 0
     run_comparison(COMPARISONS[args.task](**kw), progress=args.progress, train=not args.report_only)
     return 0
 

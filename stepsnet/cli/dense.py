@@ -15,7 +15,7 @@ def _run_train_det(args: argparse.Namespace) -> int:
     from stepsnet.tasks import detection
     cfg = load_with_flags(detection.load_config, args.config, args, detection.DetectionConfig)
     result = detection.train_detection(cfg)
-    if _is_main():
+    if _is_main() and not cfg.dry_run:
         print(f'{cfg.arch} {cfg.backbone}: {result["iters"]} iterations; {detection.format_metrics(result["metrics"])} '
               f'(split {cfg.val_split}); checkpoint {result["checkpoint"]}')
     return 0
@@ -41,7 +41,7 @@ def _run_train_seg(args: argparse.Namespace) -> int:
     from stepsnet.tasks import segmentation
     cfg = load_with_flags(segmentation.load_config, args.config, args, segmentation.SegmentationConfig)
     result = segmentation.train_segmentation(cfg)
-    if _is_main():
+    if _is_main() and not cfg.dry_run:
         print(f'upernet {cfg.backbone}: {result["iters"]} iterations; {segmentation.format_metrics(result["metrics"])} '
               f'(split {cfg.val_split}); checkpoint {result["checkpoint"]}')
     return 0

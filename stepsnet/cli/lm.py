@@ -8,6 +8,8 @@ def _run_train(args: argparse.Namespace) -> int:
     from stepsnet.tasks.lm import LMConfig, load_config, train_lm
     cfg = load_with_flags(load_config, args.config, args, LMConfig)
     summary = train_lm(cfg)
+    if cfg.dry_run:
+        return 0
     f = summary['final']
     result = (f'val loss {f["loss"]:.4f}, ppl {f["ppl"]:.3f}, bits/byte {f["bpb"]:.4f} ({f["tokens"]:,} validation '
               'tokens)') if f else 'no final evaluation (final_eval_windows is 0)'

@@ -33,17 +33,23 @@ Every writer is deterministic given its ``seed``, refuses to overwrite the files
 ``force=True``, and writes through a temporary folder (:mod:`stepsnet.data.outputs`), so a failure leaves the
 output folder as it was.
 """
+import atexit
 import json
 import os
+import shutil
+import tempfile
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from stepsnet.utils.dryrun import Resized
+
 from .outputs import refuse_existing, staged_output
 from .synthetic import draw_scene
 
 __all__ = [
+    'FULL_SIZES', 'dry_run_data_dir', 'dry_run_sets',
     'LAYOUT_TASKS', 'COCO_CATEGORIES', 'IMAGENET_FIRST_WNIDS', 'GPT2_VOCAB_SIZE', 'write_imagenet', 'write_coco',
     'write_ade20k', 'write_wikitext103', 'write_layout',
 ]
@@ -615,3 +621,39 @@ def write_layout(task: str, root: str, seed: int = 0, force: bool = False, **kwa
     raise ValueError(f'unknown task {task!r}; expected one of {", ".join(LAYOUT_TASKS)} (classification on '
                      'ImageNet-1K, detection on COCO 2017, segmentation on ADE20K, language modelling on '
                      'WikiText-103)')
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Dry runs on generated data
+
+# The training and validation sizes of the paper's data sets: a dry run on generated data sees its few images as
+# this many, so that its steps per epoch, schedule and projection are those of the real recipe.
+FULL_SIZES = {
+    'cls': ('ImageNet-1K', 1_281_167, 50_000),
+    'det': ('COCO 2017', 118_287, 5_000),
+    'seg': ('ADE20K', 20_210, 2_000),
+}
+
+
+def dry_run_data_dir(task: str, cfg: Any) -> str:
+    """``cfg.data_dir``; with ``cfg.synthetic_data``, a generated layout of the task's data set (removed at exit)."""
+    if not getattr(cfg, 'synthetic_data', False):
+        return cfg.data_dir
+    root = tempfile.mkdtemp(prefix=f'stepsnet-{task}-data-')
+    atexit.register(shutil.rmtree, root, True)
+    return write_layout(task, root, seed=getattr(cfg, 'seed', 0))
+
+
+def dry_run_sets(task: str, cfg: Any, train_set: Any, val_set: Any, eval_batch: int) -> Tuple[Any, Any, int]:
+    """``(train_set, val_set, validation size)`` as a run of ``cfg`` uses them.
+
+    A dry run evaluates the first ``eval_batch`` validation items only; on generated data the training set is seen
+    at the real data set's size and the validation size returned (for the projection) is the real one too.
+    """
+    if not getattr(cfg, 'dry_run', 0):
+        return train_set, val_set, len(val_set)
+    val_size = len(val_set)
+    if getattr(cfg, 'synthetic_data', False):
+        _, train_size, val_size = FULL_SIZES[task]
+        train_set = Resized(train_set, train_size)
+    return train_set, Resized(val_set, min(len(val_set), eval_batch)), val_size

@@ -36,6 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from stepsnet.data.images import build_dataset, check_class_names, collate_skip_none, dataset_mean_std, seed_worker
+from stepsnet.data.layouts import dry_run_data_dir, dry_run_sets
 from stepsnet.data.sampler import steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
@@ -319,10 +320,13 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
     """
     dcfg = data_config(cfg)
     img_size = dcfg['input_size'][-1]
-    train_set = build_dataset(cfg.dataset, cfg.data_dir, cfg.train_split, _train_transform(cfg, dcfg),
+    data_dir = dry_run_data_dir('cls', cfg)
+    train_set = build_dataset(cfg.dataset, data_dir, cfg.train_split, _train_transform(cfg, dcfg),
                               img_size=img_size, skip_corrupt=cfg.skip_corrupt)
-    val_set = build_dataset(cfg.dataset, cfg.data_dir, cfg.val_split, create_transform(**dcfg), img_size=img_size,
+    val_set = build_dataset(cfg.dataset, data_dir, cfg.val_split, create_transform(**dcfg), img_size=img_size,
                             skip_corrupt=cfg.skip_corrupt)
+    eval_batch = cfg.eval_batch_size or cfg.batch_size
+    train_set, val_set, val_size = dry_run_sets('cls', cfg, train_set, val_set, eval_batch)
     check_class_names(train_set.class_names, val_set.class_names, f'the {cfg.train_split} split',
                       f'the {cfg.val_split} split')
     num_classes = cfg.num_classes or len(train_set.classes)
@@ -340,7 +344,8 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
         model = create_classifier(cfg.model, num_classes, img_size, drop_rate=cfg.drop_rate,
                                   **({'drop_path_rate': cfg.drop_path} if cfg.drop_path is not None else {}),
                                   **cfg.model_kwargs)
-        with RunFolder(cfg.out_dir, CLS_KIND, cfg.resume, env, cfg.tensorboard) as run:
+        with RunFolder(cfg.out_dir, CLS_KIND, cfg.resume, env, cfg.tensorboard, cfg.dry_run,
+                       cfg.dry_run_report) as run:
             if run.open(config_dict(cfg), ClassificationConfig.MUTABLE, meta) is not None:
                 check_class_names(run.checkpoint['meta']['class_names'], train_set.class_names,
                                   f'checkpoint {run.resumed_from!r}',
@@ -364,8 +369,7 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
                 if cfg.model_ema else None
             state = prepare(model, optimizer, scheduler, run, cfg, ema=ema, channels_last=cfg.channels_last)
             val_shard = _shard(val_set, env)
-            val_loader = _loader(val_shard, _eval_batches(len(val_shard), cfg.eval_batch_size or cfg.batch_size),
-                                 cfg.workers, env.device)
+            val_loader = _loader(val_shard, _eval_batches(len(val_shard), eval_batch), cfg.workers, env.device)
 
             def evaluate_run() -> Dict[str, Any]:
                 m = evaluate(model, val_loader, env.device, state.autocast, cfg.channels_last,
@@ -384,7 +388,7 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
                 total_steps=cfg.epochs * spe, eval_every=spe, checkpoint_every=spe, log_every=spe, metric='score',
                 higher_is_better=True, clip_grad=cfg.clip_grad, clip_mode=cfg.clip_mode,
                 nan_tolerance=cfg.nan_tolerance, progress=cfg.progress, desc=cfg.model, item_name='images',
-                steps_per_epoch=spe)
+                steps_per_epoch=spe, eval_batches=math.ceil(val_size / (eval_batch * env.world_size)))
             fit(state, run=run, batches=_train_batches(train_set, cfg, spe, state.progress.step, env),
                 loss_fn=_loss_fn(cfg, num_classes), evaluate=evaluate_run, schedule=schedule,
                 count=lambda micro: sum(b[0].shape[0] for b in micro),

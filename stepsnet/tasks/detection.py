@@ -12,6 +12,7 @@ Library entry points: :func:`train_detection`, :func:`evaluate_detection`, :func
 and a data set in memory), :class:`DetectionConfig`.
 """
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
@@ -25,6 +26,7 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from stepsnet.data.coco import CocoInstances, coco_evaluate, coco_split_paths, collate_detection, detections_to_coco
+from stepsnet.data.layouts import dry_run_data_dir, dry_run_sets
 from stepsnet.data.sampler import steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
@@ -238,15 +240,17 @@ def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
         FloatingPointError: More than ``nan_tolerance`` non-finite losses.
     """
     masks = cfg.arch == 'mask_rcnn'
-    train_set = CocoInstances(*coco_split_paths(cfg.data_dir, cfg.train_split), train=True, masks=masks)
-    val_set = CocoInstances(*coco_split_paths(cfg.data_dir, cfg.val_split), train=False, masks=masks)
+    data_dir = dry_run_data_dir('det', cfg)
+    train_set = CocoInstances(*coco_split_paths(data_dir, cfg.train_split), train=True, masks=masks)
+    val_set = CocoInstances(*coco_split_paths(data_dir, cfg.val_split), train=False, masks=masks)
     if val_set.cat_ids != train_set.cat_ids:
         raise ValueError(f'categories of {val_set.ann_file!r} ({val_set.cat_ids}) differ from those of '
                          f'{train_set.ann_file!r} ({train_set.cat_ids}); expected the same categories')
+    train_set, val_set, val_size = dry_run_sets('det', cfg, train_set, val_set, cfg.eval_batch_size)
     model_args = cfg.model_args(train_set.num_classes)
     meta = dict(model_args=model_args, classes=train_set.classes, cat_ids=train_set.cat_ids)
     with distributed(cfg.device, cfg.threads) as env, \
-            RunFolder(cfg.out_dir, DET_KIND, cfg.resume, env, cfg.tensorboard) as run:
+            RunFolder(cfg.out_dir, DET_KIND, cfg.resume, env, cfg.tensorboard, cfg.dry_run, cfg.dry_run_report) as run:
         stored = run.open(config_dict(cfg), DetectionConfig.MUTABLE, meta)
         if stored is not None and list(stored['meta']['cat_ids']) != list(train_set.cat_ids):
             raise RunError(f'{run.resumed_from!r} was trained on categories {stored["meta"]["cat_ids"]}, but '
@@ -268,7 +272,8 @@ def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
         schedule = Schedule(
             total_steps=total, eval_every=cfg.eval_interval * spe, checkpoint_every=spe, log_every=cfg.log_interval,
             metric='bbox_AP', higher_is_better=True, clip_grad=cfg.clip_grad, nan_tolerance=cfg.nan_tolerance,
-            progress=cfg.progress, desc=f'{cfg.arch} {cfg.backbone}', item_name='images', steps_per_epoch=spe)
+            progress=cfg.progress, desc=f'{cfg.arch} {cfg.backbone}', item_name='images', steps_per_epoch=spe,
+            eval_batches=math.ceil(val_size / (cfg.eval_batch_size * env.world_size)))
         fit(state, run=run, batches=_train_batches(train_set, cfg, spe, state.progress.step, env),
             loss_fn=_detection_loss, schedule=schedule, count=lambda micro: sum(len(b[0]) for b in micro),
             evaluate=lambda: evaluate_detector(model, val_set, env.device, cfg.eval_batch_size, env=env,

@@ -25,6 +25,7 @@ import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
+from stepsnet.data.layouts import dry_run_data_dir
 from stepsnet.data.text import TokenData, prepare_text, tokenizer_from_spec
 from stepsnet.engine import (
     DistEnv,
@@ -184,12 +185,13 @@ def _lm_loss(model: torch.nn.Module, batch: Tuple[torch.Tensor, torch.Tensor]) -
 
 
 @torch.no_grad()
-def _estimate_val_loss(model: GPT, data: TokenData, cfg: LMConfig, block: int, env: DistEnv, autocast) -> float:
+def _estimate_val_loss(model: GPT, data: TokenData, cfg: LMConfig, block: int, env: DistEnv, autocast,
+                       eval_iters: int) -> float:
     """Mean validation loss over ``eval_iters`` fixed batches (the same batches at every evaluation)."""
     model.eval()
     g = torch.Generator().manual_seed(_seed_for(cfg.seed + 1, 0, 0, env.rank))
-    losses = torch.zeros(cfg.eval_iters)
-    for k in range(cfg.eval_iters):
+    losses = torch.zeros(eval_iters)
+    for k in range(eval_iters):
         x, y = data.get_batch('val', cfg.batch_size, block, g)
         with autocast():
             losses[k] = model(x.to(env.device), y.to(env.device))[1].float().item()
@@ -265,7 +267,7 @@ def train_lm(cfg: LMConfig) -> Dict[str, Any]:
             folder that holds a run without ``resume``, a resume with other settings.
         FloatingPointError: More than ``nan_tolerance`` non-finite losses (the last checkpoint is left intact).
     """
-    data = TokenData.open(cfg.data_dir)
+    data = TokenData.open(dry_run_data_dir('lm', cfg))
     model_args = {'vocab_size': data.vocab_size, **cfg.model_kwargs}
     mcfg = lm_config(cfg.model, **model_args)
     data.check_vocab(mcfg.vocab_size)
@@ -278,7 +280,7 @@ def train_lm(cfg: LMConfig) -> Dict[str, Any]:
     meta = dict(model_name=cfg.model, model_args=mcfg.to_dict(), tokenizer=data.meta['tokenizer'],
                 tokenizer_json=data.tokenizer_json() or '', data_dir=cfg.data_dir)
     with distributed(cfg.device, cfg.threads) as env, \
-            RunFolder(cfg.out_dir, LM_KIND, cfg.resume, env, cfg.tensorboard) as run:
+            RunFolder(cfg.out_dir, LM_KIND, cfg.resume, env, cfg.tensorboard, cfg.dry_run, cfg.dry_run_report) as run:
         stored = run.open(config_dict(cfg), LMConfig.MUTABLE, meta)
         if stored is not None and stored['meta'].get('tokenizer') != meta['tokenizer']:
             raise RunError(f'{run.resumed_from!r} was trained with tokenizer {stored["meta"]["tokenizer"]}, but '
@@ -306,15 +308,18 @@ def train_lm(cfg: LMConfig) -> Dict[str, Any]:
             total_steps=cfg.max_iters, eval_every=cfg.eval_interval,
             checkpoint_every=cfg.checkpoint_interval or cfg.eval_interval, log_every=cfg.log_interval,
             metric='loss', higher_is_better=False, clip_grad=cfg.clip_grad, nan_tolerance=cfg.nan_tolerance,
-            time_limit=cfg.time_limit, progress=cfg.progress, desc=cfg.model, item_name='tokens')
+            time_limit=cfg.time_limit, progress=cfg.progress, desc=cfg.model, item_name='tokens',
+            eval_batches=cfg.eval_iters)
+        eval_iters = 1 if cfg.dry_run else cfg.eval_iters  # a dry run evaluates one batch
         start_step, start_time = progress.step, progress.train_time
         fit(state, run=run, batches=_train_batches(data, cfg, block, progress.step, env), loss_fn=_lm_loss,
-            evaluate=lambda: {'loss': _estimate_val_loss(model, data, cfg, block, env, state.autocast)},
+            evaluate=lambda: {'loss': _estimate_val_loss(model, data, cfg, block, env, state.autocast, eval_iters)},
             schedule=schedule, count=lambda micro: sum(x.numel() for x, _ in micro),
             eval_line=lambda step, m: f'step {step}/{cfg.max_iters}  val loss {m["loss"]:.4f}')
 
-        final: Dict[str, float] = run.stored_results().get('final', {}) if cfg.final_eval_windows > 0 else {}
-        if cfg.final_eval_windows > 0 and env.is_main and (run.trained or not final):
+        windows = 0 if cfg.dry_run else cfg.final_eval_windows
+        final: Dict[str, float] = run.stored_results().get('final', {}) if windows > 0 else {}
+        if windows > 0 and env.is_main and (run.trained or not final):
             final = evaluate_lm(model, data, 'val', block, cfg.final_eval_windows, cfg.batch_size, env.device,
                                 state.autocast)
             if run.trained:

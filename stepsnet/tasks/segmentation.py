@@ -14,6 +14,7 @@ Library entry points: :func:`train_segmentation`, :func:`evaluate_segmentation`,
 :func:`predict_logits`, :func:`segmentation_metrics`, :class:`SegmentationConfig`.
 """
 import json
+import math
 import sys
 from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Sequence
@@ -26,6 +27,7 @@ from timm.utils import unwrap_model
 from tqdm import tqdm
 
 from stepsnet.data.ade import IGNORE_INDEX, ADE20KSegmentation, resize_keep_ratio
+from stepsnet.data.layouts import dry_run_data_dir, dry_run_sets
 from stepsnet.data.sampler import steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
@@ -306,12 +308,14 @@ def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
         FloatingPointError: More than ``nan_tolerance`` non-finite losses.
     """
     common = dict(num_classes=cfg.num_classes, reduce_zero_label=cfg.reduce_zero_label)
-    train_set = ADE20KSegmentation(cfg.data_dir, cfg.train_split, train=True, crop_size=tuple(cfg.crop_size),
+    data_dir = dry_run_data_dir('seg', cfg)
+    train_set = ADE20KSegmentation(data_dir, cfg.train_split, train=True, crop_size=tuple(cfg.crop_size),
                                    scale=tuple(cfg.scale), ratio_range=tuple(cfg.ratio_range), **common)
-    val_set = ADE20KSegmentation(cfg.data_dir, cfg.val_split, train=False, **common)
+    val_set = ADE20KSegmentation(data_dir, cfg.val_split, train=False, **common)
+    train_set, val_set, val_size = dry_run_sets('seg', cfg, train_set, val_set, 1)  # evaluation: image by image
     model_args = cfg.model_args()
     with distributed(cfg.device, cfg.threads) as env, \
-            RunFolder(cfg.out_dir, SEG_KIND, cfg.resume, env, cfg.tensorboard) as run:
+            RunFolder(cfg.out_dir, SEG_KIND, cfg.resume, env, cfg.tensorboard, cfg.dry_run, cfg.dry_run_report) as run:
         run.open(config_dict(cfg), SegmentationConfig.MUTABLE, dict(model_args=model_args))
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         model = create_segmenter(**model_args)
@@ -335,7 +339,7 @@ def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
             total_steps=cfg.max_iters, eval_every=cfg.eval_interval, checkpoint_every=cfg.checkpoint_interval,
             log_every=cfg.log_interval, metric='mIoU', higher_is_better=True, clip_grad=cfg.clip_grad,
             nan_tolerance=cfg.nan_tolerance, progress=cfg.progress, desc=f'upernet {cfg.backbone}',
-            item_name='images', steps_per_epoch=spe)
+            item_name='images', steps_per_epoch=spe, eval_batches=math.ceil(val_size / env.world_size))
         fit(state, run=run, batches=_train_batches(train_set, cfg, spe, state.progress.step, env),
             loss_fn=_loss_fn(cfg), evaluate=evaluate_run, schedule=schedule,
             count=lambda micro: sum(b[0].shape[0] for b in micro),

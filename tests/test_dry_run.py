@@ -1,0 +1,126 @@
+"""``--dry-run``: everything a recipe asks for, a few steps, one evaluation batch, nothing written, a report.
+
+The paper recipes run here at their full model and input size on generated data in their data set's layout, with
+their own augmentation, optimizer, schedule, EMA and loss; only the batch is cut to what a 2-core machine holds
+(and the data loader workers to none). Each is marked ``recipes``; the detection and segmentation ones, whose steps
+at 800x1333 and 512x512 take tens of seconds on such a machine, are also marked ``recipes_dense`` and left out of
+the default test run (``pytest -m recipes_dense`` runs them).
+"""
+import json
+import math
+import os
+
+import pytest
+
+from stepsnet.cli import main
+from stepsnet.utils.config import recipe_task
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NOT_PAPER = ('digits_cpu.yaml', 'depth_digits.yaml', 'synthetic.yaml', 'cpu.yaml')
+# the batch cut per task (per process): what a 2-core machine with 24 GiB runs in seconds
+CUT = {'cls': dict(batch_size=2, eval_batch_size=2, workers=0), 'det': dict(batch_size=1, eval_batch_size=1, workers=0),
+       'seg': dict(batch_size=2, workers=0), 'lm': dict(batch_size=1, grad_accum=2)}
+CUT = {task: dict(cut, amp=False) for task, cut in CUT.items()}  # bfloat16 autocast is emulated, slow, on most CPUs
+
+
+def _paper_recipes():
+    out = []
+    for task in ('cls', 'det', 'seg', 'lm'):
+        folder = os.path.join(REPO, 'configs', task)
+        for name in sorted(os.listdir(folder)):
+            if name.endswith('.yaml') and name not in NOT_PAPER:
+                marks = [pytest.mark.recipes] + ([pytest.mark.recipes_dense] if task in ('det', 'seg') else [])
+                out.append(pytest.param(os.path.join('configs', task, name), id=name[:-5], marks=marks))
+    return out
+
+
+def _train(task):
+    if task == 'cls':
+        from stepsnet.tasks import classification as m
+        return m, m.train_classification
+    if task == 'det':
+        from stepsnet.tasks import detection as m
+        return m, m.train_detection
+    if task == 'seg':
+        from stepsnet.tasks import segmentation as m
+        return m, m.train_segmentation
+    from stepsnet.tasks import lm as m
+    return m, m.train_lm
+
+
+@pytest.mark.parametrize('recipe', _paper_recipes())
+def test_paper_recipe_dry_run_at_full_size(recipe, tmp_path, capsys):
+    task = recipe_task(os.path.join(REPO, recipe))
+    module, train = _train(task)
+    out_dir = tmp_path / 'run'
+    full = module.load_config(os.path.join(REPO, recipe))
+    cfg = module.load_config(os.path.join(REPO, recipe), dry_run=2, synthetic_data=True, device='cpu',
+                             progress=False, out_dir=str(out_dir), **CUT[task])
+    result = train(cfg)
+    report = result['results']['dry_run']
+    assert report['steps'] == 2 and report['params_changed'], report
+    assert all(math.isfinite(v) for v in report['losses']), report['losses']
+    assert report['eval_batch_s'] is not None and report['projected_s'] > 0 and report['peak_memory_bytes'] > 0
+    assert not out_dir.exists(), 'a dry run wrote into its run folder'
+    # the recipe's own schedule: the full data set's steps (generated data seen at its real size)
+    if task == 'lm':
+        assert report['total_steps'] == full.max_iters
+        assert report['items_per_step'] == cfg.batch_size * full.block_size * cfg.grad_accum
+    elif task == 'seg':
+        assert report['total_steps'] == full.max_iters and report['eval_batches'] == 2000
+    elif task == 'det':
+        assert report['total_steps'] == full.epochs * 118_287 and report['eval_batches'] == 5000
+    else:
+        assert report['total_steps'] == full.epochs * (1_281_167 // cfg.batch_size)
+        assert report['eval_batches'] == 50_000 // cfg.batch_size
+    text = capsys.readouterr().out
+    assert 'whole recipe here' in text and 'parameters changed: yes' in text
+
+
+def test_dry_run_writes_nothing_into_the_run_folder(tmp_path, capsys):
+    """The CLI's dry run: an existing folder keeps exactly what it held; a missing one is not made; the report goes
+    to the JSON file asked for (outside the folder)."""
+    held = tmp_path / 'held'
+    held.mkdir()
+    (held / 'notes.txt').write_text('mine')
+    report = tmp_path / 'report.json'
+    recipe = os.path.join(REPO, 'configs', 'cls', 'digits_cpu.yaml')
+    assert main(['train', '-c', recipe, '--dry-run', '--out-dir', str(held), '--dry-run-report', str(report),
+                 '--device', 'cpu', '--batch-size', '16', '--no-progress']) == 0
+    assert sorted(os.listdir(held)) == ['notes.txt'] and (held / 'notes.txt').read_text() == 'mine'
+    data = json.loads(report.read_text())
+    assert data['steps'] == 2 and data['params_changed'] and data['items_per_step'] == 16
+    out = capsys.readouterr().out
+    assert 'dry run of' in out and 'changed from the recipe: ' in out and 'batch_size 64 -> 16' in out
+    assert 'time per step' in out and 'peak memory' in out and 'whole recipe here' in out
+    missing = tmp_path / 'missing'
+    assert main(['train', '-c', recipe, '--dry-run', '1', '--out-dir', str(missing), '--device', 'cpu',
+                 '--batch-size', '16', '--no-progress']) == 0
+    assert not missing.exists()
+
+
+def test_dry_run_beside_a_finished_run_trains_and_keeps_it(tmp_path):
+    """A folder holding a run: a dry run neither refuses it nor touches it (it reads nothing from it)."""
+    from stepsnet.tasks.lm import load_config, train_lm
+    out = tmp_path / 'run'
+    base = dict(out_dir=str(out), max_iters=2, eval_interval=2, eval_iters=1, final_eval_windows=0, device='cpu',
+                model='gpt_tiny', block_size=32, progress=False, tensorboard=False)
+    train_lm(load_config(os.path.join(REPO, 'configs', 'lm', 'cpu.yaml'), **base))
+    before = {p: os.path.getmtime(out / p) for p in os.listdir(out)}
+    result = train_lm(load_config(os.path.join(REPO, 'configs', 'lm', 'cpu.yaml'), dry_run=1, **base))
+    assert result['results']['dry_run']['steps'] == 1
+    assert {p: os.path.getmtime(out / p) for p in os.listdir(out)} == before
+
+
+def test_synthetic_data_without_dry_run_is_refused(capsys):
+    assert main(['train-lm', '-c', os.path.join(REPO, 'configs', 'lm', 'cpu.yaml'), '--synthetic-data']) != 0
+    assert 'synthetic_data and dry_run_report are for dry runs' in capsys.readouterr().err
+
+
+def test_compare_dry_run_trains_each_arm_once_and_writes_nothing(tmp_path, capsys):
+    out = tmp_path / 'compare'
+    assert main(['compare', 'lm', '--dry-run', '1', '--out', str(out), '--seeds', '2', '--set', 'max_iters=40',
+                 'model_kwargs={"n_layer": 2}', '--threads', '1', '--no-progress']) == 0
+    text = capsys.readouterr().out
+    assert text.count('whole recipe here') == 2 and '2 runs (2 seed(s))' not in text
+    assert not out.exists()

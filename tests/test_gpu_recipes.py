@@ -1,0 +1,49 @@
+"""benchmarks/gpu_recipes.sh in its tiny CPU setting: the dry runs recorded, a failure or a spent budget recorded."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+pytestmark = pytest.mark.skipif(shutil.which('bash') is None or shutil.which('timeout') is None,
+                                reason='needs bash and timeout')
+
+
+def _run(tmp_path, **env):
+    full = dict(os.environ, TINY='1', OUT=str(tmp_path / 'out'), PYTHON=sys.executable, THREADS='1',
+                PYTHONPATH=REPO + os.pathsep + os.environ.get('PYTHONPATH', ''), **env)
+    proc = subprocess.run(['bash', os.path.join(REPO, 'benchmarks', 'gpu_recipes.sh')], env=full, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc, json.loads((tmp_path / 'out' / 'gpu_recipes_tiny.json').read_text())
+
+
+def test_gpu_recipes_tiny(tmp_path):
+    recipes = 'configs/cls/convnext_tiny_imagenet.yaml configs/lm/small.yaml'
+    proc, data = _run(tmp_path, RECIPES=recipes)
+    rows = data['rows']
+    assert [(r['recipe'], r['compile']) for r in rows] == [('configs/cls/convnext_tiny_imagenet.yaml', False),
+                                                          ('configs/lm/small.yaml', False)]
+    for r in rows:
+        assert r['status'] == 'ok', r
+        assert r['device'] == 'cpu' and r['amp'] == 'bfloat16' and r['steps'] == 1
+        assert r['params_changed'] and r['device_hours'] > 0 and r['peak_memory_bytes'] > 0
+    assert rows[0]['params'] > 28e6  # the recipe's model (Steps ConvNeXt-T, 1000 classes), not a small stand-in
+    md = (tmp_path / 'out' / 'gpu_recipes_tiny.md').read_text()
+    assert '| configs/lm/small.yaml | steps_gpt_small' not in md  # the recipe trains gpt_small
+    assert '| configs/lm/small.yaml | gpt_small | no | 1 |' in md
+    assert '2 of 2 dry runs ok' in proc.stdout
+
+
+def test_gpu_recipes_records_failures_and_the_spent_budget(tmp_path):
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('task: lm\nmodel: gpt_nonexistent\ndata_dir: runs/data/none\n')
+    proc, data = _run(tmp_path, RECIPES=str(bad))
+    assert data['rows'][0]['status'] == 'failed' and 'gpt_nonexistent' in data['rows'][0]['error']
+    proc, data = _run(tmp_path, RECIPES='configs/lm/small.yaml', BUDGET='0')
+    assert data['rows'] == [dict(recipe='configs/lm/small.yaml', task='lm', compile=False, status='skipped',
+                                 error='time budget spent')]
+    assert '0 of 1 dry runs ok' in proc.stdout
