@@ -27,8 +27,10 @@ _FIELD_HELP = {
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from stepsnet.tasks.classification import ClassificationConfig, load_config, train_classification
-    summary = train_classification(load_with_flags(load_config, args.config, args, ClassificationConfig))
+    from stepsnet.config.classification import ClassificationConfig, load_config
+    cfg = load_with_flags(load_config, args.config, args, ClassificationConfig)  # a bad value fails before torch loads
+    from stepsnet.tasks.classification import train_classification
+    summary = train_classification(cfg)
     if os.environ.get('RANK', '0') != '0':  # under torchrun only rank 0 reports
         return 0
     print(f'{summary["model"]}: {summary["epochs"]} epochs; validation top-1 {summary["final_top1"]:.2f} (best '
@@ -59,7 +61,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     'channels_last, grad checkpointing, torch.compile; DDP when launched with torchrun. '
                     'Example: stepsnet train-cls --config configs/cls/digits_cpu.yaml (or stepsnet train -c ...)')
     p.add_argument('--config', '-c', help='YAML recipe (configs/cls/*.yaml); flags override its fields')
-    add_config_flags(p, 'stepsnet.tasks.classification:ClassificationConfig', help=_FIELD_HELP)
+    add_config_flags(p, 'stepsnet.config.classification:ClassificationConfig', help=_FIELD_HELP)
     p.set_defaults(func=run_train, trains=True)
 
     v = sub.add_parser(

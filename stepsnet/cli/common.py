@@ -111,8 +111,8 @@ def add_config_flags(
 ) -> None:
     """One flag per field of the dataclass ``cls``; defaults are None so only given flags override a recipe.
 
-    ``cls`` may be named as ``'module:Class'``: the flags are then added by :func:`complete_config_flags` when the
-    command is run, so that listing the commands does not import the task modules (and torch with them).
+    ``cls`` may be named as ``'module:Class'`` (a module of :mod:`stepsnet.config`, which loads no torch): the flags
+    are then added by :func:`complete_config_flags` to the parser of the command being run only.
     """
     if isinstance(cls, str):
         parser.set_defaults(_config_flags=(cls, tuple(skip), help))

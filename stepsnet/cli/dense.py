@@ -12,8 +12,9 @@ def _is_main() -> bool:
 
 
 def _run_train_det(args: argparse.Namespace) -> int:
+    from stepsnet.config.detection import DetectionConfig, load_config
+    cfg = load_with_flags(load_config, args.config, args, DetectionConfig)  # a bad value fails before torch loads
     from stepsnet.tasks import detection
-    cfg = load_with_flags(detection.load_config, args.config, args, detection.DetectionConfig)
     result = detection.train_detection(cfg)
     if _is_main():
         print(f'{cfg.arch} {cfg.backbone}: {result["iters"]} iterations; {detection.format_metrics(result["metrics"])} '
@@ -38,8 +39,9 @@ def _run_eval_det(args: argparse.Namespace) -> int:
 
 
 def _run_train_seg(args: argparse.Namespace) -> int:
+    from stepsnet.config.segmentation import SegmentationConfig, load_config
+    cfg = load_with_flags(load_config, args.config, args, SegmentationConfig)  # a bad value fails before torch loads
     from stepsnet.tasks import segmentation
-    cfg = load_with_flags(segmentation.load_config, args.config, args, segmentation.SegmentationConfig)
     result = segmentation.train_segmentation(cfg)
     if _is_main():
         print(f'upernet {cfg.backbone}: {result["iters"]} iterations; {segmentation.format_metrics(result["metrics"])} '
@@ -64,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=f'Train from a YAML config (configs/det/*.yaml) with command-line overrides; architectures '
                     f'{", ".join(DETECTOR_ARCHS)}. Launch with torchrun for DDP (same command).')
     p.add_argument('--config', '-c', help='YAML file of DetectionConfig fields')
-    add_config_flags(p, 'stepsnet.tasks.detection:DetectionConfig')
+    add_config_flags(p, 'stepsnet.config.detection:DetectionConfig')
     p.set_defaults(func=_run_train_det, trains=True)
 
     p = sub.add_parser('eval-det', help='COCO box / mask AP of a detection checkpoint (pycocotools)')
@@ -86,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description='Train from a YAML config (configs/seg/*.yaml) with command-line overrides. Launch with '
                     'torchrun for DDP (same command).')
     p.add_argument('--config', '-c', help='YAML file of SegmentationConfig fields')
-    add_config_flags(p, 'stepsnet.tasks.segmentation:SegmentationConfig')
+    add_config_flags(p, 'stepsnet.config.segmentation:SegmentationConfig')
     p.set_defaults(func=_run_train_seg, trains=True)
 
     p = sub.add_parser('eval-seg', help='mIoU / mAcc / aAcc of a segmentation checkpoint')

@@ -5,8 +5,9 @@ from stepsnet.cli.common import add_config_flags, load_with_flags, positive_int
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from stepsnet.tasks.lm import LMConfig, load_config, train_lm
-    cfg = load_with_flags(load_config, args.config, args, LMConfig)
+    from stepsnet.config.lm import LMConfig, load_config
+    cfg = load_with_flags(load_config, args.config, args, LMConfig)  # a bad value fails before torch loads
+    from stepsnet.tasks.lm import train_lm
     summary = train_lm(cfg)
     f = summary['final']
     result = (f'val loss {f["loss"]:.4f}, ppl {f["ppl"]:.3f}, bits/byte {f["bpb"]:.4f} ({f["tokens"]:,} validation '
@@ -34,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description='Train a language model from a YAML config (configs/lm/*.yaml) with command-line overrides. '
                     'Launch with torchrun for DDP (same command).')
     p.add_argument('--config', '-c', help='YAML file of LMConfig fields')
-    add_config_flags(p, 'stepsnet.tasks.lm:LMConfig')
+    add_config_flags(p, 'stepsnet.config.lm:LMConfig')
     p.set_defaults(func=_run_train, trains=True)
 
     p = sub.add_parser('sample', help='generate text from a language-model checkpoint')
