@@ -1,5 +1,6 @@
-"""``stepsnet train-lm`` and ``sample``: language modelling, argument parsing only."""
+"""``stepsnet train-lm``, ``eval-lm`` and ``sample``: language modelling, argument parsing only."""
 import argparse
+import json
 
 from stepsnet.cli.common import add_config_flags, load_with_flags, positive_int
 
@@ -14,6 +15,18 @@ def _run_train(args: argparse.Namespace) -> int:
               'tokens)') if f else 'no final evaluation (final_eval_windows is 0)'
     print(f'{cfg.model}: {summary["iters"]} steps, {summary["tokens_seen"]:,} tokens; {result}; '
           f'checkpoint {summary["checkpoint"]}')
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from stepsnet.tasks.lm import evaluate_lm_checkpoint
+    r = evaluate_lm_checkpoint(args.checkpoint, data_dir=args.data_dir, split=args.split, windows=args.windows,
+                               batch_size=args.batch_size, device=args.device, amp=args.amp, out=args.out)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print(f'{r["model"]} on {r["data_dir"]}/{r["split"]}: loss {r["loss"]:.4f}  ppl {r["ppl"]:.3f}  bits/byte '
+              f'{r["bpb"]:.4f}  ({r["tokens"]:,} tokens in {r["windows"]} windows of {r["block_size"]})')
     return 0
 
 
@@ -37,6 +50,22 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--config', '-c', help='YAML file of LMConfig fields')
     add_config_flags(p, 'stepsnet.config.lm:LMConfig')
     p.set_defaults(func=_run_train, trains=True)
+
+    p = sub.add_parser(
+        'eval-lm', help='validation loss, perplexity and bits per byte of a language-model checkpoint',
+        description='Score a train-lm checkpoint on non-overlapping windows of a split, by default as the run\'s '
+                    'final evaluation did (its data, context, number of windows and batch size).')
+    p.add_argument('--checkpoint', required=True, help='last.pth / best.pth written by train-lm')
+    p.add_argument('--data-dir', help='prepared token data (default: the run\'s); the run\'s tokenizer')
+    p.add_argument('--split', default='val', choices=('val', 'test', 'train'))
+    p.add_argument('--windows', type=positive_int, help='windows scored (default: the run\'s final_eval_windows)')
+    p.add_argument('--batch-size', type=positive_int, help='windows per forward pass (default: the run\'s)')
+    p.add_argument('--device', default='auto', help='auto, cpu, cuda')
+    p.add_argument('--amp', action=argparse.BooleanOptionalAction, default=None,
+                   help='autocast (default: as the run trained)')
+    p.add_argument('--out', help='write the result as JSON here')
+    p.add_argument('--json', action=argparse.BooleanOptionalAction, default=False, help='print the result as JSON')
+    p.set_defaults(func=_run_eval)
 
     p = sub.add_parser('sample', help='generate text from a language-model checkpoint')
     p.add_argument('--checkpoint', required=True, help='last.pth / best.pth written by train-lm')

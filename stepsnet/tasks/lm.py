@@ -9,12 +9,14 @@ the config, the token batches, the loss, the evaluation and sampling. Read top t
   step (``timm.scheduler``), and trains. The batches of step ``i`` come from a generator seeded by
   ``(seed, i, micro-step, rank)`` and dropout is reseeded the same way, so a run resumed from a checkpoint draws
   exactly the batches (and dropout masks) the uninterrupted run would have drawn.
-* :func:`evaluate_lm` scores fixed, non-overlapping validation windows (loss, perplexity, bits per byte).
+* :func:`evaluate_lm` scores fixed, non-overlapping validation windows (loss, perplexity, bits per byte);
+  :func:`evaluate_lm_checkpoint` does so for a saved run (``stepsnet eval``).
 * :func:`sample_lm` generates text from a checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -32,6 +34,7 @@ from stepsnet.engine import (
     RunFolder,
     Schedule,
     all_reduce_mean,
+    amp_context,
     config_dict,
     distributed,
     fit,
@@ -40,9 +43,10 @@ from stepsnet.engine import (
 )
 from stepsnet.models.factory import LM_KIND, create_lm, lm_config, lm_from_checkpoint
 from stepsnet.models.steps_gpt import GPT
+from stepsnet.utils.checkpoint import atomic_write_text
 
-__all__ = ['LMConfig', 'load_config', 'train_lm', 'evaluate_lm', 'sample_lm', 'ensure_data', 'DEFAULT_DATA_DIR',
-           'PEAK_FLOPS']
+__all__ = ['LMConfig', 'load_config', 'train_lm', 'evaluate_lm', 'evaluate_lm_checkpoint', 'sample_lm', 'ensure_data',
+           'DEFAULT_DATA_DIR', 'PEAK_FLOPS']
 
 # Dense bf16/fp16 tensor-core peak FLOP/s per device, for MFU. Matched against torch.cuda.get_device_name().
 PEAK_FLOPS: Dict[str, float] = {
@@ -150,6 +154,64 @@ def evaluate_lm(
     nbytes = data.meta.get('bytes', {}).get(split)
     bpb = loss / math.log(2) * (tokens / nbytes) if tokens and nbytes else float('nan')
     return {'loss': loss, 'ppl': math.exp(min(loss, 50.0)), 'bpb': bpb, 'tokens': count}
+
+
+def evaluate_lm_checkpoint(
+        checkpoint: str,
+        data_dir: Optional[str] = None,
+        split: str = 'val',
+        windows: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        device: str = 'auto',
+        amp: Optional[bool] = None,
+        out: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Loss, perplexity and bits per byte of a :func:`train_lm` checkpoint (:func:`evaluate_lm`), by default as the
+    run's final evaluation scored them: its data, its context, its number of windows and its batch size.
+
+    Args:
+        checkpoint: ``last.pth`` / ``best.pth`` of a run.
+        data_dir: Prepared token data (default: the run's); its tokenizer must be the run's.
+        split: ``val``, ``test`` or ``train``.
+        windows: Non-overlapping windows scored (default: the run's ``final_eval_windows``, or 1024).
+        batch_size: Windows per forward pass (default: the run's).
+        device: ``auto``, ``cpu``, ``cuda``.
+        amp: Autocast as the run did (None: the run's setting).
+        out: Write the result as JSON here.
+
+    Returns:
+        ``loss``, ``ppl``, ``bpb``, ``tokens`` (as :func:`evaluate_lm`) with ``model``, ``checkpoint``, ``data_dir``,
+        ``split``, ``block_size`` and ``windows``.
+
+    Raises:
+        FileNotFoundError, CheckpointError: A missing or foreign checkpoint, missing data.
+        ValueError: Data of another tokenizer or with ids beyond the model's vocabulary, a split too short, bad
+            arguments.
+    """
+    for name, value in (('windows', windows), ('batch_size', batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f'{name} must be >= 1, got {value}')
+    device = resolve_device(device)
+    model, info = lm_from_checkpoint(checkpoint, device)
+    cfg = info['config']
+    data_dir = data_dir or info.get('data_dir') or cfg.get('data_dir')
+    if not data_dir:
+        raise ValueError(f'checkpoint {checkpoint!r} does not name its data; give the data folder (--data-dir)')
+    data = TokenData.open(data_dir, model.config.vocab_size)
+    if info.get('tokenizer') is not None and data.meta.get('tokenizer') != info['tokenizer']:
+        raise ValueError(f'{data_dir!r} uses tokenizer {data.meta.get("tokenizer")}, but {checkpoint!r} was trained '
+                         f'with {info["tokenizer"]}; evaluate it on data prepared with its tokenizer')
+    block = int(cfg.get('block_size') or model.config.block_size)
+    windows = windows or int(cfg.get('final_eval_windows') or 1024)
+    autocast, _ = amp_context(bool(cfg.get('amp', False)) if amp is None else amp,
+                              cfg.get('amp_dtype', 'bfloat16'), device)
+    result = evaluate_lm(model, data, split, block, windows, batch_size or int(cfg.get('batch_size') or 32), device,
+                         autocast)
+    result = dict(result, model=info.get('model_name'), checkpoint=checkpoint, data_dir=data_dir, split=split,
+                  block_size=block, windows=windows)
+    if out:
+        atomic_write_text(out, json.dumps(result, indent=2))
+    return result
 
 
 def _peak_flops(cfg: LMConfig, device: str) -> Optional[float]:
