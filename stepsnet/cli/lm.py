@@ -74,6 +74,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--num-samples', type=positive_int, default=1)
     p.add_argument('--temperature', type=float, default=0.8)
     p.add_argument('--top-k', type=int, default=50, help='0 disables top-k')
-    p.add_argument('--seed', type=int, default=1337)
+    p.add_argument('--seed', type=int, default=0)
     p.add_argument('--device', default='cpu', help='cpu, cuda, auto')
     p.set_defaults(func=_run_sample)

@@ -85,7 +85,6 @@ class ClassificationConfig(RunConfig):
     channels_last: bool = False
     grad_checkpointing: bool = False
     # run control
-    seed: int = 42
     out_dir: str = 'runs/cls'
     max_train_batches: Optional[int] = None  # cap per epoch (smoke tests)
 

@@ -49,14 +49,17 @@ class DetectionConfig(RunConfig):
     warmup_iters: int = 1000
     warmup_factor: float = 0.001
     clip_grad: Optional[float] = None
-    # bookkeeping
-    eval_interval: int = 1
+    # bookkeeping: evaluation and checkpoints at epoch ends (log_interval counts steps)
+    eval_every_epochs: int = 1
     eval_batch_size: int = 1
     log_interval: int = 20
-    seed: int = 0
 
     MUTABLE = RunConfig.MUTABLE + (
-        'data_dir', 'out_dir', 'epochs', 'max_iters', 'eval_interval', 'eval_batch_size', 'log_interval', 'workers')
+        'data_dir', 'out_dir', 'epochs', 'max_iters', 'eval_every_epochs', 'eval_batch_size', 'log_interval',
+        'workers')
+    # ``eval_interval`` counts steps in every other task; here it counted epochs, so it is refused, not read
+    RENAMED = {**RunConfig.RENAMED,
+               'eval_interval': 'eval_every_epochs (it counts epochs: eval_interval counts steps in the other tasks)'}
 
     def __post_init__(self):
         super().__post_init__()
@@ -66,7 +69,7 @@ class DetectionConfig(RunConfig):
                      'fpn_channels'):
             if getattr(self, name) < 1:
                 raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('workers', 'warmup_iters', 'eval_interval'):
+        for name in ('workers', 'warmup_iters', 'eval_every_epochs'):
             if getattr(self, name) < 0:
                 raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
         if self.max_iters is not None and self.max_iters < 1:

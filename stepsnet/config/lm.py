@@ -42,7 +42,6 @@ class LMConfig(RunConfig):
         final_eval_windows: Non-overlapping validation windows scored at the end (0 skips the final evaluation).
         log_interval: Log the training loss every this many steps.
         checkpoint_interval: Checkpoint every this many steps (None: ``eval_interval``); always at the end.
-        seed: Seeds initialisation, batches and dropout.
         time_limit: Stop after this many seconds of training (evaluation excluded); None: no limit.
         peak_flops: Peak FLOP/s of one device for MFU; None looks the GPU up in :data:`PEAK_FLOPS`.
         fused_attn: Use the fused attention kernel (False: the explicit path).
@@ -66,7 +65,6 @@ class LMConfig(RunConfig):
     final_eval_windows: int = 1024
     log_interval: int = 10
     checkpoint_interval: Optional[int] = None
-    seed: int = 1337
     time_limit: Optional[float] = None
     peak_flops: Optional[float] = None
     fused_attn: bool = True

@@ -24,6 +24,8 @@ class RunConfig:
         nan_tolerance: Non-finite losses skipped before the run stops (0: stop at the first).
         progress: Show a progress bar (on a terminal only; elsewhere plain log lines).
         tensorboard: Also log to TensorBoard when it is installed.
+        seed: Seeds the initialisation, the order of the batches and the augmentation (or dropout); 0 unless a
+            recipe says otherwise, in every task.
     """
     device: str = 'auto'
     threads: Optional[int] = None
@@ -34,6 +36,7 @@ class RunConfig:
     nan_tolerance: int = 0
     progress: bool = True
     tensorboard: bool = True
+    seed: int = 0
 
     # fields a resumed run may change (recorded in config.json); every other field must match the stored run
     MUTABLE = ('device', 'threads', 'compile', 'resume', 'nan_tolerance', 'progress', 'tensorboard')

@@ -57,7 +57,6 @@ class SegmentationConfig(RunConfig):
     # bookkeeping
     checkpoint_interval: int = 16000
     log_interval: int = 50
-    seed: int = 0
 
     MUTABLE = RunConfig.MUTABLE + (
         'data_dir', 'out_dir', 'max_iters', 'eval_interval', 'eval_mode', 'eval_stride', 'test_scale',

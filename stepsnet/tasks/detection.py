@@ -177,7 +177,7 @@ def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
                      f'{len(val_set)} val images, {env.world_size} process(es) on {env.device}, {spe} steps/epoch',
                      world_size=env.world_size, device=env.device)
         schedule = Schedule(
-            total_steps=total, eval_every=cfg.eval_interval * spe, checkpoint_every=spe, log_every=cfg.log_interval,
+            total_steps=total, eval_every=cfg.eval_every_epochs * spe, checkpoint_every=spe, log_every=cfg.log_interval,
             metric='bbox_AP', higher_is_better=True, clip_grad=cfg.clip_grad, nan_tolerance=cfg.nan_tolerance,
             progress=cfg.progress, desc=f'{cfg.arch} {cfg.backbone}', item_name='images', steps_per_epoch=spe)
         fit(state, run=run, batches=_train_batches(train_set, cfg, spe, state.progress.step, env),

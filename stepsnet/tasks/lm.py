@@ -321,7 +321,7 @@ def sample_lm(
         num_samples: int = 1,
         temperature: float = 0.8,
         top_k: Optional[int] = 50,
-        seed: int = 1337,
+        seed: int = 0,
         device: str = 'cpu',
 ) -> List[str]:
     """Generate ``num_samples`` continuations of ``prompt`` (the prompt included) from a checkpoint.
