@@ -20,7 +20,7 @@ from typing import Any, Dict, Iterable, Optional, Sequence, Type, Union
 
 from stepsnet.utils.config import CLEAR, close_matches
 
-__all__ = ['add_config_flags', 'config_overrides', 'ParseKwargs', 'positive_int', 'int_list']
+__all__ = ['add_config_flags', 'config_from_flags', 'config_overrides', 'ParseKwargs', 'positive_int', 'int_list']
 
 
 class ParseKwargs(argparse.Action):
@@ -195,6 +195,18 @@ def config_overrides(args: argparse.Namespace, cls: Type[Any]) -> Dict[str, Any]
 def merge_mapping(base: Optional[Dict[str, Any]], extra: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     """A recipe's mapping (e.g. ``model_kwargs``) updated by the flag's pairs."""
     return None if extra is None else {**(base or {}), **extra}
+
+
+def config_from_flags(args: argparse.Namespace, spec: str) -> Any:
+    """The config of a training command: its recipe (``--config``) with the given flags on top.
+
+    ``spec`` names the config class as ``'module:Class'`` (as :func:`add_config_flags` takes it), a module of
+    :mod:`stepsnet.config` whose ``load_config`` reads the recipe: the config is built, and checked, before the task's
+    module (and torch) is imported, so a bad value is refused at once.
+    """
+    module, name = spec.split(':')
+    found = importlib.import_module(module)
+    return load_with_flags(found.load_config, args.config, args, getattr(found, name))
 
 
 def load_with_flags(load_config, path: Optional[str], args: argparse.Namespace, cls: Type[Any],

@@ -2,12 +2,13 @@
 import argparse
 import json
 
-from stepsnet.cli.common import add_config_flags, load_with_flags, positive_int
+from stepsnet.cli.common import add_config_flags, config_from_flags, positive_int
+
+CONFIG = 'stepsnet.config.lm:LMConfig'
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from stepsnet.config.lm import LMConfig, load_config
-    cfg = load_with_flags(load_config, args.config, args, LMConfig)  # a bad value fails before torch loads
+    cfg = config_from_flags(args, CONFIG)
     from stepsnet.tasks.lm import train_lm
     summary = train_lm(cfg)
     f = summary['final']
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description='Train a language model from a YAML config (configs/lm/*.yaml) with command-line overrides. '
                     'Launch with torchrun for DDP (same command).')
     p.add_argument('--config', '-c', help='YAML file of LMConfig fields')
-    add_config_flags(p, 'stepsnet.config.lm:LMConfig')
+    add_config_flags(p, CONFIG)
     p.set_defaults(func=_run_train, trains=True)
 
     p = sub.add_parser(
