@@ -2,7 +2,7 @@
 
 The cells, models and protocol are in ``benchmarks/lm_sweep.yaml``. The runs go through the comparison harness of
 :mod:`stepsnet.compare` (its ``lm`` task, :func:`stepsnet.compare.train_runs`) into
-``OUT/runs/<model>-i<iters>-lr<lr>/seed<n>``; a finished run leaves a ``result.json`` there and is never trained
+``OUT/runs/<model>-i<iters>-lr<lr>/seed<n>``; a finished run leaves its ``results.json`` there and is never trained
 again, an interrupted one resumes from its last checkpoint (every ``eval_interval`` steps). Runs that two cells
 share (e.g. the depth-4 pair at 300 steps) train once. Paired differences are tested with the project's paired
 t-test and Holm's correction across the whole report (:mod:`stepsnet.stats`).
@@ -116,7 +116,7 @@ def run_spec(run: Run, sweep: Dict[str, Any], out: str, config_path: str, data_d
 
 
 def _row(run: Run, sweep: Dict[str, Any], r: Dict[str, Any]) -> Dict[str, Any]:
-    """One CSV row of a run from its ``result.json`` (the harness's keys; rows written before it are kept)."""
+    """One CSV row of a run from its result (:func:`stepsnet.compare.read_result`; rows written before are kept)."""
     if 'val_loss' in r:
         return r
     machine = r.get('machine') or {}

@@ -1,9 +1,9 @@
-"""Write the per-run ``result.json`` files of an earlier comparison's ``results.json`` into a comparison folder.
+"""Write the runs of an earlier comparison's ``results.json`` into a comparison folder, as finished runs.
 
-A comparison (``stepsnet compare`` / ``stepsnet analyze pilot``) reuses every run whose folder holds a
-``result.json``. A committed ``results.json`` keeps each run's metric and training-set metric per seed, so the
-runs of an earlier report can join a later comparison of the same recipe with more seeds, without being trained
-again::
+A comparison (``stepsnet compare`` / ``stepsnet analyze pilot``) reuses every run whose folder holds its results
+(``OUT/<point>/<role>/seed<k>/results.json``, read by :func:`stepsnet.compare.read_result`). A committed
+``results.json`` keeps each run's metric and training-set metric per seed, so the runs of an earlier report can
+join a later comparison of the same recipe with more seeds, without being trained again::
 
     python scripts/import_runs.py docs/figures/analyses/pilot/results.json /work/pilot8 \
         --blocks 4 8 16 --role steps_compute=steps
@@ -20,10 +20,13 @@ import os
 import sys
 from typing import List, Optional
 
+from stepsnet.compare import ADAPTERS, SECTION
+from stepsnet.engine import RESULTS
+
 
 def import_runs(results_json: str, out: str, blocks: Optional[List[int]] = None, roles: Optional[dict] = None,
                 seeds: Optional[List[int]] = None) -> List[str]:
-    """Write ``OUT/<point>/<role>/seed<k>/result.json`` for every run of ``results_json``; return the paths written.
+    """Write ``OUT/<point>/<role>/seed<k>/results.json`` for every run of ``results_json``; return the paths written.
 
     Args:
         results_json: A comparison's ``results.json``.
@@ -34,6 +37,7 @@ def import_runs(results_json: str, out: str, blocks: Optional[List[int]] = None,
     """
     with open(results_json, encoding='utf-8') as f:
         r = json.load(f)
+    adapter = ADAPTERS[r['task']]
     written = []
     for point in r['points']:
         if blocks is not None and point['x'] not in blocks:
@@ -48,13 +52,16 @@ def import_runs(results_json: str, out: str, blocks: Optional[List[int]] = None,
                 if seeds is not None and seed not in seeds:
                     continue
                 run = os.path.join(out, point['name'].replace(' ', '_'), new_role, f'seed{seed}')
-                path = os.path.join(run, 'result.json')
-                if os.path.exists(path):
-                    raise FileExistsError(f'{path} exists; an imported run never replaces a trained one')
-                result = dict(metric=arm['per_seed'][str(seed)], train_metric=train_metric, seen=arm.get('seen'),
-                              train_time=arm.get('train_time'), curve=[], machine=arm.get('machine'),
-                              imported_from=results_json,
-                              **{k: arm.get(k) for k in ('params', 'macs', 'blocks', 'layers', 'plan')})
+                path = os.path.join(run, RESULTS)
+                if os.path.exists(path) or os.path.exists(os.path.join(run, 'result.json')):
+                    raise FileExistsError(f'{run} holds a run; an imported run never replaces a trained one')
+                # the engine's keys that the earlier report kept, and what the harness adds (its curve is lost)
+                result = dict(kind=adapter.kind, final={adapter.final: arm['per_seed'][str(seed)]},
+                              items_seen=arm.get('seen'), train_time_s=arm.get('train_time'), steps=None,
+                              stopped_early=False, params=arm.get('params'),
+                              **{SECTION: dict(train_metric=train_metric, curve=[], machine=arm.get('machine'),
+                                               imported_from=results_json,
+                                               **{k: arm.get(k) for k in ('macs', 'blocks', 'layers', 'plan')})})
                 os.makedirs(run, exist_ok=True)
                 tmp = path + '.tmp'
                 with open(tmp, 'w', encoding='utf-8') as f:

@@ -3,8 +3,10 @@
 A comparison is a list of *points* (one setting, e.g. a depth), each with *arms* (``baseline``, ``steps``,
 sometimes a ``control``), trained with the same recipe, data and seeds; only the model differs. Every run goes
 into ``OUT/<point>/<arm>/seed<k>`` as an ordinary training run of its task, with ``resume='auto'``: a comparison
-that is stopped and started again continues its unfinished runs and skips the finished ones (each leaves a
-``result.json``). Results, in ``OUT``:
+that is stopped and started again continues its unfinished runs and skips the finished ones. A run's results are
+its run folder's ``results.json``: the engine's (:meth:`stepsnet.engine.RunFolder.results`), to which the harness
+adds what the engine does not measure under ``comparison`` (:func:`read_result` reads the two as one). Results,
+in ``OUT``:
 
 * ``results.json``: per point and arm the model, its parameters, FLOPs, blocks and layers, the metric per seed
   (``per_seed``), its mean and standard deviation, the training time per seed and the validation curves; per point
@@ -47,8 +49,9 @@ import numpy as np
 import torch
 
 from stepsnet import stats
-from stepsnet.analysis.complexity import count_blocks, count_flops, count_layers, count_params
-from stepsnet.models.factory import create_classifier, create_lm, deit_trunk_config, lm_config
+from stepsnet.analysis.complexity import count_blocks, count_flops, count_layers
+from stepsnet.engine import RESULTS
+from stepsnet.models.factory import CLS_KIND, LM_KIND, create_classifier, create_lm, deit_trunk_config, lm_config
 from stepsnet.tasks import classification as cls_task
 from stepsnet.tasks import lm as lm_task
 from stepsnet.utils.checkpoint import atomic_write_text
@@ -57,9 +60,12 @@ from stepsnet.utils.provenance import machine_info
 
 __all__ = ['Arm', 'Point', 'Comparison', 'TaskAdapter', 'ADAPTERS', 'RunSpec', 'train_runs', 'run_comparison',
            'judge', 'write_report', 'render_report', 'report_markdown', 'depth_comparison', 'lm_comparison',
-           'cls_comparison', 'COMPARISONS', 'default_config_path', 'spread']
+           'cls_comparison', 'COMPARISONS', 'default_config_path', 'spread', 'read_result', 'add_to_results']
 
-RESULT = 'result.json'
+# the key of a run's results.json under which the harness keeps what it adds to the engine's results
+SECTION = 'comparison'
+# a run's results in a run folder of an earlier release (the harness's keys alone), still read
+EARLIER_RESULT = 'result.json'
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -131,8 +137,8 @@ def _describe_classifier(cfg: cls_task.ClassificationConfig, num_classes: int = 
     img = cls_task.data_config(cfg)['input_size']
     net = create_classifier(cfg.model, num_classes, img[-1], **cfg.model_kwargs)
     plan = [str(m.plan) for m in net.modules() if hasattr(m, 'plan') and hasattr(m, 'truncate')]
-    return dict(params=count_params(net), macs=count_flops(net, img), blocks=count_blocks(net),
-                layers=count_layers(net), plan='; '.join(plan))
+    return dict(macs=count_flops(net, img), blocks=count_blocks(net), layers=count_layers(net),
+                plan='; '.join(plan))
 
 
 def _run_cls(cfg: cls_task.ClassificationConfig) -> Dict[str, Any]:
@@ -142,9 +148,8 @@ def _run_cls(cfg: cls_task.ClassificationConfig) -> Dict[str, Any]:
     train = cls_task.validate_classification(
         os.path.join(cfg.out_dir, 'last.pth'), dataset=cfg.dataset, data_dir=cfg.data_dir, split=cfg.train_split,
         batch_size=256, workers=0, device=cfg.device, progress=False)
-    return dict(metric=s['final_top1'], loss=s['final_val_loss'], best=s['best_top1'],
-                train_loss=s['final_train_loss'], train_metric=train['top1'], seen=s['images_seen'],
-                train_time=s['train_seconds_total'], curve=curve, **_describe_classifier(cfg))
+    return dict(train_metric=train['top1'], train_loss=s['final_train_loss'], curve=curve,
+                **_describe_classifier(cfg))
 
 
 def _check_cls(cfg: cls_task.ClassificationConfig) -> None:
@@ -154,10 +159,8 @@ def _check_cls(cfg: cls_task.ClassificationConfig) -> None:
 def _run_lm(cfg: lm_task.LMConfig) -> Dict[str, Any]:
     s = lm_task.train_lm(cfg)
     curve = [(h['tokens_seen'], h['val_loss']) for h in s['history'] if 'val_loss' in h]
-    return dict(metric=s['final'].get('loss'), bpb=s['final'].get('bpb'), seen=s['tokens_seen'],
-                steps=s['iters'], stopped_by_time=s['stopped_by_time'], train_time=s['train_time_s'],
-                tokens_per_s=s['tokens_per_s'], curve=curve, params=s['params'], macs=s['flops_per_token'],
-                blocks=s['blocks'], layers=5 * s['blocks'], plan=s['plan'])
+    return dict(tokens_per_s=s['tokens_per_s'], curve=curve, macs=s['flops_per_token'], blocks=s['blocks'],
+                layers=5 * s['blocks'], plan=s['plan'])
 
 
 def _check_lm(cfg: lm_task.LMConfig) -> None:
@@ -179,10 +182,12 @@ class TaskAdapter:
         digits: Decimals of the tables.
         recipe: The default recipe, relative to ``configs/``.
         load_config: The task's config loader (path, **overrides).
-        run: Trains one run from its config; returns at least ``metric``, ``train_time``, ``curve``, ``params``,
-            ``macs``, ``blocks``, ``layers`` and ``plan``.
+        run: Trains one run from its config; returns what the harness adds to the engine's results: at least
+            ``curve``, ``macs``, ``blocks``, ``layers`` and ``plan``.
         check: Builds the run's model on the meta device: raises on a bad setting before anything trains.
         train: The task's own training function (what ``run`` calls; a dry run calls it alone).
+        kind: The checkpoint kind of the task's runs (the ``kind`` of their ``results.json``).
+        final: The key of the compared metric in the final evaluation (``final`` of ``results.json``).
         train_metric: Name of the metric measured again on the training images (``train_metric`` in a run's
             result), or None.
     """
@@ -195,15 +200,17 @@ class TaskAdapter:
     run: Callable[[Any], Dict[str, Any]]
     check: Callable[[Any], None]
     train: Callable[[Any], Dict[str, Any]]
+    kind: str
+    final: str
     train_metric: Optional[str] = None
 
 
 ADAPTERS: Dict[str, TaskAdapter] = {
     'cls': TaskAdapter('val top-1 (%)', True, 'images seen', 2, os.path.join('cls', 'digits_cpu.yaml'),
-                       cls_task.load_config, _run_cls, _check_cls, cls_task.train_classification,
+                       cls_task.load_config, _run_cls, _check_cls, cls_task.train_classification, CLS_KIND, 'top1',
                        'train top-1 (no augmentation)'),
     'lm': TaskAdapter('val loss (nats/token)', False, 'tokens seen', 4, os.path.join('lm', 'cpu.yaml'),
-                      lm_task.load_config, _run_lm, _check_lm, lm_task.train_lm),
+                      lm_task.load_config, _run_lm, _check_lm, lm_task.train_lm, LM_KIND, 'loss'),
 }
 
 
@@ -249,12 +256,9 @@ def _train_arm(task: str, cfg: Any, run_dir: str, threads: Optional[int], prefix
         if threads:
             torch.set_num_threads(threads)
         t0 = time.time()
-        result = ADAPTERS[task].run(cfg)
-        result['wall_time_s'] = time.time() - t0
-        result['machine'] = machine_info()
-        result['commit'] = _git_commit()
-        atomic_write_text(os.path.join(run_dir, RESULT), json.dumps(result, indent=2))
-        return result
+        added = ADAPTERS[task].run(cfg)
+        added.update(wall_time_s=time.time() - t0, machine=machine_info(), commit=_git_commit())
+        return add_to_results(run_dir, added)
     finally:
         if prefix:
             sys.stdout.flush()
@@ -283,19 +287,57 @@ def _minutes(seconds: float) -> str:
     return f'{seconds / 60:.1f} min' if seconds >= 90 else f'{seconds:.0f} s'
 
 
-def read_result(run_dir: str) -> Optional[Dict[str, Any]]:
-    """A finished run's ``result.json`` (None: not finished)."""
-    path = os.path.join(run_dir, RESULT)
+def _read_json(path: str) -> Optional[Dict[str, Any]]:
     if not os.path.isfile(path):
         return None
     with open(path, encoding='utf-8') as f:
         return json.load(f)
 
 
+def add_to_results(run_dir: str, added: Mapping[str, Any]) -> Dict[str, Any]:
+    """Add what the harness measured of a run (``added``) to its ``results.json`` under ``comparison``, once the
+    run has finished; return the run's result as :func:`read_result` reads it.
+
+    Raises:
+        FileNotFoundError: The run folder has no ``results.json`` (the run did not finish).
+    """
+    path = os.path.join(run_dir, RESULTS)
+    results = _read_json(path)
+    if results is None:
+        raise FileNotFoundError(f'{path!r} does not exist; expected the results of a finished run')
+    atomic_write_text(path, json.dumps({**results, SECTION: dict(added)}, indent=2, default=str))
+    result = read_result(run_dir)
+    assert result is not None
+    return result
+
+
+def read_result(run_dir: str) -> Optional[Dict[str, Any]]:
+    """A finished run's result as the harness reads it, or None when it has none yet.
+
+    The run folder's ``results.json`` read as one mapping: ``metric`` (the compared metric of its final
+    evaluation), every other value of the final evaluation by name (``loss``, ``bpb``, ...), ``seen`` (items
+    trained on), ``train_time`` (seconds), ``steps``, ``stopped_by_time``, ``params``, and what the harness added
+    (``train_metric``, ``curve``, ``macs``, ``blocks``, ``layers``, ``plan``, ``wall_time_s``, ``machine``,
+    ``commit``, ...). A ``results.json`` without the harness's part is a run the harness has not finished. A run
+    folder of an earlier release holds the harness's keys alone, in ``result.json``.
+    """
+    results = _read_json(os.path.join(run_dir, RESULTS))
+    if results is None or SECTION not in results:
+        return _read_json(os.path.join(run_dir, EARLIER_RESULT))
+    adapter = next((a for a in ADAPTERS.values() if a.kind == results.get('kind')), None)
+    if adapter is None:
+        raise ValueError(f'{os.path.join(run_dir, RESULTS)!r} holds a run of kind {results.get("kind")!r}; the '
+                         f'harness compares {sorted(a.kind for a in ADAPTERS.values())}')
+    final = dict(results.get('final') or {})
+    return {**{k: v for k, v in final.items() if k != adapter.final}, 'metric': final.get(adapter.final),
+            'seen': results['items_seen'], 'train_time': results['train_time_s'], 'steps': results['steps'],
+            'stopped_by_time': results['stopped_early'], 'params': results.get('params'), **results[SECTION]}
+
+
 def train_runs(task: str, specs: Sequence[RunSpec], jobs: int = 1, threads: Optional[int] = None, title: str = '',
                on_done: Optional[Callable[[RunSpec, Dict[str, Any]], None]] = None, train: bool = True
                ) -> Dict[str, Any]:
-    """Train every run of ``specs`` that has no ``result.json`` yet, ``jobs`` at a time (each in its own process).
+    """Train every run of ``specs`` that has no result yet, ``jobs`` at a time (each in its own process).
 
     A run that fails is reported and left for the next call; the others go on. Before training it says how many runs
     are done (reused) and how many to train; after each run, its metric, how many are left and about how long they
@@ -306,7 +348,7 @@ def train_runs(task: str, specs: Sequence[RunSpec], jobs: int = 1, threads: Opti
     """
     t0 = time.time()
     adapter = ADAPTERS[task]
-    todo = [s for s in specs if not os.path.isfile(os.path.join(s.run_dir, RESULT))]
+    todo = [s for s in specs if read_result(s.run_dir) is None]
     reused = [s.label for s in specs if s not in todo]
     where = f'{title}: ' if title else ''
     if not train:

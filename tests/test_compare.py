@@ -201,3 +201,19 @@ def test_render_report_from_an_old_results_file(tmp_path):
     assert (tmp_path / 'depth.png').exists()
     saved = json.loads((tmp_path / 'results.json').read_text())
     assert saved['statistics']['differences'] == 2 and 'p_adj' in saved['points'][0]['diffs']['steps']
+
+
+def test_a_run_folder_holds_one_results_file(tmp_path):
+    """The harness adds what it measured to the engine's results.json of each run, and reads the two as one."""
+    from stepsnet.compare import read_result
+    comp = cls_comparison(seeds=[0], overrides=dict(FAST_CLS, epochs=1), out=str(tmp_path / 'c'))
+    r = run_comparison(comp, progress=False)
+    run = tmp_path / 'c' / 'digits' / 'steps' / 'seed0'
+    assert sorted(p.name for p in run.iterdir() if p.name.endswith('.json')) == ['config.json', 'results.json']
+    saved = json.loads((run / 'results.json').read_text())
+    assert saved['kind'] == 'stepsnet-cls' and saved['items_seen'] == 64  # the engine's keys, and the harness's
+    assert set(saved['comparison']) >= {'train_metric', 'curve', 'macs', 'blocks', 'plan', 'machine', 'commit'}
+    result = read_result(str(run))
+    assert result['metric'] == saved['final']['top1'] == r['points'][0]['arms']['steps']['per_seed'][0]
+    assert result['seen'] == 64 and result['train_time'] == saved['train_time_s'] and result['params'] > 0
+    assert read_result(str(tmp_path / 'c' / 'none')) is None

@@ -33,6 +33,7 @@ def _edit(ann_file, fn):
 def test_synthetic_coco_loads(coco_root):
     ds = CocoInstances(*coco_split_paths(coco_root, 'train2017'))
     assert len(ds) == 3 and ds.classes == list(SHAPE_CLASSES) and ds.class_names == list(SHAPE_CLASSES)
+    assert ds.num_classes == len(SHAPE_CLASSES) and ds.label_of[ds.cat_ids[0]] == ds.first_label == 1
     image, target = ds[0]
     assert image.dtype == torch.float32 and image.shape[0] == 3 and 0 <= image.min() and image.max() <= 1
     n = len(target['labels'])

@@ -19,7 +19,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOT_PAPER = ('digits_cpu.yaml', 'depth_digits.yaml', 'synthetic.yaml', 'cpu.yaml')
 # the batch cut per task (per process): what a 2-core machine with 24 GiB runs in seconds
 CUT = {'cls': dict(batch_size=2, eval_batch_size=2, workers=0), 'det': dict(batch_size=1, eval_batch_size=1, workers=0),
-       'seg': dict(batch_size=2, workers=0), 'lm': dict(batch_size=1, grad_accum=2)}
+       'seg': dict(batch_size=2, workers=0), 'lm': dict(batch_size=1, grad_accum=1)}
 CUT = {task: dict(cut, amp=False) for task, cut in CUT.items()}  # bfloat16 autocast is emulated, slow, on most CPUs
 
 

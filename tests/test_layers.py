@@ -52,7 +52,7 @@ def test_no_import_cycles():
     # the same holds between the top-level modules and packages (the layers of the import-linter contract)
     top = grimp.build_graph('stepsnet')
     for package in ('stepsnet.cli', 'stepsnet.analysis', 'stepsnet.tasks', 'stepsnet.models', 'stepsnet.data',
-                    'stepsnet.utils'):
+                    'stepsnet.config', 'stepsnet.utils'):
         top.squash_module(package)
     assert _cycles(top) == []
 
@@ -80,6 +80,27 @@ print('loaded:', loaded)
     assert r.returncode == 0, r.stderr
     assert 'loaded: []' in r.stdout
     assert "unknown command 'trian'" in r.stderr and "did you mean 'train'" in r.stderr
+
+
+def _imported(args):
+    """The modules ``python -X importtime -m stepsnet ARGS`` imported, and its exit code."""
+    r = subprocess.run([sys.executable, '-X', 'importtime', '-m', 'stepsnet', *args], env=ENV, cwd=ROOT,
+                       capture_output=True, text=True, timeout=900)
+    names = {line.rsplit('|', 1)[1].strip() for line in r.stderr.splitlines() if line.startswith('import time:')}
+    assert 'stepsnet.cli' in names, r.stderr[-2000:]  # -X importtime did report
+    return names, r.returncode
+
+
+@pytest.mark.parametrize('args', [
+    ['train-cls', '--help'], ['train-lm', '--help'], ['train-det', '--help'], ['train-seg', '--help'],
+    ['eval', '--help'], ['train', '-c', 'configs/det/synthetic.yaml', '--help'],
+    ['train-det', '--no-such-flag'], ['train-lm', '--lr', 'fast'], ['train-seg', '--max-iters', '0'],
+    ['train', '-c', 'configs/cls/digits_cpu.yaml', '--epochs', '0'],
+])
+def test_command_help_and_flag_errors_do_not_import_torch(args):
+    names, code = _imported(args)
+    assert code in (0, 2)
+    assert not {'torch', 'timm', 'numpy'} & names, sorted({'torch', 'timm', 'numpy'} & names)
 
 
 def test_steps_models_register_when_timm_is_imported_later():

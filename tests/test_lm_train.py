@@ -12,6 +12,7 @@ import time
 import pytest
 import torch
 
+from stepsnet.cli import main
 from stepsnet.data.text import prepare_text
 from stepsnet.engine import RunError
 from stepsnet.models.factory import lm_from_checkpoint
@@ -63,6 +64,25 @@ def test_train_learns_checkpoints_and_samples(data_dir, tmp_path):
     assert isinstance(model, GPT) and model.config.num_steps == 3 and not model.training
     texts = sample_lm(s['checkpoint'], prompt='import ', max_new_tokens=10, num_samples=2)
     assert len(texts) == 2 and all(t.startswith('import ') for t in texts)
+
+
+def test_eval_of_a_checkpoint_repeats_the_runs_final_evaluation(data_dir, tmp_path, capsys):
+    s = train_lm(tiny(data_dir, tmp_path / 'run', max_iters=4, eval_interval=4))
+    capsys.readouterr()
+    out = tmp_path / 'eval.json'
+    assert main(['eval', '--checkpoint', s['checkpoint'], '--device', 'cpu', '--out', str(out)]) == 0
+    line = capsys.readouterr().out
+    assert line.startswith(f'gpt_tiny on {data_dir}/val: loss ') and 'bits/byte' in line
+    with open(out) as f:
+        r = json.load(f)
+    # the run's data, context, windows and batch size: the numbers of the run's final evaluation
+    assert r['loss'] == pytest.approx(s['final']['loss'], rel=1e-5) and r['tokens'] == s['final']['tokens']
+    assert r['bpb'] == pytest.approx(s['final']['bpb'], rel=1e-5) and r['ppl'] == pytest.approx(s['final']['ppl'])
+    assert main(['eval-lm', '--checkpoint', s['checkpoint'], '--device', 'cpu', '--windows', '2', '--json']) == 0
+    fewer = json.loads(capsys.readouterr().out)
+    assert fewer['windows'] == 2 and fewer['tokens'] == 2 * fewer['block_size']
+    assert main(['eval', '--checkpoint', s['checkpoint'], '--data-dir', str(tmp_path / 'none')]) == 2
+    assert "data folder '" in capsys.readouterr().err
 
 
 def test_resume_after_sigkill_gives_the_same_losses(data_dir, tmp_path):

@@ -18,9 +18,10 @@ code meaning
 
 The command modules import only argparse at the top: torch, timm and the rest load inside the function that runs
 a command, so ``stepsnet --help``, ``stepsnet COMMAND --help`` and usage errors answer at once. The flags of a
-training command are the fields of its task's config; they are added only to the parser of the command being run
-(:func:`stepsnet.cli.common.add_config_flags`). ``stepsnet train`` and ``stepsnet eval`` hand the command line to
-the task's own command (:mod:`stepsnet.cli.dispatch`).
+training command are the fields of its task's config (:mod:`stepsnet.config`, which loads no torch either); they are
+added only to the parser of the command being run (:func:`stepsnet.cli.common.add_config_flags`), and the config is
+built, with its checks, before the task's module is imported. ``stepsnet train`` and ``stepsnet eval`` hand the
+command line to the task's own command (:mod:`stepsnet.cli.dispatch`).
 """
 import argparse
 import importlib

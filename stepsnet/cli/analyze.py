@@ -138,17 +138,24 @@ def _models_and_loader(args: argparse.Namespace):
     return models, ablation.eval_loader(dcfg, args.dataset, args.data_dir, args.split, args.batch_size, args.workers)
 
 
+def _report_ablation(args: argparse.Namespace, tables: list, how: str, table: str, differences) -> int:
+    """Print an ablation's table over the models (and, for several, the paired differences) and write its CSV."""
+    from stepsnet.analysis import ablation
+    print(f'{len(tables)} model(s); {how}mean ± std over models', flush=True)
+    print(table, end='')
+    if len(tables) > 1:
+        print('\n' + ablation.format_differences(differences(tables)), end='')
+    _write_csv([dict(r, model=i) for i, t in enumerate(tables) for r in t], args.csv)
+    return 0
+
+
 def run_mask(args: argparse.Namespace) -> int:
     from stepsnet.analysis import ablation
     models, loader = _models_and_loader(args)
     tables = [ablation.mask_table(m, loader, args.sizes, args.trunk, args.device, args.progress) for m in models]
     rows = ablation.aggregate(tables, 'n', ('slow_top1', 'slow_loss', 'fast_top1', 'fast_loss'))
-    print(f'{len(models)} model(s); mean ± std over models', flush=True)
-    print(ablation.format_mask_table(rows, paper=args.paper), end='')
-    if len(models) > 1:
-        print('\n' + ablation.format_differences(ablation.mask_differences(tables)), end='')
-    _write_csv([dict(r, model=i) for i, t in enumerate(tables) for r in t], args.csv)
-    return 0
+    return _report_ablation(args, tables, '', ablation.format_mask_table(rows, paper=args.paper),
+                            ablation.mask_differences)
 
 
 def run_drop_step(args: argparse.Namespace) -> int:
@@ -157,13 +164,8 @@ def run_drop_step(args: argparse.Namespace) -> int:
     tables = [ablation.drop_step_table(m, loader, args.blocks, args.trunk, args.device, progress=args.progress)
               for m in models]
     rows = ablation.aggregate(tables, 'step', ('top1', 'loss'))
-    print(f'{len(models)} model(s); each step\'s score is the mean over its windows; mean ± std over models',
-          flush=True)
-    print(ablation.format_drop_table(rows, paper=args.paper), end='')
-    if len(models) > 1:
-        print('\n' + ablation.format_differences(ablation.drop_differences(tables)), end='')
-    _write_csv([dict(r, model=i) for i, t in enumerate(tables) for r in t], args.csv)
-    return 0
+    return _report_ablation(args, tables, 'each step\'s score is the mean over its windows; ',
+                            ablation.format_drop_table(rows, paper=args.paper), ablation.drop_differences)
 
 
 # ---------------------------------------------------------------------------------------------- depth

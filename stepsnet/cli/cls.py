@@ -11,7 +11,9 @@ import argparse
 import json
 import os
 
-from stepsnet.cli.common import add_config_flags, load_with_flags, positive_int
+from stepsnet.cli.common import add_config_flags, config_from_flags, positive_int
+
+CONFIG = 'stepsnet.config.classification:ClassificationConfig'
 
 _FIELD_HELP = {
     'model': 'timm model name (e.g. steps_resnet50, resnet50, test_steps_resnet)',
@@ -27,10 +29,10 @@ _FIELD_HELP = {
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from stepsnet.tasks.classification import ClassificationConfig, load_config, train_classification
-    cfg = load_with_flags(load_config, args.config, args, ClassificationConfig)
+    cfg = config_from_flags(args, CONFIG)
+    from stepsnet.tasks.classification import train_classification
     summary = train_classification(cfg)
-    if os.environ.get('RANK', '0') != '0' or cfg.dry_run:  # under torchrun only rank 0 reports; a dry run has
+    if os.environ.get('RANK', '0') != '0' or cfg.dry_run:  # only rank 0 reports; a dry run has printed its report
         return 0
     print(f'{summary["model"]}: {summary["epochs"]} epochs; validation top-1 {summary["final_top1"]:.2f} (best '
           f'{summary["best_top1"]:.2f}); run folder {summary["out_dir"]}')
@@ -60,7 +62,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                     'channels_last, grad checkpointing, torch.compile; DDP when launched with torchrun. '
                     'Example: stepsnet train-cls --config configs/cls/digits_cpu.yaml (or stepsnet train -c ...)')
     p.add_argument('--config', '-c', help='YAML recipe (configs/cls/*.yaml); flags override its fields')
-    add_config_flags(p, 'stepsnet.tasks.classification:ClassificationConfig', help=_FIELD_HELP)
+    add_config_flags(p, CONFIG, help=_FIELD_HELP)
     p.set_defaults(func=run_train, trains=True)
 
     v = sub.add_parser(

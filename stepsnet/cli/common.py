@@ -15,12 +15,13 @@ import argparse
 import dataclasses
 import importlib
 import os
+import re
 import typing
 from typing import Any, Dict, Iterable, Optional, Sequence, Type, Union
 
 from stepsnet.utils.config import CLEAR, close_matches
 
-__all__ = ['add_config_flags', 'config_overrides', 'ParseKwargs', 'positive_int', 'int_list']
+__all__ = ['add_config_flags', 'config_from_flags', 'config_overrides', 'ParseKwargs', 'positive_int', 'int_list']
 
 
 class ParseKwargs(argparse.Action):
@@ -90,13 +91,18 @@ def int_list(text: str) -> list:
     return values
 
 
-def _suggest_flags(parser: argparse.ArgumentParser) -> None:
-    """A misspelt flag is a usage error naming the closest flags (argparse only lists what it did not know)."""
+def _suggest_flags(parser: argparse.ArgumentParser, refused: Optional[Dict[str, str]] = None) -> None:
+    """A misspelt flag is a usage error naming the closest flags (argparse only lists what it did not know); a flag
+    of ``refused`` (an earlier name whose meaning changed -> what to use now) says what replaced it."""
     parse_known = parser.parse_known_args
+    refused = refused or {}
 
     def parse_known_args(args=None, namespace=None):
         namespace, extras = parse_known(args, namespace)
         flags = [a.split('=', 1)[0] for a in extras if a.startswith('--')]
+        if flags and flags[0] in refused:
+            new, _, why = refused[flags[0]].partition(' ')
+            parser.error(f'argument {flags[0]} was renamed: it is now --{new.replace("_", "-")} {why}'.rstrip())
         if flags:
             options = [o for action in parser._actions for o in action.option_strings if o.startswith('--')]
             parser.error(f'unrecognized argument {flags[0]}{close_matches(flags[0], options)}')
@@ -112,23 +118,33 @@ def add_config_flags(
 ) -> None:
     """One flag per field of the dataclass ``cls``; defaults are None so only given flags override a recipe.
 
-    ``cls`` may be named as ``'module:Class'``: the flags are then added by :func:`complete_config_flags` when the
-    command is run, so that listing the commands does not import the task modules (and torch with them).
+    ``cls`` may be named as ``'module:Class'`` (a module of :mod:`stepsnet.config`, which loads no torch): the flags
+    are then added by :func:`complete_config_flags` to the parser of the command being run only.
     """
     if isinstance(cls, str):
         parser.set_defaults(_config_flags=(cls, tuple(skip), help))
         return
-    _suggest_flags(parser)
     hints = typing.get_type_hints(cls)
     help = help or {}
     group = parser.add_argument_group(f'{cls.__name__} fields (override the --config recipe)')
-    # a field renamed by the task's own config keeps its earlier flag as a second name (the shared fields' earlier
-    # names are recipe keys only: ``--output`` would make ``--out`` an ambiguous abbreviation of ``--out-dir``)
+    # a field renamed by the task's own config keeps its earlier flag as a second name, and one whose meaning changed
+    # (its new name is not a field) is refused with the new name (the shared fields' earlier names are recipe keys
+    # only: ``--output`` would make ``--out`` an ambiguous abbreviation of ``--out-dir``)
     inherited = getattr(cls.__mro__[1], 'RENAMED', {})
+    fields = {f.name for f in dataclasses.fields(cls)}
     aliases: Dict[str, list] = {}
+    refused: Dict[str, str] = {}
     for old, new in getattr(cls, 'RENAMED', {}).items():
-        if old not in inherited:
+        if old in inherited:
+            continue
+        item = re.fullmatch(r'(\w+)\[(\d+)\]', new)  # one value of a list field: beta2 -> opt_betas[1]
+        if new in fields:
             aliases.setdefault(new, []).append('--' + old.replace('_', '-'))
+        elif item:
+            refused['--' + old.replace('_', '-')] = f'{item.group(1)} (its value {int(item.group(2)) + 1})'
+        else:
+            refused['--' + old.replace('_', '-')] = new
+    _suggest_flags(parser, refused)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -185,6 +201,18 @@ def config_overrides(args: argparse.Namespace, cls: Type[Any]) -> Dict[str, Any]
 def merge_mapping(base: Optional[Dict[str, Any]], extra: Optional[Dict[str, Any]]) -> Optional[Dict[str, Any]]:
     """A recipe's mapping (e.g. ``model_kwargs``) updated by the flag's pairs."""
     return None if extra is None else {**(base or {}), **extra}
+
+
+def config_from_flags(args: argparse.Namespace, spec: str) -> Any:
+    """The config of a training command: its recipe (``--config``) with the given flags on top.
+
+    ``spec`` names the config class as ``'module:Class'`` (as :func:`add_config_flags` takes it), a module of
+    :mod:`stepsnet.config` whose ``load_config`` reads the recipe: the config is built, and checked, before the task's
+    module (and torch) is imported, so a bad value is refused at once.
+    """
+    module, name = spec.split(':')
+    found = importlib.import_module(module)
+    return load_with_flags(found.load_config, args.config, args, getattr(found, name))
 
 
 def load_with_flags(load_config, path: Optional[str], args: argparse.Namespace, cls: Type[Any],

@@ -2,8 +2,11 @@
 import argparse
 import os
 
-from stepsnet.cli.common import add_config_flags, int_list, load_with_flags, positive_int
+from stepsnet.cli.common import add_config_flags, config_from_flags, int_list, positive_int
 from stepsnet.utils.names import DETECTOR_ARCHS, SEG_EVAL_MODES
+
+DET_CONFIG = 'stepsnet.config.detection:DetectionConfig'
+SEG_CONFIG = 'stepsnet.config.segmentation:SegmentationConfig'
 
 
 def _is_main() -> bool:
@@ -11,14 +14,17 @@ def _is_main() -> bool:
     return os.environ.get('RANK', '0') == '0'
 
 
-def _run_train_det(args: argparse.Namespace) -> int:
-    from stepsnet.tasks import detection
-    cfg = load_with_flags(detection.load_config, args.config, args, detection.DetectionConfig)
-    result = detection.train_detection(cfg)
-    if _is_main() and not cfg.dry_run:
-        print(f'{cfg.arch} {cfg.backbone}: {result["iters"]} iterations; {detection.format_metrics(result["metrics"])} '
-              f'(split {cfg.val_split}); checkpoint {result["checkpoint"]}')
+def _report(model: str, cfg, result, format_metrics) -> int:
+    if _is_main() and not cfg.dry_run:  # a dry run has printed its report
+        print(f'{model}: {result["iters"]} iterations; {format_metrics(result["metrics"])} (split {cfg.val_split}); '
+              f'checkpoint {result["checkpoint"]}')
     return 0
+
+
+def _run_train_det(args: argparse.Namespace) -> int:
+    cfg = config_from_flags(args, DET_CONFIG)
+    from stepsnet.tasks import detection
+    return _report(f'{cfg.arch} {cfg.backbone}', cfg, detection.train_detection(cfg), detection.format_metrics)
 
 
 def _run_eval_det(args: argparse.Namespace) -> int:
@@ -38,13 +44,9 @@ def _run_eval_det(args: argparse.Namespace) -> int:
 
 
 def _run_train_seg(args: argparse.Namespace) -> int:
+    cfg = config_from_flags(args, SEG_CONFIG)
     from stepsnet.tasks import segmentation
-    cfg = load_with_flags(segmentation.load_config, args.config, args, segmentation.SegmentationConfig)
-    result = segmentation.train_segmentation(cfg)
-    if _is_main() and not cfg.dry_run:
-        print(f'upernet {cfg.backbone}: {result["iters"]} iterations; {segmentation.format_metrics(result["metrics"])} '
-              f'(split {cfg.val_split}); checkpoint {result["checkpoint"]}')
-    return 0
+    return _report(f'upernet {cfg.backbone}', cfg, segmentation.train_segmentation(cfg), segmentation.format_metrics)
 
 
 def _run_eval_seg(args: argparse.Namespace) -> int:
@@ -64,7 +66,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description=f'Train from a YAML config (configs/det/*.yaml) with command-line overrides; architectures '
                     f'{", ".join(DETECTOR_ARCHS)}. Launch with torchrun for DDP (same command).')
     p.add_argument('--config', '-c', help='YAML file of DetectionConfig fields')
-    add_config_flags(p, 'stepsnet.tasks.detection:DetectionConfig')
+    add_config_flags(p, DET_CONFIG)
     p.set_defaults(func=_run_train_det, trains=True)
 
     p = sub.add_parser('eval-det', help='COCO box / mask AP of a detection checkpoint (pycocotools)')
@@ -86,7 +88,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         description='Train from a YAML config (configs/seg/*.yaml) with command-line overrides. Launch with '
                     'torchrun for DDP (same command).')
     p.add_argument('--config', '-c', help='YAML file of SegmentationConfig fields')
-    add_config_flags(p, 'stepsnet.tasks.segmentation:SegmentationConfig')
+    add_config_flags(p, SEG_CONFIG)
     p.set_defaults(func=_run_train_seg, trains=True)
 
     p = sub.add_parser('eval-seg', help='mIoU / mAcc / aAcc of a segmentation checkpoint')

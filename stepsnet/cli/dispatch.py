@@ -9,7 +9,7 @@ command line to the task's own command, which stays available under its name:
 task  train                 eval
 ====  ====================  ===================
 cls   ``train-cls``         ``validate``
-lm    ``train-lm``          (``sample``)
+lm    ``train-lm``          ``eval-lm``
 det   ``train-det``         ``eval-det``
 seg   ``train-seg``         ``eval-seg``
 ====  ====================  ===================
@@ -25,7 +25,7 @@ from stepsnet.utils.config import RECIPE_TASKS, recipe_task
 __all__ = ['TRAIN_COMMANDS', 'EVAL_COMMANDS', 'resolve']
 
 TRAIN_COMMANDS = {'cls': 'train-cls', 'lm': 'train-lm', 'det': 'train-det', 'seg': 'train-seg'}
-EVAL_COMMANDS = {'cls': 'validate', 'det': 'eval-det', 'seg': 'eval-seg'}
+EVAL_COMMANDS = {'cls': 'validate', 'lm': 'eval-lm', 'det': 'eval-det', 'seg': 'eval-seg'}
 # a checkpoint's format tag -> its task
 CHECKPOINT_TASKS = {'stepsnet-cls': 'cls', 'stepsnet-lm': 'lm', 'stepsnet-det': 'det', 'stepsnet-seg': 'seg'}
 DEFAULT_TASK = 'cls'
@@ -60,7 +60,7 @@ def resolve(command: str, args: List[str]) -> Optional[str]:
 
     Raises:
         ValueError: A recipe given to another task's training command, a recipe with an unknown task, or an
-            ``eval`` of a checkpoint that has no evaluation command.
+            ``eval`` of a file that is not a stepsnet checkpoint.
     """
     opts = _options(args)
     if command == 'train':
@@ -73,10 +73,6 @@ def resolve(command: str, args: List[str]) -> Optional[str]:
         # a path that is not a file goes to the default task, whose loader says what is wrong with it
         task = _checkpoint_task(opts.checkpoint) if opts.checkpoint and os.path.isfile(opts.checkpoint) \
             else DEFAULT_TASK
-        if task not in EVAL_COMMANDS:
-            raise ValueError(
-                f'checkpoint {opts.checkpoint!r} is a language model\'s; its validation loss and perplexity are '
-                f'in its run folder (log.csv), and `stepsnet sample --checkpoint {opts.checkpoint}` generates text')
         return EVAL_COMMANDS[task]
     task = next((t for t, c in TRAIN_COMMANDS.items() if c == command), None)
     if task is not None and opts.config:
@@ -105,9 +101,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_no_run, trains=True)
 
     p = sub.add_parser(
-        'eval', help='evaluate a checkpoint with the task that wrote it (validate, eval-det, eval-seg)',
+        'eval', help='evaluate a checkpoint with the task that wrote it (validate, eval-lm, eval-det, eval-seg)',
         description='Evaluate a training checkpoint with its task\'s evaluation: top-1 / top-5 (classification), '
-                    'COCO AP (detection), mIoU (segmentation). `stepsnet eval --checkpoint FILE --help` lists the '
-                    'options of that task; validate, eval-det and eval-seg are the same for one task each.')
+                    'validation loss, perplexity and bits per byte (language model), COCO AP (detection), mIoU '
+                    '(segmentation). `stepsnet eval --checkpoint FILE --help` lists the options of that task; '
+                    'validate, eval-lm, eval-det and eval-seg are the same for one task each.')
     p.add_argument('--checkpoint', help='last.pth / best.pth of a training run')
     p.set_defaults(func=_no_run)

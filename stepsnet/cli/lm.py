@@ -1,12 +1,15 @@
-"""``stepsnet train-lm`` and ``sample``: language modelling, argument parsing only."""
+"""``stepsnet train-lm``, ``eval-lm`` and ``sample``: language modelling, argument parsing only."""
 import argparse
+import json
 
-from stepsnet.cli.common import add_config_flags, load_with_flags, positive_int
+from stepsnet.cli.common import add_config_flags, config_from_flags, positive_int
+
+CONFIG = 'stepsnet.config.lm:LMConfig'
 
 
 def _run_train(args: argparse.Namespace) -> int:
-    from stepsnet.tasks.lm import LMConfig, load_config, train_lm
-    cfg = load_with_flags(load_config, args.config, args, LMConfig)
+    cfg = config_from_flags(args, CONFIG)
+    from stepsnet.tasks.lm import train_lm
     summary = train_lm(cfg)
     if cfg.dry_run:
         return 0
@@ -15,6 +18,18 @@ def _run_train(args: argparse.Namespace) -> int:
               'tokens)') if f else 'no final evaluation (final_eval_windows is 0)'
     print(f'{cfg.model}: {summary["iters"]} steps, {summary["tokens_seen"]:,} tokens; {result}; '
           f'checkpoint {summary["checkpoint"]}')
+    return 0
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    from stepsnet.tasks.lm import evaluate_lm_checkpoint
+    r = evaluate_lm_checkpoint(args.checkpoint, data_dir=args.data_dir, split=args.split, windows=args.windows,
+                               batch_size=args.batch_size, device=args.device, amp=args.amp, out=args.out)
+    if args.json:
+        print(json.dumps(r, indent=2))
+    else:
+        print(f'{r["model"]} on {r["data_dir"]}/{r["split"]}: loss {r["loss"]:.4f}  ppl {r["ppl"]:.3f}  bits/byte '
+              f'{r["bpb"]:.4f}  ({r["tokens"]:,} tokens in {r["windows"]} windows of {r["block_size"]})')
     return 0
 
 
@@ -36,8 +51,24 @@ def register(sub: argparse._SubParsersAction) -> None:
         description='Train a language model from a YAML config (configs/lm/*.yaml) with command-line overrides. '
                     'Launch with torchrun for DDP (same command).')
     p.add_argument('--config', '-c', help='YAML file of LMConfig fields')
-    add_config_flags(p, 'stepsnet.tasks.lm:LMConfig')
+    add_config_flags(p, CONFIG)
     p.set_defaults(func=_run_train, trains=True)
+
+    p = sub.add_parser(
+        'eval-lm', help='validation loss, perplexity and bits per byte of a language-model checkpoint',
+        description='Score a train-lm checkpoint on non-overlapping windows of a split, by default as the run\'s '
+                    'final evaluation did (its data, context, number of windows and batch size).')
+    p.add_argument('--checkpoint', required=True, help='last.pth / best.pth written by train-lm')
+    p.add_argument('--data-dir', help='prepared token data (default: the run\'s); the run\'s tokenizer')
+    p.add_argument('--split', default='val', choices=('val', 'test', 'train'))
+    p.add_argument('--windows', type=positive_int, help='windows scored (default: the run\'s final_eval_windows)')
+    p.add_argument('--batch-size', type=positive_int, help='windows per forward pass (default: the run\'s)')
+    p.add_argument('--device', default='auto', help='auto, cpu, cuda')
+    p.add_argument('--amp', action=argparse.BooleanOptionalAction, default=None,
+                   help='autocast (default: as the run trained)')
+    p.add_argument('--out', help='write the result as JSON here')
+    p.add_argument('--json', action=argparse.BooleanOptionalAction, default=False, help='print the result as JSON')
+    p.set_defaults(func=_run_eval)
 
     p = sub.add_parser('sample', help='generate text from a language-model checkpoint')
     p.add_argument('--checkpoint', required=True, help='last.pth / best.pth written by train-lm')
@@ -46,6 +77,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--num-samples', type=positive_int, default=1)
     p.add_argument('--temperature', type=float, default=0.8)
     p.add_argument('--top-k', type=int, default=50, help='0 disables top-k')
-    p.add_argument('--seed', type=int, default=1337)
+    p.add_argument('--seed', type=int, default=0)
     p.add_argument('--device', default='cpu', help='cpu, cuda, auto')
     p.set_defaults(func=_run_sample)

@@ -17,6 +17,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from stepsnet.data.images import ClassNames
+
 __all__ = ['CocoInstances', 'coco_split_paths', 'detections_to_coco', 'coco_evaluate', 'collate_detection']
 
 _STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
@@ -69,7 +71,7 @@ def _check_annotations(ann_file: str, image_dir: str) -> Dict[str, Any]:
     return data
 
 
-class CocoInstances(Dataset):
+class CocoInstances(ClassNames, Dataset):
     """COCO instance segmentation for torchvision detectors.
 
     Items are ``(image, target)``: a float ``(3, H, W)`` tensor in [0, 1] and a dict with ``boxes`` (XYXY,
@@ -79,8 +81,9 @@ class CocoInstances(Dataset):
     Attributes:
         coco: The pycocotools ``COCO`` object of the annotation file.
         cat_ids: COCO category ids in label order (label ``i + 1`` is ``cat_ids[i]``).
-        classes: Category names in label order (also as ``class_names``).
+        classes: Category names in label order (also as ``class_names``, with ``num_classes``).
     """
+    first_label = 1  # 0 is the background
 
     def __init__(self, image_dir: str, ann_file: str, train: bool = False, masks: bool = True):
         """Open and check a split.
@@ -116,15 +119,6 @@ class CocoInstances(Dataset):
         if train:
             ops.insert(0, v2.RandomHorizontalFlip(0.5))
         self.transform = v2.Compose(ops)
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.cat_ids)
-
-    @property
-    def class_names(self) -> List[str]:
-        """Category names in label order (label ``i + 1`` is ``class_names[i]``; 0 is the background)."""
-        return list(self.classes)
 
     def __len__(self) -> int:
         return len(self.ids)

@@ -34,15 +34,17 @@ from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extensi
 
 __all__ = [
     'DATASETS', 'ImageFolderDataset', 'CIFARDataset', 'DigitsDataset', 'build_dataset', 'collate_skip_none',
-    'check_class_names',
+    'check_class_names', 'ClassNames',
 ]
 
 DATASETS = ('digits', 'imagefolder', 'cifar10', 'cifar100')
 
 
-class _ClassNames:
-    """``num_classes`` and ``class_names`` from the ``classes`` list every dataset here sets."""
+class ClassNames:
+    """``num_classes`` and ``class_names`` of a labelled data set, from the ``classes`` list it sets: every data set
+    here, and the detection data (:class:`stepsnet.data.coco.CocoInstances`, whose labels start at 1)."""
     classes: List[str]
+    first_label: int = 0  # the label of classes[0]
 
     @property
     def num_classes(self) -> int:
@@ -50,7 +52,7 @@ class _ClassNames:
 
     @property
     def class_names(self) -> List[str]:
-        """The class names in label order (label ``i`` is ``class_names[i]``)."""
+        """The class names in label order (label ``first_label + i`` is ``class_names[i]``)."""
         return list(self.classes)
 
 
@@ -58,7 +60,7 @@ def _is_image_file(path: str) -> bool:
     return not os.path.basename(path).startswith('.') and has_file_allowed_extension(path, IMG_EXTENSIONS)
 
 
-class ImageFolderDataset(_ClassNames, ImageFolder):
+class ImageFolderDataset(ClassNames, ImageFolder):
     """``root/<class>/<image>``: torchvision's ``ImageFolder`` (classes sorted by name, files sorted within each).
 
     Hidden entries (names starting with ``.``) are neither classes nor images, and every class folder must hold
@@ -212,7 +214,7 @@ class _CIFAR100Files(_OneSplitFiles, CIFAR100):
     pass
 
 
-class CIFARDataset(_ClassNames, Dataset):
+class CIFARDataset(ClassNames, Dataset):
     """CIFAR-10 / CIFAR-100 read from the extracted python batches of a local copy by torchvision.
 
     Args:
@@ -256,7 +258,7 @@ class CIFARDataset(_ClassNames, Dataset):
         return img, target
 
 
-class DigitsDataset(_ClassNames, Dataset):
+class DigitsDataset(ClassNames, Dataset):
     """scikit-learn's handwritten digits (1,797 8x8 grey images, 10 classes) as upsampled RGB images.
 
     The split is a fixed, stratified one (``val_fraction`` of each class held out, chosen by ``split_seed``),

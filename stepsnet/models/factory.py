@@ -231,8 +231,9 @@ def lm_from_checkpoint(path: str, device: str = 'cpu') -> Tuple[nn.Module, Dict[
     """The language model a ``stepsnet train-lm`` run saved, in eval mode.
 
     Returns:
-        ``(model, info)``; ``info`` has ``model_name``, ``model_config`` and ``tokenizer`` (the spec and, for a
-        BPE, its JSON: ``stepsnet.data.text.tokenizer_from_spec`` rebuilds it).
+        ``(model, info)``; ``info`` has ``model_name``, ``model_config``, ``tokenizer`` (the spec and, for a
+        BPE, its JSON: ``stepsnet.data.text.tokenizer_from_spec`` rebuilds it), the run's ``data_dir`` and its
+        ``config`` (the :class:`~stepsnet.config.LMConfig` fields, a mapping; empty when the file has none).
 
     Raises:
         FileNotFoundError, CheckpointError: Missing, unreadable or foreign file; weights that do not fit.
@@ -250,7 +251,8 @@ def lm_from_checkpoint(path: str, device: str = 'cpu') -> Tuple[nn.Module, Dict[
     load_weights(net, state['model'], path)
     net.to(device).eval()
     return net, dict(model_name=meta.get('model_name'), model_config=net.config.to_dict(),
-                     tokenizer=meta.get('tokenizer'), tokenizer_json=meta.get('tokenizer_json'))
+                     tokenizer=meta.get('tokenizer'), tokenizer_json=meta.get('tokenizer_json'),
+                     data_dir=meta.get('data_dir'), config=dict(state.get('config') or {}))
 
 
 # ----------------------------------------------------------------------------------------------------------------

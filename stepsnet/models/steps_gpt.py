@@ -166,6 +166,20 @@ class Block(nn.Module):
         return x + self.mlp(self.ln_2(x))
 
 
+def check_token_ids(idx: torch.Tensor, block_size: int) -> None:
+    """Refuse input that is not token ids of shape (batch, time), or a context longer than the model's."""
+    if idx.dim() != 2:
+        raise ValueError(f'the language model expects token ids of shape (batch, time), got shape {tuple(idx.shape)}')
+    if idx.size(1) > block_size:
+        raise ValueError(f'context of {idx.size(1)} tokens is longer than the model block_size {block_size}; '
+                         f'expected at most {block_size}')
+
+
+def next_token_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the next-token logits, in float32; targets of -1 are left out."""
+    return F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
+
+
 class GPT(nn.Module):
     """Causal Transformer LM; with ``config.num_steps > 1`` its trunk is a Step by Step Network.
 
@@ -210,11 +224,15 @@ class GPT(nn.Module):
         return self.plan.num_blocks
 
     def num_params(self, non_embedding: bool = False) -> int:
-        """Parameter count (tied weights once); ``non_embedding`` leaves out the token and position tables."""
+        """Parameter count (tied weights once); ``non_embedding`` leaves out the :meth:`embedding_weights`."""
         n = sum(p.numel() for p in self.parameters())
         if non_embedding:
-            n -= self.wte.weight.numel() + self.wpe.weight.numel()
+            n -= sum({id(p): p.numel() for p in self.embedding_weights()}.values())
         return n
+
+    def embedding_weights(self) -> Tuple[nn.Parameter, ...]:
+        """The token and position tables (the output head is tied to the token table)."""
+        return self.wte.weight, self.wpe.weight
 
     def set_fused_attn(self, enable: bool = True) -> None:
         for m in self.modules():
@@ -233,21 +251,14 @@ class GPT(nn.Module):
             idx: torch.Tensor,
             targets: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        if idx.dim() != 2:
-            raise ValueError(f'GPT expects token ids of shape (batch, time), got shape {tuple(idx.shape)}')
-        B, T = idx.shape
-        if T > self.config.block_size:
-            raise ValueError(
-                f'context of {T} tokens is longer than the model block_size {self.config.block_size}; '
-                f'expected at most {self.config.block_size}')
-        pos = torch.arange(T, device=idx.device)
+        check_token_ids(idx, self.config.block_size)
+        pos = torch.arange(idx.size(1), device=idx.device)
         x = self.drop(self.wte(idx) + self.wpe(pos))
         x = self.ln_f(self.blocks(x))
         if targets is None:
             return self.lm_head(x[:, -1:, :]), None
         logits = self.lm_head(x)
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
-        return logits, loss
+        return logits, next_token_loss(logits, targets)
 
     def flops_per_token(self, context: Optional[int] = None) -> Dict[str, float]:
         """Multiply-adds per token of one forward pass, counted analytically.

@@ -30,7 +30,6 @@ from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from huggingface_hub.dataclasses import strict
 from transformers import GenerationMixin, LlamaConfig, LlamaForCausalLM, PretrainedConfig, PreTrainedModel
 from transformers.cache_utils import Cache, DynamicCache
@@ -38,7 +37,7 @@ from transformers.masking_utils import create_causal_mask
 from transformers.modeling_outputs import BaseModelOutputWithPast, CausalLMOutputWithPast
 from transformers.models.llama.modeling_llama import LlamaDecoderLayer, LlamaRMSNorm, LlamaRotaryEmbedding
 
-from stepsnet.models.steps_gpt import GPT, LM_CONFIGS
+from stepsnet.models.steps_gpt import GPT, LM_CONFIGS, check_token_ids, next_token_loss
 from stepsnet.steps import StepPlan, Steps, plan_steps
 
 __all__ = [
@@ -343,17 +342,12 @@ class CausalLM(nn.Module):
         self.plan: StepPlan = config.plan()
         self.hf = LlamaForCausalLM(config.llama_config()) if transformers_baseline else StepsLlamaForCausalLM(config)
 
-    @property
-    def num_blocks(self) -> int:
-        return self.plan.num_blocks
+    num_blocks = GPT.num_blocks
+    num_params = GPT.num_params
 
-    def num_params(self, non_embedding: bool = False) -> int:
-        """Parameter count (tied weights once); ``non_embedding`` leaves out the token embedding (and untied head)."""
-        n = sum(p.numel() for p in self.parameters())
-        if non_embedding:
-            emb = {id(p): p.numel() for p in (self.hf.get_input_embeddings().weight, self.hf.lm_head.weight)}
-            n -= sum(emb.values())
-        return n
+    def embedding_weights(self) -> Tuple[nn.Parameter, ...]:
+        """The token embedding and the output head (one tensor when they are tied)."""
+        return self.hf.get_input_embeddings().weight, self.hf.lm_head.weight
 
     def set_fused_attn(self, enable: bool = True) -> None:
         self.hf.set_attn_implementation('sdpa' if enable else 'eager')
@@ -371,16 +365,11 @@ class CausalLM(nn.Module):
             idx: torch.Tensor,
             targets: Optional[torch.Tensor] = None,
     ) -> Tuple[torch.Tensor, Optional[torch.Tensor]]:
-        if idx.dim() != 2:
-            raise ValueError(f'the language model expects token ids of shape (batch, time), got {tuple(idx.shape)}')
-        if idx.size(1) > self.config.block_size:
-            raise ValueError(f'context of {idx.size(1)} tokens is longer than the model block_size '
-                             f'{self.config.block_size}; expected at most {self.config.block_size}')
+        check_token_ids(idx, self.config.block_size)
         logits = self.hf(input_ids=idx, use_cache=False, logits_to_keep=0 if targets is not None else 1).logits
         if targets is None:
             return logits, None
-        loss = F.cross_entropy(logits.float().view(-1, logits.size(-1)), targets.reshape(-1), ignore_index=-1)
-        return logits, loss
+        return logits, next_token_loss(logits, targets)
 
     def flops_per_token(self, context: Optional[int] = None) -> Dict[str, float]:
         """Multiply-adds per token of one forward pass (linear layers, the two attention matmuls, the output head)."""

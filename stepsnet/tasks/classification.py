@@ -19,7 +19,6 @@ import os
 import random
 import sys
 import time
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
@@ -35,13 +34,13 @@ from timm.utils import ModelEmaV3, accuracy
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from stepsnet.config.classification import ClassificationConfig, load_config
 from stepsnet.data.images import build_dataset, check_class_names, collate_skip_none, dataset_mean_std, seed_worker
 from stepsnet.data.layouts import dry_run_data_dir, dry_run_sets
 from stepsnet.data.sampler import steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
     Progress,
-    RunConfig,
     RunFolder,
     Schedule,
     all_reduce_sum,
@@ -56,129 +55,10 @@ from stepsnet.engine import (
 )
 from stepsnet.models.factory import CLS_KIND, classifier_from_checkpoint, create_classifier
 from stepsnet.utils.checkpoint import load_checkpoint
-from stepsnet.utils.config import load_dataclass_config
 from stepsnet.utils.logging import interactive
 
 __all__ = ['ClassificationConfig', 'load_config', 'data_config', 'train_classification', 'validate_classification',
            'evaluate']
-
-
-@dataclass
-class ClassificationConfig(RunConfig):
-    """One classification run. Field names are the YAML keys of ``configs/cls/*.yaml`` and the CLI flags.
-
-    Learning rate: when ``lr`` is None it is ``lr_base * global_batch / lr_base_size`` (timm's / DeiT's rule;
-    ``lr_base_scale='sqrt'`` for the square-root rule). The fields every task shares (device, AMP, compile, resume,
-    ...) come from :class:`stepsnet.engine.RunConfig`.
-    """
-    # model
-    model: str = 'test_steps_resnet'
-    num_classes: Optional[int] = None  # None: taken from the dataset
-    drop_rate: float = 0.0
-    drop_path: Optional[float] = None
-    model_kwargs: Dict[str, Any] = field(default_factory=dict)
-    initial_checkpoint: Optional[str] = None
-    # data
-    dataset: str = 'digits'
-    data_dir: Optional[str] = None
-    train_split: str = 'train'
-    val_split: str = 'val'
-    img_size: Optional[int] = None  # None: the model's default (32 for digits)
-    crop_pct: Optional[float] = None
-    interpolation: str = 'bicubic'
-    mean: Optional[Tuple[float, ...]] = None
-    std: Optional[Tuple[float, ...]] = None
-    skip_corrupt: bool = False
-    workers: int = 4
-    batch_size: int = 128
-    eval_batch_size: Optional[int] = None  # None: batch_size
-    # augmentation and regularisation
-    scale: Tuple[float, float] = (0.08, 1.0)
-    ratio: Tuple[float, float] = (3. / 4., 4. / 3.)
-    hflip: float = 0.5
-    color_jitter: Optional[float] = 0.4
-    auto_augment: Optional[str] = 'rand-m9-mstd0.5-inc1'
-    reprob: float = 0.25
-    remode: str = 'pixel'
-    recount: int = 1
-    aug_repeats: int = 0
-    mixup: float = 0.8
-    cutmix: float = 1.0
-    mixup_prob: float = 1.0
-    mixup_switch_prob: float = 0.5
-    mixup_mode: str = 'batch'
-    smoothing: float = 0.1
-    bce_loss: bool = False
-    bce_target_thresh: Optional[float] = None
-    # optimisation
-    epochs: int = 300
-    opt: str = 'adamw'
-    lr: Optional[float] = None
-    lr_base: float = 5e-4
-    lr_base_size: int = 512
-    lr_base_scale: str = 'linear'
-    weight_decay: float = 0.05
-    momentum: float = 0.9
-    opt_eps: Optional[float] = None
-    opt_betas: Optional[Tuple[float, ...]] = None
-    layer_decay: Optional[float] = None
-    clip_grad: Optional[float] = None
-    clip_mode: str = 'norm'
-    sched: str = 'cosine'
-    warmup_epochs: float = 5
-    warmup_lr: float = 1e-6
-    min_lr: float = 1e-5
-    cooldown_epochs: int = 0
-    # EMA
-    model_ema: bool = False
-    model_ema_decay: float = 0.9998
-    model_ema_warmup: bool = False
-    # performance
-    channels_last: bool = False
-    grad_checkpointing: bool = False
-    # run control
-    seed: int = 42
-    out_dir: str = 'runs/cls'
-    max_train_batches: Optional[int] = None  # cap per epoch (smoke tests)
-
-    MUTABLE = RunConfig.MUTABLE + ('data_dir', 'out_dir', 'epochs', 'workers', 'eval_batch_size', 'skip_corrupt')
-    RENAMED = {**RunConfig.RENAMED, 'val_batch_size': 'eval_batch_size'}
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ('scale', 'ratio', 'mean', 'std', 'opt_betas'):
-            v = getattr(self, name)
-            if v is not None and not isinstance(v, tuple):
-                setattr(self, name, tuple(float(x) for x in v))
-        for name in ('epochs', 'batch_size'):
-            if getattr(self, name) < 1:
-                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('eval_batch_size', 'img_size', 'num_classes', 'max_train_batches'):
-            v = getattr(self, name)
-            if v is not None and v < 1:
-                raise ValueError(f'{name} must be >= 1 (or unset), got {v}')
-        for name in ('workers', 'aug_repeats'):
-            if getattr(self, name) < 0:
-                raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
-        for name in ('scale', 'ratio'):
-            v = getattr(self, name)
-            if len(v) != 2 or v[0] <= 0 or v[0] > v[1]:
-                raise ValueError(f'{name} must be two numbers 0 < low <= high, got {v}')
-        if self.lr_base_scale not in ('linear', 'sqrt'):
-            raise ValueError(f"lr_base_scale must be 'linear' or 'sqrt', got {self.lr_base_scale!r}")
-        if self.lr is not None and self.lr <= 0:
-            raise ValueError(f'lr must be > 0, got {self.lr}')
-
-
-def load_config(path: Optional[str] = None, **overrides: Any) -> ClassificationConfig:
-    """A :class:`ClassificationConfig` from a YAML recipe plus non-None overrides (a recipe's ``source`` is
-    informational).
-
-    Raises:
-        FileNotFoundError: The recipe does not exist.
-        ValueError: A key is not a field (or a renamed one), or a value is out of range.
-    """
-    return load_dataclass_config(ClassificationConfig, path, overrides)
 
 
 # ----------------------------------------------------------------------------------------------- data

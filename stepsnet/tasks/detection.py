@@ -14,7 +14,6 @@ and a data set in memory), :class:`DetectionConfig`.
 import json
 import math
 import sys
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional
 
 import torch
@@ -25,12 +24,12 @@ from timm.utils import unwrap_model
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from stepsnet.config.detection import DetectionConfig, load_config
 from stepsnet.data.coco import CocoInstances, coco_evaluate, coco_split_paths, collate_detection, detections_to_coco
 from stepsnet.data.layouts import dry_run_data_dir, dry_run_sets
 from stepsnet.data.sampler import steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
-    RunConfig,
     RunError,
     RunFolder,
     Schedule,
@@ -42,100 +41,12 @@ from stepsnet.engine import (
     loader_errors,
     prepare,
 )
-from stepsnet.models.factory import DET_KIND, DETECTOR_ARCHS, create_detector, detector_from_checkpoint
+from stepsnet.models.factory import DET_KIND, create_detector, detector_from_checkpoint
 from stepsnet.utils.checkpoint import atomic_write_text
-from stepsnet.utils.config import load_dataclass_config
 from stepsnet.utils.logging import interactive
 
 __all__ = ['DetectionConfig', 'load_config', 'evaluate_detector', 'train_detection', 'evaluate_detection',
            'format_metrics']
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Configuration
-
-
-@dataclass
-class DetectionConfig(RunConfig):
-    """Options of :func:`train_detection` (the keys of a ``configs/det/*.yaml`` file).
-
-    The fields every task shares (device, AMP, compile, resume, ...) come from :class:`stepsnet.engine.RunConfig`.
-    """
-    # data: <data_dir>/<split>/ images, <data_dir>/annotations/instances_<split>.json
-    data_dir: str = 'runs/data/synth-coco'
-    train_split: str = 'train2017'
-    val_split: str = 'val2017'
-    out_dir: str = 'runs/det'
-    # model
-    backbone: str = 'steps_resnet50'
-    backbone_weights: Optional[str] = None
-    model_kwargs: Dict[str, Any] = field(default_factory=dict)
-    arch: str = 'mask_rcnn'
-    min_size: int = 800
-    max_size: int = 1333
-    fpn_channels: int = 256
-    box_head_dim: int = 1024
-    mask_head_channels: int = 256
-    anchor_sizes: Optional[List[int]] = None
-    rpn_batch_size_per_image: int = 256
-    box_batch_size_per_image: int = 512
-    detector_kwargs: Dict[str, Any] = field(default_factory=dict)  # more torchvision detector options
-    # schedule: per-process batch; lr for the total batch (batch_size x world size)
-    epochs: int = 12
-    max_iters: Optional[int] = None
-    batch_size: int = 2
-    workers: int = 2
-    opt: str = 'adamw'
-    lr: float = 1e-4
-    weight_decay: float = 0.05
-    momentum: float = 0.9
-    lr_steps: List[int] = field(default_factory=lambda: [8, 11])
-    lr_gamma: float = 0.1
-    warmup_iters: int = 1000
-    warmup_factor: float = 0.001
-    clip_grad: Optional[float] = None
-    # bookkeeping
-    eval_interval: int = 1
-    eval_batch_size: int = 1
-    log_interval: int = 20
-    seed: int = 0
-
-    MUTABLE = RunConfig.MUTABLE + (
-        'data_dir', 'out_dir', 'epochs', 'max_iters', 'eval_interval', 'eval_batch_size', 'log_interval', 'workers')
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.arch not in DETECTOR_ARCHS:
-            raise ValueError(f'unknown detector {self.arch!r}; expected one of {DETECTOR_ARCHS}')
-        for name in ('epochs', 'batch_size', 'eval_batch_size', 'log_interval', 'min_size', 'max_size',
-                     'fpn_channels'):
-            if getattr(self, name) < 1:
-                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('workers', 'warmup_iters', 'eval_interval'):
-            if getattr(self, name) < 0:
-                raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
-        if self.max_iters is not None and self.max_iters < 1:
-            raise ValueError(f'max_iters must be >= 1 (or unset), got {self.max_iters}')
-        if self.lr <= 0:
-            raise ValueError(f'lr must be > 0, got {self.lr}')
-        if list(self.lr_steps) != sorted(self.lr_steps) or any(s < 1 for s in self.lr_steps):
-            raise ValueError(f'lr_steps must be increasing epochs >= 1, got {self.lr_steps}')
-
-    def model_args(self, num_classes: int) -> Dict[str, Any]:
-        """The :func:`stepsnet.models.factory.create_detector` arguments of this run."""
-        sampling = {} if self.arch == 'retinanet' else dict(
-            rpn_batch_size_per_image=self.rpn_batch_size_per_image,
-            box_batch_size_per_image=self.box_batch_size_per_image)
-        return dict(backbone=self.backbone, num_classes=num_classes, arch=self.arch, min_size=self.min_size,
-                    max_size=self.max_size, fpn_channels=self.fpn_channels, box_head_dim=self.box_head_dim,
-                    mask_head_channels=self.mask_head_channels, anchor_sizes=self.anchor_sizes,
-                    backbone_weights=self.backbone_weights, model_kwargs=dict(self.model_kwargs),
-                    **sampling, **self.detector_kwargs)
-
-
-def load_config(path: Optional[str] = None, **overrides: Any) -> DetectionConfig:
-    """A :class:`DetectionConfig` from a YAML file (keys are its fields) plus non-None overrides."""
-    return load_dataclass_config(DetectionConfig, path, overrides)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -270,7 +181,7 @@ def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
                      f'{len(val_set)} val images, {env.world_size} process(es) on {env.device}, {spe} steps/epoch',
                      world_size=env.world_size, device=env.device)
         schedule = Schedule(
-            total_steps=total, eval_every=cfg.eval_interval * spe, checkpoint_every=spe, log_every=cfg.log_interval,
+            total_steps=total, eval_every=cfg.eval_every_epochs * spe, checkpoint_every=spe, log_every=cfg.log_interval,
             metric='bbox_AP', higher_is_better=True, clip_grad=cfg.clip_grad, nan_tolerance=cfg.nan_tolerance,
             progress=cfg.progress, desc=f'{cfg.arch} {cfg.backbone}', item_name='images', steps_per_epoch=spe,
             eval_batches=math.ceil(val_size / (cfg.eval_batch_size * env.world_size)))

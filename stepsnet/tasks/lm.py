@@ -9,15 +9,16 @@ the config, the token batches, the loss, the evaluation and sampling. Read top t
   step (``timm.scheduler``), and trains. The batches of step ``i`` come from a generator seeded by
   ``(seed, i, micro-step, rank)`` and dropout is reseeded the same way, so a run resumed from a checkpoint draws
   exactly the batches (and dropout masks) the uninterrupted run would have drawn.
-* :func:`evaluate_lm` scores fixed, non-overlapping validation windows (loss, perplexity, bits per byte).
+* :func:`evaluate_lm` scores fixed, non-overlapping validation windows (loss, perplexity, bits per byte);
+  :func:`evaluate_lm_checkpoint` does so for a saved run (``stepsnet eval``).
 * :func:`sample_lm` generates text from a checkpoint.
 """
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
-from dataclasses import dataclass, field
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import numpy as np
@@ -25,15 +26,16 @@ import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
+from stepsnet.config.lm import DEFAULT_DATA_DIR, LMConfig, load_config
 from stepsnet.data.layouts import dry_run_data_dir
 from stepsnet.data.text import TokenData, prepare_text, tokenizer_from_spec
 from stepsnet.engine import (
     DistEnv,
-    RunConfig,
     RunError,
     RunFolder,
     Schedule,
     all_reduce_mean,
+    amp_context,
     config_dict,
     distributed,
     fit,
@@ -42,105 +44,16 @@ from stepsnet.engine import (
 )
 from stepsnet.models.factory import LM_KIND, create_lm, lm_config, lm_from_checkpoint
 from stepsnet.models.steps_gpt import GPT
-from stepsnet.utils.config import load_dataclass_config
+from stepsnet.utils.checkpoint import atomic_write_text
 
-__all__ = ['LMConfig', 'load_config', 'train_lm', 'evaluate_lm', 'sample_lm', 'ensure_data', 'DEFAULT_DATA_DIR',
-           'PEAK_FLOPS']
-
-DEFAULT_DATA_DIR = os.path.join('runs', 'data', 'stdlib-byte')
+__all__ = ['LMConfig', 'load_config', 'train_lm', 'evaluate_lm', 'evaluate_lm_checkpoint', 'sample_lm', 'ensure_data',
+           'DEFAULT_DATA_DIR', 'PEAK_FLOPS']
 
 # Dense bf16/fp16 tensor-core peak FLOP/s per device, for MFU. Matched against torch.cuda.get_device_name().
 PEAK_FLOPS: Dict[str, float] = {
     'H200': 989e12, 'H100': 989e12, 'A100': 312e12, 'A10': 125e12, 'L40': 181e12, 'L4': 121e12,
     'V100': 125e12, 'T4': 65e12, 'RTX 4090': 165e12, 'RTX 3090': 71e12, 'A6000': 155e12,
 }
-
-
-@dataclass
-class LMConfig(RunConfig):
-    """One language-model training run (the keys of ``configs/lm/*.yaml`` and the ``train-lm`` flags), with the
-    fields every task shares from :class:`stepsnet.engine.RunConfig` (device, AMP, compile, resume, ...).
-
-    Attributes:
-        data_dir: Folder written by ``stepsnet data prepare-text``.
-        out_dir: The run folder: ``last.pth``, ``best.pth``, ``log.csv``, ``config.json`` (and ``tb/``).
-        model: Named model (``gpt_small``, ``steps_gpt_cpu``, ...; see ``stepsnet.models.steps_gpt.LM_CONFIGS``) or
-            a Llama-style one (``llama_cpu``, ``steps_llama_small``, ...; ``stepsnet.models.steps_llama``).
-        model_kwargs: Overrides of the model's config (:class:`GPTConfig`, e.g. ``{'dropout': 0.1, 'n_layer': 16}``;
-            ``StepsLlamaConfig``, e.g. ``{'num_hidden_layers': 8}``); ``vocab_size`` defaults to the data's.
-        block_size: Training context; None uses the model's (it may not exceed it).
-        batch_size: Sequences per micro-batch per process.
-        grad_accum: Micro-batches per optimizer step.
-        max_iters: Optimizer steps.
-        lr: Peak learning rate.
-        min_lr: Final learning rate of the cosine (None: ``lr / 10``).
-        warmup_iters: Linear warm-up steps (from ``lr / (warmup_iters + 1)``).
-        weight_decay: AdamW decay on matrices (vectors never decay).
-        opt_betas: AdamW (beta1, beta2).
-        clip_grad: Global gradient-norm clip (None or 0 disables).
-        eval_interval: Evaluate every this many steps.
-        eval_iters: Validation batches per evaluation.
-        final_eval_windows: Non-overlapping validation windows scored at the end (0 skips the final evaluation).
-        log_interval: Log the training loss every this many steps.
-        checkpoint_interval: Checkpoint every this many steps (None: ``eval_interval``); always at the end.
-        seed: Seeds initialisation, batches and dropout.
-        time_limit: Stop after this many seconds of training (evaluation excluded); None: no limit.
-        peak_flops: Peak FLOP/s of one device for MFU; None looks the GPU up in :data:`PEAK_FLOPS`.
-        fused_attn: Use the fused attention kernel (False: the explicit path).
-    """
-    data_dir: str = DEFAULT_DATA_DIR
-    out_dir: str = os.path.join('runs', 'lm')
-    model: str = 'gpt_cpu'
-    model_kwargs: Dict[str, Any] = field(default_factory=dict)
-    block_size: Optional[int] = None
-    batch_size: int = 32
-    grad_accum: int = 1
-    max_iters: int = 2000
-    lr: float = 2e-3
-    min_lr: Optional[float] = None
-    warmup_iters: int = 100
-    weight_decay: float = 0.1
-    opt_betas: Tuple[float, float] = (0.9, 0.95)
-    clip_grad: Optional[float] = 1.0
-    eval_interval: int = 250
-    eval_iters: int = 20
-    final_eval_windows: int = 1024
-    log_interval: int = 10
-    checkpoint_interval: Optional[int] = None
-    seed: int = 1337
-    time_limit: Optional[float] = None
-    peak_flops: Optional[float] = None
-    fused_attn: bool = True
-
-    RENAMED = {**RunConfig.RENAMED, 'beta1': 'opt_betas[0]', 'beta2': 'opt_betas[1]'}
-    MUTABLE = RunConfig.MUTABLE + (
-        'data_dir', 'out_dir', 'max_iters', 'eval_interval', 'eval_iters', 'final_eval_windows', 'log_interval',
-        'checkpoint_interval', 'time_limit', 'peak_flops')
-
-    def __post_init__(self):
-        super().__post_init__()
-        for name in ('batch_size', 'grad_accum', 'eval_interval', 'eval_iters', 'log_interval'):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f'{name} must be >= 1, got {getattr(self, name)}')
-        for name in ('max_iters', 'warmup_iters', 'final_eval_windows'):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
-        if self.checkpoint_interval is not None and self.checkpoint_interval < 1:
-            raise ValueError(f'checkpoint_interval must be >= 1, got {self.checkpoint_interval}')
-        if self.block_size is not None and self.block_size < 1:
-            raise ValueError(f'block_size must be >= 1, got {self.block_size}')
-        if self.lr <= 0:
-            raise ValueError(f'lr must be > 0, got {self.lr}')
-        self.opt_betas = tuple(float(b) for b in self.opt_betas)
-        if len(self.opt_betas) != 2 or not all(0 <= b < 1 for b in self.opt_betas):
-            raise ValueError(f'opt_betas must be two numbers in [0, 1), got {list(self.opt_betas)}')
-        if self.time_limit is not None and self.time_limit <= 0:
-            raise ValueError(f'time_limit must be > 0 seconds, got {self.time_limit}')
-
-
-def load_config(path: Optional[str] = None, **overrides: Any) -> LMConfig:
-    """An :class:`LMConfig` from a YAML file (its keys are the fields) plus non-None overrides."""
-    return load_dataclass_config(LMConfig, path, overrides)
 
 
 def ensure_data(data_dir: str) -> None:
@@ -243,6 +156,64 @@ def evaluate_lm(
     nbytes = data.meta.get('bytes', {}).get(split)
     bpb = loss / math.log(2) * (tokens / nbytes) if tokens and nbytes else float('nan')
     return {'loss': loss, 'ppl': math.exp(min(loss, 50.0)), 'bpb': bpb, 'tokens': count}
+
+
+def evaluate_lm_checkpoint(
+        checkpoint: str,
+        data_dir: Optional[str] = None,
+        split: str = 'val',
+        windows: Optional[int] = None,
+        batch_size: Optional[int] = None,
+        device: str = 'auto',
+        amp: Optional[bool] = None,
+        out: Optional[str] = None,
+) -> Dict[str, Any]:
+    """Loss, perplexity and bits per byte of a :func:`train_lm` checkpoint (:func:`evaluate_lm`), by default as the
+    run's final evaluation scored them: its data, its context, its number of windows and its batch size.
+
+    Args:
+        checkpoint: ``last.pth`` / ``best.pth`` of a run.
+        data_dir: Prepared token data (default: the run's); its tokenizer must be the run's.
+        split: ``val``, ``test`` or ``train``.
+        windows: Non-overlapping windows scored (default: the run's ``final_eval_windows``, or 1024).
+        batch_size: Windows per forward pass (default: the run's).
+        device: ``auto``, ``cpu``, ``cuda``.
+        amp: Autocast as the run did (None: the run's setting).
+        out: Write the result as JSON here.
+
+    Returns:
+        ``loss``, ``ppl``, ``bpb``, ``tokens`` (as :func:`evaluate_lm`) with ``model``, ``checkpoint``, ``data_dir``,
+        ``split``, ``block_size`` and ``windows``.
+
+    Raises:
+        FileNotFoundError, CheckpointError: A missing or foreign checkpoint, missing data.
+        ValueError: Data of another tokenizer or with ids beyond the model's vocabulary, a split too short, bad
+            arguments.
+    """
+    for name, value in (('windows', windows), ('batch_size', batch_size)):
+        if value is not None and value < 1:
+            raise ValueError(f'{name} must be >= 1, got {value}')
+    device = resolve_device(device)
+    model, info = lm_from_checkpoint(checkpoint, device)
+    cfg = info['config']
+    data_dir = data_dir or info.get('data_dir') or cfg.get('data_dir')
+    if not data_dir:
+        raise ValueError(f'checkpoint {checkpoint!r} does not name its data; give the data folder (--data-dir)')
+    data = TokenData.open(data_dir, model.config.vocab_size)
+    if info.get('tokenizer') is not None and data.meta.get('tokenizer') != info['tokenizer']:
+        raise ValueError(f'{data_dir!r} uses tokenizer {data.meta.get("tokenizer")}, but {checkpoint!r} was trained '
+                         f'with {info["tokenizer"]}; evaluate it on data prepared with its tokenizer')
+    block = int(cfg.get('block_size') or model.config.block_size)
+    windows = windows or int(cfg.get('final_eval_windows') or 1024)
+    autocast, _ = amp_context(bool(cfg.get('amp', False)) if amp is None else amp,
+                              cfg.get('amp_dtype', 'bfloat16'), device)
+    result = evaluate_lm(model, data, split, block, windows, batch_size or int(cfg.get('batch_size') or 32), device,
+                         autocast)
+    result = dict(result, model=info.get('model_name'), checkpoint=checkpoint, data_dir=data_dir, split=split,
+                  block_size=block, windows=windows)
+    if out:
+        atomic_write_text(out, json.dumps(result, indent=2))
+    return result
 
 
 def _peak_flops(cfg: LMConfig, device: str) -> Optional[float]:
@@ -355,7 +326,7 @@ def sample_lm(
         num_samples: int = 1,
         temperature: float = 0.8,
         top_k: Optional[int] = 50,
-        seed: int = 1337,
+        seed: int = 0,
         device: str = 'cpu',
 ) -> List[str]:
     """Generate ``num_samples`` continuations of ``prompt`` (the prompt included) from a checkpoint.
