@@ -132,7 +132,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     args = p.parse_args(argv)
     device = args.device or ('cpu' if args.tiny else 'cuda')
     prefix = args.prefix or ('gpu_recipes_tiny' if args.tiny else 'gpu_recipes')
-    recipes = [os.path.abspath(r) for r in args.recipes] if args.recipes else paper_recipes()
+    recipes = [r if os.path.isfile(r) else os.path.join(REPO, r) for r in args.recipes] if args.recipes \
+        else paper_recipes()
+    recipes = [os.path.abspath(r) for r in recipes]
     modes = {'both': (False, True), 'off': (False,), 'on': (True,)}[args.compile]
     start = time.perf_counter()
     rows: List[Dict[str, Any]] = []

@@ -543,6 +543,11 @@ def render_summary() -> str:
             if t is not None:
                 rows.append((f'LM sweep, {c["name"]} ({c["steps"]} steps): Steps {MINUS} residual, val loss '
                              '(nats/byte)', t, False, 'docs/figures/lm/'))
+    for c in sweep_tests(LLAMA_RUNS, LLAMA_PROTOCOL):
+        t = c['tests'].get(('steps', 'baseline'))
+        if t is not None:
+            rows.append((f'Llama pair, {c["name"]} ({c["steps"]} steps): Steps {MINUS} LlamaForCausalLM, val loss '
+                         '(nats/byte)', t, False, 'docs/figures/lm/llama/'))
     lines = ['| comparison | seeds | difference (95% CI) | adjusted p | verdict | files |', '|---|---|---|---|---|---|']
     for name, t, higher, where in rows:
         digits = 2 if higher else 3

@@ -48,3 +48,18 @@ def drop_path_rates(model):
             drop = getattr(m, 'drop_path', None) or getattr(m, 'drop_path1', None)
             rates.append(float(getattr(drop, 'drop_prob', 0.)))
     return rates
+
+
+def ground_truth_metrics(ds):
+    """COCO metrics of a detection data set's own ground truth scored as detections (boxes and masks)."""
+    import torch
+
+    from stepsnet.data.coco import coco_evaluate, detections_to_coco
+    outputs, ids = [], []
+    for i in range(len(ds)):
+        _, t = ds[i]
+        outputs.append({'boxes': t['boxes'], 'labels': t['labels'], 'scores': torch.ones(len(t['labels'])),
+                        'masks': t['masks'][:, None].float()})
+        ids.append(t['image_id'])
+    boxes, masks = detections_to_coco(outputs, ids, ds.cat_ids)
+    return coco_evaluate(ds.coco, {'bbox': boxes, 'segm': masks})

@@ -5,6 +5,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import ground_truth_metrics
 from snapshots import snapshot
 
 import stepsnet.data.synthetic as synthetic
@@ -48,14 +49,7 @@ def test_synthetic_coco_loads(coco_root):
 
 def test_ground_truth_scores_perfect_ap(coco_root):
     ds = CocoInstances(*coco_split_paths(coco_root, 'val2017'))
-    outputs, ids = [], []
-    for i in range(len(ds)):
-        _, t = ds[i]
-        outputs.append({'boxes': t['boxes'], 'labels': t['labels'], 'scores': torch.ones(len(t['labels'])),
-                        'masks': t['masks'][:, None].float()})
-        ids.append(t['image_id'])
-    boxes, masks = detections_to_coco(outputs, ids, ds.cat_ids)
-    m = coco_evaluate(ds.coco, {'bbox': boxes, 'segm': masks})
+    m = ground_truth_metrics(ds)
     assert m['bbox_AP'] > 0.99 and m['bbox_AP50'] > 0.99 and m['segm_AP'] > 0.99
     # the data set still decodes its masks after evaluation (pycocotools edits annotations in place)
     assert ds[0][1]['masks'].sum() > 0

@@ -2,9 +2,11 @@
 
 The paper recipes run here at their full model and input size on generated data in their data set's layout, with
 their own augmentation, optimizer, schedule, EMA and loss; only the batch is cut to what a 2-core machine holds
-(and the data loader workers to none). Each is marked ``recipes``; the detection and segmentation ones, whose steps
-at 800x1333 and 512x512 take tens of seconds on such a machine, are also marked ``recipes_dense`` and left out of
-the default test run (``pytest -m recipes_dense`` runs them).
+(and the data loader workers to none). Each is marked ``recipes``. The four ImageNet recipes and the small language
+model run in every test run; the detection and segmentation ones (800x1333 and 512x512 inputs, tens of seconds a step
+on 2 cores) and the two larger language models (the small one's pipeline, wider and deeper) are also marked
+``recipes_long`` and left out of the default run, to keep ``make test`` within 10 minutes on 2 cores
+(``pytest -m recipes_long`` runs them).
 """
 import json
 import math
@@ -29,7 +31,8 @@ def _paper_recipes():
         folder = os.path.join(REPO, 'configs', task)
         for name in sorted(os.listdir(folder)):
             if name.endswith('.yaml') and name not in NOT_PAPER:
-                marks = [pytest.mark.recipes] + ([pytest.mark.recipes_dense] if task in ('det', 'seg') else [])
+                long = task in ('det', 'seg') or name in ('medium.yaml', 'large.yaml')
+                marks = [pytest.mark.recipes] + ([pytest.mark.recipes_long] if long else [])
                 out.append(pytest.param(os.path.join('configs', task, name), id=name[:-5], marks=marks))
     return out
 

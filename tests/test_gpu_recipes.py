@@ -1,4 +1,5 @@
 """benchmarks/gpu_recipes.sh in its tiny CPU setting: the dry runs recorded, a failure or a spent budget recorded."""
+import importlib.util
 import json
 import os
 import shutil
@@ -38,12 +39,20 @@ def test_gpu_recipes_tiny(tmp_path):
     assert '2 of 2 dry runs ok' in proc.stdout
 
 
-def test_gpu_recipes_records_failures_and_the_spent_budget(tmp_path):
+def test_gpu_recipes_records_failures_and_the_spent_budget(tmp_path, capsys):
+    """The driver in this process: a recipe that fails is recorded with its error, a spent budget skips the rest."""
+    spec = importlib.util.spec_from_file_location('gpu_recipes', os.path.join(REPO, 'benchmarks', 'gpu_recipes.py'))
+    driver = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(driver)
     bad = tmp_path / 'bad.yaml'
     bad.write_text('task: lm\nmodel: gpt_nonexistent\ndata_dir: runs/data/none\n')
-    proc, data = _run(tmp_path, RECIPES=str(bad))
-    assert data['rows'][0]['status'] == 'failed' and 'gpt_nonexistent' in data['rows'][0]['error']
-    proc, data = _run(tmp_path, RECIPES='configs/lm/small.yaml', BUDGET='0')
-    assert data['rows'] == [dict(recipe='configs/lm/small.yaml', task='lm', compile=False, status='skipped',
-                                 error='time budget spent')]
-    assert '0 of 1 dry runs ok' in proc.stdout
+    out = tmp_path / 'out'
+    assert driver.main(['--tiny', '--recipes', str(bad), '--steps', '1', '--compile', 'off', '--out', str(out)]) == 0
+    row = json.loads((out / 'gpu_recipes_tiny.json').read_text())['rows'][0]
+    assert row['status'] == 'failed' and 'gpt_nonexistent' in row['error']
+    assert driver.main(['--tiny', '--recipes', 'configs/lm/small.yaml', '--compile', 'off', '--budget', '0',
+                        '--out', str(out)]) == 0
+    assert json.loads((out / 'gpu_recipes_tiny.json').read_text())['rows'] == [
+        dict(recipe='configs/lm/small.yaml', task='lm', compile=False, status='skipped', error='time budget spent')]
+    assert '0 of 1 dry runs ok' in capsys.readouterr().out
+    assert '| configs/lm/small.yaml |  | no |  |' in (out / 'gpu_recipes_tiny.md').read_text()

@@ -6,12 +6,13 @@ import os
 import numpy as np
 import pytest
 import torch
+from conftest import ground_truth_metrics
 from PIL import Image
 from timm.data import create_transform
 
 from stepsnet.cli import main
 from stepsnet.data.ade import IGNORE_INDEX, ADE20KSegmentation
-from stepsnet.data.coco import CocoInstances, coco_evaluate, coco_split_paths, detections_to_coco
+from stepsnet.data.coco import CocoInstances, coco_split_paths
 from stepsnet.data.images import build_dataset
 from stepsnet.data.layouts import (
     COCO_CATEGORIES,
@@ -109,14 +110,7 @@ def test_coco_layout_reads_with_masks_and_crowds(layouts):
             if crowds[0]['image_id'] == image_id:
                 assert 1 in raw['iscrowd']
     # scoring the ground truth as detections: the crowd region is ignored, every instance found
-    outputs, ids = [], []
-    for i in range(len(ds)):
-        _, t = ds[i]
-        outputs.append({'boxes': t['boxes'], 'labels': t['labels'], 'scores': torch.ones(len(t['labels'])),
-                        'masks': t['masks'][:, None].float()})
-        ids.append(t['image_id'])
-    boxes, masks = detections_to_coco(outputs, ids, ds.cat_ids)
-    m = coco_evaluate(ds.coco, {'bbox': boxes, 'segm': masks})
+    m = ground_truth_metrics(ds)
     assert m['bbox_AP50'] > 0.99 and m['segm_AP50'] > 0.99
 
 
