@@ -477,40 +477,74 @@ A100_BF16_PEAK = 312e12  # FLOP/s, dense bfloat16 (NVIDIA's A100 data sheet)
 ASSUMED_UTILISATION = 0.4
 
 
+# the process count each paper recipe is written for (its header): the image recipes 8 GPUs, the language models one
+RECIPE_PROCESSES = {'cls': 8, 'det': 8, 'seg': 8, 'lm': 1}
+
+
+def _recipe_items(r: Mapping[str, Any]) -> Tuple[float, str]:
+    """The items (images or tokens) the recipe of a recorded dry run trains on, and how that was counted."""
+    from stepsnet.utils.config import recipe_task
+    path = str(ROOT / r['command'].split(' -c ', 1)[1].split()[0])
+    task = recipe_task(path)
+    module = __import__(f'stepsnet.config.{_CONFIG_MODULES[task]}', fromlist=['load_config'])
+    cfg = module.load_config(path)
+    n = RECIPE_PROCESSES[task]
+    if task == 'lm':  # a run length in steps, each of the recipe's batch
+        return cfg.max_iters * cfg.batch_size * cfg.block_size * cfg.grad_accum * n, f'{n} x {cfg.batch_size} x ' \
+            f'{cfg.block_size} x {cfg.grad_accum} tokens x {cfg.max_iters:,} steps'
+    if task == 'seg':
+        return cfg.max_iters * cfg.batch_size * n, f'{n} x {cfg.batch_size} images x {cfg.max_iters:,} steps'
+    # epochs: the dry run's steps at its own batch cover the same images as the recipe's
+    return r['items_per_step'] * r['total_steps'], f'{r["total_steps"] * r["items_per_step"]:,.0f} images'
+
+
+def _si(flops: float) -> str:
+    for unit, scale in (('E', 1e18), ('P', 1e15), ('T', 1e12), ('G', 1e9), ('M', 1e6)):
+        if flops >= scale:
+            return f'{flops / scale:.3g} {unit}'
+    return f'{flops:.3g}'
+
+
+_CONFIG_MODULES = {'cls': 'classification', 'det': 'detection', 'seg': 'segmentation', 'lm': 'lm'}
+
+
 def render_dry_runs() -> str:
-    """The recorded dry runs (scripts/record_dry_runs.py): what each measured on this CPU, the recipe's FLOPs, and an
-    A100 estimate from those FLOPs; then each printout as it appeared."""
+    """The recorded dry runs (scripts/record_dry_runs.py): what each measured on this CPU, and the recipe's training
+    FLOPs and an A100 estimate from them; then each printout as it appeared."""
     paths = sorted(DRY_RUNS.glob('*.json')) if DRY_RUNS.is_dir() else []
     if not paths:
         return 'Not recorded yet: `python scripts/record_dry_runs.py`.\n'
     lines = ['| dry run | parameters | training FLOPs per item | batch per step | first step | later steps | '
-             'peak memory | the whole recipe on this CPU | recipe FLOPs | A100-hours (estimate) |',
-             '|---|---|---|---|---|---|---|---|---|---|']
+             'peak memory | the recipe trains on | on this CPU | recipe FLOPs | A100-hours at 40% of peak (a floor) |',
+             '|---|---|---|---|---|---|---|---|---|---|---|']
     texts = []
     for path in paths:
         r = json.loads(path.read_text(encoding='utf-8'))
-        items = r['items_per_micro_batch'] * r['accumulation']
-        per_item = r['train_flops_per_step'] / items if r['train_flops_per_step'] else None
-        total = per_item * r['items_per_step'] * r['total_steps'] if per_item else None
-        a100 = total / (A100_BF16_PEAK * ASSUMED_UTILISATION) / 3600 if total else None
+        per_item = r['train_flops_per_step'] / (r['items_per_micro_batch'] * r['accumulation'])
+        items, counted = _recipe_items(r)
+        cpu_h = (items / r['items_per_s'] + r['projected_eval_s']) / 3600
+        flops = per_item * items
+        a100 = flops / (A100_BF16_PEAK * ASSUMED_UTILISATION) / 3600
         later = f'{r["step_s"]:.2f} s' if r['step_s'] is not None else 'one step only'
-        unit = r['item_name']
         lines.append(
-            f'| {r["name"]} | {r["params"] / 1e6:.1f}M | '
-            f'{f"{per_item / 1e9:.3g} G" if per_item else "not counted"} | {r["items_per_step"]:,} {unit} | '
-            f'{r["first_step_s"]:.2f} s | {later} | {r["peak_memory_bytes"] / 2 ** 30:.1f} GiB | '
-            f'{r["projected_s"] / 3600:,.0f} h ({r["total_steps"]:,} steps) | '
-            f'{f"{total:.3g}" if total else "not counted"} | {f"{a100:,.0f}" if a100 else ""} |')
+            f'| {r["name"]} | {r["params"] / 1e6:.1f}M | {_si(per_item)} | {r["items_per_step"]:,} '
+            f'{r["item_name"]} | {r["first_step_s"]:.2f} s | {later} | {r["peak_memory_bytes"] / 2 ** 30:.1f} GiB | '
+            f'{counted} | {cpu_h:,.0f} h | {_si(flops)} | {a100:,.1f} |')
         txt = path.with_suffix('.txt')
         if txt.is_file():
             texts.append(f'`{r["name"]}` ({r["machine"].get("cpu", "CPU")}, {r["threads"]} threads):\n\n```text\n'
                          f'{txt.read_text(encoding="utf-8").rstrip()}\n```')
-    lines += ['', f'Measured on one CPU (float32, the batch cut as each printout says); the projection is the '
-              f'recipe\'s own number of steps at the measured step time, so it is this machine\'s, not a GPU\'s. '
-              f'Recipe FLOPs: the counted training FLOPs per item times the items the recipe trains on. A100-hours: '
-              f'those FLOPs at {ASSUMED_UTILISATION:.0%} of the A100\'s dense bfloat16 peak '
-              f'({A100_BF16_PEAK / 1e12:.0f} TFLOP/s), an assumption, not a measurement (evaluation and data loading '
-              'left out); the paper does not state its hardware.', '']
+    note = ('Measured on one CPU, float32, the batch cut as each printout says. *The recipe trains on*: the images or '
+            'tokens of the whole recipe at its own batch and process count (8 processes for the image recipes, one '
+            'for the language models, as their headers say; the `_data_dir` run reads a folder of 8 images, so its '
+            'recipe is 300 epochs of those). *On this CPU*: those items at the measured throughput plus the '
+            'evaluations, one process (time taken as linear in the batch). *Recipe FLOPs*: the training FLOPs per '
+            'item, counted on the first step, times those items. *A100-hours*: those FLOPs at '
+            f'{ASSUMED_UTILISATION:.0%} of the A100\'s dense bfloat16 peak ({A100_BF16_PEAK / 1e12:.0f} TFLOP/s), an '
+            'assumption, not a measurement, and a floor rather than a forecast: evaluation, data loading and '
+            'communication are left out, and vision training rarely keeps 40% of a GPU\'s peak. The paper does not '
+            'state its hardware.')
+    lines += ['', note, '']
     return '\n'.join(lines + texts) + '\n'
 
 

@@ -77,7 +77,7 @@ def test_paper_recipe_dry_run_at_full_size(recipe, tmp_path, capsys):
         assert report['total_steps'] == full.epochs * (1_281_167 // cfg.batch_size)
         assert report['eval_batches'] == 50_000 // cfg.batch_size
     text = capsys.readouterr().out
-    assert 'whole recipe here' in text and 'parameters changed: yes' in text
+    assert 'whole run here' in text and 'parameters changed: yes' in text
 
 
 def test_dry_run_writes_nothing_into_the_run_folder(tmp_path, capsys):
@@ -95,7 +95,7 @@ def test_dry_run_writes_nothing_into_the_run_folder(tmp_path, capsys):
     assert data['steps'] == 2 and data['params_changed'] and data['items_per_step'] == 16
     out = capsys.readouterr().out
     assert 'dry run of' in out and 'changed from the recipe: ' in out and 'batch_size 64 -> 16' in out
-    assert 'time per step' in out and 'peak memory' in out and 'whole recipe here' in out
+    assert 'time per step' in out and 'peak memory' in out and 'whole run here' in out
     missing = tmp_path / 'missing'
     assert main(['train', '-c', recipe, '--dry-run', '1', '--out-dir', str(missing), '--device', 'cpu',
                  '--batch-size', '16', '--no-progress']) == 0
@@ -125,5 +125,5 @@ def test_compare_dry_run_trains_each_arm_once_and_writes_nothing(tmp_path, capsy
     assert main(['compare', 'lm', '--dry-run', '1', '--out', str(out), '--seeds', '2', '--set', 'max_iters=40',
                  'model_kwargs={"n_layer": 2}', '--threads', '1', '--no-progress']) == 0
     text = capsys.readouterr().out
-    assert text.count('whole recipe here') == 2 and '2 runs (2 seed(s))' not in text
+    assert text.count('whole run here') == 2 and '2 runs (2 seed(s))' not in text
     assert not out.exists()

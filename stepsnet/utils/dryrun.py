@@ -176,14 +176,18 @@ class DryRunReport:
             f'included); then {later}',
             f'  throughput:        {self.items_per_s:,.1f} {unit}/s',
             f'  evaluation:        one batch in {self.eval_batch_s:.3f} s; a full evaluation is {self.eval_batches:,} '
-            f'batches per process, {self.evaluations} evaluation(s) in the run' if self.eval_batch_s is not None else
+            f'batch{"" if self.eval_batches == 1 else "es"} per process, {self.evaluations} evaluation(s) in the run'
+            if self.eval_batch_s is not None else
             '  evaluation:        not measured',
             f'  peak memory:       {_bytes(self.peak_memory_bytes)} ({self.peak_memory_kind})',
             f'  losses:            {", ".join(f"{v:.4f}" for v in self.losses)}; parameters changed: '
             f'{"yes" if self.params_changed else "NO"}',
-            f'  whole recipe here: {self.total_steps:,} steps -> {_hms(self.projected_s)} '
-            f'(training {_hms(self.projected_train_s)}, evaluation {_hms(self.projected_eval_s)}), '
-            f'{self.device_hours:,.1f} {hw}-hours',
+            f'  whole run here:    {self.total_steps:,} steps x {self.items_per_step:,} {unit} -> '
+            f'{_hms(self.projected_s)} (training {_hms(self.projected_train_s)}, evaluation '
+            f'{_hms(self.projected_eval_s)}), {self.device_hours:,.1f} {hw}-hours',
+            '                     (the run as configured, at this batch and process count: a run length in epochs '
+            'keeps its items, one in steps (max_iters) trains on fewer items when the batch or the processes are '
+            'cut)',
         ]
         out += [f'  note: {n}' for n in self.notes]
         return out
