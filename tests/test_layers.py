@@ -117,8 +117,11 @@ def test_steps_models_register_when_timm_is_imported_later():
 def test_ctrl_c_while_loading_is_one_line_and_130():
     # `models` builds every model of the parity table after its imports, so a Ctrl-C that a library swallows while
     # it loads (some catch every exception around optional imports) is followed by one that lands, as a user's would
+    # Ctrl-C as in a terminal, also when the tests run in the background (a shell's `&` starts jobs ignoring SIGINT,
+    # and Python keeps an ignored SIGINT ignored)
     p = subprocess.Popen([sys.executable, '-m', 'stepsnet', 'models'], env=ENV, cwd=ROOT,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     maps = f'/proc/{p.pid}/maps'
     deadline = time.monotonic() + 600
     try:
