@@ -857,6 +857,9 @@ def fit(
     function of the step and the config, so a resumed run rebuilds its scheduler from the config: a run extended
     on resume (a longer run length) follows the schedule of its new length from the step it resumes at.
 
+    A dry run (``run.dry_run`` = N): N steps, the training FLOPs of the first counted, one evaluation at the end,
+    nothing saved; then ``run.report`` (:class:`~stepsnet.utils.dryrun.DryRunReport`) is printed and kept.
+
     Raises:
         FloatingPointError: More than ``schedule.nan_tolerance`` non-finite losses.
     """
