@@ -349,10 +349,8 @@ def config_dict(cfg: Any) -> Dict[str, Any]:
     """A config dataclass (or mapping) as plain JSON types: tuples become lists. The dry-run switches are left out:
     they say how a command runs, not what a run computes, and a dry run records nothing."""
     raw = dataclasses.asdict(cfg) if dataclasses.is_dataclass(cfg) else dict(cfg)
-    return json.loads(json.dumps({k: v for k, v in raw.items() if k not in DRY_RUN_FIELDS}))
+    return json.loads(json.dumps({k: v for k, v in raw.items() if k not in RunConfig.DRY_RUN_FIELDS}))
 
-
-DRY_RUN_FIELDS = ('dry_run', 'synthetic_data', 'dry_run_report')
 
 
 @dataclass

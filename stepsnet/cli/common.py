@@ -231,7 +231,6 @@ def load_with_flags(load_config, path: Optional[str], args: argparse.Namespace, 
 
 def recipe_changes(recipe: Any, cfg: Any) -> str:
     """What ``cfg`` changes of ``recipe`` (the flags given with it), as one phrase for a dry run's printout."""
-    skip = ('dry_run', 'synthetic_data', 'dry_run_report')
     changed = [f'{f.name} {getattr(recipe, f.name)!r} -> {getattr(cfg, f.name)!r}' for f in dataclasses.fields(cfg)
-               if f.name not in skip and getattr(recipe, f.name) != getattr(cfg, f.name)]
+               if f.name not in cfg.DRY_RUN_FIELDS and getattr(recipe, f.name) != getattr(cfg, f.name)]
     return 'changed from the recipe: ' + ', '.join(changed) if changed else 'the recipe as written'

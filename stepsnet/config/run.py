@@ -47,6 +47,8 @@ class RunConfig:
     synthetic_data: bool = False
     dry_run_report: Optional[str] = None
 
+    # how a command runs, not what a run computes: never recorded in config.json or checkpoints
+    DRY_RUN_FIELDS = ('dry_run', 'synthetic_data', 'dry_run_report')
     # fields a resumed run may change (recorded in config.json); every other field must match the stored run
     MUTABLE = ('device', 'threads', 'compile', 'resume', 'nan_tolerance', 'progress', 'tensorboard')
     # names of earlier releases, refused with the new name
