@@ -408,11 +408,13 @@ def _run_dir(comp: Comparison, point: Point, arm: Arm, seed: int) -> str:
 
 
 def run_comparison(comp: Comparison, progress: bool = True, train: bool = True,
-                   report_dir: Optional[str] = None) -> Dict[str, Any]:
+                   report_dir: Optional[str] = None, protocol: Optional[Mapping[str, Any]] = None) -> Dict[str, Any]:
     """Train every (point, arm, seed) that has no result yet, then write ``results.json``, ``report.md`` and plots.
 
     With ``train=False`` nothing trains: the report covers the runs finished so far. The report goes to
-    ``report_dir`` (default ``comp.out``, beside the runs).
+    ``report_dir`` (default ``comp.out``, beside the runs). ``protocol`` (what :func:`run_protocol` passes: the
+    protocol's fields and its registration) makes the report a pre-registered one: its primary family and test, and
+    the deviations from it.
 
     Returns:
         The content of ``results.json``.
@@ -430,7 +432,7 @@ def run_comparison(comp: Comparison, progress: bool = True, train: bool = True,
     if done['failed']:
         raise RuntimeError(f'{len(done["failed"])} run(s) failed ({", ".join(done["failed"])}); the others are kept: '
                            'run the same command again to retry them')
-    results = _collect(comp, done)
+    results = _collect(comp, done, protocol)
     write_report(results, report_dir or comp.out)
     return results
 
@@ -454,8 +456,10 @@ def dry_run_comparison(comp: Comparison, steps: int = 2, synthetic_data: bool = 
     return reports
 
 
-def _collect(comp: Comparison, done: Mapping[str, Any]) -> Dict[str, Any]:
+def _collect(comp: Comparison, done: Mapping[str, Any], protocol: Optional[Mapping[str, Any]] = None
+             ) -> Dict[str, Any]:
     adapter = ADAPTERS[comp.task]
+    deviations: List[str] = []
     out: Dict[str, Any] = dict(
         title=comp.title, task=comp.task, metric=adapter.metric, higher_is_better=adapter.higher_is_better,
         seeds=[int(s) for s in comp.seeds], context=comp.context, config=dataclasses.asdict(comp.config), points=[],
@@ -467,6 +471,8 @@ def _collect(comp: Comparison, done: Mapping[str, Any]) -> Dict[str, Any]:
     for point in comp.points:
         runs = {arm.role: {int(s): r for s in comp.seeds if (r := read_result(_run_dir(comp, point, arm, s)))}
                 for arm in point.arms}
+        if protocol:
+            deviations += _deviations(point, runs, comp.seeds, protocol['commit'])
         entry: Dict[str, Any] = dict(name=point.name, x=point.x, arms={}, diffs={})
         base = runs.get('baseline', {})
         for arm in point.arms:
@@ -508,7 +514,36 @@ def _collect(comp: Comparison, done: Mapping[str, Any]) -> Dict[str, Any]:
     out['train_time_s'] = round(train_time, 1)
     out['machines'] = list(machines.values())
     out['runs_without_machine'] = unrecorded
+    if protocol:
+        out['protocol'] = dict(protocol)
+        out['deviations'] = deviations
     return judge(out)
+
+
+def _deviations(point: Point, runs: Mapping[str, Mapping[int, Mapping[str, Any]]], seeds: Sequence[int],
+                commit: str) -> List[str]:
+    """What departs from a protocol at one point: planned runs not finished, runs trained at another commit than
+    the protocol's, the arms of one seed trained on different machines, runs stopped by a time limit."""
+    out = []
+    for arm in point.arms:
+        rs = runs[arm.role]
+        missing = [int(s) for s in seeds if int(s) not in rs]
+        if missing:
+            out.append(f'{point.name} / {arm.label}: seed(s) {missing} not finished')
+        other = sorted({str(r.get('commit'))[:12] for r in rs.values() if r.get('commit') != commit})
+        if other:
+            seeds_other = [s for s, r in rs.items() if r.get('commit') != commit]
+            out.append(f'{point.name} / {arm.label}: seed(s) {seeds_other} trained at commit(s) {other}, not at the '
+                       f'protocol\'s {commit[:12]}')
+        capped = [s for s, r in rs.items() if r.get('stopped_by_time')]
+        if capped:
+            out.append(f'{point.name} / {arm.label}: seed(s) {capped} stopped at a time limit')
+    base = runs.get('baseline', {})
+    split = [s for s in base for role, rs in runs.items() if role != 'baseline' and s in rs
+             and rs[s].get('machine') != base[s].get('machine')]
+    if split:
+        out.append(f'{point.name}: the arms of seed(s) {sorted(set(split))} trained on different machines')
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -520,27 +555,85 @@ def _differences(r: Mapping[str, Any]) -> List[Dict[str, Any]]:
     return [d for p in r['points'] for d in p['diffs'].values()] + list((r.get('trend') or {}).values())
 
 
+def _families(r: Mapping[str, Any]) -> List[str]:
+    """The Holm family of each difference of :func:`_differences`: under a protocol, ``primary`` (the validation
+    differences of the arms it names, at every point) and ``secondary`` (everything else); without one, a single
+    family ``report``."""
+    protocol = r.get('protocol')
+    if not protocol:
+        return ['report'] * len(_differences(r))
+    roles = set(protocol['primary']['differences'])
+    return (['primary' if role in roles else 'secondary' for p in r['points'] for role in p['diffs']]
+            + ['secondary'] * len(r.get('trend') or {}))
+
+
+# which test decides a verdict: a protocol declares one; an exploratory report calls a difference only where both
+# the t-test and the sign-flip test (each Holm-adjusted) are below alpha, so that no verdict rests on normality alone
+DECIDED_BY = {'t': 'the paired t-test', 'sign-flip': 'the exact sign-flip (permutation) test',
+              'both': 'both the paired t-test and the exact sign-flip test'}
+
+
+def _deciding_p(t: stats.PairedTest, s: stats.SignFlipTest, rule: str) -> Optional[float]:
+    if rule == 't':
+        return t.p_adj
+    if rule == 'sign-flip':
+        return s.p_adj
+    return None if t.p_adj is None or s.p_adj is None else max(t.p_adj, s.p_adj)
+
+
 def judge(r: Dict[str, Any]) -> Dict[str, Any]:
     """Fill in the statistics of every paired difference of results ``r`` (in place; returned).
 
-    Each difference's per-seed values (``per_seed``, or ``values`` in seed order) give a
-    :class:`~stepsnet.stats.PairedTest`; Holm's correction runs across all of them. Every difference gets the
-    test's fields, ``outcome`` and ``verdict`` (:func:`stepsnet.stats.outcome` / ``verdict``) and ``detectable``
-    (:class:`stepsnet.stats.Detectable`); ``r['statistics']`` says how they were made.
+    Each difference's per-seed values (``per_seed``, or ``values`` in seed order) give a paired t-test
+    (:class:`~stepsnet.stats.PairedTest`, its fields at the top level) and an exact sign-flip test
+    (:class:`~stepsnet.stats.SignFlipTest`, under ``sign_flip``). Holm's correction runs within each family
+    (:func:`_families`): one family for an exploratory report, primary and secondary under a protocol. The verdict
+    (``outcome``, ``verdict``) is the protocol's primary test's, or, without a protocol, needs both tests;
+    ``detectable`` is the difference found with 80% power (:class:`~stepsnet.stats.Detectable`); under a protocol,
+    each primary difference also gets ``power``: the power the design had for the protocol's planned effect at the
+    spread observed. ``r['statistics']`` says how.
     """
     diffs = _differences(r)
-    higher = [r['higher_is_better']] * (len(diffs) - len(r.get('trend') or {})) + [None] * len(r.get('trend') or {})
-    raw = [stats.paired_test(list(d['per_seed'].values()) if 'per_seed' in d else d['values']) for d in diffs]
-    tests = stats.adjust(raw)
-    for d, t, det, h in zip(diffs, tests, stats.detectable(tests), higher):
-        d.update(t.to_dict(), outcome=stats.outcome(t, h), verdict=stats.verdict(t, h, digits=_digits(r)),
+    families = _families(r)
+    protocol = r.get('protocol')
+    alpha = float(protocol['primary']['alpha']) if protocol else stats.ALPHA
+    rule = protocol['primary']['test'] if protocol else 'both'
+    n_trend = len(r.get('trend') or {})
+    higher = [r['higher_is_better']] * (len(diffs) - n_trend) + [None] * n_trend
+    values = [list(d['per_seed'].values()) if 'per_seed' in d else d['values'] for d in diffs]
+    tests: List[Any] = [stats.paired_test(v) for v in values]
+    flips: List[Any] = [stats.sign_flip_test(v) for v in values]
+    dets: List[Any] = [None] * len(diffs)
+    sizes = {}
+    for fam in dict.fromkeys(families):
+        idx = [i for i, f in enumerate(families) if f == fam]
+        for i, t, s, det in zip(idx, stats.adjust([tests[i] for i in idx]), stats.adjust_p([flips[i] for i in idx]),
+                                stats.detectable([tests[i] for i in idx], alpha)):
+            tests[i], flips[i], dets[i] = t, s, det
+        sizes[fam] = sum(tests[i].p is not None for i in idx)
+    for d, t, s, det, h, fam in zip(diffs, tests, flips, dets, higher, families):
+        p = _deciding_p(t, s, rule)
+        d.update(t.to_dict(), sign_flip=s.to_dict(), family=fam, outcome=stats.outcome(t, h, alpha, p=p),
+                 verdict=stats.verdict(t, h, alpha, digits=_digits(r), p=p, p_name=_p_name(rule)),
                  detectable=det.to_dict())
-    tested = sum(t.p is not None for t in tests)
+        d.pop('power', None)
+        if protocol and fam == 'primary' and protocol['primary'].get('effect') and t.std is not None:
+            effect, m = float(protocol['primary']['effect']), max(1, sizes['primary'])
+            d['power'] = dict(effect=effect, divisor=m, t=stats.power_t(effect, t.std, t.n, alpha, m),
+                              sign_flip=stats.sign_flip_power(effect, t.std, t.n, alpha, m))
     r['statistics'] = dict(
-        test='two-sided paired t-test over seeds; 95% confidence interval of the mean from the t distribution',
-        correction=f'Holm, across the {tested} tested paired differences of this report', alpha=stats.ALPHA,
-        differences=tested)
+        test='two-sided paired t-test over seeds (95% confidence interval of the mean from the t distribution) and '
+             'the exact two-sided paired sign-flip test (all 2^n sign patterns up to n = '
+             f'{stats.EXACT_MAX}; ties |d| <= {stats.TIE_TOLERANCE:g} left out)',
+        correction=('Holm within each family: ' + ', '.join(f'{k} ({v} differences)' for k, v in sizes.items())),
+        decided_by=DECIDED_BY[rule], alpha=alpha, differences=sum(sizes.values()), families=sizes,
+        detectable=f'the true difference found with {stats.POWER:.0%} power by the t-test, alone / at its Holm rank')
     return r
+
+
+def _p_name(rule: str) -> str:
+    return {'t': 'adjusted t p', 'sign-flip': 'adjusted sign-flip p', 'both': 'adjusted p, the larger of t and '
+            'sign-flip'}[rule]
 
 
 def _digits(r: Mapping[str, Any]) -> int:
@@ -609,15 +702,50 @@ def _num(v: Optional[float], digits: int, sign: bool = True) -> str:
     return '-' if v is None else (f'{v:+.{digits}f}' if sign else f'{v:.{digits}f}')
 
 
+def _count(n: int, word: str) -> str:
+    """``1 difference``, ``2 differences``."""
+    return f'{n} {word}' + ('' if n == 1 else 's')
+
+
+VERDICT_HEAD = ('| setting | difference | family | mean ± sd | 95% CI | n | t-test p | adjusted | sign-flip p '
+                '| adjusted | same sign | detectable (80% power) | verdict |')
+
+
+def _interval(d: Mapping[str, Any], digits: int, bounds: Optional[Sequence[float]]) -> str:
+    """The 95% interval, as one number when it is a point, and marked where the metric's range cuts it."""
+    lo, hi = d.get('ci_low'), d.get('ci_high')
+    if lo is None:
+        return '-'
+    if d.get('n', 0) < 3:
+        return f'- ({d.get("n")} seeds: too few for an interval)'
+    if f'{lo:+.{digits}f}' == f'{hi:+.{digits}f}':
+        return f'{lo:+.{digits}f} (every seed the same)'
+    text = f'{lo:+.{digits}f} to {hi:+.{digits}f}'
+    if bounds is not None and (lo < bounds[0] or hi > bounds[1]):
+        text += f' (cut by the metric\'s range {bounds[0]:+g} to {bounds[1]:+g})'
+    return text
+
+
+def _bounds(r: Mapping[str, Any]) -> Optional[Sequence[float]]:
+    """The range a difference of this report's metric can take (top-1 in percent: -100 to +100), or None."""
+    return (-100.0, 100.0) if '%' in r['metric'] else None
+
+
 def _verdict_rows(r: Mapping[str, Any], digits: int) -> List[str]:
-    rows = [f'| setting | difference | {stats.TABLE_HEAD} | detectable | verdict |',
-            '|---|---|---|---|---|---|---|---|---|---|']
+    rows = [VERDICT_HEAD, '|' + '---|' * (VERDICT_HEAD.count('|') - 1)]
+    bounds = _bounds(r)
 
     def row(setting: str, what: str, d: Mapping[str, Any]) -> str:
         det = d['detectable']
         detect = '-' if det['unadjusted'] is None else f'{det["unadjusted"]:.{digits}f} / {det["holm"]:.{digits}f}'
-        cells = stats.table_cells(stats.PairedTest.from_dict(d), digits)
-        return f'| {setting} | {what} | {" | ".join(cells)} | {detect} | {_short(d)} |'
+        t = stats.PairedTest.from_dict(d)
+        flip = d.get('sign_flip') or {}
+        mean = '-' if t.mean is None else f'{t.mean:+.{digits}f}' + ('' if t.std is None else f' ± {t.std:.{digits}f}')
+        same = f'{t.same_sign}/{t.n}' + (f' ({t.ties} tied)' if t.ties else '')
+        cells = [setting, what, d.get('family', 'report'), mean, _interval(d, digits, bounds), str(t.n),
+                 stats.format_p(t.p), stats.format_p(t.p_adj), stats.format_p(flip.get('p')),
+                 stats.format_p(flip.get('p_adj')), same, detect, _short(d)]
+        return '| ' + ' | '.join(cells) + ' |'
 
     for p in r['points']:
         for role, d in p['diffs'].items():
@@ -634,21 +762,54 @@ def _short(d: Mapping[str, Any]) -> str:
 
 
 def _settles(r: Mapping[str, Any], digits: int) -> str:
-    """What the seeds of this report can and cannot settle, from the detectable differences."""
+    """What the seeds of this report can and cannot settle: the differences found with 80% power, and under a
+    protocol the power the design had for its planned effect."""
     dets = [d['detectable'] for d in _differences(r) if d['detectable']['holm'] is not None]
     if not dets:
         return 'One seed per arm: no difference can be tested; run more seeds.'
     n = max(d['n'] for d in dets)
     lo, hi = min(d['holm'] for d in dets), max(d['holm'] for d in dets)
     lo1, hi1 = min(d['unadjusted'] for d in dets), max(d['unadjusted'] for d in dets)
-    text = (f'What {n} seeds can settle: at the spread seen here, the smallest mean difference a verdict could '
-            f'settle is between {lo:.{digits}f} and {hi:.{digits}f}, depending on the difference (at its Holm rank '
-            f'in this report; between {lo1:.{digits}f} and {hi1:.{digits}f} tested alone); a smaller true '
-            f'difference is not distinguishable with {n} seeds, whatever its sign.')
-    if n < 8:
-        factor = stats.detectable_difference(1.0, n) / stats.detectable_difference(1.0, 8)
-        text += f' At the same spread, 8 seeds would settle differences {factor:.1f} times smaller.'
+
+    def span(a: float, b: float) -> str:
+        lo_, hi_ = f'{a:.{digits}f}', f'{b:.{digits}f}'
+        return lo_ if lo_ == hi_ else f'between {lo_} and {hi_}'
+
+    text = (f'What {n} seeds can settle: at the spread seen here, a true difference of {span(lo, hi)} is found '
+            f'with 80% power, depending on the difference (at its Holm rank in its family; {span(lo1, hi1)} tested '
+            'alone); a smaller one is found less often than four times in five.')
+    if n < 6:
+        text += (f' With {n} seeds the sign-flip test cannot go below p = {2 / 2 ** n:.3g}, so no difference can be '
+                 'called without the t-test\'s assumption of normality.')
+    powered = [(p['name'], d['power']) for p in r['points'] for d in p['diffs'].values() if d.get('power')]
+    if powered:
+        e = powered[0][1]['effect']
+        text += (f' The power this design had for the planned difference of {e:g} at the spread observed (level '
+                 f'{r["statistics"]["alpha"]:g} / {powered[0][1]["divisor"]}, Holm\'s first step): ' +
+                 '; '.join(f'{name} {w["t"]:.0%} (t-test), {w["sign_flip"]:.0%} (sign-flip, simulated)'
+                           for name, w in powered) + '.')
     return text
+
+
+def _registration_lines(r: Mapping[str, Any]) -> str:
+    """The report's first line: pre-registered (commit, date, file) or exploratory."""
+    p = r.get('protocol')
+    if not p:
+        return ('**Exploratory.** No protocol was committed before these runs: their seeds, settings and tests were '
+                'not fixed in advance, and the verdicts below are descriptive.')
+    return (f'**Pre-registered** at commit {p["commit"][:12]} ({p["date"][:10]}): protocol `{p["path"]}` (blob '
+            f'{p["blob"][:12]}); primary endpoint: {p["primary"].get("endpoint") or "the primary differences"}, '
+            f'decided by {DECIDED_BY[p["primary"]["test"]]} with Holm across the primary family at '
+            f'{float(p["primary"]["alpha"]):g}.')
+
+
+def _deviation_lines(r: Mapping[str, Any]) -> List[str]:
+    devs = r.get('deviations') or []
+    machines = len(r.get('machines') or [])
+    head = (f'**Deviations from the protocol:** {"none" if not devs else _count(len(devs), "deviation")}. The runs '
+            f'trained on {_count(machines, "machine")}; both arms of a seed at one setting trained on the same '
+            'machine except where listed.')
+    return [head] + [f'- {d}' for d in devs]
 
 
 def _time_line(r: Mapping[str, Any]) -> str:
@@ -669,7 +830,7 @@ def report_markdown(r: Mapping[str, Any]) -> str:
     adapter = ADAPTERS[r['task']]
     digits = adapter.digits
     n = len(r['seeds'])
-    lines = [f'# {r["title"]}', '']
+    lines = [f'# {r["title"]}', '', _registration_lines(r), '']
     if r.get('context'):
         lines += [r['context'], '']
     lines += [f'Metric: {r["metric"]} on the validation split, after the last step; '
@@ -693,13 +854,23 @@ def report_markdown(r: Mapping[str, Any]) -> str:
                 row += f' {_fmt(a["train_stats"], digits)} | {tdiff} |'
             lines.append(row)
     st = r['statistics']
-    lines += ['', f'**What this run shows.** Each difference is paired by seed and tested with a two-sided paired '
-              f't-test; the p values are adjusted with Holm\'s method across all {st["differences"]} tested '
-              f'differences of this report, and a difference is called ahead or behind only where its adjusted p is '
-              f'below {st["alpha"]:g}. "detectable" is the smallest |mean difference| these seeds would settle at the '
-              'spread observed: tested alone / at its Holm rank in this report.', '']
+    fams = st.get('families') or {'report': st['differences']}
+    family_words = (f'across all {_count(st["differences"], "tested difference")} of this report' if 'report' in fams
+                    else 'within the primary family (' + _count(fams.get('primary', 0), 'difference') + ', the '
+                    'protocol\'s endpoint) and, apart, within the secondary family (' +
+                    _count(fams.get('secondary', 0), 'difference') + ')')
+    lines += ['', f'**What this run shows.** Each difference is paired by seed and tested twice, two-sided: with the '
+              'paired t-test (which assumes normal differences) and with the exact sign-flip test (which does not: '
+              'every sign pattern of the differences is enumerated; ties, |d| below '
+              f'{stats.TIE_TOLERANCE:g}, carry no sign). The p values are adjusted with Holm\'s method {family_words}; '
+              'a difference is called ahead or behind only where the adjusted p of '
+              f'{st.get("decided_by", DECIDED_BY["t"])} is below {st["alpha"]:g}. "detectable (80% power)" is the '
+              'true difference these seeds would find four times in five at the spread observed: tested alone / at '
+              'its Holm rank in its family.', '']
     lines += _verdict_rows(r, digits)
     lines += ['', _settles(r, digits)]
+    if r.get('protocol'):
+        lines += ['', *_deviation_lines(r)]
     capped = [(p['name'], a['label'], a['capped']) for p in r['points'] for a in p['arms'].values() if a['capped']]
     if capped:
         lines.append('')
@@ -929,3 +1100,93 @@ def cls_comparison(
 # the comparisons of `stepsnet compare TASK`
 COMPARISONS: Dict[str, Callable[..., Comparison]] = {'depth': depth_comparison, 'lm': lm_comparison,
                                                     'cls': cls_comparison}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Pre-registered comparisons and power plans
+
+
+def protocol_comparison(protocol: Any) -> Comparison:
+    """The comparison a protocol (:class:`stepsnet.config.protocol.Protocol`) fixes: its built-in comparison with
+    its arguments, recipe, settings, seeds and output folder, nothing else."""
+    config = os.path.join(REPO, 'configs', protocol.recipe) if protocol.recipe else None
+    try:
+        return COMPARISONS[protocol.comparison](**protocol.arguments, seeds=protocol.seeds, config=config,
+                                                overrides=protocol.settings, out=protocol.out)
+    except TypeError as e:
+        raise ValueError(f'protocol {protocol.path!r}: its arguments do not fit the {protocol.comparison!r} '
+                         f'comparison ({e})') from None
+
+
+def run_protocol(path: str, progress: bool = True, train: bool = True) -> Dict[str, Any]:
+    """Run a pre-registered comparison exactly as its committed protocol file says, and report it as such.
+
+    Training refuses a protocol file that is not committed, differs from its committed version or was changed by a
+    later commit, and a checkout that is not at the protocol's commit or has uncommitted code (train from a
+    ``git worktree`` at that commit, so that other work can go on meanwhile). ``train=False`` reports the runs
+    finished so far from any checkout, with the deviations (runs not finished yet among them).
+
+    Raises:
+        ProtocolError: As above (a ``ValueError``: the CLI prints it in one line).
+    """
+    from stepsnet.config.protocol import ProtocolError, check_code_committed, load_protocol, registration
+    protocol = load_protocol(path)
+    reg = registration(path)
+    if train:
+        if reg['head'] != reg['commit']:
+            raise ProtocolError(f'protocol {reg["path"]!r} was registered at {reg["commit"][:12]} but the checkout is '
+                                f'at {reg["head"][:12]}; every run trains at the protocol\'s commit: git worktree add '
+                                f'DIR {reg["commit"][:12]}, then run it from DIR')
+        check_code_committed(REPO)
+    comp = protocol_comparison(protocol)
+    comp.title = f'{comp.title}: pre-registered replication `{protocol.name}`'
+    return run_comparison(comp, progress=progress, train=train, protocol={**protocol.summary(), **reg})
+
+
+def power_plan(path: str, effect: float, power: float = stats.POWER, alpha: float = stats.ALPHA,
+               family: Optional[int] = None) -> List[Dict[str, Any]]:
+    """The seeds a new comparison needs to find a true difference ``effect`` with ``power``, from the per-seed
+    spread of an earlier report (``path``: its ``results.json`` or folder).
+
+    For every difference of the report: its observed standard deviation and seeds, the seeds needed by the paired
+    t-test alone and at ``alpha / family`` (Holm's first step in a family of ``family`` tests, default: the number
+    of validation differences of the report), and the simulated power of the sign-flip test at that many seeds.
+    """
+    if os.path.isdir(path):
+        path = os.path.join(path, 'results.json')
+    r = _read_json(path)
+    if r is None:
+        raise FileNotFoundError(f'no results file {path!r}; expected the results.json of a comparison')
+    if effect <= 0:
+        raise ValueError(f'effect must be > 0 (in the metric\'s units), got {effect}')
+    if not 0 < power < 1:
+        raise ValueError(f'power must be between 0 and 1, got {power}')
+    rows = []
+    m = family or sum(1 for p in r['points'] for role in p['diffs'] if not role.endswith('_train'))
+    for p in r['points']:
+        for role, d in p['diffs'].items():
+            t = stats.paired_test(list(d['per_seed'].values()) if 'per_seed' in d else d['values'])
+            if t.std is None:
+                continue
+            alone = stats.seeds_for_power(effect, t.std, alpha, 1, power)
+            holm = stats.seeds_for_power(effect, t.std, alpha, m, power)
+            rows.append(dict(setting=p['name'], difference=role, n=t.n, std=t.std, seeds_alone=alone,
+                             seeds_family=holm, family=m,
+                             sign_flip_power=stats.sign_flip_power(effect, t.std, holm, alpha, m)))
+    return rows
+
+
+def plan_markdown(rows: Sequence[Mapping[str, Any]], effect: float, power: float, alpha: float, path: str) -> str:
+    """:func:`power_plan` as a markdown table with a sentence on how it was computed."""
+    if not rows:
+        return f'{path}: no difference with two or more seeds; nothing to plan from.'
+    m = rows[0]['family']
+    lines = [f'Seeds for {power:.0%} power to find a true difference of {effect:g}, from the spread of {path} '
+             f'(paired t-test, non-central t; level {alpha:g} alone and {alpha:g} / {m}, Holm\'s first step in a '
+             f'family of {m}; the sign-flip test\'s power at the family\'s count simulated with normal differences):',
+             '', '| setting | difference | seeds seen | sd | seeds, alone | seeds, in the family | sign-flip power |',
+             '|---|---|---|---|---|---|---|']
+    for row in rows:
+        lines.append(f'| {row["setting"]} | {row["difference"]} | {row["n"]} | {row["std"]:.3f} | '
+                     f'{row["seeds_alone"]} | {row["seeds_family"]} | {row["sign_flip_power"]:.0%} |')
+    return '\n'.join(lines)

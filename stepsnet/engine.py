@@ -62,6 +62,7 @@ from stepsnet.utils.dryrun import DryRunMeter, DryRunReport, count_flops
 from stepsnet.utils.loading import load_weights
 from stepsnet.utils.lock import LOCK_NAME, FolderInUse, lock_folder
 from stepsnet.utils.logging import MetricWriter, interactive
+from stepsnet.utils.seeding import derive_seed
 
 __all__ = [
     'RunConfig', 'DistEnv', 'distributed', 'resolve_device', 'all_reduce_mean', 'barrier', 'wrap_model', 'unwrap_model',
@@ -1022,6 +1023,22 @@ def _dry_run_report(dry: DryRunMeter, state: TrainState, run: RunFolder, schedul
 # The batches of epoch-based tasks
 
 
+def seed_all(seed: int) -> None:
+    """Seed torch, numpy and ``random`` (the global streams a model's initialisation and augmentations draw from)."""
+    import random
+
+    import numpy as np
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def seed_epoch(seed: int, epoch: int, rank: int) -> None:
+    """Seed the augmentation streams of one epoch of one rank from ``derive_seed(seed, 'augment', epoch, rank)``:
+    the one rule of every epoch-based task (:mod:`stepsnet.utils.seeding`)."""
+    seed_all(derive_seed(seed, 'augment', epoch, rank))
+
+
 def epoch_loader_batches(
         dataset: Any,
         batch_size: int,
@@ -1030,15 +1047,15 @@ def epoch_loader_batches(
         start: int,
         env: DistEnv,
         workers: int = 0,
-        reseed: Optional[Callable[[int], None]] = None,
         to_device: Optional[Callable[[Any], Any]] = None,
         **loader_kwargs: Any,
 ) -> Iterator[List[Any]]:
     """The one-micro-batch steps ``start, start + 1, ...`` of an epoch-based task, epoch by epoch.
 
     Each epoch's batches are a permutation seeded by ``(seed, epoch)`` split over the ranks
-    (:func:`stepsnet.data.sampler.epoch_batches`); ``reseed(epoch)`` re-seeds the augmentation streams before each
-    epoch, so a run resumed at an epoch boundary sees exactly the batches and augmentations of an uninterrupted one.
+    (:func:`stepsnet.data.sampler.epoch_batches`); before each epoch the augmentation streams (torch, numpy,
+    ``random``) are re-seeded from ``(seed, epoch, rank)`` (:func:`seed_epoch`), so a run resumed at an epoch
+    boundary sees exactly the batches and augmentations of an uninterrupted one.
 
     Args:
         dataset: The training set.
@@ -1048,7 +1065,6 @@ def epoch_loader_batches(
         start: The first step.
         env: The process context.
         workers: ``DataLoader`` workers.
-        reseed: Called with the epoch number before its batches are drawn.
         to_device: Moves one loaded batch to the device (default: every tensor of a tuple).
         loader_kwargs: More ``DataLoader`` arguments (``collate_fn``, ``worker_init_fn``, ...) and the
             ``epoch_batches`` options ``drop_last`` / ``repeats``.
@@ -1057,8 +1073,7 @@ def epoch_loader_batches(
     move = to_device or (lambda b: tuple(t.to(env.device, non_blocking=True) for t in b))
     epoch, offset = divmod(start, steps_per_epoch)
     while True:
-        if reseed is not None:
-            reseed(epoch)
+        seed_epoch(seed, epoch, env.rank)
         batches = epoch_batches(len(dataset), batch_size, epoch, seed, env.world_size, env.rank, start=offset,
                                 **sampling)[:steps_per_epoch - offset]
         loader = DataLoader(dataset, batch_sampler=batches, num_workers=workers,

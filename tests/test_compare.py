@@ -157,13 +157,16 @@ def test_gap_over_depth_is_paired_by_seed(tmp_path, capsys):
     assert d['p'] == pytest.approx(ref.pvalue) and d['same_sign'] == 3 and d['n'] == 3
     assert r['statistics']['differences'] == 5
     assert d['p_adj'] == pytest.approx(holm([x['p'] for x in _all(r)])[2])  # point 0: 2 diffs, then this
-    assert d['outcome'] == ('ahead' if d['p_adj'] < 0.05 else 'not distinguishable')
+    # an exploratory report calls a difference only where the sign-flip test agrees: with 3 seeds it cannot
+    assert d['p_adj'] < 0.05 and d['sign_flip']['p'] == 0.25 and d['sign_flip']['exact']
+    assert d['outcome'] == 'not distinguishable' and d['family'] == 'report'
     assert r['points'][0]['diffs']['steps']['verdict'].startswith('not distinguishable with 3 seeds (95% CI ')
     assert r['trained'] == 0 and r['reused'] == 12 and r['train_time_s'] == 12.0
     assert r['machines'] == [] and r['runs_without_machine'] == 12
     report = (tmp_path / 'd' / 'report.md').read_text()
-    assert ('| change with depth | (steps − baseline at 8 residual blocks) − (at 4 residual blocks) | +6.00 ± 1.00 | '
-            in report)
+    assert ('| change with depth | (steps − baseline at 8 residual blocks) − (at 4 residual blocks) | report | '
+            '+6.00 ± 1.00 | ' in report)
+    assert report.startswith('# ') and '**Exploratory.**' in report and 'sign-flip' in report
     assert 'Holm' in report and 'Machine not recorded' in report and 'not across CPUs' in report
     assert 'standard errors' not in report
     assert 'This invocation trained 0 run(s) and reused 12' in report

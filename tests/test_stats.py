@@ -8,8 +8,11 @@ from scipy import stats as st
 
 from stepsnet.stats import (
     PairedTest,
+    SignFlipTest,
     adjust,
+    adjust_p,
     detectable,
+    detectable_at_power,
     detectable_difference,
     format_test,
     holm,
@@ -17,6 +20,10 @@ from stepsnet.stats import (
     outcome,
     paired_test,
     paired_test_arms,
+    power_t,
+    seeds_for_power,
+    sign_flip_power,
+    sign_flip_test,
     verdict,
 )
 
@@ -118,8 +125,11 @@ def test_detectable_difference():
     tests = [paired_test([1.0, 1.2, 0.9]), paired_test([0.3, -0.2, 0.4])]
     dets = detectable(tests)
     assert [x.divisor for x in dets] == [2, 1]
-    assert dets[0].holm == pytest.approx(detectable_difference(tests[0].std, 3, divisor=2))
-    assert dets[1].holm == pytest.approx(dets[1].unadjusted)
+    # quoted at 80% power: above the significance threshold (about 50% power), at the Holm rank's level
+    assert dets[0].holm == pytest.approx(detectable_at_power(tests[0].std, 3, divisor=2))
+    assert dets[0].holm > detectable_difference(tests[0].std, 3, divisor=2)
+    assert power_t(dets[0].holm, tests[0].std, 3, divisor=2) == pytest.approx(0.8)
+    assert dets[1].holm == pytest.approx(dets[1].unadjusted) and dets[1].power == 0.8
 
 
 def test_json_round_trip_and_format():
@@ -148,3 +158,93 @@ def test_table_cells_and_machine_sentence():
     assert machine_sentence([]).startswith('Machine not recorded')
     assert machine_sentence([m, dict(m, cpu='Y')], 3).startswith('Machines (2): ')
     assert all(s.endswith('not across CPUs.') for s in (machine_sentence([m]), machine_sentence([])))
+
+
+# ------------------------------------------------------------------------------------------------------------------
+# The sign-flip test, ties and power
+
+
+def _enumerate_p(d):
+    """The two-sided sign-flip p by brute force over every sign pattern (the definition, in plain Python)."""
+    import itertools
+    obs = abs(sum(d))
+    hits = sum(abs(sum(s * x for s, x in zip(signs, d))) >= obs - 1e-9
+               for signs in itertools.product((1, -1), repeat=len(d)))
+    return hits / 2 ** len(d)
+
+
+@pytest.mark.parametrize('d', [
+    [0.5, -0.2, 1.3, 0.9, 0.7, -0.4, 1.1],
+    [0.25, 0.25, 0.25, 0.25, 0.25],  # every pattern but the two all-same ones has a smaller |sum|
+    [1.0, -1.0, 2.0, -2.0, 0.5, 3.0, -0.25, 0.75, 1.5, 0.1],
+    [0.2778, 0.5556, -0.2778, 0.8333, 0.2778, 1.1111, -0.5556, 0.2778],
+])
+def test_sign_flip_against_enumeration_and_scipy(d):
+    t = sign_flip_test(d)
+    assert t.exact and t.draws == 2 ** len(d) and t.ties == 0
+    assert t.p == pytest.approx(_enumerate_p(d), abs=1e-12)
+    ref = st.permutation_test((np.array(d),), np.mean, permutation_type='samples', n_resamples=np.inf,
+                              alternative='two-sided')
+    assert t.p == pytest.approx(ref.pvalue, abs=1e-12)
+    assert t.min_p == 2 / 2 ** len(d)
+
+
+def test_sign_flip_smallest_p_and_chunks():
+    assert sign_flip_test([1.0, 2.0, 3.0]).p == 0.25  # 3 seeds, all one way: the smallest p there is
+    assert sign_flip_test([1.0] * 8).p == 2 / 256
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.4, 1.0, 18)  # 2**18 patterns: enumerated in chunks of 2**16
+    assert sign_flip_test(d).p == pytest.approx(_chunkless(d), abs=1e-12)
+
+
+def _chunkless(d):
+    k = len(d)
+    signs = ((np.arange(2 ** k)[:, None] >> np.arange(k)) & 1) * 2 - 1
+    return float(np.mean(np.abs(signs @ d) >= abs(d.sum()) - 1e-9))
+
+
+def test_sign_flip_monte_carlo_beyond_exact_max():
+    rng = np.random.default_rng(2)
+    d = rng.normal(0.3, 1.0, 14)
+    exact = sign_flip_test(d)
+    mc = sign_flip_test(d, exact_max=10, draws=100_000, rng_seed=5)
+    assert not mc.exact and mc.draws == 100_000 and mc.rng_seed == 5
+    assert mc.p == pytest.approx(exact.p, abs=0.01)  # 4 standard errors at p ~ 0.3
+    assert sign_flip_test(d, exact_max=10, draws=100_000, rng_seed=5) == mc  # reproducible
+
+
+def test_ties_carry_no_sign():
+    d = [0.5, 2.5e-7, 1.0, -0.25, 0.0]  # a floating-point residue and an exact zero
+    t = sign_flip_test(d)
+    assert t.ties == 2 and t.n == 5 and t.draws == 2 ** 3
+    assert t.p == pytest.approx(_enumerate_p([0.5, 1.0, -0.25]))
+    pt = paired_test(d)
+    assert pt.ties == 2 and pt.same_sign == 2  # the residue counts for neither side
+    assert sign_flip_test([0.0, 1e-9, -1e-8]).p == 1.0  # every difference a tie: nothing to find
+    assert sign_flip_test([0.3]).p is None
+
+
+def test_adjust_p_holm_on_sign_flip_tests():
+    tests = adjust_p([sign_flip_test([1.0] * 8), sign_flip_test([1.0, -0.5, 0.7, 0.2])])
+    assert [t.p_adj for t in tests] == holm([t.p for t in tests])
+    assert SignFlipTest.from_dict(json.loads(json.dumps(tests[0].to_dict()))) == tests[0]
+
+
+def test_power_against_textbook():
+    # one-sample / paired t-test, effect size 0.5 sd, two-sided 5%, 80% power: 34 pairs (Cohen 1988; G*Power)
+    assert seeds_for_power(0.5, 1.0) == 34
+    assert power_t(0.5, 1.0, 34) == pytest.approx(0.8078, abs=5e-4)
+    # effect size 1 sd: 10 pairs (power 0.8031)
+    assert seeds_for_power(1.0, 1.0) == 10
+    assert power_t(0.0, 1.0, 10) == pytest.approx(0.05)  # no effect: the test's level
+    assert seeds_for_power(1.0, 1.0, divisor=4) > 10  # a stricter level needs more seeds
+    with pytest.raises(ValueError, match='non-zero'):
+        seeds_for_power(0.0, 1.0)
+
+
+def test_sign_flip_power_tracks_the_t_test():
+    # normal differences: the permutation test is about as powerful as the t-test (and never above 1)
+    for n in (10, 16):
+        t = power_t(0.8, 1.0, n)
+        assert sign_flip_power(0.8, 1.0, n, sims=2000, patterns=2000) == pytest.approx(t, abs=0.06)
+    assert sign_flip_power(1.0, 1.0, 3) == 0.0  # 3 seeds: p >= 0.25 whatever the data

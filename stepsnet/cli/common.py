@@ -72,15 +72,31 @@ def _optional(tp: Any):
     return convert
 
 
+def _number(text: str, convert, ok, kind: str, expected: str):
+    """``convert(text)`` when it parses and ``ok`` holds, else an argparse error naming what was expected."""
+    try:
+        value = convert(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(f'expected {kind}, got {text!r}') from e
+    if not ok(value):
+        raise argparse.ArgumentTypeError(f'expected {expected}, got {text}')
+    return value
+
+
 def positive_int(text: str) -> int:
     """An integer >= 1 (for flags outside a config dataclass)."""
-    try:
-        value = int(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(f'expected a whole number, got {text!r}') from e
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected a whole number >= 1, got {value}')
-    return value
+    return _number(text, int, lambda v: v >= 1, 'a whole number', 'a whole number >= 1')
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0 (for flags outside a config dataclass)."""
+    return _number(text, float, lambda v: 0 < v < float('inf'), 'a number', 'a finite number > 0')
+
+
+def probability(text: str) -> float:
+    """A number strictly between 0 and 1."""
+    return _number(text, float, lambda v: 0 < v < 1, 'a number between 0 and 1',
+                   'a number strictly between 0 and 1')
 
 
 def int_list(text: str) -> list:

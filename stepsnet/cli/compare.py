@@ -12,7 +12,7 @@ Seeds are a count: ``--seeds 3`` trains seeds 0, 1 and 2; ``--first-seed 5 --see
 import argparse
 import inspect
 
-from stepsnet.cli.common import ParseKwargs, positive_int
+from stepsnet.cli.common import ParseKwargs, positive_float, positive_int, probability
 from stepsnet.utils.names import PAIRINGS
 
 
@@ -86,8 +86,42 @@ _TASK_FLAGS = {'depth': ('blocks', 'width', 'heads', 'pairing'),
 _RENAMED = {'pairing': 'pairings'}
 
 
+# what a protocol fixes: none of these may be given with --protocol
+_PROTOCOL_FIXES = ('out', 'seeds', 'first_seed', 'config', 'set', 'jobs', 'threads', 'device', 'blocks', 'width',
+                   'heads', 'pairing', 'baseline', 'steps', 'baseline_kwargs', 'steps_kwargs', 'minutes', 'render',
+                   'plan')
+
+
+def _flag(name: str) -> str:
+    return '--' + name.replace('_', '-')
+
+
 def run(args: argparse.Namespace) -> int:
     from stepsnet.compare import COMPARISONS, render_report, run_comparison
+    if getattr(args, 'protocol', None):
+        given = [_flag(n) for n in _PROTOCOL_FIXES if getattr(args, n, None) not in (None, 0, False)]
+        if given:
+            raise ValueError(f'{", ".join(given)} cannot be combined with --protocol: a pre-registered comparison '
+                             'runs exactly what its protocol file says')
+        from stepsnet.compare import dry_run_comparison, protocol_comparison, run_protocol
+        if args.dry_run:
+            from stepsnet.config.protocol import load_protocol
+            dry_run_comparison(protocol_comparison(load_protocol(args.protocol)), args.dry_run, args.synthetic_data)
+            return 0
+        run_protocol(args.protocol, progress=args.progress, train=not args.report_only)
+        return 0
+    if getattr(args, 'plan', None):
+        if args.effect is None:
+            raise ValueError('--plan needs --effect X: the true difference to find, in the metric\'s units')
+        from stepsnet import stats
+        from stepsnet.compare import plan_markdown, power_plan
+        power = args.power if args.power is not None else stats.POWER
+        print(plan_markdown(power_plan(args.plan, args.effect, power, family=args.family), args.effect, power,
+                            stats.ALPHA, args.plan))
+        return 0
+    for name in ('effect', 'power', 'family'):
+        if getattr(args, name, None) is not None:
+            raise ValueError(f'{_flag(name)} applies to --plan only')
     if getattr(args, 'render', None):
         render_report(args.render, args.out)
         return 0
@@ -120,6 +154,17 @@ def register(sub: argparse._SubParsersAction) -> None:
                   '1 for depth')
     p.add_argument('--render', metavar='DIR', help='train nothing: render the report, results.json and plots of an '
                    'earlier comparison again from DIR/results.json (into --out, default DIR)')
+    g = p.add_argument_group('pre-registration and power')
+    g.add_argument('--protocol', metavar='FILE', help='run a pre-registered comparison exactly as its committed '
+                   'protocol file says (configs/protocols/*.yaml); training refuses an uncommitted or changed file '
+                   'and a checkout not at the protocol\'s commit; with --report-only, report the runs so far')
+    g.add_argument('--plan', metavar='DIR', help='train nothing: print the seeds needed for 80%% power from the '
+                   'per-seed spread of the comparison in DIR (needs --effect)')
+    g.add_argument('--effect', type=positive_float, metavar='X', help='with --plan: the true difference to find, in '
+                   'the metric\'s units (e.g. 1.0 top-1 points)')
+    g.add_argument('--power', type=probability, metavar='P', help='with --plan: the power to plan for (default 0.8)')
+    g.add_argument('--family', type=positive_int, metavar='M', help='with --plan: Holm family size (default: the '
+                   'validation differences of DIR)')
     add_depth_flags(p.add_argument_group('depth'), '4 12: the depth of DeiT, as in Table 1', 'compute')
     g = p.add_argument_group('lm and cls')
     g.add_argument('--baseline', help='baseline model (lm: gpt_cpu; cls: test_steps_resnet as a plain twin)')

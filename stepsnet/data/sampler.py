@@ -1,14 +1,17 @@
 """Batches of sample indices that depend only on ``(seed, epoch, rank)``: what makes a resumed run exact.
 
 A run that stops after step ``s`` and resumes asks for the batches from step ``s`` on and gets exactly those the
-uninterrupted run would have trained on. Each epoch is a permutation of the dataset seeded by ``seed + epoch``,
-dealt out to the ranks by stride (rank ``r`` of ``w`` takes positions ``r, r + w, ...``), as
+uninterrupted run would have trained on. Each epoch is a permutation of the dataset seeded by
+``derive_seed(seed, 'order', epoch)`` (:mod:`stepsnet.utils.seeding`: seeds share no epoch order), dealt out to
+the ranks by stride (rank ``r`` of ``w`` takes positions ``r, r + w, ...``), as
 ``torch.utils.data.DistributedSampler`` does.
 """
 import math
 from typing import List
 
 import torch
+
+from stepsnet.utils.seeding import derive_seed
 
 __all__ = ['steps_per_epoch', 'epoch_batches']
 
@@ -53,7 +56,8 @@ def epoch_batches(
     """
     n_steps = steps_per_epoch(num_samples, batch_size, world_size, drop_last)
     if shuffle:
-        order = torch.randperm(num_samples, generator=torch.Generator().manual_seed(seed + epoch)).tolist()
+        generator = torch.Generator().manual_seed(derive_seed(seed, 'order', epoch))
+        order = torch.randperm(num_samples, generator=generator).tolist()
     else:
         order = list(range(num_samples))
     if repeats > 1:

@@ -16,12 +16,10 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import random
 import sys
 import time
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
-import numpy as np
 import timm
 import torch
 import torch.nn as nn
@@ -52,6 +50,7 @@ from stepsnet.engine import (
     loader_errors,
     prepare,
     resolve_device,
+    seed_all,
 )
 from stepsnet.models.factory import CLS_KIND, classifier_from_checkpoint, create_classifier
 from stepsnet.utils.checkpoint import load_checkpoint
@@ -86,17 +85,6 @@ def _train_transform(cfg: ClassificationConfig, dcfg: Mapping[str, Any]):
         re_count=cfg.recount)
 
 
-def _seed_all(seed: int) -> None:
-    seed %= 2 ** 32
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-
-
-def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    return seed + 1_000_003 * (epoch + 1) + 7919 * rank
-
-
 def _loader(dataset: Dataset, batches: Sequence[Sequence[int]], workers: int, device: str) -> DataLoader:
     return DataLoader(dataset, batch_sampler=batches, num_workers=workers, collate_fn=collate_skip_none,
                       pin_memory=device.startswith('cuda'), worker_init_fn=seed_worker if workers else None)
@@ -106,7 +94,7 @@ def _train_batches(dataset: Dataset, cfg: ClassificationConfig, spe: int, start:
     """The batches of steps ``start, start + 1, ...``, epoch by epoch, each epoch re-seeded."""
     return epoch_loader_batches(
         dataset, cfg.batch_size, cfg.seed, spe, start, env, cfg.workers,
-        reseed=lambda epoch: _seed_all(_epoch_seed(cfg.seed, epoch, env.rank)), repeats=max(1, cfg.aug_repeats),
+        repeats=max(1, cfg.aug_repeats),
         collate_fn=collate_skip_none, worker_init_fn=seed_worker if cfg.workers else None)
 
 
@@ -220,7 +208,7 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
                              f'{cfg.batch_size} per process ({env.world_size} processes); lower batch_size')
         spe = steps_per_epoch(len(train_set), cfg.batch_size, env.world_size)
         spe = min(spe, cfg.max_train_batches or spe)
-        _seed_all(cfg.seed)
+        seed_all(cfg.seed)
         model = create_classifier(cfg.model, num_classes, img_size, drop_rate=cfg.drop_rate,
                                   **({'drop_path_rate': cfg.drop_path} if cfg.drop_path is not None else {}),
                                   **cfg.model_kwargs)

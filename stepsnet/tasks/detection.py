@@ -127,7 +127,6 @@ def _train_batches(dataset: CocoInstances, cfg: DetectionConfig, spe: int, start
                 [{k: (v.to(env.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets])
     return epoch_loader_batches(
         dataset, cfg.batch_size, cfg.seed, spe, start, env, cfg.workers, drop_last=False,
-        reseed=lambda epoch: torch.manual_seed(cfg.seed + 1_000_003 * (epoch + 1) + env.rank),  # flips
         to_device=to_device, collate_fn=collate_detection)
 
 

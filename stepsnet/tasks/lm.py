@@ -7,7 +7,8 @@ the config, the token batches, the loss, the evaluation and sampling. Read top t
 * :func:`train_lm` opens the token memmaps and checks them against the model's vocabulary and context, builds the
   model, AdamW with weight decay on matrices only (``timm.optim``), a linear warm-up then cosine learning rate per
   step (``timm.scheduler``), and trains. The batches of step ``i`` come from a generator seeded by
-  ``(seed, i, micro-step, rank)`` and dropout is reseeded the same way, so a run resumed from a checkpoint draws
+  ``derive_seed(seed, 'batch', i, micro-step, rank)`` (:mod:`stepsnet.utils.seeding`) and dropout is reseeded from
+  ``(seed, i, rank)`` the same way, so a run resumed from a checkpoint draws
   exactly the batches (and dropout masks) the uninterrupted run would have drawn.
 * :func:`evaluate_lm` scores fixed, non-overlapping validation windows (loss, perplexity, bits per byte);
   :func:`evaluate_lm_checkpoint` does so for a saved run (``stepsnet eval``).
@@ -45,6 +46,7 @@ from stepsnet.engine import (
 from stepsnet.models.factory import LM_KIND, create_lm, lm_config, lm_from_checkpoint
 from stepsnet.models.steps_gpt import GPT
 from stepsnet.utils.checkpoint import atomic_write_text
+from stepsnet.utils.seeding import derive_seed
 
 __all__ = ['LMConfig', 'load_config', 'train_lm', 'evaluate_lm', 'evaluate_lm_checkpoint', 'sample_lm', 'ensure_data',
            'DEFAULT_DATA_DIR', 'PEAK_FLOPS']
@@ -75,18 +77,16 @@ def ensure_data(data_dir: str) -> None:
 # Batches and evaluation
 
 
-def _seed_for(seed: int, it: int, micro: int, rank: int) -> int:
-    return (seed * 1_000_003 + it * 7919 + micro * 104_729 + rank * 15_485_863) % (2 ** 63 - 1)
 
 
 def _train_batches(data: TokenData, cfg: LMConfig, block: int, start: int, env: DistEnv) -> Iterator[List]:
     """The micro-batches of steps ``start, start + 1, ...``; each step's draws depend only on its index."""
     it = start
     while True:
-        torch.manual_seed(_seed_for(cfg.seed, it, 0, env.rank))  # dropout draws depend only on the step
+        torch.manual_seed(derive_seed(cfg.seed, 'dropout', it, env.rank))  # dropout draws depend only on the step
         micro = []
         for m in range(cfg.grad_accum):
-            g = torch.Generator().manual_seed(_seed_for(cfg.seed, it, m, env.rank))
+            g = torch.Generator().manual_seed(derive_seed(cfg.seed, 'batch', it, m, env.rank))
             x, y = data.get_batch('train', cfg.batch_size, block, g)
             micro.append((x.to(env.device, non_blocking=True), y.to(env.device, non_blocking=True)))
         yield micro
@@ -102,7 +102,7 @@ def _estimate_val_loss(model: GPT, data: TokenData, cfg: LMConfig, block: int, e
                        eval_iters: int) -> float:
     """Mean validation loss over ``eval_iters`` fixed batches (the same batches at every evaluation)."""
     model.eval()
-    g = torch.Generator().manual_seed(_seed_for(cfg.seed + 1, 0, 0, env.rank))
+    g = torch.Generator().manual_seed(derive_seed(cfg.seed, 'val', env.rank))
     losses = torch.zeros(eval_iters)
     for k in range(eval_iters):
         x, y = data.get_batch('val', cfg.batch_size, block, g)

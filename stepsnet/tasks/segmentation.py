@@ -189,8 +189,7 @@ def evaluate_segmenter(
 def _train_batches(dataset: ADE20KSegmentation, cfg: SegmentationConfig, spe: int, start: int,
                    env: DistEnv) -> Iterator[List]:
     return epoch_loader_batches(
-        dataset, cfg.batch_size, cfg.seed, spe, start, env, cfg.workers,
-        reseed=lambda epoch: torch.manual_seed(cfg.seed + 1_000_003 * (epoch + 1) + env.rank))  # crops and flips
+        dataset, cfg.batch_size, cfg.seed, spe, start, env, cfg.workers)  # crops and flips: seed_epoch
 
 
 def _loss_fn(cfg: SegmentationConfig):
