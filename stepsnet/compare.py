@@ -567,18 +567,7 @@ def _families(r: Mapping[str, Any]) -> List[str]:
             + ['secondary'] * len(r.get('trend') or {}))
 
 
-# which test decides a verdict: a protocol declares one; an exploratory report calls a difference only where both
-# the t-test and the sign-flip test (each Holm-adjusted) are below alpha, so that no verdict rests on normality alone
-DECIDED_BY = {'t': 'the paired t-test', 'sign-flip': 'the exact sign-flip (permutation) test',
-              'both': 'both the paired t-test and the exact sign-flip test'}
-
-
-def _deciding_p(t: stats.PairedTest, s: stats.SignFlipTest, rule: str) -> Optional[float]:
-    if rule == 't':
-        return t.p_adj
-    if rule == 'sign-flip':
-        return s.p_adj
-    return None if t.p_adj is None or s.p_adj is None else max(t.p_adj, s.p_adj)
+DECIDED_BY = stats.RULES
 
 
 def judge(r: Dict[str, Any]) -> Dict[str, Any]:
@@ -612,9 +601,9 @@ def judge(r: Dict[str, Any]) -> Dict[str, Any]:
             tests[i], flips[i], dets[i] = t, s, det
         sizes[fam] = sum(tests[i].p is not None for i in idx)
     for d, t, s, det, h, fam in zip(diffs, tests, flips, dets, higher, families):
-        p = _deciding_p(t, s, rule)
+        p = stats.deciding_p(t, s, rule)
         d.update(t.to_dict(), sign_flip=s.to_dict(), family=fam, outcome=stats.outcome(t, h, alpha, p=p),
-                 verdict=stats.verdict(t, h, alpha, digits=_digits(r), p=p, p_name=_p_name(rule)),
+                 verdict=stats.verdict(t, h, alpha, digits=_digits(r), p=p, p_name=stats.p_name(rule)),
                  detectable=det.to_dict())
         d.pop('power', None)
         if protocol and fam == 'primary' and protocol['primary'].get('effect') and t.std is not None:
@@ -629,11 +618,6 @@ def judge(r: Dict[str, Any]) -> Dict[str, Any]:
         decided_by=DECIDED_BY[rule], alpha=alpha, differences=sum(sizes.values()), families=sizes,
         detectable=f'the true difference found with {stats.POWER:.0%} power by the t-test, alone / at its Holm rank')
     return r
-
-
-def _p_name(rule: str) -> str:
-    return {'t': 'adjusted t p', 'sign-flip': 'adjusted sign-flip p', 'both': 'adjusted p, the larger of t and '
-            'sign-flip'}[rule]
 
 
 def _digits(r: Mapping[str, Any]) -> int:

@@ -30,7 +30,7 @@ __all__ = ['ALPHA', 'CONFIDENCE', 'POWER', 'TIE_TOLERANCE', 'EXACT_MAX', 'MONTE_
            'paired_test', 'paired_test_arms', 'SignFlipTest', 'sign_flip_test', 'holm', 'holm_divisors', 'adjust',
            'adjust_p', 'outcome', 'verdict', 'detectable_difference', 'Detectable', 'detectable', 'power_t',
            'detectable_at_power', 'seeds_for_power', 'sign_flip_power', 'format_test', 'format_p', 'table_cells',
-           'TABLE_HEAD', 'machine_sentence', 'drop_ties']
+           'TABLE_HEAD', 'machine_sentence', 'drop_ties', 'RULES', 'test_family', 'deciding_p', 'p_name']
 
 ALPHA = 0.05  # family-wise error of one report (Holm)
 CONFIDENCE = 0.95  # the confidence level of the intervals
@@ -211,6 +211,38 @@ def adjust_p(tests: Sequence[Any]) -> List[Any]:
     """Any tests with a ``p`` field (:class:`PairedTest`, :class:`SignFlipTest`) with ``p_adj`` set by Holm's
     correction across all of them: one family."""
     return [dataclasses.replace(t, p_adj=a) for t, a in zip(tests, holm([t.p for t in tests]))]
+
+
+# which test decides a verdict: a protocol declares one ('t' or 'sign-flip'); an exploratory report calls a difference
+# only where both (each Holm-adjusted in its family) are below alpha ('both'), so that no verdict rests on normality
+RULES = {'t': 'the paired t-test', 'sign-flip': 'the exact sign-flip (permutation) test',
+         'both': 'both the paired t-test and the exact sign-flip test'}
+
+
+def test_family(differences: Sequence[Sequence[Optional[float]]]) -> List[Tuple[PairedTest, SignFlipTest]]:
+    """Both tests of every per-seed difference list of one family, each Holm-adjusted across the family:
+    ``[(paired t-test, sign-flip test), ...]`` in the order given."""
+    tests = adjust([paired_test(d) for d in differences])
+    flips = adjust_p([sign_flip_test(d) for d in differences])
+    return list(zip(tests, flips))
+
+
+def deciding_p(t: PairedTest, s: SignFlipTest, rule: str = 'both') -> Optional[float]:
+    """The adjusted p that decides a verdict under ``rule`` (a key of :data:`RULES`): the t-test's, the sign-flip
+    test's, or for ``both`` the larger of the two (None where a test has no p)."""
+    if rule not in RULES:
+        raise ValueError(f'rule must be one of {sorted(RULES)}, got {rule!r}')
+    if rule == 't':
+        return t.p_adj
+    if rule == 'sign-flip':
+        return s.p_adj
+    return None if t.p_adj is None or s.p_adj is None else max(t.p_adj, s.p_adj)
+
+
+def p_name(rule: str) -> str:
+    """How a verdict names the p that decided it under ``rule``."""
+    return {'t': 'adjusted t p', 'sign-flip': 'adjusted sign-flip p',
+            'both': 'adjusted p, the larger of t and sign-flip'}[rule]
 
 
 def holm(pvalues: Sequence[Optional[float]]) -> List[Optional[float]]:
