@@ -59,6 +59,7 @@ from stepsnet.utils.checkpoint import (
     storage_error,
 )
 from stepsnet.utils.dryrun import DryRunMeter, DryRunReport, count_flops
+from stepsnet.utils.errors import DataError, TrainingError
 from stepsnet.utils.loading import load_weights
 from stepsnet.utils.lock import LOCK_NAME, FolderInUse, lock_folder
 from stepsnet.utils.logging import MetricWriter, interactive
@@ -824,6 +825,18 @@ def loader_errors() -> Iterator[None]:
         raise clean from None
 
 
+@contextlib.contextmanager
+def _internal_errors(where: str) -> Iterator[None]:
+    """Inside the loop, an exception that is not the user's (:class:`DataError`), an interrupt or a stop on a
+    non-finite loss is ours: re-raised as :class:`TrainingError` naming where it happened, with its cause."""
+    try:
+        yield
+    except (DataError, FloatingPointError, StopIteration, TrainingError):
+        raise
+    except Exception as e:
+        raise TrainingError(f'{type(e).__name__} at {where}: {" ".join(str(e).split())}') from e
+
+
 def _format_metrics(metrics: Mapping[str, Any]) -> str:
     return '  '.join(f'{k} {v:.4g}' for k, v in metrics.items() if isinstance(v, (int, float)))
 
@@ -904,17 +917,18 @@ def fit(
             t0 = time.perf_counter()
             if scheduler is not None:
                 scheduler.step_update(num_updates=step)
-            with loader_errors():
-                micro = [b for b in next(batches) if b is not None]
-            if micro:
-                args = (train_model, optimizer, micro, loss_fn, env, state.autocast, state.scaler, schedule.clip_grad,
-                        schedule.clip_mode)
-                if dry is not None and not dry.step_times and not run.config.get("compile"):
-                    result, dry.flops = count_flops(train_step, *args)
-                else:
-                    result = train_step(*args)
-            else:  # every sample of the step was skipped (unreadable files under skip_corrupt)
-                say(f'warning: step {step + 1} has no data (every sample was skipped); no update')
+            with _internal_errors(f'step {step + 1}'):
+                with loader_errors():
+                    micro = [b for b in next(batches) if b is not None]
+                if micro:
+                    args = (train_model, optimizer, micro, loss_fn, env, state.autocast, state.scaler,
+                            schedule.clip_grad, schedule.clip_mode)
+                    if dry is not None and not dry.step_times and not run.config.get("compile"):
+                        result, dry.flops = count_flops(train_step, *args)
+                    else:
+                        result = train_step(*args)
+                else:  # every sample of the step was skipped (unreadable files under skip_corrupt)
+                    say(f'warning: step {step + 1} has no data (every sample was skipped); no update')
             step += 1
             progress.step = step
             if micro and not result.finite:

@@ -29,6 +29,8 @@ import shlex
 import sys
 from typing import List, Optional, Tuple
 
+from stepsnet.utils.errors import TrainingError
+
 COMMANDS = (
     'stepsnet.cli.models',
     'stepsnet.cli.data',
@@ -42,6 +44,7 @@ COMMANDS = (
     'stepsnet.cli.weights',
 )
 
+EXIT_INTERNAL = 1
 EXIT_USER_ERROR = 2
 EXIT_STOPPED = 3
 EXIT_INTERRUPTED = 130
@@ -57,7 +60,8 @@ def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog='stepsnet',
         description='Step by Step Network (arXiv:2511.14329): models, training, evaluation and analyses.',
-        epilog='Exit codes: 0 done, 2 user error, 3 training stopped on a non-finite loss, 130 interrupted.')
+        epilog='Exit codes: 0 done, 1 internal error, 2 user error, 3 training stopped on a non-finite loss, '
+               '130 interrupted.')
     parser.add_argument('--debug', action='store_true', help='show the Python traceback of every error')
     sub = parser.add_subparsers(dest='command', metavar='COMMAND')
     sub.required = True
@@ -144,6 +148,12 @@ def _main(argv: List[str]) -> int:
             raise
         print(f'{name}: stopped: {e}', file=sys.stderr)
         return EXIT_STOPPED
+    except TrainingError as e:  # ours, not the user's: said so, with its cause
+        if args.debug:
+            raise
+        print(f'{name}: internal error (not a problem with your input): {_one_line(e)}; the run folder keeps the '
+              'last checkpoint; `stepsnet --debug ...` shows the traceback; please report it', file=sys.stderr)
+        return EXIT_INTERNAL
     except USER_ERRORS as e:
         if args.debug:
             raise

@@ -32,6 +32,8 @@ from torch.utils.data._utils.collate import default_collate
 from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
+from stepsnet.utils.errors import DataError
+
 __all__ = [
     'DATASETS', 'ImageFolderDataset', 'CIFARDataset', 'DigitsDataset', 'build_dataset', 'collate_skip_none',
     'check_class_names', 'ClassNames',
@@ -108,7 +110,7 @@ class ImageFolderDataset(ClassNames, ImageFolder):
             if self.skip_corrupt:
                 warnings.warn(f'skipping unreadable image file {path}: {e}', stacklevel=2)
                 return None
-            raise ValueError(f'cannot decode image file {path}: {e} (pass skip_corrupt / --skip-corrupt to skip '
+            raise DataError(f'cannot decode image file {path}: {e} (pass skip_corrupt / --skip-corrupt to skip '
                              'unreadable files with a warning)') from e
         if self.transform is not None:
             img = self.transform(img)
@@ -368,3 +370,49 @@ def seed_worker(worker_id: int) -> None:  # pragma: no cover - runs inside loade
     seed = torch.initial_seed() % 2 ** 32
     np.random.seed(seed)
     random.seed(seed)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Augmentations that hold on every Pillow
+
+
+def _posterize_any_bits(img: Image.Image, bits_to_keep: int, **_: Any) -> Image.Image:
+    """timm's posterize with Pillow's older meaning of 0 bits kept: a black image (every bit masked). Pillow 13
+    refuses 0, which timm's ``PosterizeIncreasing`` reaches at magnitude 10 (``rand-m9-mstd0.5-inc1`` draws 10 or
+    more, clipped to 10, about once in 45 draws), so a DeiT-style recipe crashed within the first thousand or so
+    images of an epoch."""
+    from PIL import ImageOps
+    if bits_to_keep >= 8:
+        return img
+    if bits_to_keep <= 0:
+        return Image.new(img.mode, img.size)
+    return ImageOps.posterize(img, bits_to_keep)
+
+
+def augment_ops(transform: Any) -> List[Any]:
+    """Every timm ``AugmentOp`` inside a transform (a ``Compose``, or timm's tuple of transforms when separate):
+    those of RandAugment, AutoAugment and AugMix."""
+    found: List[Any] = []
+
+    def walk(t: Any) -> None:
+        if isinstance(t, (list, tuple)):
+            for x in t:
+                walk(x)
+        elif hasattr(t, 'transforms'):
+            walk(t.transforms)
+        elif hasattr(t, 'ops'):  # RandAugment, AugMix
+            found.extend(t.ops)
+        elif hasattr(t, 'policy'):  # AutoAugment: sub-policies of ops
+            for sub in t.policy:
+                found.extend(sub)
+    walk(transform)
+    return found
+
+
+def safe_augmentations(transform: Any) -> Any:
+    """The transform with every posterize op of its timm auto-augmentation made safe on the installed Pillow
+    (:func:`_posterize_any_bits`); the recipe's meaning is kept: 0 bits kept is a black image, as it always was."""
+    for op in augment_ops(transform):
+        if op.name.startswith('Posterize'):
+            op.aug_fn = _posterize_any_bits
+    return transform

@@ -33,7 +33,14 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from stepsnet.config.classification import ClassificationConfig, load_config
-from stepsnet.data.images import build_dataset, check_class_names, collate_skip_none, dataset_mean_std, seed_worker
+from stepsnet.data.images import (
+    build_dataset,
+    check_class_names,
+    collate_skip_none,
+    dataset_mean_std,
+    safe_augmentations,
+    seed_worker,
+)
 from stepsnet.data.layouts import dry_run_data_dir, dry_run_sets
 from stepsnet.data.sampler import steps_per_epoch
 from stepsnet.engine import (
@@ -78,11 +85,13 @@ def data_config(cfg: ClassificationConfig) -> Dict[str, Any]:
                 mean=tuple(cfg.mean or mean), std=tuple(cfg.std or std), crop_pct=float(crop_pct))
 
 
-def _train_transform(cfg: ClassificationConfig, dcfg: Mapping[str, Any]):
-    return create_transform(
+def train_transform(cfg: ClassificationConfig, dcfg: Mapping[str, Any]):
+    """timm's training transform of the recipe, its auto-augmentation made safe on the installed Pillow
+    (:func:`stepsnet.data.images.safe_augmentations`)."""
+    return safe_augmentations(create_transform(
         **dcfg, is_training=True, scale=cfg.scale, ratio=cfg.ratio, hflip=cfg.hflip,
         color_jitter=cfg.color_jitter or 0.0, auto_augment=cfg.auto_augment, re_prob=cfg.reprob, re_mode=cfg.remode,
-        re_count=cfg.recount)
+        re_count=cfg.recount))
 
 
 def _loader(dataset: Dataset, batches: Sequence[Sequence[int]], workers: int, device: str) -> DataLoader:
@@ -189,7 +198,7 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
     dcfg = data_config(cfg)
     img_size = dcfg['input_size'][-1]
     data_dir = dry_run_data_dir('cls', cfg)
-    train_set = build_dataset(cfg.dataset, data_dir, cfg.train_split, _train_transform(cfg, dcfg),
+    train_set = build_dataset(cfg.dataset, data_dir, cfg.train_split, train_transform(cfg, dcfg),
                               img_size=img_size, skip_corrupt=cfg.skip_corrupt)
     val_set = build_dataset(cfg.dataset, data_dir, cfg.val_split, create_transform(**dcfg), img_size=img_size,
                             skip_corrupt=cfg.skip_corrupt)
