@@ -1070,15 +1070,23 @@ def cls_comparison(
     stage: a ResNet of the same widths and depths).
     """
     cfg = _config('cls', config, dict(overrides or {}))
-    if baseline_kwargs is None and baseline == steps == 'test_steps_resnet':
+    plain_twin = baseline_kwargs is None and baseline == steps == 'test_steps_resnet'
+    if plain_twin:
         baseline_kwargs = PLAIN_TWIN_KWARGS
-    arms = [Arm('baseline', baseline + (f' {dict(baseline_kwargs)}' if baseline_kwargs else ''),
+    # the arms' names say what differs when both are one registered model with other arguments
+    base_label = (f'{baseline} as a plain residual network (one step per stage)' if plain_twin else
+                  baseline + (f' {dict(baseline_kwargs)}' if baseline_kwargs else ''))
+    steps_label = steps + (f' {dict(steps_kwargs)}' if steps_kwargs else '')
+    if base_label == steps_label:
+        raise ValueError(f'the baseline and the Steps arm are the same model ({steps_label}); give --baseline or '
+                         '--baseline-kwargs / --steps-kwargs that differ')
+    arms = [Arm('baseline', base_label,
                 dict(model=baseline, model_kwargs={**cfg.model_kwargs, **dict(baseline_kwargs or {})})),
-            Arm('steps', steps, dict(model=steps, model_kwargs={**cfg.model_kwargs, **dict(steps_kwargs or {})}))]
+            Arm('steps', steps_label, dict(model=steps, model_kwargs={**cfg.model_kwargs, **dict(steps_kwargs or {})}))]
     context = (f'Both models train {cfg.epochs} epochs of `{cfg.dataset}` with the same recipe and images. '
                'Parameter and FLOP counts are in the table; see the repository\'s docs/classification.md.')
     return Comparison('cls', cfg, [Point(cfg.dataset, arms)], seeds, out,
-                      f'Classification: {steps} against {baseline}', context, jobs, threads)
+                      f'Classification: {steps_label} against {base_label}', context, jobs, threads)
 
 
 # the comparisons of `stepsnet compare TASK`

@@ -83,7 +83,11 @@ def test_cls_and_lm_comparisons(tmp_path):
 def test_compare_command(tmp_path, capsys):
     assert main(['compare', 'cls', '--out', str(tmp_path / 'c'), '--seeds', '1', '--no-progress', '--set',
                  'epochs=1', 'max_train_batches=1', 'batch_size=32', 'workers=0', 'warmup_epochs=0']) == 0
-    assert 'Classification: test_steps_resnet against test_steps_resnet' in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert ('Classification: test_steps_resnet against test_steps_resnet as a plain residual network (one step per '
+            'stage)') in out
+    with pytest.raises(ValueError, match='the baseline and the Steps arm are the same model'):
+        cls_comparison(baseline_kwargs={}, out=str(tmp_path / 's'))
     assert main(['compare', 'depth', '--blocks', '3', '--out', str(tmp_path / 'd')]) == 2
     assert 'expected an even L' in capsys.readouterr().err
     assert main(['compare', 'cls', '--set', 'epoch=1', '--out', str(tmp_path / 'x')]) == 2
