@@ -762,9 +762,10 @@ def _settles(r: Mapping[str, Any], digits: int) -> str:
     text = (f'What {n} seeds can settle: at the spread seen here, a true difference of {span(lo, hi)} is found '
             f'with 80% power, depending on the difference (at its Holm rank in its family; {span(lo1, hi1)} tested '
             'alone); a smaller one is found less often than four times in five.')
-    if n < 6:
+    if n < 6 and r['statistics'].get('decided_by') != stats.RULES['t']:
         text += (f' With {n} seeds the sign-flip test cannot go below p = {2 / 2 ** n:.3g}, so no difference can be '
-                 'called without the t-test\'s assumption of normality.')
+                 'called here: a verdict needs the sign-flip test too, and it needs at least 6 seeds, all pointing '
+                 'one way, to reach p < 0.05.')
     powered = [(p['name'], d['power']) for p in r['points'] for d in p['diffs'].values() if d.get('power')]
     if powered:
         e = powered[0][1]['effect']
