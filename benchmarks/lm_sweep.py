@@ -4,8 +4,9 @@ The cells, models and protocol are in ``benchmarks/lm_sweep.yaml``. The runs go 
 :mod:`stepsnet.compare` (its ``lm`` task, :func:`stepsnet.compare.train_runs`) into
 ``OUT/runs/<model>-i<iters>-lr<lr>/seed<n>``; a finished run leaves its ``results.json`` there and is never trained
 again, an interrupted one resumes from its last checkpoint (every ``eval_interval`` steps). Runs that two cells
-share (e.g. the depth-4 pair at 300 steps) train once. Paired differences are tested with the project's paired
-t-test and Holm's correction across the whole report (:mod:`stepsnet.stats`).
+share (e.g. the depth-4 pair at 300 steps) train once. The paired differences and their tests come from
+:mod:`stepsnet.reports.lm_sweep`, which the result tables of the docs (``scripts/render_results.py``) use as well:
+both tests per difference, Holm across one family, a difference two cells share counted once.
 
 Usage::
 
@@ -15,8 +16,8 @@ Usage::
     python benchmarks/lm_sweep.py --from-csv docs/figures/lm/sweep.csv --out DIR   # the report again from a CSV
 
 The report is ``OUT/sweep.csv`` (one row per run), ``OUT/sweep.md`` (per cell: each model's loss, mean +- std
-over seeds, the paired differences to the baseline, then every difference's test and verdict) and
-``OUT/sweep.png``.
+over seeds, the paired differences to the baseline, then every difference's tests and verdict), ``OUT/sweep.json``
+(the same differences with both tests) and ``OUT/sweep.png``.
 """
 from __future__ import annotations
 
@@ -31,14 +32,13 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import yaml
 
+from stepsnet import stats
+from stepsnet.compare import RunSpec, read_result, spread, train_runs
+from stepsnet.reports import lm_sweep as report
+from stepsnet.utils.checkpoint import atomic_write_text
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:  # run as a script from a checkout
-    sys.path.insert(0, ROOT)
-
-from stepsnet import stats  # noqa: E402
-from stepsnet.compare import RunSpec, read_result, spread, train_runs  # noqa: E402
-from stepsnet.utils.checkpoint import atomic_write_text  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -55,7 +55,8 @@ class Run:
 
 
 def load_sweep(path: str) -> Dict[str, Any]:
-    """Read and check the sweep file; every cell gets ``seeds``, ``lrs`` and ``optional`` filled in.
+    """Read and check the sweep file; every cell gets ``seeds``, ``lrs`` and ``optional`` filled in, the sweep
+    ``config_lr`` (the rate of its config).
 
     A cell without ``lr`` trains at the config's rate, so a run it shares with a learning-rate cell trains once.
     """
@@ -68,7 +69,7 @@ def load_sweep(path: str) -> Dict[str, Any]:
             raise ValueError(f'sweep file {path!r} lacks {key!r}')
     if not os.path.isabs(sweep['config']):
         sweep['config'] = os.path.join(ROOT, sweep['config'])
-    config_lr = float(load_config(sweep['config']).lr)
+    config_lr = sweep['config_lr'] = float(load_config(sweep['config']).lr)
     for cell in sweep['cells']:
         for role, model_key in cell['roles'].items():
             if model_key not in sweep['models']:
@@ -76,9 +77,8 @@ def load_sweep(path: str) -> Dict[str, Any]:
         if 'baseline' not in cell['roles']:
             raise ValueError(f'cell {cell["name"]!r} has no baseline role')
         cell.setdefault('seeds', sweep['seeds'])
-        lr = cell.get('lr')
-        cell['lrs'] = [config_lr] if lr is None else ([float(v) for v in lr] if isinstance(lr, list) else [float(lr)])
-        cell['lr_varies'] = isinstance(lr, list)
+        cell['lrs'] = report.cell_rates(cell, config_lr)
+        cell['lr_varies'] = isinstance(cell.get('lr'), list)
         cell.setdefault('optional', False)
     return sweep
 
@@ -168,141 +168,65 @@ def _mean_std(values: Sequence[float]) -> Tuple[float, float]:
     return (float('nan') if s['mean'] is None else s['mean'], float('nan') if s['std'] is None else s['std'])
 
 
-def _fmt(mean: float, std: float, n: int, digits: int = 4, sign: bool = False) -> str:
-    if math.isnan(mean):
+def _fmt(mean: Optional[float], std: Optional[float], n: int, digits: int = 4, sign: bool = False) -> str:
+    if mean is None or math.isnan(mean):
         return 'pending'
     s = f'{mean:+.{digits}f}' if sign else f'{mean:.{digits}f}'
-    return s + (f' ± {std:.{digits}f}' if n > 1 else '') + f' (n={n})'
+    return s + (f' ± {std:.{digits}f}' if n > 1 and std is not None else '') + f' (n={n})'
 
 
-def _paired(a: Dict[int, Optional[Dict[str, Any]]], b: Dict[int, Optional[Dict[str, Any]]]) -> List[float]:
-    """Per seed finished in both: loss of ``a`` − loss of ``b``."""
-    return [a[s]['val_loss'] - b[s]['val_loss'] for s in a if a[s] is not None and b.get(s) is not None]
+def analyse(sweep: Dict[str, Any], results: Dict[Run, Dict[str, Any]]) -> report.Sweep:
+    """The sweep's cells, differences and tests (:func:`stepsnet.reports.lm_sweep.analyse`) from the finished runs."""
+    losses: Dict[Tuple[str, int, float], Dict[int, float]] = {}
+    for run, r in results.items():
+        losses.setdefault((run.model_key, run.max_iters, run.lr), {})[run.seed] = float(r['val_loss'])
+    return report.analyse(sweep, losses, sweep['config_lr'], sweep.get('rule'))
 
 
-def summarise(sweep: Dict[str, Any], results: Dict[Run, Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Per cell and learning rate: each role's losses and its paired differences to the baseline."""
-    rows = []
-    for cell in sweep['cells']:
-        for lr in cell['lrs']:
-            point: Dict[str, Any] = {'cell': cell['name'], 'lr': lr, 'lr_varies': cell['lr_varies'],
-                                     'max_iters': cell['max_iters'], 'roles': {}}
-            per_role = {role: {s: results.get(Run(key, int(cell['max_iters']), lr, int(s))) for s in cell['seeds']}
-                        for role, key in cell['roles'].items()}
-            for role, model_key in cell['roles'].items():
-                done = {s: r for s, r in per_role[role].items() if r is not None}
-                losses = [r['val_loss'] for r in done.values()]
-                diffs = _paired(per_role[role], per_role['baseline'])
-                any_run = next(iter(done.values()), None)
-                point['roles'][role] = {
-                    'model_key': model_key, 'seeds': sorted(done), 'losses': losses,
-                    'mean_std': _mean_std(losses), 'diffs': diffs, 'diff_mean_std': _mean_std(diffs),
-                    'params': any_run['params'] if any_run else None, 'plan': any_run['plan'] if any_run else None,
-                    'blocks': any_run['blocks'] if any_run else None,
-                }
-            if 'steps' in per_role and 'control' in per_role:
-                diffs = _paired(per_role['steps'], per_role['control'])
-                point['steps_vs_control'] = {'diffs': diffs, 'diff_mean_std': _mean_std(diffs)}
-            rows.append(point)
-    return rows
+def _loss_cell(cell: report.Cell, role: str) -> str:
+    if role not in cell.roles:
+        return '—'
+    losses = list(cell.losses[role].values())
+    return _fmt(*_mean_std(losses), len(losses))
 
 
-def best_lr(points: List[Dict[str, Any]], role: str) -> Optional[Dict[str, Any]]:
-    """The point at which ``role`` has its lowest mean loss (None when no point has finished runs)."""
-    done = [p for p in points if p['roles'][role]['losses']]
-    return min(done, key=lambda p: p['roles'][role]['mean_std'][0]) if done else None
+def _diff_cell(cell: report.Cell, pair: Tuple[str, str]) -> str:
+    """A paired difference of the cell, mean ± std over seeds, or '—' where the cell lacks one of the two roles."""
+    d = cell.differences.get(pair)
+    if d is None:
+        return '—'
+    return _fmt(d.test.mean, d.test.std, d.test.n, digits=6 if cell.sanity else 4, sign=True)
 
 
-def best_rate_differences(points: List[Dict[str, Any]]) -> List[float]:
-    """Per seed of both: (Steps at its best rate) − (baseline at its best rate); empty when either has no run."""
-    best = {role: best_lr(points, role) for role in ('baseline', 'steps')}
-    if any(b is None for b in best.values()):
-        return []
-    loss = {role: dict(zip(b['roles'][role]['seeds'], b['roles'][role]['losses'])) for role, b in best.items()}
-    return [loss['steps'][s] - loss['baseline'][s] for s in loss['steps'] if s in loss['baseline']]
+TESTS_HEAD = ('| cell | lr | difference | mean ± sd | 95% CI | n | t-test p | adjusted | sign-flip p | adjusted | '
+              'same sign | verdict |')
 
 
-def _lr_cells(summary: List[Dict[str, Any]]) -> Dict[str, List[Dict[str, Any]]]:
-    cells: Dict[str, List[Dict[str, Any]]] = {}
-    for p in summary:
-        if p['lr_varies']:
-            cells.setdefault(p['cell'], []).append(p)
-    return cells
-
-
-_LABELS = {'baseline': 'baseline', 'steps': 'Steps', 'control': 'control'}
-
-
-def tests(summary: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """Every paired difference of the report with its paired t-test; Holm across all of them.
-
-    Rows ``{'cell', 'lr', 'what', 'first', 'second'}`` plus the fields of :class:`stepsnet.stats.PairedTest`,
-    ``outcome`` (``ahead``: the first model has the lower loss) and ``verdict``.
-    """
-    items = []
-    for p in summary:
-        for role, r in p['roles'].items():
-            if role != 'baseline' and r['diffs']:
-                items.append((p['cell'], p['lr'], _LABELS.get(role, role), 'baseline', r['diffs']))
-        if p.get('steps_vs_control', {}).get('diffs'):
-            items.append((p['cell'], p['lr'], 'Steps', 'control', p['steps_vs_control']['diffs']))
-    for name, points in _lr_cells(summary).items():
-        diffs = best_rate_differences(points)
-        if diffs:
-            items.append((name, None, 'Steps at its best rate', 'baseline at its best rate', diffs))
-    # a difference two cells share (the same runs, e.g. depth 8 and the learning-rate cell at the same rate) is one
-    # test: counted once by Holm, shown in both cells
-    keys = [(it[2], it[3], tuple(it[-1])) for it in items]
-    unique = list(dict.fromkeys(keys))
-    tested = dict(zip(unique, stats.adjust([stats.paired_test(k[-1]) for k in unique])))
-    rows = []
-    for (cell, lr, first, second, _), key in zip(items, keys):
-        t = tested[key]
-        code = stats.outcome(t, higher_is_better=False)
-        words = {'ahead': f'{first}: lower loss than {second}', 'behind': f'{first}: higher loss than {second}'}.get(
-            code, stats.verdict(t, False, interval=False))
-        rows.append(dict(cell=cell, lr=lr, what=f'{first} − {second}', first=first, second=second, **t.to_dict(),
-                         outcome=code, verdict=words))
-    return rows
-
-
-def _tested(rows: List[Dict[str, Any]]) -> int:
-    return len({(r['what'], tuple(r['values'])) for r in rows if r['p'] is not None})
-
-
-def _tests_markdown(rows: List[Dict[str, Any]], results: Dict[Run, Dict[str, Any]]) -> List[str]:
-    lines = ['', f'**Tests.** Each difference above is tested with a two-sided paired t-test over its seeds; the p '
-             f'values are adjusted with Holm\'s method across the {_tested(rows)} tested differences of this report '
-             '(a difference two cells share counts once), and a verdict is given only where the adjusted p is below '
-             '0.05.', '',
-             f'| cell | lr | difference | {stats.TABLE_HEAD} | verdict |', '|---|---|---|---|---|---|---|---|---|---|']
-    for r in rows:
-        cells = stats.table_cells(stats.PairedTest.from_dict(r), 6 if r['cell'] == 'sanity' else 4)
-        lr = 'best' if r['lr'] is None else f'{r["lr"]:g}'
-        lines.append(f'| {r["cell"]} | {lr} | {r["what"]} | {" | ".join(cells)} | {r["verdict"]} |')
+def _tests_markdown(sw: report.Sweep, results: Dict[Run, Dict[str, Any]]) -> List[str]:
+    """The table of every difference with both tests and its verdict, the sentence saying how, and the machine."""
+    lines = ['', '**Tests.** ' + report.method_note(sw), '', TESTS_HEAD, '|' + '---|' * (TESTS_HEAD.count('|') - 1)]
+    for _, owner, d in sw.shown():
+        digits = 6 if d.family == report.SANITY else 4
+        t, s = d.test, d.sign_flip
+        mean = '-' if t.mean is None else f'{t.mean:+.{digits}f}' + ('' if t.std is None else f' ± {t.std:.{digits}f}')
+        ci = '-' if t.ci_low is None else f'{t.ci_low:+.{digits}f} to {t.ci_high:+.{digits}f}'
+        if isinstance(owner, report.BestRate):
+            cell, lr = owner.cell, f'own best: Steps {owner.rates["steps"]:g}, baseline {owner.rates["baseline"]:g}'
+            what = f'{d.what}, each at its own best rate (exploratory)'
+        else:
+            cell, lr, what = owner.name, f'{owner.lr:g}', d.what
+            others = [p for p in sw.places[d.key] if p != owner.label]
+            if others:
+                what += f' (one test with {"; ".join(others)})'
+        cells = [cell, lr, what, mean, ci, str(t.n), stats.format_p(t.p), stats.format_p(t.p_adj),
+                 stats.format_p(s.p), stats.format_p(s.p_adj), f'{t.same_sign}/{t.n}', d.verdict]
+        lines.append('| ' + ' | '.join(cells) + ' |')
     machines = {json.dumps(r['machine'], sort_keys=True): r['machine'] for r in results.values() if r.get('machine')}
     missing = sum(1 for r in results.values() if not r.get('machine')) if machines else 0
     return lines + ['', stats.machine_sentence(list(machines.values()), missing)]
 
 
-def _loss_cell(point: Dict[str, Any], role: str) -> str:
-    r = point['roles'].get(role)
-    if r is None:
-        return '—'
-    m, s = r['mean_std']
-    return _fmt(m, s, len(r['losses']))
-
-
-def _diff_cell(point: Dict[str, Any], role: str) -> str:
-    """A paired difference: ``role`` − baseline, or with ``role='steps_vs_control'`` Steps − control."""
-    r = point.get(role) if role == 'steps_vs_control' else point['roles'].get(role)
-    if r is None:
-        return '—'
-    m, s = r['diff_mean_std']
-    return _fmt(m, s, len(r['diffs']), digits=6 if point['cell'] == 'sanity' else 4, sign=True)
-
-
-def report_markdown(sweep: Dict[str, Any], summary: List[Dict[str, Any]], planned: int, finished: int,
+def report_markdown(sw: report.Sweep, planned: int, finished: int,
                     results: Optional[Dict[Run, Dict[str, Any]]] = None) -> str:
     lines = [
         '# LM sweep: residual LM against its Steps twin',
@@ -314,33 +238,29 @@ def report_markdown(sweep: Dict[str, Any], summary: List[Dict[str, Any]], planne
         '| cell | lr | steps | baseline | Steps | control | Steps − baseline | control − baseline | Steps − control |',
         '|---|---|---|---|---|---|---|---|---|',
     ]
-    for p in summary:
-        lines.append(f'| {p["cell"]} | {p["lr"]:g} | {p["max_iters"]} | {_loss_cell(p, "baseline")} | '
-                     f'{_loss_cell(p, "steps")} | {_loss_cell(p, "control")} | {_diff_cell(p, "steps")} | '
-                     f'{_diff_cell(p, "control")} | {_diff_cell(p, "steps_vs_control")} |')
-    for name, points in _lr_cells(summary).items():
+    for c in sw.cells:
+        lines.append(f'| {c.name} | {c.lr:g} | {c.max_iters} | {_loss_cell(c, "baseline")} | '
+                     f'{_loss_cell(c, "steps")} | {_loss_cell(c, "control")} | {_diff_cell(c, ("steps", "baseline"))} '
+                     f'| {_diff_cell(c, ("control", "baseline"))} | {_diff_cell(c, ("steps", "control"))} |')
+    for b in sw.best_rates:
         parts = []
-        for role in points[0]['roles']:
-            b = best_lr(points, role)
-            if b is not None:
-                m, s = b['roles'][role]['mean_std']
-                parts.append(f'{role} best at lr {b["lr"]:g}: {_fmt(m, s, len(b["roles"][role]["losses"]))}')
-        at_best = best_rate_differences(points)
-        if at_best:
-            m, s = _mean_std(at_best)
-            parts.append(f'steps at its best − baseline at its best, paired by seed: '
-                         f'{_fmt(m, s, len(at_best), sign=True)}')
-        if parts:
-            lines += ['', f'**{name}**, each model at its own best rate: ' + '; '.join(parts) + '.']
+        for role, lr in b.rates.items():
+            losses = list(b.losses[role].values())
+            parts.append(f'{role} best at lr {lr:g}: {_fmt(*_mean_std(losses), len(losses))}')
+        t = b.difference.test
+        parts.append(f'steps at its best − baseline at its best, paired by seed: {_fmt(t.mean, t.std, t.n, sign=True)}')
+        lines += ['', f'**{b.cell}**, each model at its own best rate (chosen after seeing the grid: exploratory): '
+                  + '; '.join(parts) + '.']
     lines += ['', '| model | plan | blocks | params |', '|---|---|---|---|']
     seen = set()
-    for p in summary:
-        for role in p['roles'].values():
-            if role['model_key'] in seen or role['params'] is None:
+    for c in sw.cells:
+        for model_key in c.roles.values():
+            row = next((r for run, r in (results or {}).items() if run.model_key == model_key), None)
+            if model_key in seen or row is None:
                 continue
-            seen.add(role['model_key'])
-            lines.append(f'| {role["model_key"]} | {role["plan"]} | {role["blocks"]} | {role["params"]:,} |')
-    lines += _tests_markdown(tests(summary), results or {})
+            seen.add(model_key)
+            lines.append(f'| {model_key} | {row["plan"]} | {row["blocks"]} | {int(row["params"]):,} |')
+    lines += _tests_markdown(sw, results or {})
     return '\n'.join(lines) + '\n'
 
 
@@ -354,33 +274,32 @@ def write_csv(results: Dict[Run, Dict[str, Any]], path: str) -> None:
     os.replace(tmp, path)
 
 
-def plot(summary: List[Dict[str, Any]], path: str) -> None:
+def plot(sw: report.Sweep, path: str) -> None:
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
 
     colours = {'steps': 'tab:red', 'control': 'tab:green'}
-    points = [p for p in summary if any(r['diffs'] for k, r in p['roles'].items() if k != 'baseline')]
-    fig, ax = plt.subplots(figsize=(max(9.0, 1.1 * len(points)), 4.8))
+    cells = [c for c in sw.cells if any(d.values for (_, second), d in c.differences.items() if second == 'baseline')]
+    fig, ax = plt.subplots(figsize=(max(9.0, 1.1 * len(cells)), 4.8))
     labels = []
-    for i, p in enumerate(points):
-        name = p['cell'].replace(' (', '\n(')  # 'budget 3000 (depth 4)' on two lines
-        labels.append(name + (f'\nlr {p["lr"]:g}' if p['lr_varies'] else ''))
+    for i, c in enumerate(cells):
+        name = c.name.replace(' (', '\n(')  # 'budget 3000 (depth 4)' on two lines
+        labels.append(name + (f'\nlr {c.lr:g}' if c.lr_varies else ''))
         for j, (role, colour) in enumerate(colours.items()):
-            r = p['roles'].get(role)
-            if r is None or not r['diffs']:
+            d = c.differences.get((role, 'baseline'))
+            if d is None or not d.values:
                 continue
             x = i + (j - 0.5) * 0.25
-            m, s = r['diff_mean_std']
-            ax.errorbar([x], [m], yerr=[0 if math.isnan(s) else s], fmt='o', color=colour, capsize=4, ms=7,
+            ax.errorbar([x], [d.test.mean], yerr=[d.test.std or 0], fmt='o', color=colour, capsize=4, ms=7,
                         label=f'{role} − baseline' if i == 0 or role not in ax.get_legend_handles_labels()[1]
                         else None)
-            ax.scatter([x] * len(r['diffs']), r['diffs'], color=colour, s=12, alpha=0.5, marker='x')
+            ax.scatter([x] * len(d.values), d.values, color=colour, s=12, alpha=0.5, marker='x')
     handles, names = ax.get_legend_handles_labels()
     unique = dict(zip(names, handles))
     ax.legend(unique.values(), unique.keys())
     ax.axhline(0, color='k', lw=0.8)
-    ax.set_xticks(range(len(points)))
+    ax.set_xticks(range(len(cells)))
     ax.set_xticklabels(labels, fontsize=8)
     ax.set_ylabel('validation loss difference (nats/byte)')
     ax.set_title('paired difference to the residual baseline: mean ± std over seeds (x: each seed)')
@@ -394,25 +313,31 @@ def plot(summary: List[Dict[str, Any]], path: str) -> None:
 
 def write_report(sweep: Dict[str, Any], out: str, include_optional: bool = True,
                  results: Optional[Dict[Run, Dict[str, Any]]] = None) -> str:
-    """Write ``sweep.csv``, ``sweep.md``, ``sweep.json`` (every paired difference with its test) and ``sweep.png``
-    from the finished runs in ``out`` (or from ``results``, e.g. the rows of an earlier ``sweep.csv``)."""
+    """Write ``sweep.csv``, ``sweep.md``, ``sweep.json`` (every paired difference with both tests, as the report
+    shows it) and ``sweep.png`` from the finished runs in ``out`` (or from ``results``, e.g. the rows of an earlier
+    ``sweep.csv``)."""
     runs = planned_runs(sweep, include_optional)
     if results is None:
         results = read_results(out, runs, sweep)
-    summary = summarise(sweep, results)
+    sw = analyse(sweep, results)
     os.makedirs(out, exist_ok=True)
     write_csv(results, os.path.join(out, 'sweep.csv'))
-    text = report_markdown(sweep, summary, len(runs), len(results), results)
+    text = report_markdown(sw, len(runs), len(results), results)
     atomic_write_text(os.path.join(out, 'sweep.md'), text)
     machines = {json.dumps(r['machine'], sort_keys=True): r['machine'] for r in results.values() if r.get('machine')}
     atomic_write_text(os.path.join(out, 'sweep.json'), json.dumps(dict(
         planned=len(runs), finished=len(results), metric='val loss (nats/byte)', higher_is_better=False,
-        statistics=dict(test='two-sided paired t-test over seeds; 95% confidence interval from the t distribution',
-                        correction='Holm, across the tested differences of this report', alpha=stats.ALPHA),
-        differences=tests(summary), machines=list(machines.values()),
+        statistics=dict(
+            test='two-sided paired t-test over seeds (95% confidence interval of the mean from the t distribution) and '
+                 f'the exact two-sided paired sign-flip test (ties |d| <= {stats.TIE_TOLERANCE:g} left out)',
+            correction=f'Holm within the family, for each test: {sw.tested} distinct differences (a difference two '
+                       'cells share counted once; the comparison at each model\'s own best rate included, '
+                       'exploratory; the sanity cell outside)',
+            decided_by=stats.RULES[report.RULE], alpha=stats.ALPHA, differences=sw.tested),
+        differences=sw.rows(), machines=list(machines.values()),
         runs_without_machine=sum(1 for r in results.values() if not r.get('machine'))), indent=2))
     if results:
-        plot(summary, os.path.join(out, 'sweep.png'))
+        plot(sw, os.path.join(out, 'sweep.png'))
     return text
 
 
@@ -425,6 +350,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument('--threads', type=int, default=1, help='torch threads per run (default 1)')
     p.add_argument('--data-dir', default=None, help="prepared data (default: the config's data_dir)")
     p.add_argument('--skip-optional', action='store_true', help='leave out the cells marked optional')
+    p.add_argument('--rule', choices=('both', 't', 'sign-flip'), default=None,
+                   help='what decides a verdict: both tests (default, an exploratory sweep) or the test a protocol '
+                        'named before its runs (the Llama pair\'s: t)')
     p.add_argument('--report-only', action='store_true', help='write the report of finished runs; train nothing')
     p.add_argument('--from-csv', metavar='CSV', help='train nothing: write the report again from the per-run rows of '
                    'an earlier sweep.csv (e.g. docs/figures/lm/sweep.csv) into --out')
@@ -435,6 +363,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.jobs < 1 or args.threads < 1:
         p.error('--jobs and --threads must be >= 1')
     sweep = load_sweep(args.sweep)
+    sweep['rule'] = args.rule
     config_path = sweep['config']
     overrides = {}
     for item in args.set:

@@ -1,18 +1,26 @@
 """Render the result tables of README.md and docs/ from the committed result files.
 
 Every table below is computed from a file under ``docs/figures/`` (a comparison's ``results.json``, a sweep's or an
-analysis's CSV) with the project's paired statistics (:mod:`stepsnet.stats`); none is typed by hand. Each sits
-between ``<!-- results:NAME:begin -->`` and ``<!-- results:NAME:end -->`` in its document::
+analysis's CSV); none is typed by hand, and none has statistics of its own here: a comparison's tests are those of
+:func:`stepsnet.compare.judge` (read from its ``results.json``, or computed by it from the stored per-seed values
+where the file was written before the sign-flip test), the LM sweep's those of :mod:`stepsnet.reports.lm_sweep`
+(which the sweep's own report uses too), and an analysis table's per-model differences one family of
+:func:`stepsnet.stats.test_family`. Each table sits between ``<!-- results:NAME:begin -->`` and
+``<!-- results:NAME:end -->`` in its document::
 
     python scripts/render_results.py            # rewrite every block
     python scripts/render_results.py --check    # list the stale blocks and exit 1 (tests/test_results_docs.py)
 
-A verdict ("ahead", "behind") is printed only where the paired t-test, Holm-adjusted across the comparisons of the
-same report, gives p < 0.05; anything else is "not distinguishable" with the number of seeds it had.
+Every difference is shown with both tests, the paired t-test and the exact sign-flip test, each Holm-adjusted
+across the comparisons of its report. In an exploratory report a verdict ("ahead", "behind") needs both adjusted p
+below 0.05 (rule ``both`` of :data:`stepsnet.stats.RULES`), so that none rests on the normality of three numbers; a
+pre-registered comparison is decided by the test its protocol names. Anything else is "not distinguishable" with
+the number of seeds it had.
 """
 from __future__ import annotations
 
 import argparse
+import copy
 import csv
 import json
 import pathlib
@@ -23,7 +31,10 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import yaml
 
-from stepsnet.stats import PairedTest, adjust, format_p, outcome, paired_test
+from stepsnet import stats
+from stepsnet.config.lm import load_config as load_lm_config
+from stepsnet.reports import lm_sweep as sweep_report
+from stepsnet.stats import PairedTest, SignFlipTest, format_p
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIG = ROOT / 'docs' / 'figures'
@@ -54,7 +65,7 @@ def _ms(values: Sequence[float], digits: int = 2) -> str:
 
 
 def _diff_cell(t: PairedTest, digits: int = 2) -> str:
-    """``+0.93 (−0.51 to +2.37)``: the mean paired difference and its 95% interval; bold when the verdict holds."""
+    """``+0.93 (−0.51 to +2.37)``: the mean paired difference and its 95% interval."""
     if t.mean is None:
         return 'not run'
     if t.ci_low is None:
@@ -62,51 +73,67 @@ def _diff_cell(t: PairedTest, digits: int = 2) -> str:
     return f'{_signed(t.mean, digits)} ({_signed(t.ci_low, digits)} to {_signed(t.ci_high, digits)})'
 
 
-def _p_cell(t: PairedTest) -> str:
-    return format_p(t.p_adj if t.p_adj is not None else t.p)
+def _mean_sd(t: PairedTest, digits: int) -> str:
+    """``+0.188 ± 0.022``: the mean paired difference and the standard deviation of the per-seed differences."""
+    if t.mean is None:
+        return 'not run'
+    return _signed(t.mean, digits) + ('' if t.std is None else f' ± {t.std:.{digits}f}')
 
 
-def _verdict_cell(t: PairedTest, higher_is_better: Optional[bool]) -> str:
-    code = outcome(t, higher_is_better)
+def _ci(t: PairedTest, digits: int) -> str:
+    return '-' if t.ci_low is None else f'{_signed(t.ci_low, digits)} to {_signed(t.ci_high, digits)}'
+
+
+def _p_cells(t: PairedTest, s: SignFlipTest) -> List[str]:
+    """The t-test's p and adjusted p, then the sign-flip test's."""
+    return [format_p(t.p), format_p(t.p_adj), format_p(s.p), format_p(s.p_adj)]
+
+
+def _verdict_cell(code: str, n: int) -> str:
+    """An outcome code (:func:`stepsnet.stats.outcome`) for a table: a verdict in bold, else what stopped it."""
     if code in ('ahead', 'behind', 'above', 'below'):
         return f'**{code}**'
     if code == 'not distinguishable':
-        return f'not distinguishable ({t.n} seeds)'
+        return f'not distinguishable ({n} seeds)'
     return code
 
 
-def _test(d: Mapping[str, Any]) -> PairedTest:
-    """A stored test (a results.json written with its statistics), or one computed from its per-seed values."""
-    if d.get('p') is not None or d.get('t') is not None:
-        return PairedTest.from_dict(d)
-    return paired_test(d.get('values') or [])
+def _decide(t: PairedTest, s: SignFlipTest, higher_is_better: Optional[bool]) -> str:
+    """The outcome of an exploratory difference: both tests' adjusted p must be below 0.05 (rule ``both``)."""
+    return stats.outcome(t, higher_is_better, p=stats.deciding_p(t, s, 'both'))
 
 
-def _adjusted(tests: Sequence[PairedTest]) -> List[PairedTest]:
-    """Holm across ``tests`` unless they already carry the adjustment of their own report."""
-    return list(tests) if all(t.p_adj is not None or t.p is None for t in tests) else adjust(tests)
-
-
-def _family_note(n_tests: int, seeds: str) -> str:
-    return (f'Differences are paired by seed ({seeds}); in brackets the 95% interval of the mean difference (t '
-            f'distribution). Adjusted p: paired t-test, Holm-adjusted across the {n_tests} comparisons of the '
-            'report. A verdict in bold holds at adjusted p < 0.05; every other difference is not distinguishable '
-            'from zero with these seeds.')
+def _floor_note(flips: Sequence[SignFlipTest], alpha: float = stats.ALPHA, unit: str = 'seeds') -> str:
+    """What the seeds (or models) allow: where no sign-flip p can reach ``alpha`` even before adjustment, say so."""
+    floors = [s.min_p for s in flips if s.min_p is not None]
+    if not floors or min(floors) < alpha:
+        return ''
+    n = max(s.n - s.ties for s in flips if s.min_p is not None)
+    return (f' With {n} {unit} the sign-flip p cannot go below {min(floors):.2g} even before adjustment, so no '
+            'difference here can get a verdict.')
 
 
 # ------------------------------------------------------------------------------------------------ comparisons
 
-def _comparison_tests(r: Mapping[str, Any]) -> Dict[Tuple[str, str], PairedTest]:
-    """Every test of a comparison report, keyed (point name, role) and ('trend', role), adjusted as one family."""
-    keys, tests = [], []
-    for p in r['points']:
-        for role, d in p['diffs'].items():
-            keys.append((p['name'], role))
-            tests.append(_test(d))
-    for role, d in (r.get('trend') or {}).items():
-        keys.append(('trend', role))
-        tests.append(_test(d))
-    return dict(zip(keys, _adjusted(tests)))
+def _comparison_differences(r: Mapping[str, Any]) -> List[Mapping[str, Any]]:
+    return [d for p in r['points'] for d in p['diffs'].values()] + list((r.get('trend') or {}).values())
+
+
+def judged(path: pathlib.Path) -> Dict[str, Any]:
+    """A comparison's results with the statistics of :func:`stepsnet.compare.judge`: as stored, where every
+    difference carries its ``sign_flip`` (the file was written by judge), else judged again on a copy from the
+    stored per-seed values (a file written before the sign-flip test; the file itself is left as it is)."""
+    r = json.loads(path.read_text(encoding='utf-8'))
+    if all('sign_flip' in d for d in _comparison_differences(r)):
+        return r
+    from stepsnet.compare import judge  # loads torch: only for a file written before the sign-flip test
+    return judge(copy.deepcopy(r))
+
+
+def _tests(d: Mapping[str, Any]) -> Tuple[PairedTest, SignFlipTest]:
+    """The two tests of a judged difference (its t-test fields at the top level, the sign-flip test under
+    ``sign_flip``)."""
+    return PairedTest.from_dict(d), SignFlipTest.from_dict(d['sign_flip'])
 
 
 def _arm_values(arm: Mapping[str, Any]) -> List[float]:
@@ -120,47 +147,64 @@ def _seeds_text(r: Mapping[str, Any]) -> str:
     return 'seeds ' + ', '.join(str(s) for s in seeds)
 
 
+def _comparison_note(r: Mapping[str, Any]) -> str:
+    """How a judged comparison was tested, from its own ``statistics``."""
+    st = r['statistics']
+    families = st['families']
+    where = (f'across the {families["report"]} comparisons of the report' if list(families) == ['report'] else
+             'within each family: ' + ', '.join(f'{k} ({v} differences)' for k, v in families.items()))
+    flips = [SignFlipTest.from_dict(d['sign_flip']) for d in _comparison_differences(r)]
+    return (f'Differences are paired by seed ({_seeds_text(r)}); in brackets the 95% interval of the mean difference '
+            '(t distribution). Adjusted p: the paired t-test and the exact sign-flip test, each Holm-adjusted '
+            f'{where}. A verdict in bold needs {st["decided_by"]} at adjusted p < {st["alpha"]:g}; every other '
+            'difference is not distinguishable from zero with these seeds.' + _floor_note(flips, float(st['alpha'])))
+
+
 def render_comparison(path: pathlib.Path) -> str:
-    """One row per depth: the residual trunk, each Steps arm, the paired differences with interval, p and verdict."""
-    r = json.loads(path.read_text(encoding='utf-8'))
-    tests = _comparison_tests(r)
-    higher = r['higher_is_better']
+    """One row per depth: the residual trunk, each Steps arm, the paired differences with interval, both adjusted p
+    and the verdict of the comparison's own results."""
+    r = judged(path)
     roles = [role for role in r['points'][0]['arms'] if role != 'baseline']
     names = {'steps': 'Steps, equal params/FLOPs', 'steps_compute': 'Steps, equal params/FLOPs',
              'steps_blocks': 'Steps, equal blocks'}
     head = '| residual blocks (layers) | residual |'
     rule = '|---|---|'
     for role in roles:
-        head += f' {names.get(role, role)} (blocks) | {MINUS} residual (95% CI) | adjusted p | verdict |'
-        rule += '---|---|---|---|'
+        head += (f' {names.get(role, role)} (blocks) | {MINUS} residual (95% CI) | t-test adjusted p | sign-flip '
+                 'adjusted p | verdict |')
+        rule += '---|---|---|---|---|'
     lines = [head, rule]
     for p in r['points']:
         base = p['arms']['baseline']
         row = f'| {base["blocks"]} ({base["layers"]}) | {_ms(_arm_values(base))} |'
         for role in roles:
-            a, t = p['arms'][role], tests[(p['name'], role)]
-            row += (f' {_ms(_arm_values(a))} ({a["blocks"]}) | {_diff_cell(t)} | {_p_cell(t)} | '
-                    f'{_verdict_cell(t, higher)} |')
+            a, d = p['arms'][role], p['diffs'][role]
+            t, s = _tests(d)
+            row += (f' {_ms(_arm_values(a))} ({a["blocks"]}) | {_diff_cell(t)} | {format_p(t.p_adj)} | '
+                    f'{format_p(s.p_adj)} | {_verdict_cell(d["outcome"], t.n)} |')
         lines.append(row)
-    train = [(p, role) for p in r['points'] for role in roles if (p['name'], role + '_train') in tests]
+    train = [(p, role) for p in r['points'] for role in roles if role + '_train' in p['diffs']]
     if train:
         lines += ['', f'On the training images (no augmentation), {MINUS} residual:', '',
-                  '| residual blocks | arm | residual | Steps | difference (95% CI) | adjusted p | verdict |',
-                  '|---|---|---|---|---|---|---|']
+                  '| residual blocks | arm | residual | Steps | difference (95% CI) | t-test adjusted p | sign-flip '
+                  'adjusted p | verdict |', '|---|---|---|---|---|---|---|---|']
         for p, role in train:
-            t = tests[(p['name'], role + '_train')]
+            d = p['diffs'][role + '_train']
+            t, s = _tests(d)
             base, arm = p['arms']['baseline'], p['arms'][role]
             lines.append(f'| {base["blocks"]} | {names.get(role, role)} | {_ms(base["train_stats"]["values"])} | '
-                         f'{_ms(arm["train_stats"]["values"])} | {_diff_cell(t)} | {_p_cell(t)} | '
-                         f'{_verdict_cell(t, higher)} |')
-    trend = [(role, tests[('trend', role)], d) for role, d in (r.get('trend') or {}).items()]
+                         f'{_ms(arm["train_stats"]["values"])} | {_diff_cell(t)} | {format_p(t.p_adj)} | '
+                         f'{format_p(s.p_adj)} | {_verdict_cell(d["outcome"], t.n)} |')
+    trend = list((r.get('trend') or {}).items())
     if trend:
         lines.append('')
-        for role, t, d in trend:
+        for role, d in trend:
+            t, s = _tests(d)
             lines.append(f'Change of the gap with depth ({names.get(role, role)}: the difference at {d["deep"]} '
                          f'minus the difference at {d["shallow"]}, per seed): {_diff_cell(t)}, adjusted p '
-                         f'{_p_cell(t)}, {_verdict_cell(t, None)}.')
-    lines += ['', _family_note(len(tests), _seeds_text(r))]
+                         f'{format_p(t.p_adj)} (t-test) / {format_p(s.p_adj)} (sign-flip), '
+                         f'{_verdict_cell(d["outcome"], t.n)}.')
+    lines += ['', _comparison_note(r)]
     return '\n'.join(lines) + '\n'
 
 
@@ -177,28 +221,36 @@ def _by_model(rows: Sequence[Mapping[str, str]], key: str) -> Dict[str, Dict[str
     return out
 
 
+def _short_test(t: PairedTest, s: SignFlipTest, digits: int = 1) -> str:
+    """One cell of an analysis table: the difference with its interval, both adjusted p and the verdict."""
+    return (f'{_diff_cell(t, digits)}, p {format_p(t.p_adj)} / {format_p(s.p_adj)}: '
+            f'{_verdict_cell(_decide(t, s, None), t.n)}')
+
+
 def render_mask(path: pathlib.Path = ANALYSES / 'mask_steps_deit_digits_3seeds.csv') -> str:
     """Table 6 at CPU scale: top-1 and loss with the first / last n channels zeroed, and slow − fast per model."""
     by_n = _by_model(_read_csv(path), 'n')
     ns = sorted(by_n, key=int)
     models = sorted(next(iter(by_n.values())))
     col = lambda n, k: [float(by_n[n][m][k]) for m in models]  # noqa: E731
-    tests = _adjusted([paired_test([a - b for a, b in zip(col(n, 'slow_top1'), col(n, 'fast_top1'))])
-                       for n in ns if int(n) > 0])
+    tests = stats.test_family([[a - b for a, b in zip(col(n, 'slow_top1'), col(n, 'fast_top1'))]
+                               for n in ns if int(n) > 0])
     lines = ['| mask out channels (of 96) | ' + ' | '.join('none' if n == '0' else n for n in ns) + ' |',
              '|---|' + '---|' * len(ns)]
     for label, key, digits in [('slow path (first n), top-1', 'slow_top1', 1), ('fast path (last n), top-1',
                                                                                   'fast_top1', 1),
                                ('slow path, loss', 'slow_loss', 3), ('fast path, loss', 'fast_loss', 3)]:
         lines.append(f'| {label} | ' + ' | '.join(_ms(col(n, key), digits) for n in ns) + ' |')
-    cells = ['-'] + [f'{_diff_cell(t, 1)}, p {_p_cell(t)}: {_verdict_cell(t, None)}' for t in tests]
-    lines.append(f'| slow {MINUS} fast, top-1 (95% CI), adjusted p | ' + ' | '.join(cells) + ' |')
+    cells = ['-'] + [_short_test(t, s) for t, s in tests]
+    lines.append(f'| slow {MINUS} fast, top-1 (95% CI), adjusted p (t-test / sign-flip) | ' + ' | '.join(cells) + ' |')
     for path_name in ('slow', 'fast'):
         lines.append(f'| paper, {path_name} path (n of 384) | ' + ' | '.join(f'{v:.1f}' for v in
                                                                              MASK_PAPER[path_name]) + ' |')
     lines += ['', f'Mean ± std over {len(models)} models. slow {MINUS} fast is paired by model (the same model with '
               'the first or the last n channels zeroed); "above" / "below" zero: the slow path keeps more / less '
-              f'accuracy, at Holm-adjusted p < 0.05 across the {len(tests)} mask sizes.']
+              f'accuracy. Adjusted p: the paired t-test / the exact sign-flip test, each Holm-adjusted across the '
+              f'{len(tests)} mask sizes; a verdict needs both below 0.05.'
+              + _floor_note([s for _, s in tests], unit='models')]
     return '\n'.join(lines) + '\n'
 
 
@@ -206,10 +258,10 @@ def render_drop_step(paths: Sequence[pathlib.Path] = (ANALYSES / 'drop_step_step
                                                       ANALYSES / 'drop_step2_steps_deit_digits_3seeds.csv')) -> str:
     """Table 7 at CPU scale: the cost of dropping equal compute from each step, and the steps against each other."""
     lines = ['| dropping position | blocks dropped x windows | dropped MACs (share of trunk) | top-1 | loss | '
-             f'top-1 {MINUS} none (95% CI) | top-1 over windows, min-max (first model) | paper |',
-             '|---|---|---|---|---|---|---|---|']
-    pair_rows: List[Tuple[str, PairedTest]] = []
-    cost_tests: List[Tuple[int, str, PairedTest]] = []
+             f'top-1 {MINUS} none (95% CI), adjusted p (t-test / sign-flip) | top-1 over windows, min-max (first '
+             'model) | paper |', '|---|---|---|---|---|---|---|---|']
+    pair_rows: List[Tuple[str, List[float]]] = []
+    cost_rows: List[Tuple[int, List[float]]] = []
     table_rows = []
     for budget, path in enumerate(paths, start=1):
         by_step = _by_model(_read_csv(path), 'step')
@@ -222,23 +274,17 @@ def render_drop_step(paths: Sequence[pathlib.Path] = (ANALYSES / 'drop_step_step
             top1[step] = [float(rows[m]['top1']) for m in models]
             if step == 'none' and budget > 1:
                 continue
-            if step == 'none':
-                table_rows.append((step, budget, first, rows, None))
-                continue
-            t = paired_test([a - b for a, b in zip(top1[step], none)])
-            cost_tests.append((len(table_rows), step, t))
-            table_rows.append((step, budget, first, rows, t))
+            if step != 'none':
+                cost_rows.append((len(table_rows), [a - b for a, b in zip(top1[step], none)]))
+            table_rows.append((step, budget, first, rows))
         steps = [s for s in top1 if s != 'none']
         for i, a in enumerate(steps):
             for b in steps[i + 1:]:
                 suffix = '' if budget == 1 else f', budget {budget}'
-                pair_rows.append((f'F{a} {MINUS} F{b}{suffix}',
-                                  paired_test([x - y for x, y in zip(top1[a], top1[b])])))
-    adjusted = _adjusted([t for *_, t in cost_tests] + [t for _, t in pair_rows])
-    cost_adj = adjusted[:len(cost_tests)]
-    pair_adj = adjusted[len(cost_tests):]
-    by_row = {idx: t for (idx, _, _), t in zip(cost_tests, cost_adj)}
-    for idx, (step, budget, first, rows, _) in enumerate(table_rows):
+                pair_rows.append((f'F{a} {MINUS} F{b}{suffix}', [x - y for x, y in zip(top1[a], top1[b])]))
+    tests = stats.test_family([v for _, v in cost_rows] + [v for _, v in pair_rows])
+    by_row = {idx: ts for (idx, _), ts in zip(cost_rows, tests[:len(cost_rows)])}
+    for idx, (step, budget, first, rows) in enumerate(table_rows):
         models = sorted(rows)
         width = first['width']
         name = 'none' if step == 'none' else f'F{step} ({width} x{first["depth"]})' + (
@@ -247,20 +293,24 @@ def render_drop_step(paths: Sequence[pathlib.Path] = (ANALYSES / 'drop_step_step
             lines.append(f'| none | - | - | {_ms([float(rows[m]["top1"]) for m in models], 1)} | '
                          f'{_ms([float(rows[m]["loss"]) for m in models], 3)} | - | - | {DROP_PAPER["none"]} |')
             continue
-        t = by_row[idx]
+        t, s = by_row[idx]
         macs = float(first['macs'])
         lines.append(f'| {name} | {first["dropped"]} x {first["windows"]} | {macs / 1e6:.2f}M '
                      f'({float(first["share"]) * 100:.1f}%) | {_ms([float(rows[m]["top1"]) for m in models], 1)} | '
-                     f'{_ms([float(rows[m]["loss"]) for m in models], 3)} | {_diff_cell(t, 1)}, p {_p_cell(t)} | '
+                     f'{_ms([float(rows[m]["loss"]) for m in models], 3)} | {_diff_cell(t, 1)}, p '
+                     f'{format_p(t.p_adj)} / {format_p(s.p_adj)} | '
                      f'{float(first["top1_min"]):.1f}-{float(first["top1_max"]):.1f} | '
                      f'{DROP_PAPER[step] if budget == 1 else ""} |')
-    lines += ['', '| steps against each other (top-1, paired by model) | difference (95% CI) | adjusted p | verdict |',
-              '|---|---|---|---|']
-    for (label, _), t in zip(pair_rows, pair_adj):
-        lines.append(f'| {label} | {_diff_cell(t, 1)} | {_p_cell(t)} | {_verdict_cell(t, None)} |')
-    lines += ['', f'Mean ± std over {len(models)} models; every difference is paired by model, and the adjusted p '
-              f'is Holm across the {len(adjusted)} differences of the two tables. A step whose dropping costs '
-              'accuracy is "below" zero; "F1 − F2 below zero" means dropping from F1 costs more than from F2.']
+    lines += ['', '| steps against each other (top-1, paired by model) | difference (95% CI) | t-test adjusted p | '
+              'sign-flip adjusted p | verdict |', '|---|---|---|---|---|']
+    for (label, _), (t, s) in zip(pair_rows, tests[len(cost_rows):]):
+        lines.append(f'| {label} | {_diff_cell(t, 1)} | {format_p(t.p_adj)} | {format_p(s.p_adj)} | '
+                     f'{_verdict_cell(_decide(t, s, None), t.n)} |')
+    lines += ['', f'Mean ± std over {len(models)} models; every difference is paired by model. Adjusted p: the paired '
+              f't-test / the exact sign-flip test, each Holm-adjusted across the {len(tests)} differences of the two '
+              'tables; a verdict needs both below 0.05. A step whose dropping costs accuracy is "below" zero; "F1 − '
+              'F2 below zero" means dropping from F1 costs more than from F2.'
+              + _floor_note([s for _, s in tests], unit='models')]
     return '\n'.join(lines) + '\n'
 
 
@@ -295,6 +345,7 @@ def render_shortcut_init() -> str:
     return '\n'.join(lines) + '\n'
 
 
+
 def render_shortcut_trained() -> str:
     """Fig. 2b at CPU scale: gamma along the trained pilot trunks, mean ± std over the three seeds."""
     seeds = [_read_csv(ANALYSES / f'shortcut_trained_pilot_seed{s}.csv') for s in range(3)]
@@ -314,16 +365,17 @@ def render_shortcut_trained() -> str:
     pairs = [(a, b) for a, b in (('Steps 32 blocks (162 layers)', 'DeiT-like 32 blocks (162 layers)'),
                                  ('Steps 64 blocks (322 layers)', 'DeiT-like 32 blocks (162 layers)')) if
              a in labels and b in labels]
-    tests = _adjusted([paired_test([_gamma_at(rows, a, d) - _gamma_at(rows, b, d) for rows in seeds])
-                       for a, b in pairs for d in depths])
+    tests = stats.test_family([[_gamma_at(rows, a, d) - _gamma_at(rows, b, d) for rows in seeds]
+                               for a, b in pairs for d in depths])
     for i, (a, b) in enumerate(pairs):
-        cells = [f'{_diff_cell(t)}, p {_p_cell(t)}: {_verdict_cell(t, None)}'
-                 for t in tests[i * len(depths):(i + 1) * len(depths)]]
-        lines.append(f'| {a.split(" (")[0]} {MINUS} {b.split(" (")[0]} (95% CI), adjusted p | ' + ' | '.join(cells)
-                     + ' |')
+        cells = [_short_test(t, s, 2) for t, s in tests[i * len(depths):(i + 1) * len(depths)]]
+        lines.append(f'| {a.split(" (")[0]} {MINUS} {b.split(" (")[0]} (95% CI), adjusted p (t-test / sign-flip) | '
+                     + ' | '.join(cells) + ' |')
     lines += ['', 'Mean ± std over the pilot models of seeds 0-2 (`figures/analyses/shortcut_trained_pilot_seed{0,1,2}'
               '.csv`); in brackets the mean over the processed channels only, where it differs. The differences are '
-              f'paired by seed, Holm-adjusted across the {len(tests)} of the table.']
+              'paired by seed. Adjusted p: the paired t-test / the exact sign-flip test, each Holm-adjusted across the '
+              f'{len(tests)} differences of the table; a verdict needs both below 0.05.'
+              + _floor_note([s for _, s in tests])]
     return '\n'.join(lines) + '\n'
 
 
@@ -351,96 +403,74 @@ def render_depth_benchmark(path: pathlib.Path = ANALYSES / 'depth_benchmark.csv'
     return '\n'.join(lines) + '\n'
 
 
+
 # -------------------------------------------------------------------------------------------------- LM sweep
 
 SWEEP = FIG / 'lm' / 'sweep.csv'
 SWEEP_PROTOCOL = ROOT / 'benchmarks' / 'lm_sweep.yaml'
-SWEEP_PAIRS = (('steps', 'baseline'), ('control', 'baseline'), ('steps', 'control'))
+ROLES = {'baseline': 'residual', 'steps': 'Steps', 'control': 'control'}  # the docs call the baseline "residual"
 
 
-def sweep_tests(results: pathlib.Path = SWEEP, protocol_path: pathlib.Path = SWEEP_PROTOCOL) -> List[Dict[str, Any]]:
-    """Every cell of an LM sweep at every rate: per-role losses by seed and the three paired tests (adjusted).
-
-    ``results`` is the sweep's CSV (one row per finished run; a missing file is a sweep that has not run) and
-    ``protocol_path`` its protocol (``benchmarks/lm_sweep.yaml`` or another file of that format).
-    """
+def sweep_tests(results: pathlib.Path = SWEEP, protocol_path: pathlib.Path = SWEEP_PROTOCOL,
+                rule: Optional[str] = None) -> sweep_report.Sweep:
+    """An LM sweep's cells, differences and tests (:func:`stepsnet.reports.lm_sweep.analyse`, as in the sweep's own
+    report), from its CSV (one row per finished run; a missing file is a sweep that has not run) and its protocol
+    (``benchmarks/lm_sweep.yaml`` or another file of that format)."""
     protocol = yaml.safe_load(protocol_path.read_text(encoding='utf-8'))
-    runs: Dict[Tuple[str, int, float], Dict[int, float]] = defaultdict(dict)
-    for row in (_read_csv(results) if results.is_file() else []):
-        runs[(row['model_key'], int(row['max_iters']), float(row['lr']))][int(row['seed'])] = float(row['val_loss'])
-    base_lr = float(yaml.safe_load((ROOT / protocol['config']).read_text(encoding='utf-8'))['lr'])
-    cells = []
-    for cell in protocol['cells']:
-        lrs = cell.get('lr', [base_lr])
-        lrs = lrs if isinstance(lrs, list) else [lrs]
-        for lr in lrs:
-            losses = {role: runs.get((key, int(cell['max_iters']), float(lr)), {})
-                      for role, key in cell['roles'].items()}
-            tests = {}
-            for a, b in SWEEP_PAIRS:
-                if a in losses and b in losses and losses[a] and losses[b]:
-                    tests[(a, b)] = paired_test([losses[a][s] - losses[b][s] for s in losses[a] if s in losses[b]])
-            cells.append(dict(name=cell['name'], lr=float(lr), steps=int(cell['max_iters']), losses=losses,
-                              tests=tests))
-    flat = [(i, k) for i, c in enumerate(cells) for k in c['tests'] if c['name'] != 'sanity']
-    adjusted = adjust([cells[i]['tests'][k] for i, k in flat])
-    for (i, k), t in zip(flat, adjusted):
-        cells[i]['tests'][k] = t
-    return cells
+    config_lr = float(load_lm_config(str(ROOT / protocol['config'])).lr)
+    return sweep_report.analyse(protocol, sweep_report.read_losses(str(results)), config_lr, rule)
 
 
-def best_rate_test(cells: Sequence[Mapping[str, Any]]):
-    """The learning-rate cell compared at each model's own best rate (lowest mean loss over seeds), paired by seed."""
-    grid = [c for c in cells if len([d for d in cells if d['name'] == c['name']]) > 1]
-    if not grid:
-        return None
-    best = {role: min(grid, key=lambda c: np.mean(list(c['losses'][role].values()))) for role in ('baseline', 'steps')}
-    b, s = best['baseline']['losses']['baseline'], best['steps']['losses']['steps']
-    t = paired_test([s[k] - b[k] for k in s if k in b])
-    return grid[0]['name'], (best['baseline']['lr'], best['steps']['lr']), (t, grid[0]['steps'])
+def _what(d: sweep_report.Difference) -> str:
+    return f'{ROLES.get(d.first, d.first)} {MINUS} {ROLES.get(d.second, d.second)}'
+
+
+def _sweep_verdict(d: sweep_report.Difference) -> str:
+    if d.family == sweep_report.SANITY:
+        return d.verdict
+    return _verdict_cell(d.outcome, d.test.n)
+
+
+def _sweep_row(d: sweep_report.Difference, digits: int) -> List[str]:
+    """mean ± sd, 95% CI, the t-test's p and adjusted p, the sign-flip test's, the verdict."""
+    return [_mean_sd(d.test, digits), _ci(d.test, digits), *_p_cells(d.test, d.sign_flip), _sweep_verdict(d)]
 
 
 def render_lm_sweep() -> str:
-    cells = sweep_tests()
-    lines = ['| cell | steps | lr | residual | Steps | control | Steps − residual (95% CI) | adjusted p | verdict | '
-             'control − residual | Steps − control (95% CI), adjusted p |',
-             '|---|---|---|---|---|---|---|---|---|---|---|']
-    n_tests = 0
-    for c in cells:
-        L = c['losses']
-        t = c['tests'].get(('steps', 'baseline'))
-        if c['name'] == 'sanity':
-            seeds = [s for s in L['steps'] if s in L['baseline']]
-            largest = max(abs(L['steps'][s] - L['baseline'][s]) for s in seeds)
-            lines.append(f'| sanity (`num_steps: 1`) | {c["steps"]} | {c["lr"]:g} | '
-                         f'{_ms([L["baseline"][s] for s in seeds], 4)} | {_ms([L["steps"][s] for s in seeds], 4)} | | '
-                         f'largest difference {largest:.1e} (n={len(seeds)}) | - | identical | | |')
-            continue
-        control = _ms(list(L['control'].values()), 4) if 'control' in L else ''
-        row = (f'| {c["name"]} | {c["steps"]} | {c["lr"]:g} | {_ms(list(L["baseline"].values()), 4)} | '
-               f'{_ms(list(L["steps"].values()), 4)} | {control} | ')
-        row += f'{_diff_cell(t, 3)} | {_p_cell(t)} | {_verdict_cell(t, False)} |'
-        n_tests += len(c['tests'])
-        ct = c['tests'].get(('control', 'baseline'))
-        sc = c['tests'].get(('steps', 'control'))
-        row += f' {_diff_cell(ct, 3) if ct else ""} |'
-        row += (f' {_diff_cell(sc, 3)}, p {_p_cell(sc)}: {_verdict_cell(sc, False)} |' if sc else ' |')
-        lines.append(row)
-    best = best_rate_test(cells)
-    if best is not None:
-        name, (rb, rs), t = best
-        lines.append(f'| {name}, each model at its own best rate | {t[1]} | {rb:g} / {rs:g} | | | | '
-                     f'{_diff_cell(t[0], 3)} | {format_p(t[0].p)} (unadjusted) | {_verdict_cell(t[0], False)} | | |')
+    """The LM sweep: each cell's losses, then every paired difference with both tests and its verdict."""
+    sw = sweep_tests()
+    lines = ['| cell | steps | lr | residual | Steps | control |', '|---|---|---|---|---|---|']
+    for c in sw.cells:
+        name = 'sanity (`num_steps: 1`)' if c.sanity else c.name
+        losses = [_ms(list(c.losses[role].values()), 4) if role in c.roles else '' for role in ROLES]
+        lines.append(f'| {name} | {c.max_iters} | {c.lr:g} | ' + ' | '.join(losses) + ' |')
+    for b in sw.best_rates:
+        lines.append(f'| {b.label} | {b.max_iters} | residual {b.rates["baseline"]:g}, Steps {b.rates["steps"]:g} | '
+                     f'{_ms(list(b.losses["baseline"].values()), 4)} | {_ms(list(b.losses["steps"].values()), 4)} | |')
+    lines += ['', '| cell | lr | difference | mean ± sd | 95% CI | t-test p | adjusted | sign-flip p | adjusted | '
+              'verdict |', '|---|---|---|---|---|---|---|---|---|---|']
+    for place, owner, d in sw.shown():
+        if isinstance(owner, sweep_report.BestRate):
+            cell, lr = owner.cell, 'each its own best'
+            what = f'{_what(d)} (exploratory)'
+        else:
+            cell, lr, what = ('sanity' if owner.sanity else owner.name), f'{owner.lr:g}', _what(d)
+            others = [p for p in sw.places[d.key] if p != place]
+            if others:
+                what += f' (one test with {"; ".join(others)})'
+        lines.append(f'| {cell} | {lr} | {what} | ' + ' | '.join(_sweep_row(d, 6 if d.family == 'sanity' else 3))
+                     + ' |')
     lines += ['', 'Validation loss in nats per byte, mean ± std over seeds; differences paired by seed, positive = the '
               'first model has the higher (worse) loss, so "behind" means a higher loss than the second model. '
-              f'Adjusted p: paired t-test, Holm across the {n_tests} differences of the table (the sanity cell, '
-              'exact by construction, aside; the comparison at each model\'s best rate, chosen after seeing the grid, '
-              'is shown with its unadjusted p and decided on it).']
+              + sweep_report.method_note(sw)]
     return '\n'.join(lines) + '\n'
 
 
 LLAMA_RUNS = FIG / 'lm' / 'llama' / 'runs.csv'
 LLAMA_PROTOCOL = ROOT / 'benchmarks' / 'llama_compare.yaml'
+# the test the Llama protocol named before any of its runs ("a two-sided paired t-test, Holm-corrected over the cells
+# that ran"): its verdicts keep it; the sign-flip test is shown beside it
+LLAMA_RULE = 't'
 
 
 def _seed_values(values: Mapping[int, float]) -> str:
@@ -449,24 +479,30 @@ def _seed_values(values: Mapping[int, float]) -> str:
 
 def render_llama_compare() -> str:
     """The Llama pair's cells (benchmarks/llama_compare.yaml), each beside the GPT sweep's cell of the same name."""
-    gpt = {(c['name'], c['steps']): c for c in sweep_tests()}
-    lines = ['| cell | steps | pair | residual loss per seed | Steps loss per seed | Steps − residual (95% CI) | '
-             'adjusted p | verdict |', '|---|---|---|---|---|---|---|---|']
-    for c in sweep_tests(LLAMA_RUNS, LLAMA_PROTOCOL):
-        for pair, cell in (('Llama', c), ('GPT-2-style', gpt.get((c['name'], c['steps'])))):
+    gpt_sweep = sweep_tests()
+    gpt = {(c.name, c.max_iters): c for c in gpt_sweep.cells}
+    llama = sweep_tests(LLAMA_RUNS, LLAMA_PROTOCOL, LLAMA_RULE)
+    lines = ['| cell | steps | pair | residual loss per seed | Steps loss per seed | Steps − residual, mean ± sd | '
+             '95% CI | t-test p | adjusted | sign-flip p | adjusted | verdict |', '|---' * 12 + '|']
+    not_run = 0
+    for c in llama.cells:
+        for pair, cell in (('Llama', c), ('GPT-2-style', gpt.get((c.name, c.max_iters)))):
             if cell is None:
                 continue
-            L, t = cell['losses'], cell['tests'].get(('steps', 'baseline'))
-            if t is None:
-                lines.append(f'| {c["name"]} | {c["steps"]} | {pair} | not run yet | not run yet | | | planned |')
+            d = cell.differences[('steps', 'baseline')]
+            if not d.values:
+                not_run += pair == 'Llama'
+                lines.append(f'| {c.name} | {c.max_iters} | {pair} | not run yet | not run yet | | | | | | | planned |')
                 continue
-            lines.append(f'| {c["name"]} | {c["steps"]} | {pair} | {_seed_values(L["baseline"])} | '
-                         f'{_seed_values(L["steps"])} | {_diff_cell(t, 3)} | {_p_cell(t)} | '
-                         f'{_verdict_cell(t, False)} |')
+            lines.append(f'| {c.name} | {c.max_iters} | {pair} | {_seed_values(cell.losses["baseline"])} | '
+                         f'{_seed_values(cell.losses["steps"])} | ' + ' | '.join(_sweep_row(d, 3)) + ' |')
+    provisional = (f' The Llama protocol plans {not_run} more {"cell" if not_run == 1 else "cells"}, not run yet: Holm '
+                   'counts only the cells that ran, so the adjusted p above are provisional until every planned cell '
+                   'has run.' if not_run else '')
     lines += ['', 'Validation loss in nats per byte per seed (seeds 0, 1, 2 in order); differences paired by seed, '
-              'positive = the Steps model has the higher (worse) loss. Adjusted p: paired t-test, Holm across the '
-              'Llama cells that ran; the GPT-2-style rows are the LM sweep\'s, adjusted across that sweep '
-              '(docs/language-modelling.md).']
+              'positive = the Steps model has the higher (worse) loss. The Llama rows are one family. '
+              + sweep_report.method_note(llama) + provisional + ' The GPT-2-style rows are the LM sweep\'s, tested in '
+              f'that sweep\'s family of {gpt_sweep.tested} differences (docs/language-modelling.md).']
     return '\n'.join(lines) + '\n'
 
 
@@ -548,48 +584,82 @@ def render_dry_runs() -> str:
     return '\n'.join(lines + texts) + '\n'
 
 
+
 # --------------------------------------------------------------------------------------------- README summary
 
+SUMMARY_COMPARISONS = (('replication', 'Depth (Fig. 1), pre-registered replication'),
+                       ('pilot_8seeds', 'Depth (Fig. 1), 8-seed pilot'), ('pilot', 'Depth (Fig. 1), 3-seed pilot'),
+                       ('main_job', 'Main job (`make run`)'))
+
+
+def _evidence(r: Mapping[str, Any]) -> str:
+    """Confirmatory where the results carry the protocol they were registered under, else exploratory."""
+    protocol = r.get('protocol')
+    return f'confirmatory (pre-registered at {protocol["commit"][:12]})' if protocol else 'exploratory'
+
+
+def _summary_rows_of(folder: str, r: Mapping[str, Any]) -> List[Tuple[str, Mapping[str, Any]]]:
+    """The differences of a comparison the summary shows, ``(role, difference)``: a pre-registered one's primary
+    differences; of the pilots and the main job the validation differences (the 8-seed pilot's training ones too,
+    the 3-seed pilot's equal-blocks arm only)."""
+    out = []
+    for p in r['points']:
+        for role, d in p['diffs'].items():
+            if r.get('protocol'):
+                keep = d.get('family') == 'primary'
+            else:
+                keep = not ((role.endswith('_train') and folder != 'pilot_8seeds') or
+                            (folder == 'pilot' and role != 'steps_blocks'))
+            if keep:
+                out.append((p['name'], role, d))
+    return out
+
+
 def render_summary() -> str:
-    """The README's results: each headline comparison with its interval, adjusted p and verdict, and where it is."""
-    rows = []
-    for folder, what in (('pilot_8seeds', 'Depth (Fig. 1), 8-seed pilot'),
-                         ('pilot', 'Depth (Fig. 1), 3-seed pilot'), ('main_job', 'Main job (`make run`)')):
+    """The README's results: each headline comparison with its interval, both tests, the verdict, whether it was
+    pre-registered, and where it is."""
+    rows = []  # (name, evidence, test, sign-flip, outcome, digits, files)
+    for folder, what in SUMMARY_COMPARISONS:
         path = ANALYSES / folder / 'results.json'
         if not path.is_file():
             continue
-        r = json.loads(path.read_text(encoding='utf-8'))
-        tests = _comparison_tests(r)
-        for p in r['points']:
-            for role in p['diffs']:
-                if (role.endswith('_train') and folder != 'pilot_8seeds') or (folder == 'pilot' and
-                                                                               role != 'steps_blocks'):
-                    continue
-                t = tests[(p['name'], role)]
-                arm = {'steps_blocks': 'Steps, equal blocks', 'steps_compute': 'Steps, equal params/FLOPs'}.get(
-                    role.replace('_train', ''), 'Steps, equal params/FLOPs')
-                metric = 'training top-1' if role.endswith('_train') else 'val top-1'
-                rows.append((f'{what}: {arm} {MINUS} residual at {p["name"]}, {metric} (points)', t, True,
-                             f'docs/figures/analyses/{folder}/'))
-    for c in sweep_tests():
-        if c['name'].startswith(('depth', 'budget')) and c['name'] != 'sanity':
-            t = c['tests'].get(('steps', 'baseline'))
-            if t is not None:
-                rows.append((f'LM sweep, {c["name"]} ({c["steps"]} steps): Steps {MINUS} residual, val loss '
-                             '(nats/byte)', t, False, 'docs/figures/lm/'))
-    for c in sweep_tests(LLAMA_RUNS, LLAMA_PROTOCOL):
-        t = c['tests'].get(('steps', 'baseline'))
-        if t is not None:
-            rows.append((f'Llama pair, {c["name"]} ({c["steps"]} steps): Steps {MINUS} LlamaForCausalLM, val loss '
-                         '(nats/byte)', t, False, 'docs/figures/lm/llama/'))
-    lines = ['| comparison | seeds | difference (95% CI) | adjusted p | verdict | files |', '|---|---|---|---|---|---|']
-    for name, t, higher, where in rows:
-        digits = 2 if higher else 3
-        lines.append(f'| {name} | {t.n} | {_diff_cell(t, digits)} | {_p_cell(t)} | {_verdict_cell(t, higher)} | '
-                     f'[{where}]({where}) |')
-    lines += ['', 'Each p is Holm-adjusted across the comparisons of its own report; "ahead" / "behind" only where it '
-              'is below 0.05. For the LM a lower loss is better, so "behind" means a higher loss than the residual '
-              'model.']
+        r = judged(path)
+        for point, role, d in _summary_rows_of(folder, r):
+            arm = {'steps_blocks': 'Steps, equal blocks', 'steps_compute': 'Steps, equal params/FLOPs'}.get(
+                role.replace('_train', ''), 'Steps, equal params/FLOPs')
+            metric = 'training top-1' if role.endswith('_train') else 'val top-1'
+            t, s = _tests(d)
+            rows.append((f'{what}: {arm} {MINUS} residual at {point}, {metric} (points)', _evidence(r), t, s,
+                         d['outcome'], 2, f'docs/figures/analyses/{folder}/'))
+    for c in sweep_tests().cells:
+        d = c.differences.get(('steps', 'baseline'))
+        if c.name.startswith(('depth', 'budget')) and not c.sanity and d is not None:
+            rows.append((f'LM sweep, {c.name} ({c.max_iters} steps): Steps {MINUS} residual, val loss (nats/byte)',
+                         'exploratory', d.test, d.sign_flip, d.outcome, 3, 'docs/figures/lm/'))
+    llama = sweep_tests(LLAMA_RUNS, LLAMA_PROTOCOL, LLAMA_RULE).cells
+    not_run = sum(1 for c in llama if not c.differences.get(('steps', 'baseline')) or
+                  not c.differences[('steps', 'baseline')].values)
+    # committed before its runs, but trained across several commits and not run in full: provisional
+    llama_evidence = ('pre-registered (`benchmarks/llama_compare.yaml`), provisional: ' +
+                      (f'{not_run} of {len(llama)} planned cells not run' if not_run else 'every cell run'))
+    for c in llama:
+        d = c.differences.get(('steps', 'baseline'))
+        if d is not None and d.values:
+            rows.append((f'Llama pair, {c.name} ({c.max_iters} steps): Steps {MINUS} LlamaForCausalLM, val loss '
+                         '(nats/byte)', llama_evidence, d.test, d.sign_flip, d.outcome, 3, 'docs/figures/lm/llama/'))
+    lines = ['| comparison | evidence | seeds | mean ± sd | 95% CI | t-test p | adjusted | sign-flip p | adjusted | '
+             'verdict | files |', '|---' * 11 + '|']
+    for name, evidence, t, s, code, digits, where in rows:
+        lines.append(f'| {name} | {evidence} | {t.n} | {_mean_sd(t, digits)} | {_ci(t, digits)} | '
+                     + ' | '.join(_p_cells(t, s)) + f' | {_verdict_cell(code, t.n)} | [{where}]({where}) |')
+    floors = sorted({(s.n - s.ties, s.min_p) for *_, s, _, _, _ in rows if s.min_p is not None and s.min_p >= 0.05})
+    floor = ''.join(f' With {n} seeds the sign-flip p cannot go below {p:.2g}, so no exploratory {n}-seed row can get '
+                    'a verdict.' for n, p in floors)
+    lines += ['', 'Each p is Holm-adjusted across the comparisons of its own report, for the t-test and the sign-flip '
+              'test separately (the LM sweep: its distinct differences, a difference two cells share counted once, '
+              'the exploratory best-rate comparison included). An exploratory row is "ahead" / "behind" only where '
+              'both adjusted p are below 0.05; a pre-registered one is decided by the test its protocol names.'
+              + floor + ' For the LM a lower loss is better, so "behind" means a higher loss than the residual model.']
     return '\n'.join(lines) + '\n'
 
 

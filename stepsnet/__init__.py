@@ -26,8 +26,8 @@ _LAZY = {
 }
 
 
-_SUBMODULES = ('analysis', 'cli', 'compare', 'config', 'data', 'engine', 'models', 'onnx', 'stats', 'steps', 'tasks',
-               'utils', 'weights')
+_SUBMODULES = ('analysis', 'cli', 'compare', 'config', 'data', 'engine', 'models', 'onnx', 'reports', 'stats', 'steps',
+               'tasks', 'utils', 'weights')
 
 
 def __getattr__(name: str):

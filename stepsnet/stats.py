@@ -30,7 +30,8 @@ __all__ = ['ALPHA', 'CONFIDENCE', 'POWER', 'TIE_TOLERANCE', 'EXACT_MAX', 'MONTE_
            'paired_test', 'paired_test_arms', 'SignFlipTest', 'sign_flip_test', 'holm', 'holm_divisors', 'adjust',
            'adjust_p', 'outcome', 'verdict', 'detectable_difference', 'Detectable', 'detectable', 'power_t',
            'detectable_at_power', 'seeds_for_power', 'sign_flip_power', 'format_test', 'format_p', 'table_cells',
-           'TABLE_HEAD', 'machine_sentence', 'drop_ties', 'RULES', 'test_family', 'deciding_p', 'p_name']
+           'TABLE_HEAD', 'TABLE_HEAD_BOTH', 'table_cells_both', 'machine_sentence', 'drop_ties', 'RULES',
+           'test_family', 'deciding_p', 'p_name']
 
 ALPHA = 0.05  # family-wise error of one report (Holm)
 CONFIDENCE = 0.95  # the confidence level of the intervals
@@ -457,6 +458,15 @@ def table_cells(test: PairedTest, digits: int = 2) -> List[str]:
 
 
 TABLE_HEAD = 'mean ± sd | 95% CI | n | p | adjusted p | same sign'
+TABLE_HEAD_BOTH = 'mean ± sd | 95% CI | n | t-test p | adjusted | sign-flip p | adjusted | same sign'
+
+
+def table_cells_both(test: PairedTest, flip: SignFlipTest, digits: int = 2) -> List[str]:
+    """The cells of one difference under :data:`TABLE_HEAD_BOTH`: the t-test's numbers with the sign-flip test's p
+    and adjusted p beside them (ties counted in the last cell)."""
+    cells = table_cells(test, digits)
+    same = cells[5] + (f' ({test.ties} tied)' if test.ties else '')
+    return cells[:5] + [format_p(flip.p), format_p(flip.p_adj), same]
 
 
 def machine_sentence(machines: Sequence[Mapping[str, Any]], without: int = 0) -> str:

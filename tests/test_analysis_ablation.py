@@ -187,14 +187,15 @@ def test_paired_differences_over_models_match_scipy():
     ref = st.ttest_rel([88.0, 87.0, 84.0], [70.0, 71.0, 72.0])
     assert rows[0]['p'] == pytest.approx(ref.pvalue) and rows[0]['same_sign'] == 3
     assert [r['p_adj'] for r in rows] == pytest.approx(holm([r['p'] for r in rows]))
-    assert rows[0]['outcome'] == ('above' if rows[0]['p_adj'] < 0.05 else 'not distinguishable')
+    # a verdict needs the sign-flip test too: with 3 models its p is at least 0.25
+    assert rows[0]['sign_flip']['p'] == 0.25 and rows[0]['outcome'] == 'not distinguishable'
     drop = [[dict(step='none', top1=90.0, loss=0.3), dict(step=1, top1=80.0 - k, loss=0.6),
              dict(step=2, top1=88.0 + k, loss=0.35 + 0.01 * k)] for k in range(3)]
     rows = drop_differences(drop)
     assert [r['what'] for r in rows[:3]] == ['F1 dropped − none', 'F2 dropped − none', 'F2 − F1 dropped']
     assert rows[2]['mean'] == pytest.approx(np.mean([8.0, 10.0, 12.0]))
     text = format_differences(rows)
-    assert 'Holm across the 6 differences' in text and '| F2 − F1 dropped | top-1 | +10.00 ± 2.00 |' in text
+    assert 'Holm-adjusted across the 6 differences' in text and '| F2 − F1 dropped | top-1 | +10.00 ± 2.00 |' in text
 
 
 def _save(path, model_name, state, kind='stepsnet-cls'):
@@ -237,7 +238,7 @@ def test_cli_mask_and_drop_step_over_several_models(tmp_path, capsys):
                  '--csv', str(tmp_path / 'mask.csv')]) == 0
     out = capsys.readouterr().out
     assert '2 model(s)' in out and 'fast path (last n), top-1' in out and ' ± ' in out
-    assert '| n 8: fast − slow path masked | top-1 |' in out and 'Holm across the 2 differences' in out
+    assert '| n 8: fast − slow path masked | top-1 |' in out and 'Holm-adjusted across the 2 differences' in out
     assert (tmp_path / 'mask.csv').read_text().startswith('n,slow_top1,slow_loss,fast_top1,fast_loss,model')
     assert main(['analyze', 'drop-step', '--checkpoint', *cks, '--no-progress']) == 0
     assert '| F3 | 64 x2 | 1 x 2 |' in capsys.readouterr().out

@@ -1,4 +1,6 @@
-"""The result tables of README.md and docs/ are what scripts/render_results.py renders from the committed files."""
+"""The result tables of README.md and docs/ are what scripts/render_results.py renders from the committed files, with
+the statistics of stepsnet.compare.judge and stepsnet.reports.lm_sweep (none of its own)."""
+import copy
 import importlib.util
 import json
 import pathlib
@@ -37,7 +39,7 @@ def _comparison(tmp_path, per_seed_base, per_seed_steps):
     diffs = [s - b for s, b in zip(per_seed_steps, per_seed_base)]
     arm = lambda vals, blocks: dict(blocks=blocks, layers=5 * blocks + 2, per_seed={str(k): v for k, v in  # noqa: E731
                                                                                      zip(seeds, vals)})
-    r = dict(higher_is_better=True, seeds=seeds, points=[dict(
+    r = dict(task='cls', metric='val top-1 (%)', higher_is_better=True, seeds=seeds, points=[dict(
         name='4 residual blocks', arms=dict(baseline=arm(per_seed_base, 4), steps=arm(per_seed_steps, 8)),
         diffs=dict(steps=dict(values=diffs)))])
     path = tmp_path / 'results.json'
@@ -54,6 +56,57 @@ def test_tie_at_two_standard_errors_is_not_a_verdict(tmp_path):
 
 
 def test_clear_difference_is_a_verdict(tmp_path):
-    table = _comparison(tmp_path, [90.0, 91.0, 92.0, 90.5, 91.5], [93.0, 94.1, 95.0, 93.4, 94.6])
+    """Six seeds all one way: the sign-flip p is 2/64, so both tests can call it (with five, 2/32 could not)."""
+    table = _comparison(tmp_path, [90.0, 91.0, 92.0, 90.5, 91.5, 90.8], [93.0, 94.1, 95.0, 93.4, 94.6, 93.9])
     row = next(line for line in table.splitlines() if line.startswith('| 4 (22)'))
-    assert '**ahead**' in row and '+3.02 (' in row
+    assert '**ahead**' in row and '+3.03 (' in row and '| 0.031 |' in row  # the sign-flip p, 2 / 2**6
+    five = _comparison(tmp_path, [90.0, 91.0, 92.0, 90.5, 91.5], [93.0, 94.1, 95.0, 93.4, 94.6])
+    row = next(line for line in five.splitlines() if line.startswith('| 4 (22)'))
+    assert 'not distinguishable (5 seeds)' in row and '| 0.062 |' in row  # t-test p 0.0001, sign-flip 2/32
+
+
+def test_comparison_read_as_stored_or_judged_again(tmp_path):
+    """A results.json written before the sign-flip test is judged again on a copy (the file left as it is); one
+    written by stepsnet.compare.judge is read as stored; both render the same table with judge's verdicts."""
+    from stepsnet.compare import judge
+
+    r = json.loads((ROOT / 'docs' / 'figures' / 'analyses' / 'pilot_8seeds' / 'results.json').read_text())
+    for d in [d for p in r['points'] for d in p['diffs'].values()] + list(r['trend'].values()):
+        for key in ('sign_flip', 'family', 'ties'):  # as written before the sign-flip test
+            d.pop(key, None)
+    old = tmp_path / 'old' / 'results.json'
+    old.parent.mkdir()
+    old.write_text(json.dumps(r))
+    before = old.read_text()
+    new = tmp_path / 'new' / 'results.json'
+    new.parent.mkdir()
+    judged = judge(copy.deepcopy(r))
+    new.write_text(json.dumps(judged))
+    table = render.render_comparison(old)
+    assert old.read_text() == before and table == render.render_comparison(new)
+    assert render.judged(new) == judged  # read as stored: nothing recomputed
+    d = judged['points'][0]['diffs']['steps_train']  # training top-1 at 4 blocks: t-test below 0.05, sign-flip not
+    assert d['p_adj'] < 0.05 < d['sign_flip']['p_adj'] and d['outcome'] == 'not distinguishable'
+    row = next(line for line in table.splitlines() if line.startswith('| 4 | '))
+    assert f'| {render.format_p(d["p_adj"])} | {render.format_p(d["sign_flip"]["p_adj"])} | not distinguishable' in row
+
+
+def test_summary_evidence_and_a_pre_registered_replication(tmp_path, monkeypatch):
+    """Rows from results without a protocol are exploratory; a replication's results with its protocol give its
+    primary rows (the steps validation differences) as confirmatory, decided by the protocol's test."""
+    from stepsnet.compare import judge
+
+    analyses = tmp_path / 'analyses'
+    (analyses / 'replication').mkdir(parents=True)
+    r = json.loads((ROOT / 'docs' / 'figures' / 'analyses' / 'pilot_8seeds' / 'results.json').read_text())
+    r['protocol'] = dict(commit='0123456789abcdef0123', date='2026-12-06', path='x.yaml', blob='f' * 40,
+                         primary=dict(differences=['steps'], test='sign-flip', alpha=0.05))
+    (analyses / 'replication' / 'results.json').write_text(json.dumps(judge(r)))  # as stepsnet compare writes it
+    monkeypatch.setattr(render, 'ANALYSES', analyses)
+    summary = render.render_summary()
+    rows = [line for line in summary.splitlines() if 'pre-registered replication' in line]
+    assert len(rows) == 3 and all('val top-1' in row for row in rows)  # the primary family only, no training rows
+    assert all('| confirmatory (pre-registered at 0123456789ab) |' in row for row in rows)
+    lm = [line for line in summary.splitlines() if line.startswith(('| LM sweep', '| Llama pair'))]
+    assert lm and all('| exploratory |' in row for row in lm)
+    assert 'pilot' not in summary  # the other folders are not in tmp_path: skipped while they do not exist

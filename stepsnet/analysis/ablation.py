@@ -376,11 +376,16 @@ def format_drop_table(rows: Sequence[Mapping[str, Any]], paper: bool = False) ->
 
 
 def _paired(items: Sequence[Tuple[str, str, Sequence[float]]]) -> List[Dict[str, Any]]:
-    """Rows ``{'what', 'metric', test fields, 'outcome', 'verdict'}``; Holm across all ``items``."""
-    tests = stats.adjust([stats.paired_test(values) for _, _, values in items])
-    return [dict(what=what, metric=metric, **t.to_dict(), outcome=stats.outcome(t, None),
-                 verdict=stats.verdict(t, None, digits=3 if metric == 'loss' else 2))
-            for (what, metric, _), t in zip(items, tests)]
+    """Rows ``{'what', 'metric', t-test fields, 'sign_flip', 'outcome', 'verdict'}``: both tests, each Holm-adjusted
+    across all ``items``; a verdict needs both (:data:`stepsnet.stats.RULES` ``both``)."""
+    rows = []
+    for (what, metric, _), (t, s) in zip(items, stats.test_family([values for _, _, values in items])):
+        p = stats.deciding_p(t, s, 'both')
+        rows.append(dict(what=what, metric=metric, **t.to_dict(), sign_flip=s.to_dict(),
+                         outcome=stats.outcome(t, None, p=p),
+                         verdict=stats.verdict(t, None, digits=3 if metric == 'loss' else 2, p=p,
+                                               p_name=stats.p_name('both'))))
+    return rows
 
 
 def mask_differences(tables: Sequence[Sequence[Mapping[str, Any]]]) -> List[Dict[str, Any]]:
@@ -416,11 +421,13 @@ def drop_differences(tables: Sequence[Sequence[Mapping[str, Any]]]) -> List[Dict
 
 def format_differences(rows: Sequence[Mapping[str, Any]]) -> str:
     """The paired differences as a markdown table: every number of each test and its verdict."""
-    lines = [f'Paired differences over models: two-sided paired t-test, Holm across the {len(rows)} differences '
-             'below; a difference is above / below zero only where its adjusted p < 0.05.', '',
-             f'| difference | score | {stats.TABLE_HEAD} | verdict |', '|---|---|---|---|---|---|---|---|---|']
+    lines = [f'Paired differences over models: two-sided paired t-test and exact sign-flip test, each '
+             f'Holm-adjusted across the {len(rows)} differences below; a difference is above / below zero only where '
+             'both adjusted p are below 0.05.', '',
+             f'| difference | score | {stats.TABLE_HEAD_BOTH} | verdict |', '|---' * 11 + '|']
     for r in rows:
-        cells = stats.table_cells(stats.PairedTest.from_dict(r), 3 if r['metric'] == 'loss' else 2)
+        flip = stats.SignFlipTest.from_dict(r['sign_flip'])
+        cells = stats.table_cells_both(stats.PairedTest.from_dict(r), flip, 3 if r['metric'] == 'loss' else 2)
         lines.append(f'| {r["what"]} | {"top-1" if r["metric"] == "top1" else "loss"} | {" | ".join(cells)} | '
                      f'{r["verdict"].split(" (")[0]} |')
     return '\n'.join(lines) + '\n'

@@ -1,0 +1,12 @@
+"""The statistics of the project's sweeps, each held once, for every program that reports them.
+
+A sweep is reported in more than one place: its own report (written by the script that ran it) and the result
+tables of the docs (``scripts/render_results.py``). Each module here computes a sweep's tests from its protocol and
+per-run results, so that those places show the same tests, adjusted the same way, and cannot drift apart.
+
+* :mod:`stepsnet.reports.lm_sweep`: the language-model sweep (``benchmarks/lm_sweep.yaml``) and the Llama pair
+  (``benchmarks/llama_compare.yaml``, same format).
+
+The modules import :mod:`stepsnet.stats` and :mod:`stepsnet.utils` only, and load no torch: a report is rendered
+from stored numbers, without the models that produced them.
+"""
