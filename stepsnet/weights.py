@@ -129,7 +129,10 @@ def _model_config(
     size = data_config.get('img_size') or cfg.get('input_size', (3, 224, 224))[-2:]
     size = (size, size) if isinstance(size, int) else tuple(size)[-2:]
     cfg.update(architecture=architecture, num_classes=int(num_classes), input_size=(in_chans, *size),
-               paper_ids=cfg.get('paper_ids') or PAPER_IDS, custom_load=False)
+               paper_ids=cfg.get('paper_ids') or PAPER_IDS, custom_load=False,
+               # timm has no plugin hook that would find a model registered by another package: say what to do
+               notes=['built by stepsnet: run `import stepsnet` (pip install stepsnet) before '
+                      "timm.create_model('local-dir:DIR'), or use stepsnet.load_model(DIR)"])
     for key in _SOURCE_FIELDS + ('tag', 'test_input_size', 'test_crop_pct', 'test_pool_size', 'label_offset'):
         cfg.pop(key, None)
     if tuple(size) != tuple(base.get('input_size', (3, 224, 224))[-2:]):

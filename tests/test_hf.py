@@ -134,6 +134,96 @@ def test_save_pretrained_and_reload_in_a_fresh_process(tmp_path, one_thread):
     assert name == 'StepsLlamaForCausalLM' and float(diff) == 0.0
 
 
+REMOTE = '''
+import json, sys, torch
+from transformers import AutoModel, AutoModelForCausalLM
+assert not [m for m in sys.modules if m.split('.')[0] == 'stepsnet'], 'stepsnet was imported before loading'
+folder, x, expected, resaved = sys.argv[1], torch.load(sys.argv[2]), torch.load(sys.argv[3]), sys.argv[4]
+sys.modules['stepsnet'] = None  # as if it were not installed: the folder's code says what to install
+try:
+    AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)
+    missing = 'loaded without stepsnet'
+except ImportError as e:
+    missing = str(e)
+del sys.modules['stepsnet']
+model = AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True).eval()
+base = AutoModel.from_pretrained(folder, trust_remote_code=True)
+model.save_pretrained(resaved)  # transformers has now registered the classes as remote code itself
+print(json.dumps(dict(missing=missing, cls=f'{type(model).__module__}.{type(model).__name__}',
+                      base=type(base).__name__, diff=(model(x).logits - expected).abs().max().item())))
+'''
+
+
+def test_save_pretrained_loads_with_trust_remote_code_and_no_import(tmp_path, one_thread):
+    """The Hub's remote-code convention: a fresh process that never imports stepsnet loads the folder offline."""
+    from stepsnet.hf.saving import AUTO_MAP, REMOTE_CODE_FILE
+
+    model = steps_tiny().eval()
+    model.save_pretrained(tmp_path / 'm')
+    assert not hasattr(model.config, 'auto_map')  # the config object is left as it was
+    shim = (ROOT / 'stepsnet' / 'hf' / 'remote_code.py').read_text()
+    assert json.loads((tmp_path / 'm' / 'config.json').read_text())['auto_map'] == AUTO_MAP
+    assert (tmp_path / 'm' / REMOTE_CODE_FILE).read_text() == shim
+    x = torch.randint(0, 97, (2, 12))
+    with torch.no_grad():
+        torch.save(x, tmp_path / 'x.pt')
+        torch.save(model(x).logits, tmp_path / 'y.pt')
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''),
+               OMP_NUM_THREADS='1', HF_HUB_OFFLINE='1', HF_MODULES_CACHE=str(tmp_path / 'modules'))
+    out = subprocess.run([sys.executable, '-c', REMOTE, str(tmp_path / 'm'), str(tmp_path / 'x.pt'),
+                          str(tmp_path / 'y.pt'), str(tmp_path / 'again')], capture_output=True, text=True, env=env,
+                         cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    got = json.loads(out.stdout.splitlines()[-1])
+    assert got['missing'].endswith(': pip install stepsnet') and '\n' not in got['missing'], got['missing']
+    assert got['cls'] == 'stepsnet.models.steps_llama.StepsLlamaForCausalLM'  # the package's class, not a copy
+    assert got['base'] == 'StepsLlamaModel' and got['diff'] == 0.0
+    # saved again after a remote-code load: the same entries and the same small file, not the whole module
+    assert json.loads((tmp_path / 'again' / 'config.json').read_text())['auto_map'] == AUTO_MAP
+    assert (tmp_path / 'again' / REMOTE_CODE_FILE).read_text() == shim
+
+
+def test_saved_config_carries_auto_map_but_its_llama_config_does_not(tmp_path):
+    from stepsnet.hf.saving import AUTO_MAP, REMOTE_CODE_FILE
+
+    hf.steps_twin_config(LlamaConfig(**TINY), num_steps=1).save_pretrained(tmp_path)
+    assert (tmp_path / REMOTE_CODE_FILE).is_file()
+    loaded = hf.StepsLlamaConfig.from_pretrained(tmp_path)
+    assert loaded.auto_map == AUTO_MAP
+    # a Llama folder saved from it must not name the Steps classes
+    assert 'auto_map' not in loaded.llama_config().to_dict()
+
+
+def test_output_hidden_states(one_thread):
+    model = steps_tiny().eval()
+    widths = model.config.plan().block_widths()
+    assert widths == [32, 32, 48, 64]
+    x = torch.randint(0, 97, (2, 10))
+    with torch.no_grad():
+        plain = model(x, use_cache=False)
+        out = model(x, output_hidden_states=True, use_cache=False)
+        hs = out.hidden_states
+        assert plain.hidden_states is None and torch.equal(out.logits, plain.logits)
+        # the embeddings, then every decoder layer, all at the full width
+        assert isinstance(hs, tuple) and len(hs) == model.config.num_hidden_layers + 1 == 5
+        assert all(h.shape == (2, 10, 64) for h in hs)
+        emb = model.model.embed_tokens(x)
+        assert torch.equal(hs[0], emb)
+        for i, w in enumerate(widths):
+            # the layer's own output in its step's first w channels, the embedding channels not taken in yet after
+            assert torch.equal(hs[i + 1][..., w:], emb[..., w:])
+            if i + 1 < len(widths):
+                torch.testing.assert_close(hs[i + 1][..., :w], model.model.layers[i](hs[i][..., :w]))
+        # the last one is the normed output, as Llama's
+        torch.testing.assert_close(model.lm_head(hs[-1]), out.logits, rtol=0, atol=0)
+        # transformers' selection by index keeps the tuple's length
+        some = model(x, output_hidden_states=[0, -2], use_cache=False).hidden_states
+        assert [h is not None for h in some] == [True, False, False, True, False]
+        assert torch.equal(some[3], hs[3])
+        model.config.output_hidden_states = True
+        assert len(model.model(x, use_cache=False).hidden_states) == 5
+
+
 def test_three_trainer_steps_lower_the_loss(tmp_path, one_thread):
     from transformers import Trainer, TrainingArguments
 

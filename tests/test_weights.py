@@ -250,3 +250,26 @@ def test_export_errors(trained, tmp_path):
         export_weights(odd, tmp_path)
     export_weights(odd, tmp_path, model_args=dict(act_layer='silu'))  # a serialisable replacement
     assert read_config(tmp_path)['model_args']['act_layer'] == 'silu'
+
+
+def test_timm_alone_needs_the_one_import(tmp_path, one_thread):
+    """timm (1.0.x) has no plugin hook: its registry holds only what has been imported, so a fresh process that
+    imports timm alone cannot build a Steps folder; ``import stepsnet``, even after timm, is all it needs."""
+    torch.manual_seed(0)
+    export_weights(timm.create_model('test_steps_resnet', num_classes=3), tmp_path / 'w')
+    script = f'''
+import sys, timm
+assert 'stepsnet' not in sys.modules
+try:
+    timm.create_model('local-dir:{tmp_path / 'w'}', pretrained=True)
+    print('loaded without stepsnet')
+except RuntimeError as e:
+    print(e)
+import stepsnet
+print(type(timm.create_model('local-dir:{tmp_path / 'w'}', pretrained=True)).__name__)
+'''
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get('PYTHONPATH', ''), OMP_NUM_THREADS='1')
+    done = subprocess.run([sys.executable, '-c', script], env=env, capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.splitlines()[-2:] == ['Unknown model (test_steps_resnet)', 'StepsResNet']

@@ -11,6 +11,10 @@ Importing this package registers the Steps-Llama model with transformers' auto c
                                                      num_attention_heads=4, vocab_size=1000))
     model = AutoModelForCausalLM.from_config(twin)
 
+``save_pretrained`` also writes the Hub's remote-code entries (``auto_map`` and a ``steps_llama.py`` that imports
+these classes, :mod:`stepsnet.hf.saving`), so a saved folder loads in a process that never imported stepsnet with
+``AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)``, wherever stepsnet is installed.
+
 ``import stepsnet`` alone never imports transformers.
 """
 from transformers import AutoConfig, AutoModel, AutoModelForCausalLM

@@ -26,6 +26,7 @@ transformers' ``LlamaForCausalLM``, ``steps_llama_*`` names the :class:`StepsLla
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Dict, List, Optional, Tuple, Union
 
 import torch
@@ -138,8 +139,34 @@ class StepsLlamaConfig(LlamaConfig):
         if self.num_steps != 1 or self.qkv_bias:
             raise ValueError(f'a LlamaConfig describes the one-step trunk without q/k/v biases; this config has '
                              f'num_steps={self.num_steps}, qkv_bias={self.qkv_bias}')
-        d = {k: v for k, v in self.to_dict().items() if k not in STEPS_FIELDS + ('model_type', 'architectures')}
-        return LlamaConfig.from_dict(d)
+        # not auto_map: a Llama folder that named the Steps classes would load as a Steps model with remote code
+        drop = STEPS_FIELDS + ('model_type', 'architectures', 'auto_map')
+        return LlamaConfig.from_dict({k: v for k, v in self.to_dict().items() if k not in drop})
+
+    def save_pretrained(self, save_directory: Union[str, os.PathLike], push_to_hub: bool = False,
+                        **kwargs: Any) -> None:
+        """transformers' ``save_pretrained``, plus the Hub's remote-code entries, so no prior import is needed.
+
+        ``config.json`` gets an ``auto_map`` (AutoConfig, AutoModel, AutoModelForCausalLM -> the Steps classes) and
+        the folder a ``steps_llama.py`` that imports them from the installed stepsnet (:mod:`stepsnet.hf.remote_code`),
+        so ``AutoModelForCausalLM.from_pretrained(folder, trust_remote_code=True)`` loads the folder in a process that
+        never imported stepsnet: transformers does not know ``model_type='steps_llama'`` by itself. The model's
+        ``save_pretrained`` calls this. The config object is left as it was.
+        """
+        from stepsnet.hf.saving import AUTO_MAP, write_remote_code  # the transformers-facing side of the package
+
+        had_map, old_map = 'auto_map' in self.__dict__, self.__dict__.get('auto_map')
+        self.auto_map = {**(old_map or {}), **AUTO_MAP}
+        try:
+            super().save_pretrained(save_directory, push_to_hub=push_to_hub, **kwargs)
+        finally:
+            if had_map:
+                self.auto_map = old_map
+            else:
+                del self.auto_map
+        # written after transformers' save: for a class registered as remote code (transformers registers every
+        # class it loads that way), that save copies this whole module here under the same name
+        write_remote_code(save_directory)
 
 
 def steps_twin_config(config: PretrainedConfig, num_steps: int = 3, steps_move: Optional[int] = None,
@@ -217,7 +244,15 @@ class StepsLlamaPreTrainedModel(PreTrainedModel):
 
 
 class StepsLlamaModel(StepsLlamaPreTrainedModel):
-    """Embedding, the Steps trunk of decoder layers, final RMSNorm (``LlamaModel``'s parameter names)."""
+    """Embedding, the Steps trunk of decoder layers, final RMSNorm (``LlamaModel``'s parameter names).
+
+    ``output_hidden_states=True`` returns ``num_hidden_layers + 1`` tensors, all ``(batch, tokens, hidden_size)`` as
+    transformers' outputs promise (tools stack them or apply the final norm and head to each): the embeddings, then
+    the trunk's state after each decoder layer, the last one normed (Llama's convention). A layer of a narrower step
+    runs at its step's width ``w``: its state is its output (the first ``w`` channels) followed by the embedding
+    channels no step has taken in yet, the way the trunk concatenates them (:meth:`Steps.forward_intermediates`).
+    ``model.config.plan().block_widths()[i]`` is the width of layer ``i``, i.e. of ``hidden_states[i + 1]``'s own part.
+    """
 
     def __init__(self, config: StepsLlamaConfig):
         super().__init__(config)
@@ -257,6 +292,9 @@ class StepsLlamaModel(StepsLlamaPreTrainedModel):
             **kwargs: Any,
     ) -> BaseModelOutputWithPast:
         cache = kwargs.pop('past_key_values', cache)  # the name before transformers 5.40
+        output_hidden_states = kwargs.pop('output_hidden_states', None)
+        if output_hidden_states is None:
+            output_hidden_states = self.config.output_hidden_states
         if (input_ids is None) == (inputs_embeds is None):
             raise ValueError('StepsLlamaModel: give exactly one of input_ids and inputs_embeds')
         if inputs_embeds is None:
@@ -273,8 +311,32 @@ class StepsLlamaModel(StepsLlamaPreTrainedModel):
         ctx = self._context
         ctx.rope = {int(hd): rope(inputs_embeds, position_ids) for hd, rope in self.rotary_embs.items()}
         ctx.kwargs = dict(attention_mask=mask, position_ids=position_ids, cache=cache, use_cache=use_cache, **kwargs)
-        hidden = self.norm(self.layers(inputs_embeds))
-        return BaseModelOutputWithPast(last_hidden_state=hidden, cache=cache if use_cache else None)
+        wanted = self._hidden_state_indices(output_hidden_states)
+        if wanted is None:
+            hidden = self.norm(self.layers(inputs_embeds))
+            return BaseModelOutputWithPast(last_hidden_state=hidden, cache=cache if use_cache else None)
+        # hidden_states[i] is the state after layer i - 1; the last one is the normed output instead, as Llama's
+        after = sorted(i for i in wanted if i > 0)
+        last, states = self.layers.forward_intermediates(inputs_embeds, [i - 1 for i in after])
+        hidden = self.norm(last)
+        by_index = {0: inputs_embeds, **dict(zip(after, states)), len(self.layers): hidden}
+        hidden_states = tuple(by_index[i] if i in wanted else None for i in range(len(self.layers) + 1))
+        return BaseModelOutputWithPast(last_hidden_state=hidden, cache=cache if use_cache else None,
+                                       hidden_states=hidden_states)
+
+    def _hidden_state_indices(self, output_hidden_states: Union[bool, int, List[int], None]) -> Optional[set]:
+        """The indices of ``hidden_states`` to return (None: no hidden states), as transformers reads the argument.
+
+        ``True`` is all of them; an index or a list of indices (negative ones count from the end) selects some, and
+        the others are None in the tuple, which keeps its length (transformers' ``capture_outputs`` convention).
+        """
+        if not output_hidden_states:
+            return None
+        n = len(self.layers) + 1
+        if output_hidden_states is True:
+            return set(range(n))
+        selected = [output_hidden_states] if isinstance(output_hidden_states, int) else list(output_hidden_states)
+        return {i % n for i in selected if -n <= i < n}
 
 
 class StepsLlamaForCausalLM(StepsLlamaPreTrainedModel, GenerationMixin):
@@ -309,7 +371,7 @@ class StepsLlamaForCausalLM(StepsLlamaPreTrainedModel, GenerationMixin):
         loss = None
         if labels is not None:
             loss = self.loss_function(logits=logits, labels=labels, vocab_size=self.config.vocab_size, **loss_kwargs)
-        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache)
+        return CausalLMOutputWithPast(loss=loss, logits=logits, cache=out.cache, hidden_states=out.hidden_states)
 
 
 # ----------------------------------------------------------------------------------------------------------------
