@@ -27,10 +27,9 @@ entrypoint without building it: the entrypoint runs once with the family's build
 replaced by a recorder in a private copy of its globals, so timm itself is never modified.
 """
 import inspect
-import math
 import types
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Mapping, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Tuple
 
 import timm
 import torch.nn as nn
@@ -42,6 +41,7 @@ from timm.models.vision_transformer import VisionTransformer
 
 from stepsnet.steps import StepPlan
 
+from .generic_twins import GENERIC_FAMILIES, _stage_rule
 from .steps_convnext import _create_steps_convnext
 from .steps_resnet import _create_steps_resnet
 from .steps_swin import _create_steps_swin
@@ -61,22 +61,6 @@ default_cfgs: Dict[str, Any] = {}  # filled by register_twin; timm's register_mo
 
 def _default(cls: type, name: str) -> Any:
     return inspect.signature(cls.__init__).parameters[name].default
-
-
-def _stage_rule(
-        widths: Sequence[int],
-        depths: Sequence[int],
-        reference: int,
-        moves: Mapping[int, int],
-) -> Dict[str, Tuple[int, ...]]:
-    """num_steps / steps_move of a hierarchical model: stage ``s`` in ``moves`` gets ``1 + 2 log2(C_s / C_ref)`` steps
-    and moves ``min(D_s, K_s)`` blocks per substitution; a stage without blocks to move stays as it is."""
-    num_steps, steps_move = [1] * len(depths), [0] * len(depths)
-    for stage, k in moves.items():
-        steps = 1 + round(2 * math.log2(widths[stage] / widths[reference]))
-        if depths[stage] >= 1 and steps > 1:
-            num_steps[stage], steps_move[stage] = steps, min(depths[stage], k)
-    return dict(num_steps=tuple(num_steps), steps_move=tuple(steps_move))
 
 
 def _resnet_rule(args: Mapping[str, Any]) -> Dict[str, Any]:
@@ -117,6 +101,9 @@ FAMILIES = (
     _Family('Swin', ('_create_swin_transformer',), _swin_rule, _create_steps_swin),
     _Family('ConvNeXt', ('_create_convnext',), _convnext_rule, _create_steps_convnext),
 )
+# The families converted by one mechanism (stepsnet.models.generic_twins: EVA, BEiT, CaiT, MLP-Mixer, MetaFormer, ...),
+# looked up after the four above.
+GENERIC = tuple(_Family(f.name, f.builders, f.rule, f.create) for f in GENERIC_FAMILIES)
 
 # The baselines of the parity table in docs/models.md: each family's ImageNet sizes in timm.
 TWIN_BASELINES: Tuple[str, ...] = (
@@ -145,11 +132,12 @@ def baseline_args(name: str) -> Tuple[_Family, Dict[str, Any]]:
     if not timm.is_model(name):
         raise ValueError(f'{name!r} is not a timm model; expected a name from timm.list_models()')
     fn = timm.models.model_entrypoint(name)
-    family = next((f for f in FAMILIES if set(f.builders) & set(fn.__code__.co_names)), None)
+    family = next((f for f in FAMILIES + GENERIC if set(f.builders) & set(fn.__code__.co_names)), None)
     if family is None:
         raise ValueError(
-            f'timm\'s {name!r} is not built by a ResNet, VisionTransformer, SwinTransformer or ConvNeXt builder; '
-            f'Steps twins exist for those four families ({", ".join(f.name for f in FAMILIES)})')
+            f'timm\'s {name!r} is not built by a ResNet, VisionTransformer, SwinTransformer or ConvNeXt builder, nor '
+            f'by one of {", ".join(f.name for f in GENERIC)}; Steps twins exist for those four families '
+            f'({", ".join(f.name for f in FAMILIES)}) and those generic ones')
     recorded: Dict[str, Any] = {}
 
     def record(variant: str, pretrained: bool = False, **kwargs: Any) -> None:

@@ -1,0 +1,125 @@
+"""Steps twins of the generic families (stepsnet.models.generic_twins) on tiny configurations.
+
+Each family's real configuration is read from its timm entrypoint and shrunk (width, depth, image size), then built
+twice with the family's own timm builder: as the baseline, and as the twin. The full parity sweep over every timm
+configuration is scripts/update_twin_coverage.py; here parity is checked on two real sizes on the meta device.
+"""
+import pytest
+import timm
+import torch
+
+from stepsnet.analysis.complexity import count_flops, count_params
+from stepsnet.models.generic_twins import GENERIC_FAMILIES, TimmSteps, family_configs, family_of
+from stepsnet.models.twins import baseline_args, build_twin, create_steps_model
+
+ISO = dict(img_size=32, patch_size=8, embed_dim=64)
+STAGED = dict(depths=(1, 1, 3, 2), dims=(16, 32, 64, 128))
+# one tiny configuration per family: (timm name, overrides, input size)
+TINY = {
+    'EVA': ('eva02_tiny_patch14_224', dict(ISO, embed_dim=128, depth=4, num_heads=8), 32),  # rotary: head size 16
+    'BEiT': ('beit_base_patch16_224', dict(ISO, depth=4, num_heads=4), 32),
+    'CaiT': ('cait_xxs24_224', dict(ISO, depth=4, num_heads=4, depth_token_only=1), 32),
+    'MLP-Mixer': ('resmlp_12_224', dict(ISO, num_blocks=4), 32),
+    'MetaFormer': ('caformer_s18', dict(STAGED, dims=(32, 64, 64, 128)), 64),
+    'MambaOut': ('mambaout_femto', STAGED, 64),
+    'InceptionNeXt': ('inception_next_tiny', STAGED, 64),
+}
+
+
+def _build(family_name: str, **extra):
+    """(baseline, twin, input) of the family's tiny configuration, both with the family's timm builder."""
+    name, tiny, size = TINY[family_name]
+    family = family_of(name)
+    args = dict(baseline_args(name)[1], **tiny, **extra)
+    steps = {k: args.pop(k) for k in ('num_steps', 'steps_move') if k in args}
+    torch.manual_seed(0)
+    base = getattr(family.module, family.builder)(name, pretrained=False, **args)
+    twin = family.create(name, pretrained=False, **args, **steps)
+    return base, twin, torch.randn(2, 3, size, size)
+
+
+def test_every_family_has_a_tiny_case():
+    assert sorted(TINY) == sorted(f.name for f in GENERIC_FAMILIES)
+
+
+@pytest.mark.parametrize('family_name', sorted(TINY))
+def test_twin_runs_forward_and_backward(family_name, one_thread):
+    base, twin, x = _build(family_name, num_classes=5)
+    assert any(p.num_steps > 1 for p in twin.plans.values()), twin.plans
+    assert isinstance(twin, type(base))
+    twin.train()
+    twin(x).sum().backward()
+    missing = [n for n, p in twin.named_parameters() if p.grad is None]
+    assert not missing, missing
+
+
+@pytest.mark.parametrize('family_name', sorted(TINY))
+def test_one_step_twin_is_the_baseline(family_name, one_thread):
+    """num_steps=1 rebuilds every block at its own width: with the baseline's weights it is the baseline."""
+    base, twin, x = _build(family_name, num_steps=1)
+    assert all(p.num_steps == 1 for p in twin.plans.values())
+    twin.load_state_dict(base.state_dict())
+    base.eval(), twin.eval()
+    with torch.no_grad():
+        assert torch.equal(base(x), twin(x))
+
+
+@pytest.mark.parametrize('family_name', ['EVA', 'CaiT', 'MetaFormer'])
+def test_timm_api(family_name, one_thread):
+    """forward_intermediates (timm's own loop, through the trunk's views) and reset_classifier."""
+    _, twin, x = _build(family_name)
+    twin.eval()
+    with torch.no_grad():
+        final, feats = twin.forward_intermediates(x)
+        assert torch.allclose(twin.forward_head(final), twin(x), atol=1e-5)
+    trunk = [m for m in twin.modules() if isinstance(m, TimmSteps)][-1]
+    assert feats[-1].shape[1] == trunk.channels
+    twin.reset_classifier(7)
+    assert twin(x).shape == (2, 7)
+
+
+def test_features_only_and_pruning(one_thread):
+    _, twin, x = _build('MetaFormer', features_only=True)
+    assert [f.shape[1] for f in twin(x)] == [32, 64, 64, 128]
+    _, vit, x = _build('EVA')
+    n = len(vit.blocks)
+    assert n == sum(vit.plans['blocks'].depths) and len(vit.feature_info) == n
+    vit.prune_intermediate_layers([n - 3])
+    assert isinstance(vit.blocks, TimmSteps) and len(vit.blocks) == n - 2
+    with torch.no_grad():
+        assert vit.forward_intermediates(x, intermediates_only=True)[0].shape[1] == vit.embed_dim
+
+
+def test_views_compute_the_trunk(one_thread):
+    """Looping over the trunk (as timm does) computes what calling it does."""
+    _, twin, _ = _build('BEiT')
+    x = torch.randn(2, 17, 64)
+    with torch.no_grad():
+        y = x
+        for blk in twin.blocks:
+            y = blk(y, shared_rel_pos_bias=None)
+        assert torch.allclose(y, twin.blocks(x), atol=1e-6)
+
+
+def test_create_steps_model_registers_a_generic_twin(one_thread):
+    name, tiny, size = TINY['CaiT']
+    m = create_steps_model(name, num_classes=3, **tiny).eval()
+    assert timm.is_model(f'steps_{name}')
+    assert m(torch.randn(1, 3, size, size)).shape == (1, 3)
+
+
+@pytest.mark.parametrize('name', ['mambaout_tiny', 'beit_base_patch16_224'])
+def test_real_sizes_are_at_parity(name):
+    base, twin = timm.create_model(name, device='meta'), build_twin(name, device='meta')
+    size = tuple(base.pretrained_cfg['input_size'])
+    assert abs(count_params(twin) / count_params(base) - 1) < 0.005
+    assert abs(count_flops(twin, size) / count_flops(base, size) - 1) < 0.03
+
+
+def test_refusal_names_the_reason():
+    mixed = [n for n in family_configs(family_of('eva02_tiny_patch14_224')) if 'rope_mixed' in n]
+    assert mixed
+    with pytest.raises(ValueError, match='mixed-mode rotary'):
+        build_twin(mixed[0], device='meta')
+    with pytest.raises(ValueError, match='expected one per trunk'):
+        build_twin('mambaout_femto', device='meta', num_steps=(1, 3))
