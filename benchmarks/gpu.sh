@@ -58,6 +58,8 @@ measure() {
   else
     [ "$task" = cls ] && args+=(--img-size "$IMG")
   fi
+  # how to compile is said only where something compiles (the benchmark refuses it with --compile off)
+  [ "$compile" != off ] && args+=(--compile-backend "$BACKEND" --compile-scope "$COMPILE_SCOPE")
   rm -f "$csv"
   echo "== $(date +%T) $task, compile $compile: ${budget}s of the budget for $* =="
   if [ "$budget" -le 0 ]; then
@@ -66,8 +68,8 @@ measure() {
   fi
   # shellcheck disable=SC2086
   timeout -k 10 $((budget + 120)) $STEPSNET benchmark --task "$task" "${args[@]}" "$ANY" --device "$DEVICE" \
-    --dtype bfloat16 --batch-size $BATCHES --compile "$compile" --compile-backend "$BACKEND" \
-    --compile-scope "$COMPILE_SCOPE" --mode infer train --runs "$RUNS" --iters "$ITERS" --warmup "$WARMUP" \
+    --dtype bfloat16 --batch-size $BATCHES --compile "$compile" \
+    --mode infer train --runs "$RUNS" --iters "$ITERS" --warmup "$WARMUP" \
     --time-budget "$budget" --csv "$csv" "${EXTRA[@]}" || echo "$task ended with status $? (finished cells are in $csv)"
 }
 

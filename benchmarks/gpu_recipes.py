@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the recipes that are not paper experiments (quick CPU recipes and the synthetic dense ones)
-NOT_PAPER = ('digits_cpu.yaml', 'depth_digits.yaml', 'synthetic.yaml', 'cpu.yaml')
+NOT_PAPER = ('digits_cpu.yaml', 'depth_digits.yaml', 'mnist1d.yaml', 'synthetic.yaml', 'cpu.yaml')
 # --tiny: the recipe's model, optimizer, schedule and pipeline at inputs small enough for a CPU check
 TINY = {
     'cls': dict(img_size=64, batch_size=2, eval_batch_size=2),

@@ -56,6 +56,7 @@ from stepsnet.tasks import classification as cls_task
 from stepsnet.tasks import lm as lm_task
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.figures import save_figure
+from stepsnet.utils.names import plural
 from stepsnet.utils.provenance import machine_info
 
 __all__ = ['Arm', 'Point', 'Comparison', 'TaskAdapter', 'ADAPTERS', 'RunSpec', 'train_runs', 'run_comparison',
@@ -430,8 +431,8 @@ def run_comparison(comp: Comparison, progress: bool = True, train: bool = True,
                                      dataclasses.replace(comp.config, **fields)))
     done = train_runs(comp.task, specs, comp.jobs, comp.threads, f'{comp.title} -> {comp.out}', train=train)
     if done['failed']:
-        raise RuntimeError(f'{len(done["failed"])} run(s) failed ({", ".join(done["failed"])}); the others are kept: '
-                           'run the same command again to retry them')
+        raise RuntimeError(f'{plural(len(done["failed"]), "run")} failed ({", ".join(done["failed"])}); the others '
+                           'are kept: run the same command again to retry them')
     results = _collect(comp, done, protocol)
     write_report(results, report_dir or comp.out)
     return results
@@ -451,8 +452,8 @@ def dry_run_comparison(comp: Comparison, steps: int = 2, synthetic_data: bool = 
             reports.append(summary['results']['dry_run'])
     runs = len(comp.seeds) * sum(len(p.arms) for p in comp.points)
     hours = sum(r['projected_s'] for r in reports) * len(comp.seeds) / 3600
-    print(f'{comp.title}: {runs} runs ({len(comp.seeds)} seed(s)) would take about {hours:.2f} h here, one at a time',
-          flush=True)
+    print(f'{comp.title}: {plural(runs, "run")} ({plural(len(comp.seeds), "seed")}) would take about {hours:.2f} h '
+          'here, one at a time', flush=True)
     return reports
 
 
@@ -529,20 +530,20 @@ def _deviations(point: Point, runs: Mapping[str, Mapping[int, Mapping[str, Any]]
         rs = runs[arm.role]
         missing = [int(s) for s in seeds if int(s) not in rs]
         if missing:
-            out.append(f'{point.name} / {arm.label}: seed(s) {missing} not finished')
+            out.append(f'{point.name} / {arm.label}: seeds {missing} not finished')
         other = sorted({str(r.get('commit'))[:12] for r in rs.values() if r.get('commit') != commit})
         if other:
             seeds_other = [s for s, r in rs.items() if r.get('commit') != commit]
-            out.append(f'{point.name} / {arm.label}: seed(s) {seeds_other} trained at commit(s) {other}, not at the '
+            out.append(f'{point.name} / {arm.label}: seeds {seeds_other} trained at commits {other}, not at the '
                        f'protocol\'s {commit[:12]}')
         capped = [s for s, r in rs.items() if r.get('stopped_by_time')]
         if capped:
-            out.append(f'{point.name} / {arm.label}: seed(s) {capped} stopped at a time limit')
+            out.append(f'{point.name} / {arm.label}: seeds {capped} stopped at a time limit')
     base = runs.get('baseline', {})
     split = [s for s in base for role, rs in runs.items() if role != 'baseline' and s in rs
              and rs[s].get('machine') != base[s].get('machine')]
     if split:
-        out.append(f'{point.name}: the arms of seed(s) {sorted(set(split))} trained on different machines')
+        out.append(f'{point.name}: the arms of seeds {sorted(set(split))} trained on different machines')
     return out
 
 
@@ -800,10 +801,10 @@ def _deviation_lines(r: Mapping[str, Any]) -> List[str]:
 def _time_line(r: Mapping[str, Any]) -> str:
     runs = sum(a['stats']['n'] for p in r['points'] for a in p['arms'].values())
     line = (f'Training time {r["train_time_s"] / 60:.1f} min summed over {runs} runs, measured as each run trained '
-            f'({r["jobs"]} run(s) at a time, {r["threads"]} thread(s) each), torch {r["torch"]}.')
+            f'({plural(r["jobs"], "run")} at a time, {plural(r["threads"], "thread")} each), torch {r["torch"]}.')
     if 'trained' in r:
-        line += (f' This invocation trained {r["trained"]} run(s) and reused {r["reused"]} finished before; it took '
-                 f'{r["wall_time_s"] / 60:.1f} min.')
+        line += (f' This invocation trained {plural(r["trained"], "run")} and reused {r["reused"]} finished before; '
+                 f'it took {r["wall_time_s"] / 60:.1f} min.')
     elif r.get('wall_time_s'):
         line += f' Wall time {r["wall_time_s"] / 60:.1f} min.'
     return line
@@ -819,7 +820,7 @@ def report_markdown(r: Mapping[str, Any]) -> str:
     if r.get('context'):
         lines += [r['context'], '']
     lines += [f'Metric: {r["metric"]} on the validation split, after the last step; '
-              f'{"higher" if higher else "lower"} is better. Mean ± standard deviation over {n} seed(s) '
+              f'{"higher" if higher else "lower"} is better. Mean ± standard deviation over {plural(n, "seed")} '
               f'{r["seeds"]}; a difference is paired by seed (same initialisation seed and batches for every arm).',
               '']
     train = adapter.train_metric

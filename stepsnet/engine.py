@@ -63,6 +63,7 @@ from stepsnet.utils.errors import DataError, TrainingError
 from stepsnet.utils.loading import load_weights
 from stepsnet.utils.lock import LOCK_NAME, FolderInUse, lock_folder
 from stepsnet.utils.logging import MetricWriter, interactive
+from stepsnet.utils.names import plural
 from stepsnet.utils.seeding import derive_seed
 
 __all__ = [
@@ -437,6 +438,7 @@ def prepare(
         state.restore(run.checkpoint, run.resumed_from)
         run.checkpoint = None  # the tensors now live in the model; free the copy
     state.train_model = wrap_model(model, run.env, compile=cfg.compile, channels_last=channels_last)
+    run.workers_note = getattr(cfg, 'workers_note', '')  # the config capped its workers: the header says so once
     return state
 
 
@@ -475,7 +477,8 @@ class RunFolder:
     LOG = 'log.csv'
     UNRECORDED = ('resume', 'progress')  # how a run is started or shown, not what it computes
 
-    def __init__(self, out_dir: str, kind: str, resume: Optional[str], env: DistEnv, tensorboard: bool = False,
+    def __init__(self, out_dir: str, kind: str, resume: Optional[str], env: DistEnv,
+                 tensorboard: Optional[bool] = False,
                  dry_run: int = 0, dry_run_report: Optional[str] = None):
         if not out_dir:
             raise ValueError('out_dir must name a folder')
@@ -501,6 +504,7 @@ class RunFolder:
         self.meta: Dict[str, Any] = {}
         self.checkpoint: Optional[Dict[str, Any]] = None
         self.header = ''
+        self.workers_note = ''  # data-loader workers capped at this machine's cores (set by prepare)
         self.info: Dict[str, Any] = {}
         self.writer: Optional[MetricWriter] = None
         self.saved = False  # a checkpoint was written in this session
@@ -659,19 +663,21 @@ class RunFolder:
         total = schedule.total_steps
         if progress.step >= total:
             if main:
-                print(f'{self.out_dir}: the run is finished ({progress.step} of {total} steps); nothing to do',
-                      flush=True)
+                print(f'{self.out_dir}: the run is finished ({progress.step} of {plural(total, "step")}); nothing '
+                      'to do', flush=True)
             return False
         self.trained = True
+        header = '; '.join(p for p in (self.header, self.workers_note) if p)
         if main and self.dry_run:
-            print(f'{self.header + "; " if self.header else ""}dry run: {min(self.dry_run, total)} of the recipe\'s '
-                  f'{total} steps and one evaluation batch; nothing is written into {self.out_dir}', flush=True)
+            print(f'{header + "; " if header else ""}dry run: {min(self.dry_run, total)} of the recipe\'s '
+                  f'{plural(total, "step")} and one evaluation batch; nothing is written into {self.out_dir}',
+                  flush=True)
         elif main:
             self.write_config(self.config, self.info)
             self.writer = MetricWriter(self.out_dir, tensorboard=self.tensorboard, step_key='step')
             self.writer.csv.truncate_after(progress.step)
-            epochs = f' ({total / schedule.steps_per_epoch:g} epochs)' if schedule.steps_per_epoch else ''
-            print(f'{self.header + "; " if self.header else ""}{total} steps{epochs} into {self.out_dir}', flush=True)
+            epochs = f' ({plural(total / schedule.steps_per_epoch, "epoch")})' if schedule.steps_per_epoch else ''
+            print(f'{header + "; " if header else ""}{plural(total, "step")}{epochs} into {self.out_dir}', flush=True)
             if self.resumed_from:
                 spe = schedule.steps_per_epoch
                 epoch = f' (epoch {progress.step // spe + 1})' if spe and progress.step % spe == 0 else ''
@@ -814,10 +820,14 @@ def loader_errors() -> Iterator[None]:
         if 'DataLoader worker' not in text or 'Original Traceback' not in text:
             raise
         lines = text.splitlines()
-        head = f'{type(e).__name__}: '
-        start = max((i for i, line in enumerate(lines) if line.startswith(head)), default=len(lines) - 1)
+        # the worker's last line names the type, bare or with its module (``stepsnet.utils.errors.DataError: ``)
+        heads = (f'{type(e).__name__}: ', f'{type(e).__module__}.{type(e).__qualname__}: ')
+        start = max((i for i, line in enumerate(lines) if line.startswith(heads)), default=len(lines) - 1)
         message = '\n'.join(lines[start:])
-        message = message[len(head):] if message.startswith(head) else message
+        for head in heads:
+            if message.startswith(head):
+                message = message[len(head):]
+                break
         try:
             clean = type(e)(message)
         except Exception:  # an exception type that wants other arguments: keep torch's

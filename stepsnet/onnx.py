@@ -11,12 +11,14 @@ outputs with the model's own. Example::
     export_onnx(model, 'steps_swin_t.onnx', input_size=(3, 224, 224))   # exports, then checks (atol 1e-4)
 """
 import os
-import tempfile
+import warnings
 from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
 import torch.nn as nn
+
+from stepsnet.utils.checkpoint import storage_error, temporary_beside
 
 __all__ = ['export_onnx', 'check_onnx']
 
@@ -45,7 +47,8 @@ def export_onnx(
 ) -> str:
     """Export ``model`` (in eval mode) to an ONNX file with one input ``x`` and one output ``y``.
 
-    The file is written under a temporary name and renamed when complete, so a failed export leaves nothing behind.
+    The file is written under a temporary name and renamed when complete, so a failed export leaves nothing behind;
+    it gets the permissions of any new file (the umask's), not those of a temporary file.
 
     Args:
         model: The model; it is put in eval mode (and restored afterwards).
@@ -67,22 +70,32 @@ def export_onnx(
     x = _example_input(model, input_size, batch_size)
     was_training = model.training
     model.eval()
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(suffix='.onnx', dir=directory)
-    os.close(fd)
     try:
-        with torch.no_grad():
-            kwargs = dict(input_names=['x'], output_names=['y'], opset_version=opset_version, dynamo=dynamo)
-            if dynamo:
-                kwargs['external_data'] = False
-            torch.onnx.export(model, (x,), tmp, **kwargs)
-        if check:
-            check_onnx(model, tmp, x, atol=atol, rtol=rtol)
-        os.replace(tmp, path)
+        # a hidden file beside the target, with the mode open() would give it (not mkstemp's 0600); a folder that
+        # cannot be written is named in the error, not the temporary file
+        with temporary_beside(path, suffix='.onnx') as tmp:
+            with torch.no_grad(), warnings.catch_warnings():
+                kwargs = dict(input_names=['x'], output_names=['y'], opset_version=opset_version, dynamo=dynamo)
+                if dynamo:
+                    kwargs.update(external_data=False, verbose=False)  # no progress lines of the exporter
+                else:
+                    # dynamo=False is the caller's explicit choice of the TorchScript exporter (its documented
+                    # fallback), so torch's advice to leave it reaches them as noise: these exact deprecation
+                    # messages are dropped for this call, nothing else
+                    for message in (r'You are using the legacy TorchScript-based ONNX export',
+                                    r'The feature will be removed', r'`torch\.jit\.script` is deprecated'):
+                        warnings.filterwarnings('ignore', message=message, category=DeprecationWarning)
+                        warnings.filterwarnings('ignore', message=message, category=FutureWarning)
+                torch.onnx.export(model, (x,), tmp, **kwargs)
+            if check:
+                check_onnx(model, tmp, x, atol=atol, rtol=rtol)
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                e.filename = e.filename2 = None
+                raise storage_error(e, path) from e
     finally:
         model.train(was_training)
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 

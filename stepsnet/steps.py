@@ -23,7 +23,7 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ['StepPlan', 'plan_steps', 'step_width', 'Steps', 'set_step_checkpointing']
+__all__ = ['StepPlan', 'plan_steps', 'step_width', 'Steps', 'set_step_checkpointing', 'checkpoint_stages']
 
 SQRT2 = math.sqrt(2.0)
 
@@ -414,3 +414,12 @@ def set_step_checkpointing(model: nn.Module, steps: int) -> int:
             m.set_step_checkpointing(min(steps, m.plan.num_steps - 1))
             changed += 1
     return changed
+
+
+def checkpoint_stages(stages, x: torch.Tensor) -> torch.Tensor:
+    """Run the blocks of ``stages`` (an iterable of block sequences) with activation checkpointing, block by block;
+    a :class:`Steps` trunk among them checkpoints its own blocks (its narrow steps are what it saves memory on)."""
+    for stage in stages:
+        for m in stage:
+            x = m(x) if isinstance(m, Steps) else checkpoint(m, x, use_reentrant=False)
+    return x

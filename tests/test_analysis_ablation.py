@@ -237,7 +237,7 @@ def test_cli_mask_and_drop_step_over_several_models(tmp_path, capsys):
     assert main(['analyze', 'mask', '--checkpoint', *cks, '--sizes', '0', '8', '--no-progress',
                  '--csv', str(tmp_path / 'mask.csv')]) == 0
     out = capsys.readouterr().out
-    assert '2 model(s)' in out and 'fast path (last n), top-1' in out and ' ± ' in out
+    assert '2 models' in out and 'fast path (last n), top-1' in out and ' ± ' in out
     assert '| n 8: fast − slow path masked | top-1 |' in out and 'Holm-adjusted across the 2 differences' in out
     assert (tmp_path / 'mask.csv').read_text().startswith('n,slow_top1,slow_loss,fast_top1,fast_loss,model')
     assert main(['analyze', 'drop-step', '--checkpoint', *cks, '--no-progress']) == 0

@@ -10,7 +10,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from stepsnet.config.classification import ClassificationConfig
-from stepsnet.data.images import augment_ops, build_dataset
+from stepsnet.data.images import SIGNAL_DATASETS, augment_ops, build_dataset
 from stepsnet.tasks.classification import data_config, load_config, train_transform
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -18,7 +18,9 @@ RECIPES = sorted(glob.glob(os.path.join(REPO, 'configs', 'cls', '*.yaml')))
 
 
 def _configs():
-    return [('default', ClassificationConfig())] + [(os.path.basename(p), load_config(p)) for p in RECIPES]
+    recipes = [(os.path.basename(p), load_config(p)) for p in RECIPES]
+    # image recipes only: a 1-D signal set has no image transform (tests/test_mnist1d.py)
+    return [('default', ClassificationConfig())] + [(n, c) for n, c in recipes if c.dataset not in SIGNAL_DATASETS]
 
 
 def _real_images(n: int):
@@ -93,9 +95,9 @@ def test_an_epoch_of_every_recipe_augmentation_at_maximum():
 def test_default_recipe_trains_an_epoch(tmp_path):
     """`stepsnet train --epochs 1` with no recipe: the default model, data and augmentation, one whole epoch."""
     out = tmp_path / 'run'
-    proc = subprocess.run([sys.executable, '-m', 'stepsnet', 'train', '--epochs', '1', '--workers', '0',
-                           '--no-progress', '--out-dir', str(out)], cwd=REPO, capture_output=True, text=True,
-                          timeout=600)
+    proc = subprocess.run([sys.executable, '-m', 'stepsnet', 'train', '--epochs', '1',
+                           '--workers', '0', '--no-progress', '--out-dir', str(out)], cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert (out / 'results.json').is_file() and 'validation top-1' in proc.stdout
 
@@ -108,8 +110,8 @@ def test_an_error_inside_training_is_internal_with_its_cause(tmp_path, monkeypat
     def broken(*args, **kwargs):
         raise ValueError('bits must be in range (1, 8)')
     monkeypatch.setattr(engine, 'train_step', broken)
-    code = main(['train', '--epochs', '1', '--workers', '0', '--no-progress', '--max-train-batches', '2',
-                 '--out-dir', str(tmp_path / 'run')])
+    code = main(['train', '--epochs', '1', '--warmup-epochs', '0', '--workers', '0', '--no-progress',
+                 '--max-train-batches', '2', '--out-dir', str(tmp_path / 'run')])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1 and len(err) == 1
     assert 'internal error (not a problem with your input): ValueError at step 1: bits must be in range (1, 8)' \

@@ -203,5 +203,38 @@ def test_merged_runs_of_one_pair_stay_apart(tmp_path):
     speed.write_csv(rows, str(tmp_path / 'm.csv'))
     back = speed.read_csv(str(tmp_path / 'm.csv'))
     body = [line for line in speed.format_ratios(back).splitlines() if line.startswith('| test_vit')]
-    assert len(body) == 2 and 'checkpointed' not in body[0] and 'first 1 step(s) checkpointed' in body[1]
+    assert len(body) == 2 and 'checkpointed' not in body[0] and 'first 1 step checkpointed' in body[1]
     assert [r['checkpoint_steps'] for r in back] == [0, 0, 0, 1]
+
+
+def test_a_cpu_benchmark_prints_only_what_was_asked_for(tmp_path):
+    """A fresh process (the profiler's library reads its log level once): nothing on stderr, neither Kineto's
+    start/stop lines nor, on a CUDA build without a GPU, its failed GPU count; the table has no dash cells and no
+    column that was not measured."""
+    import os
+    import subprocess
+    import sys
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != 'KINETO_LOG_LEVEL'}
+    env.update(OMP_NUM_THREADS='1', PYTHONPATH=repo + os.pathsep + env.get('PYTHONPATH', ''))
+    proc = subprocess.run(
+        [sys.executable, '-m', 'stepsnet', 'benchmark', '--pair', 'test_steps_resnet,test_steps_resnet_bottleneck',
+         '--any-pair', '--img-size', '32', '--batch-size', '2', '--num-classes', '10', '--runs', '1', '--iters', '1',
+         '--warmup', '1', '--threads', '1', '--mode', 'infer'], cwd=str(tmp_path), env=env, capture_output=True,
+        text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == '', proc.stderr
+    out = proc.stdout
+    assert 'infer test_steps_resnet,test_steps_resnet_bottleneck batch 2: Steps / baseline ' in out
+    assert 'ratio none' not in out and '| - |' not in out and 'median of 1 alternating run x 1 iteration,' in out
+    assert 'infer mem base/steps (MiB)' in out  # measured: the profiler's allocation records
+
+
+def test_a_column_not_measured_is_left_out():
+    rows = [dict(pair='a,b', role=role, infer_batch_size=2, infer_samples_per_sec=10.0, infer_ratio=1.0,
+                 infer_warmup_s=0.1, infer_peak_mem_mb=None, device='cpu', device_name='x', dtype='float32',
+                 memory_format='nchw', warmup=1, runs=2, iters=1, torch='t', timm='t', stepsnet='s')
+            for role in ('baseline', 'steps')]
+    table = speed.format_ratios(rows)
+    assert 'mem' not in table and '| - |' not in table and '| - ' not in table
+    assert table.splitlines()[2] == '| a,b | 2 | none | 10.00 | 10.00 | 1.000 | 0.1 / 0.1 |'

@@ -160,7 +160,7 @@ def test_train_on_image_folder_then_validate_and_its_errors(tmp_path):
     rc = cli_main(['train', '--model', 'test_steps_resnet', '--dataset', 'imagefolder', '--data-dir', root,
                    '--img-size', '32', '--epochs', '1', '--batch-size', '6', '--workers', '0', '--no-progress',
                    '--no-tensorboard', '--out-dir', str(out), '--mixup', '0', '--cutmix', '0', '--model-ema',
-                   '--grad-checkpointing'])
+                   '--grad-checkpointing', '--warmup-epochs', '0'])
     assert rc == 0
     results = json.loads((out / 'results.json').read_text())
     final = results['final']
@@ -221,11 +221,12 @@ def test_two_process_ddp_trains_one_epoch_of_digits(tmp_path):
     out = tmp_path / 'ddp'
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node', '2', str(script),
            'train', '--config', RECIPE, '--epochs', '1', '--batch-size', '32', '--max-train-batches', '5',
-           '--workers', '0', '--device', 'cpu', '--no-progress', '--no-tensorboard', '--out-dir', str(out)]
+           '--workers', '0', '--device', 'cpu', '--no-progress', '--no-tensorboard', '--warmup-epochs', '0',
+           '--out-dir', str(out)]
     env = dict(os.environ, OMP_NUM_THREADS='1')
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert '2 process(es) on cpu, global batch 64' in proc.stdout
+    assert '2 processes on cpu, global batch 64' in proc.stdout
     results = json.loads((out / 'results.json').read_text())
     assert results['epochs'] == 1 and results['items_seen'] == 5 * 64
     r = {f'val_{k}': v for k, v in results['final'].items()}

@@ -173,7 +173,7 @@ def test_gap_over_depth_is_paired_by_seed(tmp_path, capsys):
     assert report.startswith('# ') and '**Exploratory.**' in report and 'sign-flip' in report
     assert 'Holm' in report and 'Machine not recorded' in report and 'not across CPUs' in report
     assert 'standard errors' not in report
-    assert 'This invocation trained 0 run(s) and reused 12' in report
+    assert 'This invocation trained 0 runs and reused 12' in report
 
 
 def _all(r):

@@ -97,6 +97,42 @@ def test_onnx_check_catches_a_mismatch(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ['r.onnx']
 
 
+
+@pytest.mark.parametrize('dynamo', [False, True])
+def test_onnx_file_is_an_ordinary_file_and_the_export_is_quiet(dynamo, tmp_path, capsys):
+    """The file gets the user's umask like any new file (not a temporary file's 0600); the TorchScript exporter's
+    deprecation notices (asked for with dynamo=False) and the dynamo exporter's progress lines are not passed on."""
+    import os
+    import stat
+    import warnings
+    m = timm.create_model('test_steps_resnet').eval()
+    old = os.umask(0o022)
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            path = export_onnx(m, tmp_path / 'r.onnx', input_size=(3, 32, 32), dynamo=dynamo, check=False)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644 and os.listdir(tmp_path) == ['r.onnx']
+    said = [str(w.message) for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))]
+    assert not [w for w in said if 'TorchScript' in w or 'will be removed' in w or 'jit.script' in w], said
+    assert '[torch.onnx]' not in capsys.readouterr().out
+
+
+def test_onnx_into_a_folder_that_cannot_be_written_names_the_folder(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from stepsnet.utils.checkpoint import StorageError
+
+    def read_only(*args, dir=None, **kwargs):
+        raise OSError(errno.EROFS, 'Read-only file system', f'{dir}/.m.onnx.abc.onnx')
+    monkeypatch.setattr(tempfile, 'mkstemp', read_only)
+    with pytest.raises(StorageError) as e:
+        export_onnx(timm.create_model('test_steps_resnet'), tmp_path / 'm.onnx', input_size=(3, 32, 32), check=False)
+    assert str(e.value) == f"cannot write '{tmp_path / 'm.onnx'}': the folder '{tmp_path}' is not writable (the file " \
+                           "system is read-only)"
+
 FX_NODES = {
     'resnet': ['act1', 'layer1', 'layer2', 'layer3', 'layer4'],
     'swin': ['layers.0', 'layers.1', 'layers.2', 'layers.3'],

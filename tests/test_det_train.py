@@ -81,7 +81,8 @@ def test_train_det_command(coco, tmp_path, capsys):
             '256', '--batch-size', '2', '--workers', '0', '--threads', '1', '--no-progress', '--device', 'cpu',
             '--model-kwargs', 'drop_path_rate=0.1']
     assert main(args) == 0
-    assert 'retinanet test_resnet: 1 iterations' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert 'retinanet test_resnet: 3 categories' in printed and '; 1 step (1 epoch) into' in printed
     state = torch.load(os.path.join(out, 'last.pth'), weights_only=True)
     assert state['config']['model_kwargs'] == {'drop_path_rate': 0.1} and state['config']['arch'] == 'retinanet'
 

@@ -18,7 +18,7 @@ from stepsnet.cli import main
 from stepsnet.utils.config import recipe_task
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOT_PAPER = ('digits_cpu.yaml', 'depth_digits.yaml', 'synthetic.yaml', 'cpu.yaml')
+NOT_PAPER = ('digits_cpu.yaml', 'depth_digits.yaml', 'mnist1d.yaml', 'synthetic.yaml', 'cpu.yaml')
 # the dry runs in every test run (about 5 s each on 2 cores); the others are marked recipes_long
 IN_EVERY_RUN = ('swin_tiny_imagenet.yaml', 'small.yaml')
 # the batch cut per task (per process): what a 2-core machine with 24 GiB runs in seconds
@@ -127,5 +127,20 @@ def test_compare_dry_run_trains_each_arm_once_and_writes_nothing(tmp_path, capsy
     assert main(['compare', 'lm', '--dry-run', '1', '--out', str(out), '--seeds', '2', '--set', 'max_iters=40',
                  'model_kwargs={"n_layer": 2}', '--threads', '1', '--no-progress']) == 0
     text = capsys.readouterr().out
-    assert text.count('whole run here') == 2 and '2 runs (2 seed(s))' not in text
+    assert text.count('whole run here') == 2 and '2 runs (2 seeds)' not in text
     assert not out.exists()
+
+
+def test_the_header_says_once_that_the_workers_were_capped(tmp_path, capsys, monkeypatch):
+    """A recipe's workers above this machine's cores start as many workers as there are cores; the run's header
+    says so once. A two-step dry run times one step after the first: one number, not a range."""
+    from stepsnet.utils import machine
+    monkeypatch.setattr(machine, 'available_cores', lambda: 1)
+    monkeypatch.delenv('LOCAL_WORLD_SIZE', raising=False)
+    recipe = os.path.join(REPO, 'configs', 'cls', 'digits_cpu.yaml')
+    assert main(['train', '-c', recipe, '--dry-run', '2', '--out-dir', str(tmp_path / 'r'), '--device', 'cpu',
+                 '--batch-size', '16', '--workers', '4', '--no-progress', '--threads', '1']) == 0
+    out = capsys.readouterr().out
+    assert out.count("1 data-loader worker (the recipe's 4, capped at this machine's 1 core)") == 1, out
+    assert 'median of steps 2-2' not in out and ' s (step 2)' in out
+    assert 'on cpu, 1 process, float32' in out  # the report's own counts in the right number

@@ -123,8 +123,9 @@ def test_train_lm_command_with_steps_llama_cpu(data_dir, tmp_path, capsys, one_t
     from stepsnet.cli import main
     assert main(['train-lm', '--config', str(pathlib.Path(__file__).resolve().parents[1] / 'configs/lm/cpu.yaml'),
                  '--model', 'steps_llama_cpu', '--data-dir', data_dir, '--out-dir', str(tmp_path / 'r'),
-                 '--max-iters', '3', '--batch-size', '2', '--block-size', '32', '--eval-interval', '3',
-                 '--eval-iters', '1', '--final-eval-windows', '2', '--no-progress', '--no-tensorboard']) == 0
+                 '--max-iters', '3', '--warmup-iters', '1', '--batch-size', '2', '--block-size', '32',
+                 '--eval-interval', '3', '--eval-iters', '1', '--final-eval-windows', '2', '--no-progress',
+                 '--no-tensorboard']) == 0
     assert 'steps_llama_cpu: 3 steps, 192 tokens; val loss' in capsys.readouterr().out
     config = json.loads((tmp_path / 'r' / 'config.json').read_text())
     assert config['plan'] == '64/H2x4, 88/H2x2, 128/H4x2' and config['model']['model_type'] == 'steps_llama'

@@ -26,7 +26,7 @@ dense = ['--backbone', 'test_steps_resnet', '--batch-size', '2', '--workers', '0
          '1', '--device', 'cpu', '--threads', '1', '--no-tensorboard']
 commands = [
     ['train', '-c', recipe, '--epochs', '1', '--batch-size', '32', '--max-train-batches', '2', '--eval-batch-size',
-     '360', '--workers', '0', '--threads', '1', '--no-tensorboard', '--warmup-epochs', '1', '--out-dir', f'{tmp}/cls'],
+     '360', '--workers', '0', '--threads', '1', '--no-tensorboard', '--warmup-epochs', '0', '--out-dir', f'{tmp}/cls'],
     ['validate', '--checkpoint', f'{tmp}/cls/last.pth', '--workers', '0'],
     ['train-lm', *lm, '--out-dir', f'{tmp}/lm'],
     ['train-lm', *lm, '--no-progress', '--out-dir', f'{tmp}/lm-quiet'],
@@ -59,9 +59,9 @@ def test_every_command_writes_plain_lines_to_a_pipe(tmp_path):
     for text, folder in ((lm, 'lm'), (quiet, 'lm-quiet')):  # with and without --no-progress
         assert f'4 steps into {tmp_path}/{folder}' in text and 'step 1/4  loss ' in text
         assert 'step 2/4  val loss ' in text and 'final: val loss ' in text
-    assert 'steps (1 epochs) into' in train and 'epoch   1/1  val loss' in train
+    assert 'steps (1 epoch) into' in train and 'epoch   1/1  val loss' in train
     assert 'step 2/2 (epoch 1.00)  loss ' in train
-    assert '1 steps (1 epochs) into' in det and 'step 1/1: bbox_AP' in det
+    assert '1 step (1 epoch) into' in det and 'step 1/1: bbox_AP' in det  # counts in the right number
     assert '2 steps' in seg and 'step 2/2: mIoU' in seg
     assert 'validate test_steps_resnet on digits/val: 360 images' in err
     assert 'eval-det ' in err and 'eval-seg ' in err

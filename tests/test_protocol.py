@@ -143,8 +143,8 @@ def test_protocol_report_lists_deviations(tmp_path):
     assert d['family'] == 'primary' and r['points'][0]['diffs']['steps_train']['family'] == 'secondary'
     assert d['n'] == 1 and 'power' not in d  # one pair: no spread, no power
     devs = r['deviations']
-    assert any('seed(s) [101] not finished' in x for x in devs)
-    assert any('trained at commit(s)' in x and 'bbbbbbbbbbbb' in x for x in devs)
+    assert any('seeds [101] not finished' in x for x in devs)
+    assert any('trained at commits' in x and 'bbbbbbbbbbbb' in x for x in devs)
     report = open(os.path.join(comp.out, 'report.md')).read()
     assert f'**Pre-registered** at commit {commit[:12]} (2026-12-06)' in report
     assert '**Deviations from the protocol:** 2 deviations' in report

@@ -18,7 +18,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RECIPE = os.path.join(REPO, 'configs', 'cls', 'digits_cpu.yaml')
 LOCK = os.path.join(REPO, 'stepsnet', 'utils', 'lock.py')
 FAST = ['--epochs', '1', '--batch-size', '32', '--max-train-batches', '1', '--eval-batch-size', '360', '--workers',
-        '0', '--threads', '1', '--no-tensorboard', '--no-progress', '--warmup-epochs', '1']
+        '0', '--threads', '1', '--no-tensorboard', '--no-progress', '--warmup-epochs', '0']
 # a second process that holds a folder's lock until its stdin closes (the lock module alone: no torch to import)
 HOLD = '''import importlib.util, sys
 spec = importlib.util.spec_from_file_location('lock', sys.argv[2])
@@ -84,7 +84,7 @@ def test_bad_recipe_values_and_misspelt_keys_and_flags_are_one_line(tmp_path, ca
         assert not out.exists()
     with pytest.raises(SystemExit) as e:
         train(out, '--out-dirr', str(out))
-    assert e.value.code == 2 and "unrecognized argument --out-dirr (did you mean '--out-dir'" in capsys.readouterr().err
+    assert e.value.code == 2 and 'unrecognized argument --out-dirr; did you mean --out-dir?' in capsys.readouterr().err
     assert not out.exists()
 
 
@@ -140,7 +140,8 @@ def test_an_error_in_a_loader_worker_is_its_own_first_line(tmp_path, capsys):
     out = tmp_path / 'run'
     rc = cli_main(['train', '--model', 'test_steps_resnet', '--dataset', 'imagefolder', '--data-dir', root,
                    '--img-size', '32', '--epochs', '1', '--batch-size', '9', '--workers', '1', '--no-progress',
-                   '--no-tensorboard', '--threads', '1', '--out-dir', str(out), '--mixup', '0', '--cutmix', '0'])
+                   '--no-tensorboard', '--threads', '1', '--out-dir', str(out), '--mixup', '0', '--cutmix', '0',
+                   '--warmup-epochs', '0'])
     assert rc == 2
     line = one_line_error(capsys, 'stepsnet train: error: cannot decode image file ', 'dog/1.png')
     assert 'DataLoader worker' not in line and 'File "' not in line and len(line) < 400
@@ -153,7 +154,7 @@ def test_honest_messages_finished_resume_missing_and_a_damaged_last_checkpoint(t
     capsys.readouterr()
     before = snapshot(out)
     assert train(out, '--resume') == 0
-    assert f'{out}: the run is finished (1 of 1 steps); nothing to do' in capsys.readouterr().out
+    assert f'{out}: the run is finished (1 of 1 step); nothing to do' in capsys.readouterr().out
     assert snapshot(out) == before  # config.json, log.csv, results.json: not rewritten
 
     missing = tmp_path / 'missing'

@@ -58,7 +58,8 @@ def test_train_seg_command_and_bad_labels(ade, tmp_path, capsys):
     assert 'expected 0 (unlabelled) to 2' in capsys.readouterr().err
     args[args.index('--num-classes') + 1] = '4'
     assert main(args + ['--test-scale', 'none']) == 0
-    assert 'upernet test_steps_vit: 1 iterations' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert 'upernet test_steps_vit: 4 classes' in printed and '; 1 step (1 epoch) into' in printed
 
 
 def test_paper_recipes_load():

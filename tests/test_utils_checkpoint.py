@@ -40,3 +40,42 @@ def test_foreign_and_truncated_checkpoints(tmp_path):
     (tmp_path / 'b.pt').write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match='cannot read checkpoint'):
         load_checkpoint(tmp_path / 'b.pt', kind='other')
+
+
+def test_a_folder_that_cannot_be_written_is_named_not_the_temporary_file(tmp_path, monkeypatch):
+    import errno
+    import tempfile
+
+    from stepsnet.utils.checkpoint import StorageError
+
+    def read_only(*args, dir=None, **kwargs):
+        raise PermissionError(errno.EACCES, 'Permission denied', os.path.join(dir, '.a.csv.x1y2.tmp'))
+    monkeypatch.setattr(tempfile, 'mkstemp', read_only)
+    target = tmp_path / 'out' / 'a.csv'
+    with pytest.raises(StorageError) as e:
+        atomic_write_text(target, 'x\n')
+    assert str(e.value) == f"cannot write '{target}': the folder '{tmp_path / 'out'}' is not writable (no permission " \
+                           "to write there)"
+    assert '.tmp' not in str(e.value)
+
+
+class Foreign:
+    """A class of another program's checkpoint: the safe loader does not unpickle it."""
+
+
+def test_a_file_the_safe_loader_refuses_is_explained_without_torchs_advice(tmp_path):
+    import warnings
+
+    from stepsnet.utils.loading import checkpoint_kind
+    torch.save({'format': 'test', 'w': Foreign()}, tmp_path / 'obj.pt')
+    torch.save({'format': 'test', 'w': torch.ones(2)}, tmp_path / 'p4.pt', pickle_protocol=4)
+    for name in ('obj.pt', 'p4.pt'):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            for read in (lambda p: load_checkpoint(p, kind='test'), checkpoint_kind):
+                with pytest.raises(CheckpointError) as e:
+                    read(tmp_path / name)
+                text = str(e.value)
+                assert 'stepsnet reads tensors, containers and numbers only' in text, text
+                assert 'weights_only' not in text and '\x1b' not in text and '\n' not in text
+        assert not [w for w in caught if 'pickle protocol' in str(w.message)]

@@ -29,6 +29,7 @@ versions and the ratios.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import ctypes
 import gc
@@ -51,6 +52,8 @@ from stepsnet.models.factory import create_classifier, create_lm
 from stepsnet.steps import Steps, set_step_checkpointing
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.figures import pyplot, save_figure
+from stepsnet.utils.logging import interactive
+from stepsnet.utils.names import plural
 
 __all__ = ['MODEL_KINDS', 'parse_pair', 'check_pair', 'benchmark_pair', 'benchmark_pairs', 'format_ratios', 'write_csv',
            'read_csv', 'plot_ratios', 'environment', 'format_profile', 'peak_memory_mb']
@@ -262,6 +265,26 @@ def _libc() -> Optional[Any]:
         return None
 
 
+@contextlib.contextmanager
+def _quiet_profiler():
+    """torch.profiler without Kineto's own log lines on stderr, for the time of the call.
+
+    Kineto (the profiler's library) prints a ``USDT ... profiler_start`` / ``profiler_stop`` pair for every profiled
+    call and, on a CUDA build of torch on a machine without a GPU, ``ERROR ... gpuGetDeviceCount failed``: the
+    benchmark's memory pass profiles every model twice, so a CPU-only run printed about 18 such lines that no one
+    asked for. Kineto reads ``KINETO_LOG_LEVEL`` once, when the first profile starts: above its highest level (5)
+    nothing is printed. A level the user set is kept (they are debugging the profiler).
+    """
+    if 'KINETO_LOG_LEVEL' in os.environ:
+        yield
+        return
+    os.environ['KINETO_LOG_LEVEL'] = '6'
+    try:
+        yield
+    finally:
+        os.environ.pop('KINETO_LOG_LEVEL', None)
+
+
 def _peak_allocated_cpu(step: Callable[[], None]) -> Optional[float]:
     """Peak of the bytes allocated through PyTorch's CPU allocator during ``step``, above the start (MiB).
 
@@ -273,7 +296,7 @@ def _peak_allocated_cpu(step: Callable[[], None]) -> Optional[float]:
     from torch.profiler import ProfilerActivity, profile
     best = 0
     for _ in range(2):
-        with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        with _quiet_profiler(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
             step()
         results = getattr(prof.profiler, 'kineto_results', None)
         if results is None:
@@ -359,10 +382,10 @@ def _op_group(name: str) -> str:
 def _profile(runner: _Runner, iters: int) -> Dict[str, Any]:
     """Self time (ms per iteration) of every operator of ``iters`` iterations of ``runner``."""
     from torch.profiler import ProfilerActivity, profile
-    cuda = runner.device.startswith('cuda')
+    cuda = runner.device.startswith('cuda') and torch.cuda.is_available()
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
     _sync(runner.device)
-    with profile(activities=activities) as prof:
+    with _quiet_profiler(), profile(activities=activities) as prof:
         for _ in range(iters):
             runner.step()
         _sync(runner.device)
@@ -514,7 +537,7 @@ def _measure(
     order = [r for v in variants if v in runners for r in runners[v]]
     speeds: Dict[int, List[float]] = {id(r): [] for r in order}
     desc = f'{mode} {baseline} vs {steps}'
-    for k in tqdm(range(runs), desc=desc, disable=not progress, leave=False):
+    for k in tqdm(range(runs), desc=desc, disable=not interactive(progress), leave=False):
         for r in (order if k % 2 == 0 else order[::-1]):
             speeds[id(r)].append(r.timed(iters, timer))
     profiles = [_profile(r, iters) for r in order] if profile else []
@@ -650,9 +673,8 @@ def benchmark_pairs(
                     if profiles is not None:
                         profiles.extend(profs)
                 if progress:
-                    done = ', '.join(f'{v or _EAGER} ' + (cell[v]['error'] if 'error' in cell[v] else
-                                                          f'{cell[v]["ratio"]:.3f}') for v in variants)
-                    tqdm.write(f'{mode} {pair} batch {bs}: ratio {done} ({time.monotonic() - start:.0f}s)')
+                    tqdm.write(f'{mode} {pair} batch {bs}: {_cell_line(cell, variants)} '
+                               f'({time.monotonic() - start:.0f}s)')
                 for v in variants:
                     res = cell[v]
                     for role, name in (('baseline', baseline), ('steps', steps)):
@@ -683,6 +705,16 @@ def benchmark_pairs(
     return list(rows.values())
 
 
+def _cell_line(cell: Mapping[Any, Mapping[str, Any]], variants: Sequence[Optional[str]]) -> str:
+    """The progress line's words for one cell: ``Steps / baseline 0.812`` (eager only), ``Steps / baseline 0.812
+    eager, 0.934 compiled with inductor``, or what stopped a variant (``out of memory``)."""
+    def value(v):
+        return cell[v]['error'] if 'error' in cell[v] else f'{cell[v]["ratio"]:.3f}'
+    if variants == [None]:
+        return f'Steps / baseline {value(None)}'
+    return 'Steps / baseline ' + ', '.join(f'{value(v)} ' + (f'compiled with {v}' if v else 'eager') for v in variants)
+
+
 def _compile_label(row: Mapping[str, Any]) -> str:
     """``none``, ``inductor`` or ``inductor (blocks)``."""
     comp = row.get('compile') or _EAGER
@@ -700,11 +732,13 @@ def format_ratios(rows: Sequence[Dict[str, Any]]) -> str:
     """A markdown table: per pair, batch size and compilation, throughput of both models, the Steps / baseline
     ratio, the warm-up (compilation) time and the peak memory per mode."""
     modes = [m for m in ('infer', 'train') if any(f'{m}_batch_size' in r for r in rows)]
+    # a column no row has a value for (the memory pass with --no-memory) is left out, not filled with dashes
+    memory = {m: any(r.get(f'{m}_peak_mem_mb') is not None for r in rows) for m in modes}
     head = ['pair', 'batch', 'compile']
     unit = next((_rate(r, m)[1] for r in rows for m in modes if _rate(r, m)[1]), 'img/s')
     for m in modes:
-        head += [f'{m} base ({unit})', f'{m} steps ({unit})', f'{m} ratio', f'{m} warm-up base/steps (s)',
-                 f'{m} mem base/steps (MiB)']
+        head += [f'{m} base ({unit})', f'{m} steps ({unit})', f'{m} ratio', f'{m} warm-up base/steps (s)']
+        head += [f'{m} mem base/steps (MiB)'] if memory[m] else []
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     # a cell is a baseline row and a Steps row with the same pair, batch and compilation; the same cell measured
     # again (e.g. another --checkpoint-steps in a merged file) starts a new group
@@ -723,17 +757,19 @@ def format_ratios(rows: Sequence[Dict[str, Any]]) -> str:
             continue
         b, s = d['baseline'], d['steps']
         ckpt = int(s.get('checkpoint_steps') or 0)
-        cells = [pair + (f', first {ckpt} step(s) checkpointed' if ckpt else ''), str(bs), str(comp)]
+        cells = [pair + (f', first {plural(ckpt, "step")} checkpointed' if ckpt else ''), str(bs), str(comp)]
         for m in modes:
+            width = 5 if memory[m] else 4
             err = s.get(f'{m}_error') or b.get(f'{m}_error')
             if err or f'{m}_batch_size' not in s:
-                cells += [err or '-', '', '', '', '']
+                cells += [err or f'{m} not measured'] + [''] * (width - 1)
                 continue
             mb, ms = b.get(f'{m}_peak_mem_mb'), s.get(f'{m}_peak_mem_mb')
-            mem = '-' if mb is None or ms is None else f'{mb:.0f} / {ms:.0f}'
+            mem = 'not measurable here' if mb is None or ms is None else f'{mb:.0f} / {ms:.0f}'
             wb, ws = b.get(f'{m}_warmup_s'), s.get(f'{m}_warmup_s')
-            warm = '-' if wb is None or ws is None else f'{wb:.1f} / {ws:.1f}'
-            cells += [f'{_rate(b, m)[0]:.2f}', f'{_rate(s, m)[0]:.2f}', f'{s[f"{m}_ratio"]:.3f}', warm, mem]
+            warm = 'not recorded' if wb is None or ws is None else f'{wb:.1f} / {ws:.1f}'
+            cells += [f'{_rate(b, m)[0]:.2f}', f'{_rate(s, m)[0]:.2f}', f'{s[f"{m}_ratio"]:.3f}', warm]
+            cells += [mem] if memory[m] else []
         lines.append('| ' + ' | '.join(cells) + ' |')
     if rows:
         r0 = rows[0]
@@ -743,7 +779,8 @@ def format_ratios(rows: Sequence[Dict[str, Any]]) -> str:
         lines.append('')
         lines.append(', '.join([f'{r0["device"]} ({r0["device_name"]})', str(r0['dtype']), str(r0['memory_format'])]
                                + extra + [
-            f'warm-up {r0["warmup"]}', f'median of {r0["runs"]} alternating runs x {r0["iters"]} iterations',
+            f'warm-up {r0["warmup"]}', f'median of {plural(r0["runs"], "alternating run")} x '
+            f'{plural(r0["iters"], "iteration")}',
             f'{r0.get("clock", "wall")} clock; torch {r0["torch"]}', f'timm {r0["timm"]}',
             f'stepsnet {r0["stepsnet"]}']))
     return '\n'.join(lines) + '\n'

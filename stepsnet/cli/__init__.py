@@ -25,6 +25,7 @@ command line to the task's own command (:mod:`stepsnet.cli.dispatch`).
 """
 import argparse
 import importlib
+import os
 import shlex
 import sys
 from typing import List, Optional, Tuple
@@ -56,8 +57,9 @@ USER_ERRORS = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryErro
 def build_parser(command: Optional[str] = None) -> argparse.ArgumentParser:
     """The ``stepsnet`` parser; the config flags of ``command`` (e.g. ``'train-lm'``) are added, those of the other
     training commands only when one of them is run (they import its task)."""
-    from stepsnet.cli.common import complete_config_flags
-    parser = argparse.ArgumentParser(
+    from stepsnet.cli.common import Parser, complete_config_flags
+    # every subparser is made by ``add_subparsers`` with the class of its parent: one-line usage errors everywhere
+    parser = Parser(
         prog='stepsnet',
         description='Step by Step Network (arXiv:2511.14329): models, training, evaluation and analyses.',
         epilog='Exit codes: 0 done, 1 internal error, 2 user error, 3 training stopped on a non-finite loss, '
@@ -96,8 +98,32 @@ def _one_line(e: BaseException) -> str:
     return ' '.join(text.split())
 
 
+def shadowing_package() -> Optional[str]:
+    """Where ``import stepsnet`` found a package other than the one this command runs from, or None.
+
+    A folder named ``stepsnet`` in the current directory (a clone's root, which holds no ``__init__.py``) or earlier on
+    ``sys.path`` is what ``import stepsnet`` finds first: Python makes it a namespace package, and this command still
+    runs because an editable install's finder supplies ``stepsnet.cli`` and the other modules by their full names.
+    Code that relies on the package itself (``stepsnet.__version__``, the timm registration on ``import stepsnet``)
+    then fails in ways that do not name the cause. With a regular (not editable) install, ``python -m stepsnet`` in
+    that folder stops before any code of ours runs (``No module named stepsnet.__main__``), so this cannot say so.
+    """
+    package = sys.modules.get('stepsnet')
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    found = getattr(package, '__file__', None)
+    if package is None or (found and os.path.dirname(os.path.abspath(found)) == here):
+        return None
+    return found or next(iter(getattr(package, '__path__', None) or []), '(unknown)')
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    shadow = shadowing_package()
+    if shadow is not None:
+        print(f'stepsnet: warning: `import stepsnet` finds {shadow}, not the stepsnet this command runs from '
+              f'({os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}): a folder named stepsnet in the '
+              'current directory or on PYTHONPATH shadows it; run from another folder or rename that one',
+              file=sys.stderr)
     debug = '--debug' in argv[:max(_command(argv)[0], 0)]
     try:
         return _main(argv)
@@ -117,9 +143,8 @@ def _main(argv: List[str]) -> int:
     sub = _subcommands(parser)
     at, word = _command(argv)
     if word is not None and word not in sub.choices:
-        parser.print_usage(sys.stderr)
-        print(f'stepsnet: error: unknown command {word!r} (`stepsnet --help` lists them)'
-              f'{did_you_mean(word, sub.choices)}', file=sys.stderr)
+        print(f'stepsnet: error: unknown command {word!r}{did_you_mean(word, sub.choices, n=1)} (`stepsnet --help` '
+              'lists the commands)', file=sys.stderr)
         return EXIT_USER_ERROR
     parse = argv
     if word is not None:

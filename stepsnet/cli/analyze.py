@@ -14,9 +14,10 @@ import os
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from stepsnet.cli import compare as compare_cli
-from stepsnet.cli.common import ParseKwargs, positive_int
+from stepsnet.cli.common import ParseKwargs, integer, non_negative_int, positive_int
 from stepsnet.cli.compare import add_depth_flags, add_run_flags
-from stepsnet.utils.names import PAIRINGS
+from stepsnet.utils.machine import cap_workers
+from stepsnet.utils.names import PAIRINGS, plural
 
 DATASET_HELP = 'digits (embedded), imagefolder, cifar10, cifar100, or random (noise; shortcut only)'
 
@@ -98,7 +99,7 @@ def run_shortcut(args: argparse.Namespace) -> int:
     csv_path = os.path.join(args.out_dir, f'{args.name}.csv')
     png_path = os.path.join(args.out_dir, f'{args.name}.png')
     shortcut.write_profiles_csv(profiles, csv_path)
-    title = args.title or f'shortcut ratio on {args.dataset} ({args.batch_size} images, {args.reduction} std)'
+    title = args.title or f'shortcut ratio on {args.dataset} ({plural(args.batch_size, "image")}, {args.reduction} std)'
     shortcut.plot_profiles(profiles, png_path, title)
     print(shortcut.summary_table(profiles), end='')
     print(f'wrote {csv_path}\nwrote {png_path}')
@@ -135,13 +136,14 @@ def _models_and_loader(args: argparse.Namespace):
         models, dcfg = [net], data_config(load_config(model=args.model, dataset=args.dataset, img_size=size))
     if args.img_size:
         dcfg['input_size'] = (3, args.img_size, args.img_size)
-    return models, ablation.eval_loader(dcfg, args.dataset, args.data_dir, args.split, args.batch_size, args.workers)
+    return models, ablation.eval_loader(dcfg, args.dataset, args.data_dir, args.split, args.batch_size,
+                                        cap_workers(args.workers)[0])
 
 
 def _report_ablation(args: argparse.Namespace, tables: list, how: str, table: str, differences) -> int:
     """Print an ablation's table over the models (and, for several, the paired differences) and write its CSV."""
     from stepsnet.analysis import ablation
-    print(f'{len(tables)} model(s); {how}mean ± std over models', flush=True)
+    print(f'{plural(len(tables), "model")}; {how}mean ± std over models', flush=True)
     print(table, end='')
     if len(tables) > 1:
         print('\n' + ablation.format_differences(differences(tables)), end='')
@@ -202,10 +204,11 @@ def _add_eval_args(p: argparse.ArgumentParser) -> None:
     p.add_argument('--split', default='val')
     p.add_argument('--img-size', type=positive_int, help='input size (default: the checkpoint\'s)')
     p.add_argument('--batch-size', type=positive_int, default=128)
-    p.add_argument('--workers', type=int, default=0)
+    p.add_argument('--workers', type=non_negative_int, default=0,
+                   help='data-loader workers (default 0; at most this machine\'s cores)')
     p.add_argument('--device', default='cpu')
     p.add_argument('--trunk', help='Steps module path (default: the one with the most blocks)')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=integer, default=0)
     p.add_argument('--csv', help='write every model\'s rows to this CSV')
     p.add_argument('--paper', action=argparse.BooleanOptionalAction, default=False,
                    help='print the paper\'s numbers under the table')
@@ -241,7 +244,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument('--trunk', help='trunk module path (default: the Steps module or the longest block sequence)')
     s.add_argument('--reduction', default='token', choices=('token', 'global'),
                    help='token: std over channels per position (what a pre-norm sees); global: over all elements')
-    s.add_argument('--seed', type=int, default=0, help='seed of the weights at init and of the image subset')
+    s.add_argument('--seed', type=integer, default=0, help='seed of the weights at init and of the image subset')
     s.add_argument('--out-dir', default='runs/analyze')
     s.add_argument('--name', default='shortcut_ratio', help='file name stem of the CSV and PNG')
     s.add_argument('--title')
@@ -253,7 +256,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         description='Top-1 and loss with the first n (slow path) or last n (fast path) channels of the Steps '
                     'trunk\'s input zeroed, without retraining; mean ± std over the checkpoints given.')
     _add_eval_args(m)
-    m.add_argument('--sizes', type=int, nargs='+', help='channel counts n (default: k * width / 12, k = 0..5)')
+    m.add_argument('--sizes', type=non_negative_int, nargs='+',
+                   help='channel counts n (default: k * width / 12, k = 0..5)')
     m.set_defaults(func=run_mask)
 
     d = asub.add_parser(
@@ -278,7 +282,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument('--device', default='cpu')
     b.add_argument('--batch-sizes', type=positive_int, nargs=2, default=[32, 64], metavar=('SMALL', 'LARGE'))
     b.add_argument('--throughput-batch', type=positive_int, default=32)
-    b.add_argument('--warmup', type=int, default=1)
+    b.add_argument('--warmup', type=non_negative_int, default=1, help='untimed forwards per model (default 1)')
     b.add_argument('--runs', type=positive_int, default=3)
     b.add_argument('--threads', type=positive_int, help='torch threads (default: torch\'s)')
     b.add_argument('--clock', choices=('wall', 'process'), default='wall',

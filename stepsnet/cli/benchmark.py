@@ -3,7 +3,7 @@ import argparse
 import sys
 import time
 
-from stepsnet.cli.common import ParseKwargs, positive_int
+from stepsnet.cli.common import ParseKwargs, non_negative_int, positive_float, positive_int
 
 
 def run_benchmark(args: argparse.Namespace) -> int:
@@ -23,6 +23,12 @@ def run_benchmark(args: argparse.Namespace) -> int:
         raise ValueError('--img-size is for image models; the context length of task lm is --seq-len')
     if args.task == 'cls' and args.seq_len is not None:
         raise ValueError('--seq-len is for task lm; image models take --img-size')
+    if args.compile == 'off':
+        given = [f for f, v in (('--compile-backend', args.compile_backend), ('--compile-scope', args.compile_scope))
+                 if v is not None]
+        if given:
+            raise ValueError(f'{", ".join(given)} applies to --compile only: it says how the compiled models are '
+                             'built; add --compile (or --compile both)')
     pairs = [parse_pair(p) for p in args.pair]
     kwargs = args.model_kwargs or {}
     if not args.any_pair:
@@ -34,7 +40,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         # name inductor's generated kernels in the profile (set before anything compiles)
         import torch._inductor.config as inductor_config
         inductor_config.cpp.enable_kernel_profile = True
-    backend = args.compile_backend
+    backend = args.compile_backend or 'inductor'
     variants = {'off': [None], 'on': [backend], 'both': [None, backend]}[args.compile]
     size = args.seq_len if args.task == 'lm' else (args.img_size or 224)
     deadline = time.monotonic() + args.time_budget if args.time_budget else None
@@ -48,7 +54,7 @@ def run_benchmark(args: argparse.Namespace) -> int:
         dtype=args.dtype, channels_last=args.channels_last, warmup=args.warmup, runs=args.runs,
         iters=args.iters, num_classes=args.num_classes, memory=args.memory, progress=args.progress,
         clock=args.clock, task=args.task, model_kwargs=kwargs, compile=variants,
-        checkpoint_steps=args.checkpoint_steps, compile_scope=args.compile_scope, deadline=deadline,
+        checkpoint_steps=args.checkpoint_steps, compile_scope=args.compile_scope or 'model', deadline=deadline,
         profiles=profiles, on_rows=write)
     sys.stdout.write(format_ratios(rows))
     if args.csv:  # written by on_rows after every pair, the last one included
@@ -91,17 +97,17 @@ def register(sub: argparse._SubParsersAction) -> None:
     b.add_argument('--compile', nargs='?', choices=('off', 'on', 'both'), const='on', default='off',
                    help='torch.compile both models (--compile or --compile on), or measure eager and compiled '
                         'in the same alternating rounds (--compile both); default off')
-    b.add_argument('--compile-backend', default='inductor',
+    b.add_argument('--compile-backend',
                    help='torch.compile backend (default inductor; aot_eager compiles fast, for checks)')
-    b.add_argument('--compile-scope', choices=('model', 'blocks'), default='model',
+    b.add_argument('--compile-scope', choices=('model', 'blocks'),
                    help='model: compile the whole model, as training with compile does (default); blocks: compile '
                         'each residual block (regional compilation: blocks of one class and width share a graph, '
                         'much faster to compile, no fusion across blocks)')
-    b.add_argument('--checkpoint-steps', type=int, default=0, metavar='K',
+    b.add_argument('--checkpoint-steps', type=non_negative_int, default=0, metavar='K',
                    help='activation checkpointing of the first K steps of every Steps trunk of the Steps model '
                         '(training memory); default 0')
     b.add_argument('--threads', type=positive_int, help='torch CPU threads (default: torch\'s choice, one per core)')
-    b.add_argument('--warmup', type=int, default=2,
+    b.add_argument('--warmup', type=non_negative_int, default=2,
                    help='untimed iterations per model before the timed runs (a compiled model compiles in the first)')
     b.add_argument('--runs', type=positive_int, default=5,
                    help='timed runs per model (alternating); the median is kept')
@@ -110,7 +116,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help='wall clock (default), or CPU time of this process (CPU only; with --threads 1 it ignores '
                         'time taken by other jobs on a shared machine)')
     b.add_argument('--memory', action=argparse.BooleanOptionalAction, default=True, help='the peak-memory pass')
-    b.add_argument('--time-budget', type=float, metavar='SECONDS',
+    b.add_argument('--time-budget', type=positive_float, metavar='SECONDS',
                    help='skip (and record as skipped) cells that would start after this many seconds')
     b.add_argument('--profile', metavar='PATH',
                    help='also profile one timed run of every model (torch.profiler) and write per-operator tables '

@@ -11,7 +11,9 @@ import argparse
 import json
 import os
 
-from stepsnet.cli.common import add_config_flags, config_from_flags, positive_int
+from stepsnet.cli.common import add_config_flags, config_from_flags, fraction, non_negative_int, positive_int
+from stepsnet.utils.machine import cap_workers
+from stepsnet.utils.names import plural
 
 CONFIG = 'stepsnet.config.classification:ClassificationConfig'
 
@@ -34,8 +36,8 @@ def run_train(args: argparse.Namespace) -> int:
     summary = train_classification(cfg)
     if os.environ.get('RANK', '0') != '0' or cfg.dry_run:  # only rank 0 reports; a dry run has printed its report
         return 0
-    print(f'{summary["model"]}: {summary["epochs"]} epochs; validation top-1 {summary["final_top1"]:.2f} (best '
-          f'{summary["best_top1"]:.2f}); run folder {summary["out_dir"]}')
+    print(f'{summary["model"]}: {plural(summary["epochs"], "epoch")}; validation top-1 {summary["final_top1"]:.2f} '
+          f'(best {summary["best_top1"]:.2f}); run folder {summary["out_dir"]}')
     return 0
 
 
@@ -43,14 +45,14 @@ def run_validate(args: argparse.Namespace) -> int:
     from stepsnet.tasks.classification import validate_classification
     r = validate_classification(
         checkpoint=args.checkpoint, model=args.model, dataset=args.dataset, data_dir=args.data_dir,
-        split=args.split, batch_size=args.batch_size, workers=args.workers, img_size=args.img_size,
+        split=args.split, batch_size=args.batch_size, workers=cap_workers(args.workers)[0], img_size=args.img_size,
         crop_pct=args.crop_pct, device=args.device, amp=args.amp, channels_last=args.channels_last,
         skip_corrupt=args.skip_corrupt, use_ema=args.ema, progress=args.progress)
     if args.json:
         print(json.dumps(r, indent=2))
     else:
         print(f'{r["model"]} on {r["dataset"]}/{r["split"]}: top-1 {r["top1"]:.2f}  top-5 {r["top5"]:.2f}  '
-              f'loss {r["loss"]:.4f}  ({r["images"]} images, {r["skipped"]} skipped, {r["img_size"]}px, '
+              f'loss {r["loss"]:.4f}  ({plural(r["images"], "image")}, {r["skipped"]} skipped, {r["img_size"]}px, '
               f'{r["seconds"]:.1f}s)')
     return 0
 
@@ -75,9 +77,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument('--data-dir', help='dataset root (ImageFolder: holds <split>/<class>/<image>)')
     v.add_argument('--split', default='val')
     v.add_argument('--batch-size', type=positive_int, default=128)
-    v.add_argument('--workers', type=int, default=2)
+    v.add_argument('--workers', type=non_negative_int, default=2,
+                   help='data-loader workers (default 2; at most this machine\'s cores)')
     v.add_argument('--img-size', type=positive_int, help='input size (default: the model\'s)')
-    v.add_argument('--crop-pct', type=float, help='center-crop fraction (default: the model\'s)')
+    v.add_argument('--crop-pct', type=fraction, help='center-crop fraction (default: the model\'s)')
     v.add_argument('--device', default='auto')
     v.add_argument('--amp', action=argparse.BooleanOptionalAction, default=False, help='bfloat16 autocast')
     v.add_argument('--channels-last', action=argparse.BooleanOptionalAction, default=False)

@@ -13,15 +13,141 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import difflib
 import importlib
 import os
 import re
+import sys
 import typing
 from typing import Any, Dict, Iterable, Optional, Sequence, Type, Union
 
-from stepsnet.utils.config import CLEAR, close_matches
+from stepsnet.utils.config import CLEAR
 
-__all__ = ['add_config_flags', 'config_from_flags', 'config_overrides', 'ParseKwargs', 'positive_int', 'int_list']
+__all__ = ['Parser', 'add_config_flags', 'config_from_flags', 'config_overrides', 'ParseKwargs', 'positive_int',
+           'positive_float', 'non_negative_int', 'non_negative_float', 'integer', 'probability', 'fraction',
+           'int_list', 'closest_flag']
+
+# Flags of other tools (timm, Hugging Face, PyTorch examples) -> ours, tried in order: a misspelt flag is answered
+# with the first of ours that the command has (``--learning-rate`` -> ``--lr``), before any look-alike by spelling
+# (which would offer ``--drop-rate``). Keys are written with dashes; ``--learning_rate`` is looked up as
+# ``--learning-rate``.
+FLAG_SYNONYMS: Dict[str, Sequence[str]] = {
+    '--learning-rate': ('--lr',),
+    '--lr-rate': ('--lr',),
+    '--bs': ('--batch-size',),
+    '--batch': ('--batch-size',),
+    '--batchsize': ('--batch-size',),
+    '--train-batch-size': ('--batch-size',),
+    '--per-device-train-batch-size': ('--batch-size',),
+    '--output': ('--out-dir', '--out'),
+    '--output-dir': ('--out-dir', '--out'),
+    '--outdir': ('--out-dir', '--out'),
+    '--save-dir': ('--out-dir', '--out'),
+    '--out-dir': ('--out',),
+    '--num-epochs': ('--epochs',),
+    '--n-epochs': ('--epochs',),
+    '--num-train-epochs': ('--epochs',),
+    '--num-workers': ('--workers',),
+    '--nworkers': ('--workers',),
+    '--dataloader-num-workers': ('--workers',),
+    '--wd': ('--weight-decay',),
+    '--weightdecay': ('--weight-decay',),
+    '--optimizer': ('--opt',),
+    '--optim': ('--opt',),
+    '--grad-clip': ('--clip-grad',),
+    '--max-grad-norm': ('--clip-grad',),
+    '--clip-grad-norm': ('--clip-grad',),
+    '--label-smoothing': ('--smoothing',),
+    '--max-steps': ('--max-iters',),
+    '--num-steps': ('--max-iters',),
+    '--total-steps': ('--max-iters',),
+    '--max-iter': ('--max-iters',),
+    '--warmup-steps': ('--warmup-iters', '--warmup-epochs'),
+    '--gradient-accumulation-steps': ('--grad-accum',),
+    '--accum-steps': ('--grad-accum',),
+    '--accumulation-steps': ('--grad-accum',),
+    '--image-size': ('--img-size',),
+    '--input-size': ('--img-size',),
+    '--context-length': ('--block-size', '--seq-len'),
+    '--seq-length': ('--block-size', '--seq-len'),
+    '--random-seed': ('--seed',),
+    '--model-name': ('--model',),
+    '--cfg': ('--config',),
+    '--config-file': ('--config',),
+    '--resume-from': ('--resume',),
+    '--resume-from-checkpoint': ('--resume',),
+    '--ckpt': ('--checkpoint',),
+}
+_FLAG = re.compile(r'--?[A-Za-z]')
+
+
+def closest_flag(word: str, options: Iterable[str]) -> Optional[str]:
+    """The one real flag of ``options`` that the unknown ``word`` most likely meant, or None.
+
+    Tried in order: the same flag written with dashes (``--batch_size``), a flag of another tool
+    (:data:`FLAG_SYNONYMS`), then the closest spelling (difflib's ratio, at least 0.7: a looser match offers
+    flags that only share dashes and a few letters).
+    """
+    options = list(options)
+    flag = word.split('=', 1)[0]
+    dashed = '--' + flag.lstrip('-').replace('_', '-').lower()
+    if dashed != flag and dashed in options:
+        return dashed
+    found = next((o for o in FLAG_SYNONYMS.get(dashed, ()) if o in options), None)
+    if found is not None:
+        return found
+    close = difflib.get_close_matches(flag, [o for o in options if o.startswith('--')], n=1, cutoff=0.7)
+    return close[0] if close else None
+
+
+class Parser(argparse.ArgumentParser):
+    """The ``stepsnet`` parser (and, through ``add_subparsers``, every subcommand's): a usage error is one line.
+
+    argparse prints the whole usage (11 to 50 lines for a training command) before the one line that says what is
+    wrong; here the error is that line, with where to find the flags. A flag the command does not have is answered
+    with the closest real one (:func:`closest_flag`), and a flag of an earlier release whose meaning changed
+    (``refused``: flag -> what replaced it) with its new name.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.refused: Dict[str, str] = {}
+        self._words: Sequence[str] = ()
+
+    def error(self, message: str):
+        if message.startswith('the following arguments are required'):
+            # ``export-weights X --output Y``: the misspelt flag is the mistake, not the flag it left out
+            unknown = self._unknown_flags(self._words)
+            message = self._unknown_message(unknown[0]) if unknown else message
+        has_commands = any(isinstance(a, argparse._SubParsersAction) for a in self._actions)
+        what = 'commands' if self.prog == 'stepsnet' else 'subcommands' if has_commands else 'flags'
+        self.exit(2, f'{self.prog}: error: {message} (`{self.prog} --help` lists the {what})\n')
+
+    def _options(self):
+        return [o for a in self._actions for o in a.option_strings]
+
+    def _unknown_flags(self, words: Sequence[str]):
+        """The words of ``words`` that look like flags and are none of this parser's (nor an abbreviation of one)."""
+        options = self._options()
+        words = list(words)
+        words = words[:words.index('--')] if '--' in words else words
+        flags = [w.split('=', 1)[0] for w in words if _FLAG.match(w)]
+        return [f for f in flags if not any(o.startswith(f) for o in options)]
+
+    def _unknown_message(self, flag: str) -> str:
+        if flag in self.refused:
+            new, _, why = self.refused[flag].partition(' ')
+            return f'argument {flag} was renamed: it is now --{new.replace("_", "-")} {why}'.rstrip()
+        found = closest_flag(flag, self._options())
+        return f'unrecognized argument {flag}' + (f'; did you mean {found}?' if found else '')
+
+    def parse_known_args(self, args=None, namespace=None):
+        self._words = list(sys.argv[1:] if args is None else args)
+        namespace, extras = super().parse_known_args(args, namespace)
+        flags = [a.split('=', 1)[0] for a in extras if _FLAG.match(a)]
+        if flags:
+            self.error(self._unknown_message(flags[0]))
+        return namespace, extras
 
 
 class ParseKwargs(argparse.Action):
@@ -60,14 +186,21 @@ def _element(tp: Any, optional: bool = False):
     return convert
 
 
-def _optional(tp: Any):
+_KIND = {int: 'a whole number', float: 'a number'}
+
+
+def _scalar(tp: Any, optional: bool = False):
+    """The converter of a config field's flag: ``tp(text)`` with an error naming what was expected (``none`` clears
+    an optional field). Ranges are the config's to check (its ``__post_init__``), once for flags and recipes."""
     def convert(text: str):
-        if text.strip().lower() in ('none', 'null'):
+        if optional and text.strip().lower() in ('none', 'null'):
             return CLEAR
         try:
             return tp(text)
         except ValueError as e:
-            raise argparse.ArgumentTypeError(f'expected a {tp.__name__} (or none), got {text!r}') from e
+            kind = _KIND.get(tp, f'a {tp.__name__}')
+            raise argparse.ArgumentTypeError(f'expected {kind}{" (or none)" if optional else ""}, got {text!r}') \
+                from e
     convert.__name__ = tp.__name__
     return convert
 
@@ -93,10 +226,30 @@ def positive_float(text: str) -> float:
     return _number(text, float, lambda v: 0 < v < float('inf'), 'a number', 'a finite number > 0')
 
 
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (counts where 0 means none: loader workers, warm-up iterations)."""
+    return _number(text, int, lambda v: v >= 0, 'a whole number', 'a whole number >= 0')
+
+
+def non_negative_float(text: str) -> float:
+    """A finite number >= 0 (e.g. a sampling temperature, where 0 means greedy)."""
+    return _number(text, float, lambda v: 0 <= v < float('inf'), 'a number', 'a finite number >= 0')
+
+
+def integer(text: str) -> int:
+    """Any integer (seeds: negative seeds are seeds too)."""
+    return _number(text, int, lambda v: True, 'a whole number', 'a whole number')
+
+
 def probability(text: str) -> float:
     """A number strictly between 0 and 1."""
     return _number(text, float, lambda v: 0 < v < 1, 'a number between 0 and 1',
                    'a number strictly between 0 and 1')
+
+
+def fraction(text: str) -> float:
+    """A number in (0, 1]: a share of something that may be all of it (a center crop)."""
+    return _number(text, float, lambda v: 0 < v <= 1, 'a number', 'a number > 0 and <= 1')
 
 
 def int_list(text: str) -> list:
@@ -105,25 +258,6 @@ def int_list(text: str) -> list:
     if any(v < 1 for v in values):
         raise argparse.ArgumentTypeError(f'expected whole numbers >= 1, got {text!r}')
     return values
-
-
-def _suggest_flags(parser: argparse.ArgumentParser, refused: Optional[Dict[str, str]] = None) -> None:
-    """A misspelt flag is a usage error naming the closest flags (argparse only lists what it did not know); a flag
-    of ``refused`` (an earlier name whose meaning changed -> what to use now) says what replaced it."""
-    parse_known = parser.parse_known_args
-    refused = refused or {}
-
-    def parse_known_args(args=None, namespace=None):
-        namespace, extras = parse_known(args, namespace)
-        flags = [a.split('=', 1)[0] for a in extras if a.startswith('--')]
-        if flags and flags[0] in refused:
-            new, _, why = refused[flags[0]].partition(' ')
-            parser.error(f'argument {flags[0]} was renamed: it is now --{new.replace("_", "-")} {why}'.rstrip())
-        if flags:
-            options = [o for action in parser._actions for o in action.option_strings if o.startswith('--')]
-            parser.error(f'unrecognized argument {flags[0]}{close_matches(flags[0], options)}')
-        return namespace, extras
-    parser.parse_known_args = parse_known_args
 
 
 def add_config_flags(
@@ -160,7 +294,8 @@ def add_config_flags(
             refused['--' + old.replace('_', '-')] = f'{item.group(1)} (its value {int(item.group(2)) + 1})'
         else:
             refused['--' + old.replace('_', '-')] = new
-    _suggest_flags(parser, refused)
+    if isinstance(parser, Parser):  # a flag of ``refused`` says what replaced it
+        parser.refused.update(refused)
     for f in dataclasses.fields(cls):
         if f.name in skip:
             continue
@@ -193,7 +328,7 @@ def add_config_flags(
         elif origin in (dict, typing.Dict):
             group.add_argument(*names, nargs='*', action=ParseKwargs, default=None, metavar='KEY=VALUE', help=text)
         else:
-            conv = _optional(tp) if optional else tp
+            conv = _scalar(tp, optional) if tp in (int, float) or optional else tp
             group.add_argument(*names, type=conv, default=None, metavar=f.name.upper(), help=text)
 
 
@@ -233,13 +368,17 @@ def config_from_flags(args: argparse.Namespace, spec: str) -> Any:
 
 def load_with_flags(load_config, path: Optional[str], args: argparse.Namespace, cls: Type[Any],
                     mappings: Sequence[str] = ('model_kwargs', 'detector_kwargs')):
-    """``load_config(path, **flags)``, where mapping flags add to the recipe's mapping instead of replacing it."""
+    """``load_config(path, **flags)``, where mapping flags add to the recipe's mapping instead of replacing it; the
+    config's ``check_schedule`` (a warm-up as long as the run) runs on the result."""
     overrides = config_overrides(args, cls)
     names = [m for m in mappings if m in overrides]
     base = load_config(path) if path and (names or overrides.get('dry_run')) else None
     for m in names:
         overrides[m] = merge_mapping(getattr(base, m, None), overrides[m])
     cfg = load_config(path, **overrides)
+    if hasattr(cfg, 'check_schedule') and os.environ.get('RANK', '0') == '0':
+        for warning in cfg.check_schedule():  # the run asked for: said before anything loads
+            print(f'warning: {warning}', file=sys.stderr, flush=True)
     if base is not None and cfg.dry_run and os.environ.get('RANK', '0') == '0':
         print(f'dry run of {path}: {recipe_changes(base, cfg)}', flush=True)
     return cfg

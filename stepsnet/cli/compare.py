@@ -11,8 +11,9 @@ Seeds are a count: ``--seeds 3`` trains seeds 0, 1 and 2; ``--first-seed 5 --see
 """
 import argparse
 import inspect
+import sys
 
-from stepsnet.cli.common import ParseKwargs, positive_float, positive_int, probability
+from stepsnet.cli.common import ParseKwargs, integer, positive_float, positive_int, probability
 from stepsnet.utils.names import PAIRINGS
 
 
@@ -48,7 +49,7 @@ def add_run_flags(p: argparse.ArgumentParser, out_help: str, seeds_default: str,
     p.add_argument('--out', help=f'output folder (default {out_help})')
     p.add_argument('--seeds', nargs='+', action=_SeedCount, metavar='N',
                    help=f'how many seeds: N trains seeds 0 .. N-1 (default {seeds_default})')
-    p.add_argument('--first-seed', type=int, default=0, metavar='K', help='the first seed (default 0)')
+    p.add_argument('--first-seed', type=integer, default=0, metavar='K', help='the first seed (default 0)')
     p.add_argument('--config', '-c', help='recipe YAML (default: configs/cls/depth_digits.yaml for depth, '
                    'configs/lm/cpu.yaml for lm, configs/cls/digits_cpu.yaml for cls)')
     p.add_argument('--set', nargs='*', action=ParseKwargs, metavar='FIELD=VALUE',
@@ -92,12 +93,59 @@ _PROTOCOL_FIXES = ('out', 'seeds', 'first_seed', 'config', 'set', 'jobs', 'threa
                    'plan')
 
 
+# what each task's own flag does: the reason a refusal gives when the flag is given to another task
+_FLAG_PURPOSE = {'blocks': 'it sets the residual block counts of the depth points',
+                 'width': "it sets the trunk width of the depth comparison's models",
+                 'heads': "it sets the attention heads of the depth comparison's models",
+                 'pairing': 'it chooses how each Steps model is paired with a residual one',
+                 'baseline': 'it names the baseline model',
+                 'steps': 'it names the Steps model',
+                 'baseline_kwargs': "it passes arguments to the baseline classifier",
+                 'steps_kwargs': "it passes arguments to the Steps classifier",
+                 'minutes': "it sets each language model's training budget"}
+# the flags of a comparison that trains: none of them means anything to --render or --plan, which train nothing
+_TRAINING_FLAGS = ('seeds', 'first_seed', 'config', 'set', 'jobs', 'threads', 'device', 'dry_run', 'synthetic_data',
+                   'report_only') + tuple(_FLAG_PURPOSE)
+
+
 def _flag(name: str) -> str:
     return '--' + name.replace('_', '-')
 
 
+def _given(args: argparse.Namespace, names) -> list:
+    return [_flag(n) for n in names if getattr(args, n, None) not in (None, 0, False)]
+
+
+def _refuse_flags_that_do_not_apply(args: argparse.Namespace) -> None:
+    """A flag that the chosen task or mode would ignore is refused with why, rather than silently dropped.
+
+    Raises:
+        ValueError: ``--minutes`` (a language-model flag) with the depth task, ``--synthetic-data`` without
+            ``--dry-run``, a training flag with ``--render`` or ``--plan``, ...
+    """
+    if getattr(args, 'synthetic_data', False) and not args.dry_run:
+        raise ValueError('--synthetic-data applies to --dry-run only: it replaces the recipe\'s data in a dry run '
+                         '(a comparison trained on generated data would report meaningless results)')
+    if getattr(args, 'report_only', False) and args.dry_run:
+        raise ValueError('--report-only and --dry-run exclude each other: a dry run trains nothing to report; drop '
+                         'one of them')
+    if getattr(args, 'protocol', None):
+        return  # the protocol's own check names what it fixes
+    for mode, why in (('plan', 'it reads the per-seed spread of an earlier comparison'),
+                      ('render', 'it writes the report of an earlier comparison again')):
+        if getattr(args, mode, None):
+            given = _given(args, _TRAINING_FLAGS + (('render', 'out') if mode == 'plan' else ()))
+            if given:
+                raise ValueError(f'{", ".join(given)} cannot be combined with --{mode}, which trains nothing: {why}')
+    for name, purpose in _FLAG_PURPOSE.items():
+        if getattr(args, name, None) is not None and name not in _TASK_FLAGS[args.task]:
+            tasks = ' and '.join(f'`stepsnet compare {t}`' for t, flags in _TASK_FLAGS.items() if name in flags)
+            raise ValueError(f'{_flag(name)} applies to {tasks} only: {purpose}')
+
+
 def run(args: argparse.Namespace) -> int:
     from stepsnet.compare import COMPARISONS, render_report, run_comparison
+    _refuse_flags_that_do_not_apply(args)
     if getattr(args, 'protocol', None):
         given = [_flag(n) for n in _PROTOCOL_FIXES if getattr(args, n, None) not in (None, 0, False)]
         if given:
@@ -134,11 +182,15 @@ def run(args: argparse.Namespace) -> int:
         count = args.seeds if args.seeds is not None else len(
             inspect.signature(COMPARISONS[args.task]).parameters['seeds'].default)
         kw['seeds'] = list(range(args.first_seed, args.first_seed + count))
+    comparison = COMPARISONS[args.task](**kw)
+    if not args.report_only:  # a report of finished runs trains nothing, whatever the recipe says now
+        for warning in comparison.config.check_schedule():
+            print(f'warning: {warning}', file=sys.stderr, flush=True)
     if args.dry_run:
         from stepsnet.compare import dry_run_comparison
-        dry_run_comparison(COMPARISONS[args.task](**kw), args.dry_run, args.synthetic_data)
+        dry_run_comparison(comparison, args.dry_run, args.synthetic_data)
         return 0
-    run_comparison(COMPARISONS[args.task](**kw), progress=args.progress, train=not args.report_only)
+    run_comparison(comparison, progress=args.progress, train=not args.report_only)
     return 0
 
 
@@ -171,5 +223,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument('--steps', help='Steps model (lm: steps_gpt_cpu; cls: test_steps_resnet)')
     g.add_argument('--baseline-kwargs', nargs='*', action=ParseKwargs, metavar='KEY=VALUE')
     g.add_argument('--steps-kwargs', nargs='*', action=ParseKwargs, metavar='KEY=VALUE')
-    g.add_argument('--minutes', type=float, help='lm: training budget per model; the step count is derived from it')
+    g.add_argument('--minutes', type=positive_float,
+                   help='lm: training budget per model; the step count is derived from it')
     p.set_defaults(func=run, trains=True)

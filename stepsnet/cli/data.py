@@ -1,7 +1,8 @@
 """``stepsnet data``: prepare data sets once (text corpora -> token memmaps, synthetic COCO / ADE20K sets)."""
 import argparse
 
-from stepsnet.cli.common import int_list, positive_int
+from stepsnet.cli.common import int_list, non_negative_int, positive_int, probability
+from stepsnet.utils.names import plural
 
 
 def _run_prepare(args: argparse.Namespace) -> int:
@@ -24,8 +25,8 @@ def _run_synth(args: argparse.Namespace) -> int:
              max_shapes=args.max_shapes, seed=args.seed, force=args.force)
     for split, v in s['splits'].items():
         where = v['ann_file'] if 'ann_file' in v else f'{v["image_dir"]}, {v["ann_dir"]}'
-        extra = f', {v["annotations"]} instances' if 'annotations' in v else ''
-        print(f'{split}: {v["images"]} images{extra} -> {where}')
+        extra = f', {plural(v["annotations"], "instance")}' if 'annotations' in v else ''
+        print(f'{split}: {plural(v["images"], "image")}{extra} -> {where}')
     if 'categories' in s:
         print(f'categories: {", ".join(s["categories"])}')
     else:
@@ -40,10 +41,37 @@ def _add_synth_options(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument('--size', type=int_list, default=[96, 128], metavar='H,W',
                    help='nominal image height,width (each image varies by 15%%; default 96,128)')
     p.add_argument('--max-shapes', type=positive_int, default=3, help='most shapes per image (default 3)')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--seed', type=non_negative_int, default=0)
     p.add_argument('--force', action=argparse.BooleanOptionalAction, default=False,
                    help='replace the files of an existing data set in --out (default: refuse)')
     p.set_defaults(func=_run_synth)
+
+
+def _add_mnist1d(group: argparse._SubParsersAction) -> None:
+    """``stepsnet data mnist1d``: generate MNIST-1D into its cache once (the parser and its runner in one place)."""
+
+    def run(args: argparse.Namespace) -> int:
+        from stepsnet.data.mnist1d import load_mnist1d
+        arrays, path, generated = load_mnist1d(args.num_samples, args.seed, args.cache_dir, regenerate=args.force)
+        print(f'mnist1d ({args.num_samples} signals, seed {args.seed}): {len(arrays["y"]):,} train / '
+              f'{len(arrays["y_test"]):,} val (test) signals of {arrays["x"].shape[1]} samples, 10 classes -> '
+              f'{path} ({"generated" if generated else "already cached"})')
+        return 0
+
+    p = group.add_parser(
+        'mnist1d', help='generate MNIST-1D (never downloaded) into its cache',
+        description='Generate MNIST-1D (Greydanus & Kobak, arXiv:2011.14439) with the mnist1d package from its seed '
+                    'and cache the arrays; the default is the standard 4,000 train / 1,000 test split. The '
+                    'classification task reads the same cache (dataset: mnist1d; data_dir: the cache folder).')
+    p.add_argument('--num-samples', type=positive_int, default=5000,
+                   help='signals in all, a multiple of 10, split 80/20 (default 5000: the standard set; any other '
+                        'number is another data set, not comparable with the published results)')
+    p.add_argument('--seed', type=non_negative_int, default=42, help='generator seed (default 42: the standard set)')
+    p.add_argument('--cache-dir', default=None,
+                   help='cache folder (default $STEPSNET_CACHE/mnist1d, else ~/.cache/stepsnet/mnist1d)')
+    p.add_argument('--force', action=argparse.BooleanOptionalAction, default=False,
+                   help='generate again and overwrite the cached file (default: use it)')
+    p.set_defaults(func=run)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,7 +95,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--merges', help='GPT-2 merges.txt')
     p.add_argument('--vocab-size', type=positive_int, default=None,
                    help='vocabulary of a BPE trained on the corpus (with --tokenizer bpe; default 8192)')
-    p.add_argument('--val-fraction', type=float, default=0.05, help='held-out share (default 0.05)')
+    p.add_argument('--val-fraction', type=probability, default=0.05, help='held-out share (default 0.05)')
     p.add_argument('--max-bytes', type=positive_int, default=None, help='cap on the embedded corpus size (bytes)')
     p.add_argument('--encoding', default='utf-8', help='text encoding of the inputs (default utf-8; e.g. latin-1)')
     p.add_argument('--errors', choices=('strict', 'replace', 'ignore', 'backslashreplace'), default='strict',
@@ -88,3 +116,4 @@ def register(sub: argparse._SubParsersAction) -> None:
                     '<out>/annotations/{training,validation}/*.png; 4 classes (background + 3 shapes), label 0 '
                     '(shape outlines) ignored. Runs segmentation end to end offline (num_classes: 4).')
     _add_synth_options(p, 'runs/data/synth-ade')
+    _add_mnist1d(group)

@@ -3,7 +3,7 @@ import argparse
 import os
 
 from stepsnet.cli.common import add_config_flags, config_from_flags, int_list, positive_int
-from stepsnet.utils.names import DETECTOR_ARCHS, SEG_EVAL_MODES
+from stepsnet.utils.names import DETECTOR_ARCHS, SEG_EVAL_MODES, plural
 
 DET_CONFIG = 'stepsnet.config.detection:DetectionConfig'
 SEG_CONFIG = 'stepsnet.config.segmentation:SegmentationConfig'
@@ -16,8 +16,8 @@ def _is_main() -> bool:
 
 def _report(model: str, cfg, result, format_metrics) -> int:
     if _is_main() and not cfg.dry_run:  # a dry run has printed its report
-        print(f'{model}: {result["iters"]} iterations; {format_metrics(result["metrics"])} (split {cfg.val_split}); '
-              f'checkpoint {result["checkpoint"]}')
+        print(f'{model}: {plural(result["iters"], "iteration")}; {format_metrics(result["metrics"])} (split '
+              f'{cfg.val_split}); checkpoint {result["checkpoint"]}')
     return 0
 
 

@@ -2,7 +2,15 @@
 import argparse
 import json
 
-from stepsnet.cli.common import add_config_flags, config_from_flags, positive_int
+from stepsnet.cli.common import (
+    add_config_flags,
+    config_from_flags,
+    integer,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+)
+from stepsnet.utils.names import plural
 
 CONFIG = 'stepsnet.config.lm:LMConfig'
 
@@ -16,7 +24,7 @@ def _run_train(args: argparse.Namespace) -> int:
     f = summary['final']
     result = (f'val loss {f["loss"]:.4f}, ppl {f["ppl"]:.3f}, bits/byte {f["bpb"]:.4f} ({f["tokens"]:,} validation '
               'tokens)') if f else 'no final evaluation (final_eval_windows is 0)'
-    print(f'{cfg.model}: {summary["iters"]} steps, {summary["tokens_seen"]:,} tokens; {result}; '
+    print(f'{cfg.model}: {plural(summary["iters"], "step")}, {summary["tokens_seen"]:,} tokens; {result}; '
           f'checkpoint {summary["checkpoint"]}')
     return 0
 
@@ -29,7 +37,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         print(json.dumps(r, indent=2))
     else:
         print(f'{r["model"]} on {r["data_dir"]}/{r["split"]}: loss {r["loss"]:.4f}  ppl {r["ppl"]:.3f}  bits/byte '
-              f'{r["bpb"]:.4f}  ({r["tokens"]:,} tokens in {r["windows"]} windows of {r["block_size"]})')
+              f'{r["bpb"]:.4f}  ({r["tokens"]:,} tokens in {plural(r["windows"], "window")} of {r["block_size"]})')
     return 0
 
 
@@ -75,8 +83,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--prompt', default='\n')
     p.add_argument('--max-new-tokens', type=positive_int, default=200)
     p.add_argument('--num-samples', type=positive_int, default=1)
-    p.add_argument('--temperature', type=float, default=0.8)
-    p.add_argument('--top-k', type=int, default=50, help='0 disables top-k')
-    p.add_argument('--seed', type=int, default=0)
+    p.add_argument('--temperature', type=non_negative_float, default=0.8, help='0 samples greedily')
+    p.add_argument('--top-k', type=non_negative_int, default=50, help='0 disables top-k')
+    p.add_argument('--seed', type=integer, default=0)
     p.add_argument('--device', default='cpu', help='cpu, cuda, auto')
     p.set_defaults(func=_run_sample)

@@ -3,10 +3,11 @@ keys of ``configs/cls/*.yaml`` and the flags of ``stepsnet train-cls``."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from stepsnet.config.run import RunConfig
+from stepsnet.config.run import RunConfig, check_fields, finite
 from stepsnet.utils.config import load_dataclass_config
+from stepsnet.utils.machine import cap_workers
 
 __all__ = ['ClassificationConfig', 'load_config']
 
@@ -113,8 +114,27 @@ class ClassificationConfig(RunConfig):
                 raise ValueError(f'{name} must be two numbers 0 < low <= high, got {v}')
         if self.lr_base_scale not in ('linear', 'sqrt'):
             raise ValueError(f"lr_base_scale must be 'linear' or 'sqrt', got {self.lr_base_scale!r}")
-        if self.lr is not None and self.lr <= 0:
-            raise ValueError(f'lr must be > 0, got {self.lr}')
+        check_fields(self, ('lr', 'lr_base', 'opt_eps'), finite(lambda v: v > 0), '> 0')
+        check_fields(self, ('lr_base_size',), lambda v: v >= 1, '>= 1')
+        check_fields(self, ('weight_decay', 'momentum', 'warmup_epochs', 'warmup_lr', 'min_lr', 'cooldown_epochs',
+                            'clip_grad', 'color_jitter', 'mixup', 'cutmix'), finite(lambda v: v >= 0),
+                     '>= 0 (0: none)')
+        check_fields(self, ('recount',), lambda v: v >= 1, '>= 1')
+        check_fields(self, ('hflip', 'reprob', 'mixup_prob', 'mixup_switch_prob', 'bce_target_thresh'),
+                     lambda v: 0 <= v <= 1, 'a probability in [0, 1]')
+        check_fields(self, ('drop_rate', 'drop_path', 'smoothing'), lambda v: 0 <= v < 1, 'in [0, 1)')
+        check_fields(self, ('crop_pct',), lambda v: 0 < v <= 1, 'in (0, 1] (a share of the image)')
+        check_fields(self, ('layer_decay',), lambda v: 0 < v <= 1, 'in (0, 1] (the decay per layer)')
+        check_fields(self, ('model_ema_decay',), lambda v: 0 <= v < 1, 'in [0, 1)')
+        if self.std is not None and any(not v > 0 for v in self.std):
+            raise ValueError(f'std must be positive numbers (one per channel), got {list(self.std)}')
+        if self.opt_betas is not None and not all(0 <= b < 1 for b in self.opt_betas):
+            raise ValueError(f'opt_betas must be numbers in [0, 1), got {list(self.opt_betas)}')
+        self.workers, self.workers_note = cap_workers(self.workers)
+
+    def check_schedule(self) -> List[str]:
+        """A warm-up of ``warmup_epochs`` must end before the ``epochs`` of the run do."""
+        return self._check_warmup(self.warmup_epochs, 'warmup_epochs', self.epochs, 'epochs')
 
 
 def load_config(path: Optional[str] = None, **overrides: Any) -> ClassificationConfig:

@@ -3,8 +3,9 @@
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from stepsnet.config.run import RunConfig
+from stepsnet.config.run import RunConfig, check_fields, finite
 from stepsnet.utils.config import load_dataclass_config
+from stepsnet.utils.machine import cap_workers
 from stepsnet.utils.names import DETECTOR_ARCHS
 
 __all__ = ['DetectionConfig', 'load_config']
@@ -74,10 +75,21 @@ class DetectionConfig(RunConfig):
                 raise ValueError(f'{name} must be >= 0, got {getattr(self, name)}')
         if self.max_iters is not None and self.max_iters < 1:
             raise ValueError(f'max_iters must be >= 1 (or unset), got {self.max_iters}')
-        if self.lr <= 0:
-            raise ValueError(f'lr must be > 0, got {self.lr}')
+        check_fields(self, ('lr',), finite(lambda v: v > 0), '> 0')
+        check_fields(self, ('box_head_dim', 'mask_head_channels', 'rpn_batch_size_per_image',
+                            'box_batch_size_per_image'), lambda v: v >= 1, '>= 1')
+        check_fields(self, ('weight_decay', 'momentum', 'clip_grad'), finite(lambda v: v >= 0), '>= 0 (0: none)')
+        check_fields(self, ('lr_gamma', 'warmup_factor'), lambda v: 0 < v <= 1, 'in (0, 1] (a factor of lr)')
         if list(self.lr_steps) != sorted(self.lr_steps) or any(s < 1 for s in self.lr_steps):
             raise ValueError(f'lr_steps must be increasing epochs >= 1, got {self.lr_steps}')
+        if self.anchor_sizes is not None and any(s < 1 for s in self.anchor_sizes):
+            raise ValueError(f'anchor_sizes must be pixel sizes >= 1, got {self.anchor_sizes}')
+        self.workers, self.workers_note = cap_workers(self.workers)
+
+    def check_schedule(self) -> List[str]:
+        """A warm-up of ``warmup_iters`` steps must end before ``max_iters`` (when the run is capped in steps; a run
+        of ``epochs`` has a length in steps only once its data is loaded)."""
+        return self._check_warmup(self.warmup_iters, 'warmup_iters', self.max_iters, 'max_iters')
 
     def model_args(self, num_classes: int) -> Dict[str, Any]:
         """The :func:`stepsnet.models.factory.create_detector` arguments of this run."""

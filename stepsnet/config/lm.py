@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from stepsnet.config.run import RunConfig
+from stepsnet.config.run import RunConfig, check_fields, finite
 from stepsnet.utils.config import load_dataclass_config
 
 __all__ = ['LMConfig', 'load_config', 'DEFAULT_DATA_DIR']
@@ -86,13 +86,17 @@ class LMConfig(RunConfig):
             raise ValueError(f'checkpoint_interval must be >= 1, got {self.checkpoint_interval}')
         if self.block_size is not None and self.block_size < 1:
             raise ValueError(f'block_size must be >= 1, got {self.block_size}')
-        if self.lr <= 0:
-            raise ValueError(f'lr must be > 0, got {self.lr}')
+        check_fields(self, ('lr', 'peak_flops'), finite(lambda v: v > 0), '> 0')
+        check_fields(self, ('min_lr', 'weight_decay', 'clip_grad'), finite(lambda v: v >= 0), '>= 0 (0: none)')
         self.opt_betas = tuple(float(b) for b in self.opt_betas)
         if len(self.opt_betas) != 2 or not all(0 <= b < 1 for b in self.opt_betas):
             raise ValueError(f'opt_betas must be two numbers in [0, 1), got {list(self.opt_betas)}')
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f'time_limit must be > 0 seconds, got {self.time_limit}')
+
+    def check_schedule(self) -> List[str]:
+        """A warm-up of ``warmup_iters`` steps must end before the ``max_iters`` of the run do."""
+        return self._check_warmup(self.warmup_iters, 'warmup_iters', self.max_iters, 'max_iters')
 
 
 def load_config(path: Optional[str] = None, **overrides: Any) -> LMConfig:

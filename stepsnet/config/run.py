@@ -3,10 +3,31 @@ policy, logging). Each task's config (:mod:`stepsnet.config.classification`, ``.
 ``.lm``) extends :class:`RunConfig`; :mod:`stepsnet.engine` reads it."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Callable, Iterable, List, Optional
 
-__all__ = ['RunConfig']
+from stepsnet.utils.machine import installed
+
+__all__ = ['RunConfig', 'check_fields']
+
+
+def check_fields(cfg: Any, names: Iterable[str], ok: Callable[[float], bool], expected: str) -> None:
+    """Refuse the first field of ``names`` whose value (when set) fails ``ok``, in one line naming the field, what
+    it must be and its value (NaN fails every comparison, so it is refused too).
+
+    Raises:
+        ValueError: ``'lr must be > 0, got -0.1'``.
+    """
+    for name in names:
+        value = getattr(cfg, name)
+        if value is not None and not ok(value):
+            raise ValueError(f'{name} must be {expected}, got {value}')
+
+
+def finite(ok: Callable[[float], bool]) -> Callable[[float], bool]:
+    """``ok`` for a finite number only (an infinite rate or decay is never meant)."""
+    return lambda v: math.isfinite(v) and ok(v)
 
 
 @dataclass
@@ -23,7 +44,8 @@ class RunConfig:
             ``last`` (the same, the folder must exist: the CLI's ``--resume``) or a checkpoint path.
         nan_tolerance: Non-finite losses skipped before the run stops (0: stop at the first).
         progress: Show a progress bar (on a terminal only; elsewhere plain log lines).
-        tensorboard: Also log to TensorBoard when it is installed.
+        tensorboard: None (the default): also log to TensorBoard when it is installed; True: TensorBoard logs are
+            required (refused when the ``tensorboard`` package is missing); False: the CSV log only.
         seed: Seeds the initialisation, the order of the batches and the augmentation (or dropout); 0 unless a
             recipe says otherwise, in every task.
         dry_run: 0 for a run; N > 0: build everything the recipe asks for, train N steps, evaluate one batch, write
@@ -41,7 +63,7 @@ class RunConfig:
     resume: Optional[str] = None
     nan_tolerance: int = 0
     progress: bool = True
-    tensorboard: bool = True
+    tensorboard: Optional[bool] = None
     seed: int = 0
     dry_run: int = 0
     synthetic_data: bool = False
@@ -67,3 +89,27 @@ class RunConfig:
         if (self.synthetic_data or self.dry_run_report) and not self.dry_run:
             raise ValueError('synthetic_data and dry_run_report are for dry runs: add --dry-run (a run on generated '
                              'data would report meaningless results)')
+        if self.tensorboard and not installed('tensorboard'):
+            # asked for by name (a default of None logs to TensorBoard only when it is there): a run that would
+            # write no TensorBoard logs is refused at once, not discovered after training
+            raise ValueError('tensorboard is asked for, but the tensorboard package is not installed: pip install '
+                             'tensorboard (or pip install "stepsnet[tensorboard]"), or drop --tensorboard; the CSV log '
+                             '(log.csv) is written either way')
+
+    def check_schedule(self) -> List[str]:
+        """What makes no sense in the run's schedule as a whole (a warm-up as long as the run), as warnings: the run
+        still trains (a one-epoch try of a recipe is a reasonable thing to ask for), but the user is told.
+
+        Called where a run is asked for (the training commands and ``stepsnet compare``), not on every copy of a
+        config: the comparison harness shortens copies of a recipe for its timing probes before it shortens their
+        warm-up.
+        """
+        return []
+
+    @staticmethod
+    def _check_warmup(warmup: float, name: str, length: Optional[float], length_name: str) -> List[str]:
+        if length is not None and length > 0 and warmup > 0 and warmup >= length:
+            flag = '--' + name.replace('_', '-')
+            return [f'{name} ({warmup:g}) is not less than {length_name} ({length:g}): the learning-rate warm-up '
+                    f'covers the whole run, so the rate never reaches its peak; {flag} 0 turns the warm-up off']
+        return []

@@ -3,8 +3,9 @@
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
-from stepsnet.config.run import RunConfig
+from stepsnet.config.run import RunConfig, check_fields, finite
 from stepsnet.utils.config import load_dataclass_config
+from stepsnet.utils.machine import cap_workers
 from stepsnet.utils.names import SEG_EVAL_MODES as EVAL_MODES
 
 __all__ = ['SegmentationConfig', 'load_config']
@@ -79,8 +80,19 @@ class SegmentationConfig(RunConfig):
                 raise ValueError(f'{name} must be two positive integers, got {v}')
         if len(self.ratio_range) != 2 or not 0 < self.ratio_range[0] <= self.ratio_range[1]:
             raise ValueError(f'ratio_range must be two numbers 0 < low <= high, got {self.ratio_range}')
-        if self.lr <= 0:
-            raise ValueError(f'lr must be > 0, got {self.lr}')
+        check_fields(self, ('lr', 'power'), finite(lambda v: v > 0), '> 0')
+        check_fields(self, ('aux_channels',), lambda v: v >= 1, '>= 1')
+        check_fields(self, ('weight_decay', 'momentum', 'min_lr', 'clip_grad', 'aux_weight'),
+                     finite(lambda v: v >= 0), '>= 0 (0: none)')
+        check_fields(self, ('warmup_factor',), lambda v: 0 < v <= 1, 'in (0, 1] (a factor of lr)')
+        check_fields(self, ('dropout',), lambda v: 0 <= v < 1, 'in [0, 1)')
+        if any(s < 1 for s in self.pool_scales):
+            raise ValueError(f'pool_scales must be grid sizes >= 1, got {self.pool_scales}')
+        self.workers, self.workers_note = cap_workers(self.workers)
+
+    def check_schedule(self) -> List[str]:
+        """A warm-up of ``warmup_iters`` steps must end before the ``max_iters`` of the run do."""
+        return self._check_warmup(self.warmup_iters, 'warmup_iters', self.max_iters, 'max_iters')
 
     def model_args(self) -> Dict[str, Any]:
         """The :func:`stepsnet.models.factory.create_segmenter` arguments of this run."""

@@ -27,6 +27,8 @@ from torchvision import tv_tensors
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
+from stepsnet.utils.errors import DataError
+
 __all__ = ['IGNORE_INDEX', 'ADE20KSegmentation', 'resize_keep_ratio', 'photometric_distortion']
 
 IGNORE_INDEX = 255
@@ -152,27 +154,30 @@ class ADE20KSegmentation(Dataset):
     def _read(self, index: int) -> Tuple[torch.Tensor, torch.Tensor]:
         """The original image (uint8) and classes of item ``index``, checked."""
         img_path, ann_path = self.files[index]
-        with Image.open(img_path) as im:
-            image = torch.from_numpy(np.asarray(im.convert('RGB'), dtype=np.uint8).copy()).permute(2, 0, 1)
+        try:
+            with Image.open(img_path) as im:
+                image = torch.from_numpy(np.asarray(im.convert('RGB'), dtype=np.uint8).copy()).permute(2, 0, 1)
+        except (OSError, ValueError, Image.DecompressionBombError) as e:
+            raise DataError(f'cannot decode image file {img_path}: {e}') from e
         with Image.open(ann_path) as im:
             if im.mode not in ('L', 'P', 'I', 'I;16'):
-                raise ValueError(f'annotation {ann_path!r} has image mode {im.mode!r}; expected a single-channel '
+                raise DataError(f'annotation {ann_path!r} has image mode {im.mode!r}; expected a single-channel '
                                  f'PNG of label ids')
             raw = np.asarray(im, dtype=np.int64)
         if raw.shape != tuple(image.shape[1:]):
-            raise ValueError(f'annotation {ann_path!r} is {raw.shape[1]}x{raw.shape[0]} but image {img_path!r} is '
+            raise DataError(f'annotation {ann_path!r} is {raw.shape[1]}x{raw.shape[0]} but image {img_path!r} is '
                              f'{image.shape[2]}x{image.shape[1]}; expected the same size')
         label = torch.from_numpy(raw)
         if self.reduce_zero_label:
             top = int(label.max())
             if top > self.num_classes:
-                raise ValueError(f'annotation {ann_path!r} has label id {top}; expected 0 (unlabelled) to '
+                raise DataError(f'annotation {ann_path!r} has label id {top}; expected 0 (unlabelled) to '
                                  f'{self.num_classes}')
             label = torch.where(label == 0, torch.full_like(label, IGNORE_INDEX), label - 1)
         else:
             bad = label[(label >= self.num_classes) & (label != IGNORE_INDEX)]
             if bad.numel():
-                raise ValueError(f'annotation {ann_path!r} has label id {int(bad[0])}; expected 0 to '
+                raise DataError(f'annotation {ann_path!r} has label id {int(bad[0])}; expected 0 to '
                                  f'{self.num_classes - 1} or {IGNORE_INDEX} (ignored)')
         return image, label
 

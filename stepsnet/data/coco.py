@@ -15,9 +15,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 
 from stepsnet.data.images import ClassNames
+from stepsnet.utils.errors import DataError
 
 __all__ = ['CocoInstances', 'coco_split_paths', 'detections_to_coco', 'coco_evaluate', 'collate_detection']
 
@@ -125,7 +127,10 @@ class CocoInstances(ClassNames, Dataset):
 
     def __getitem__(self, index: int) -> Tuple[torch.Tensor, Dict[str, Any]]:
         from torchvision import tv_tensors
-        image, target = self.dataset[index]
+        try:
+            image, target = self.dataset[index]
+        except (OSError, Image.DecompressionBombError) as e:  # a file of the user's that cannot be decoded
+            raise DataError(f'cannot decode COCO image {index} of {self.image_dir!r}: {e}') from e
         w, h = image.size
         if 'boxes' not in target:  # an image without annotations
             target = {

@@ -14,7 +14,8 @@ Every dataset here yields ``(PIL image, class index)`` pairs before its ``transf
 * :class:`DigitsDataset`: scikit-learn's 1,797 8x8 handwritten digits (shipped inside the package, no
   download), upsampled to RGB images: a small but real 10-class problem that trains in minutes on a CPU.
 
-:func:`build_dataset` picks one by name; :func:`check_class_names` tells whether two sources (a checkpoint and a
+:func:`build_dataset` picks one by name (also ``mnist1d``, 1-D signals yielded as tensors, which image transforms do
+not apply to: :mod:`stepsnet.data.mnist1d`); :func:`check_class_names` tells whether two sources (a checkpoint and a
 split, or two splits) agree on the classes.
 """
 from __future__ import annotations
@@ -32,30 +33,17 @@ from torch.utils.data._utils.collate import default_collate
 from torchvision.datasets import CIFAR10, CIFAR100, ImageFolder
 from torchvision.datasets.folder import IMG_EXTENSIONS, has_file_allowed_extension
 
+from stepsnet.data.classes import ClassNames
 from stepsnet.utils.errors import DataError
 
 __all__ = [
-    'DATASETS', 'ImageFolderDataset', 'CIFARDataset', 'DigitsDataset', 'build_dataset', 'collate_skip_none',
-    'check_class_names', 'ClassNames',
+    'DATASETS', 'SIGNAL_DATASETS', 'ImageFolderDataset', 'CIFARDataset', 'DigitsDataset', 'build_dataset',
+    'collate_skip_none', 'check_class_names', 'ClassNames',
 ]
 
-DATASETS = ('digits', 'imagefolder', 'cifar10', 'cifar100')
-
-
-class ClassNames:
-    """``num_classes`` and ``class_names`` of a labelled data set, from the ``classes`` list it sets: every data set
-    here, and the detection data (:class:`stepsnet.data.coco.CocoInstances`, whose labels start at 1)."""
-    classes: List[str]
-    first_label: int = 0  # the label of classes[0]
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.classes)
-
-    @property
-    def class_names(self) -> List[str]:
-        """The class names in label order (label ``first_label + i`` is ``class_names[i]``)."""
-        return list(self.classes)
+DATASETS = ('digits', 'imagefolder', 'cifar10', 'cifar100', 'mnist1d')
+# data sets of 1-D signals (tensors, not PIL images): the image transforms and augmentations do not apply
+SIGNAL_DATASETS = ('mnist1d',)
 
 
 def _is_image_file(path: str) -> bool:
@@ -323,10 +311,12 @@ def build_dataset(
 
     Args:
         name: ``digits`` (embedded, no data needed), ``imagefolder`` (``root/<split>/<class>/<image>``),
-            ``cifar10`` or ``cifar100`` (``root`` holds the extracted python batches).
-        root: Dataset location (not used by ``digits``).
+            ``cifar10`` or ``cifar100`` (``root`` holds the extracted python batches), ``mnist1d`` (the standard
+            MNIST-1D split, generated once and cached, :mod:`stepsnet.data.mnist1d`).
+        root: Dataset location (not used by ``digits``; for ``mnist1d`` the cache folder, default
+            ``$STEPSNET_CACHE/mnist1d`` or ``~/.cache/stepsnet/mnist1d``).
         split: ``train`` or ``val`` (for ``imagefolder``, any sub-folder name of ``root``).
-        transform: Applied to each PIL image.
+        transform: Applied to each PIL image (to each ``(1, 1, 40)`` signal tensor for ``mnist1d``).
         img_size: Side of the digits images (only ``digits``; other datasets are resized by ``transform``).
         skip_corrupt: ImageFolder only: skip undecodable files with a warning instead of raising.
 
@@ -340,6 +330,9 @@ def build_dataset(
         if split not in ('train', 'val'):
             raise ValueError(f'digits has splits train and val, got {split!r}')
         return DigitsDataset(train=split == 'train', img_size=img_size, transform=transform)
+    if name == 'mnist1d':  # imported here: the generator package loads scipy
+        from stepsnet.data.mnist1d import MNIST1D
+        return MNIST1D(split, transform, cache_dir=root)
     if not root:
         raise ValueError(f'dataset {name!r} needs a data directory (--data-dir)')
     if not os.path.isdir(root):

@@ -16,7 +16,7 @@ segmenter          :func:`create_segmenter`    :func:`segmenter_from_checkpoint`
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple, Union
 
 import timm
 import torch.nn as nn
@@ -152,8 +152,8 @@ def deit_trunk_config(
         kind: str = 'residual',
         width: int = 384,
         heads: int = 6,
-        img_size: int = 224,
-        patch_size: int = 16,
+        img_size: Union[int, Tuple[int, int]] = 224,
+        patch_size: Union[int, Tuple[int, int]] = 16,
         pairing: str = 'compute',
         mlp_ratio: float = 4.0,
 ) -> Tuple[str, Dict[str, Any]]:
@@ -167,7 +167,9 @@ def deit_trunk_config(
     * ``blocks`` (the paper's Fig. 2 and 6 at a given layer count): a Steps trunk with the same number of
       blocks and final width, ``[w/2 x L/2, w/sqrt2 x L/4, w x L/4]``: about half the FLOPs.
 
-    Both come from the ``steps_deit_small_patch16_224`` entrypoint, so a checkpoint rebuilds them.
+    Both come from the ``steps_deit_small_patch16_224`` entrypoint, so a checkpoint rebuilds them. ``img_size`` and
+    ``patch_size`` may be ``(height, width)`` pairs: MNIST-1D's signals are ``(1, 40)`` images in ``(1, 4)`` patches
+    (:mod:`stepsnet.models.steps_1d`).
 
     Raises:
         ValueError: Unknown ``kind`` or ``pairing``; a block count the pattern cannot split.

@@ -22,10 +22,9 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.layers import DropPath, calculate_drop_path_rates, get_act_layer, get_norm_layer
 from timm.models import generate_default_cfgs, register_model
 from timm.models.resnet import BasicBlock, Bottleneck, ResNet
-from torch.utils.checkpoint import checkpoint
 
 from stepsnet.models._builder import build_steps_model
-from stepsnet.steps import StepPlan, Steps, plan_steps
+from stepsnet.steps import StepPlan, Steps, checkpoint_stages, plan_steps
 
 __all__ = ['StepsResNet']
 
@@ -145,11 +144,7 @@ class StepsResNet(ResNet):
 
     @torch.jit.ignore
     def _checkpointed_stages(self, x: torch.Tensor) -> torch.Tensor:
-        for stage in (self.layer1, self.layer2, self.layer3, self.layer4):
-            for m in stage:
-                # a Steps trunk checkpoints block by block itself
-                x = m(x) if isinstance(m, Steps) else checkpoint(m, x, use_reentrant=False)
-        return x
+        return checkpoint_stages((self.layer1, self.layer2, self.layer3, self.layer4), x)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         x = self.conv1(x)

@@ -14,6 +14,7 @@ epoch ``k`` and resumed from its checkpoint logs the same losses as a run that n
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import sys
@@ -34,6 +35,7 @@ from tqdm import tqdm
 
 from stepsnet.config.classification import ClassificationConfig, load_config
 from stepsnet.data.images import (
+    SIGNAL_DATASETS,
     build_dataset,
     check_class_names,
     collate_skip_none,
@@ -42,6 +44,7 @@ from stepsnet.data.images import (
     seed_worker,
 )
 from stepsnet.data.layouts import dry_run_data_dir, dry_run_sets
+from stepsnet.data.mnist1d import INPUT_SIZE as SIGNAL_INPUT_SIZE
 from stepsnet.data.sampler import steps_per_epoch
 from stepsnet.engine import (
     DistEnv,
@@ -62,6 +65,7 @@ from stepsnet.engine import (
 from stepsnet.models.factory import CLS_KIND, classifier_from_checkpoint, create_classifier
 from stepsnet.utils.checkpoint import load_checkpoint
 from stepsnet.utils.logging import interactive
+from stepsnet.utils.names import plural
 
 __all__ = ['ClassificationConfig', 'load_config', 'data_config', 'train_classification', 'validate_classification',
            'evaluate']
@@ -69,11 +73,47 @@ __all__ = ['ClassificationConfig', 'load_config', 'data_config', 'train_classifi
 
 # ----------------------------------------------------------------------------------------------- data
 
+# recipe fields that only the image pipeline reads (timm's create_transform; CutMix's boxes, which have no area on an
+# image one pixel high) and the values that leave them off; a 1-D signal set refuses any other value but the default
+_IMAGE_ONLY: Dict[str, Tuple[Any, ...]] = {
+    'img_size': (None, SIGNAL_INPUT_SIZE[-1]), 'crop_pct': (None, 1.0), 'interpolation': (), 'mean': (None,),
+    'std': (None,), 'scale': (), 'ratio': (), 'hflip': (0.0,), 'color_jitter': (None, 0.0),
+    'auto_augment': (None, ''), 'reprob': (0.0,), 'cutmix': (0.0,),
+}
+
+
+def _is_signal(dataset: str) -> bool:
+    return dataset.lower() in SIGNAL_DATASETS
+
+
+def _signal_data_config(cfg: ClassificationConfig) -> Dict[str, Any]:
+    """The input of a 1-D signal set (MNIST-1D: ``(1, 1, 40)``, standardised by its generator, so mean 0, std 1).
+
+    An image-only field set to anything but its default or "off" is refused rather than ignored: a recipe asking for
+    RandAugment on signals would otherwise train without it and say nothing.
+    """
+    defaults = {f.name: f.default for f in dataclasses.fields(ClassificationConfig)}
+    bad = [f'{name}={getattr(cfg, name)!r}' for name, off in _IMAGE_ONLY.items()
+           if getattr(cfg, name) not in off and getattr(cfg, name) != defaults[name]]
+    if bad:
+        raise ValueError(f'dataset {cfg.dataset!r} holds 1-D signals, which image options do not apply to: '
+                         f'{", ".join(bad)}; expected them unset or off (no image augmentation for this set)')
+    pcfg = timm.models.get_pretrained_cfg(cfg.model) if timm.is_model(cfg.model) else None
+    chans = cfg.model_kwargs.get('in_chans', pcfg.input_size[0] if pcfg is not None and pcfg.input_size else None)
+    if chans is not None and chans != SIGNAL_INPUT_SIZE[0]:
+        raise ValueError(f'model {cfg.model!r} takes {chans}-channel input, but {cfg.dataset!r} signals have '
+                         f'{SIGNAL_INPUT_SIZE[0]} channel; expected a 1-D model (mnist1d_*) or model_kwargs in_chans=1')
+    return dict(input_size=SIGNAL_INPUT_SIZE, mean=(0.0,), std=(1.0,))
+
+
 def data_config(cfg: ClassificationConfig) -> Dict[str, Any]:
     """timm's preprocessing keys for the run: ``input_size``, ``interpolation``, ``mean``, ``std``, ``crop_pct``.
 
     ``timm.data.create_transform(**data_config(cfg))`` is the evaluation transform; a checkpoint stores this dict.
+    A 1-D signal set (``mnist1d``) has ``input_size`` ``(1, 1, 40)``, ``mean`` and ``std`` only, and no transform.
     """
+    if _is_signal(cfg.dataset):
+        return _signal_data_config(cfg)
     pcfg = timm.models.get_pretrained_cfg(cfg.model) if timm.is_model(cfg.model) else None
     small = cfg.dataset in ('digits', 'cifar10', 'cifar100')
     img_size = cfg.img_size or (32 if cfg.dataset == 'digits' else
@@ -87,11 +127,18 @@ def data_config(cfg: ClassificationConfig) -> Dict[str, Any]:
 
 def train_transform(cfg: ClassificationConfig, dcfg: Mapping[str, Any]):
     """timm's training transform of the recipe, its auto-augmentation made safe on the installed Pillow
-    (:func:`stepsnet.data.images.safe_augmentations`)."""
+    (:func:`stepsnet.data.images.safe_augmentations`); None (the signals as they are) for a 1-D signal set."""
+    if _is_signal(cfg.dataset):
+        return None
     return safe_augmentations(create_transform(
         **dcfg, is_training=True, scale=cfg.scale, ratio=cfg.ratio, hflip=cfg.hflip,
         color_jitter=cfg.color_jitter or 0.0, auto_augment=cfg.auto_augment, re_prob=cfg.reprob, re_mode=cfg.remode,
         re_count=cfg.recount))
+
+
+def _eval_transform(dataset: str, dcfg: Mapping[str, Any]):
+    """timm's evaluation transform of ``dcfg``; None (the signals as they are) for a 1-D signal set."""
+    return None if _is_signal(dataset) else create_transform(**dcfg)
 
 
 def _loader(dataset: Dataset, batches: Sequence[Sequence[int]], workers: int, device: str) -> DataLoader:
@@ -200,8 +247,8 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
     data_dir = dry_run_data_dir('cls', cfg)
     train_set = build_dataset(cfg.dataset, data_dir, cfg.train_split, train_transform(cfg, dcfg),
                               img_size=img_size, skip_corrupt=cfg.skip_corrupt)
-    val_set = build_dataset(cfg.dataset, data_dir, cfg.val_split, create_transform(**dcfg), img_size=img_size,
-                            skip_corrupt=cfg.skip_corrupt)
+    val_set = build_dataset(cfg.dataset, data_dir, cfg.val_split, _eval_transform(cfg.dataset, dcfg),
+                            img_size=img_size, skip_corrupt=cfg.skip_corrupt)
     eval_batch = cfg.eval_batch_size or cfg.batch_size
     train_set, val_set, val_size = dry_run_sets('cls', cfg, train_set, val_set, eval_batch)
     check_class_names(train_set.class_names, val_set.class_names, f'the {cfg.train_split} split',
@@ -258,8 +305,9 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
                 return m
 
             run.describe(f'{cfg.model}: {meta_params(model) / 1e6:.3f}M params, {num_classes} classes, '
-                         f'{len(train_set)} train / {len(val_set)} val images at {img_size}px, {env.world_size} '
-                         f'process(es) on {env.device}, global batch {global_batch}, lr {lr:.3g}, {spe} steps/epoch',
+                         f'{len(train_set)} train / {len(val_set)} val images at {img_size}px, '
+                         f'{plural(env.world_size, "process", "processes")} on {env.device}, global batch '
+                         f'{global_batch}, lr {lr:.3g}, {plural(spe, "step")} per epoch',
                          params=meta_params(model), world_size=env.world_size, device=env.device, lr=lr)
             schedule = Schedule(
                 total_steps=cfg.epochs * spe, eval_every=spe, checkpoint_every=spe, log_every=spe, metric='score',
@@ -376,11 +424,14 @@ def validate_classification(
         dcfg = data_config(load_config(model=model, dataset=dataset, img_size=img_size))
         net = create_classifier(model, len(classes), dcfg['input_size'][-1]).to(device).eval()
     dcfg = dict(dcfg)
-    if img_size:
+    if _is_signal(dataset) and (img_size not in (None, dcfg['input_size'][-1]) or crop_pct is not None):
+        raise ValueError(f'dataset {dataset!r} holds 1-D signals of length {dcfg["input_size"][-1]}: img_size and '
+                         f'crop_pct do not apply (got img_size={img_size}, crop_pct={crop_pct})')
+    if img_size and not _is_signal(dataset):
         dcfg['input_size'] = (3, img_size, img_size)
     if crop_pct is not None:
         dcfg['crop_pct'] = crop_pct
-    ds = build_dataset(dataset, data_dir, split, create_transform(**dcfg), img_size=dcfg['input_size'][-1],
+    ds = build_dataset(dataset, data_dir, split, _eval_transform(dataset, dcfg), img_size=dcfg['input_size'][-1],
                        skip_corrupt=skip_corrupt)
     if class_names:
         check_class_names(class_names, ds.class_names, f'checkpoint {source!r}' if checkpoint else f'{source!r}',

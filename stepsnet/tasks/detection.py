@@ -44,6 +44,7 @@ from stepsnet.engine import (
 from stepsnet.models.factory import DET_KIND, create_detector, detector_from_checkpoint
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.logging import interactive
+from stepsnet.utils.names import plural
 
 __all__ = ['DetectionConfig', 'load_config', 'evaluate_detector', 'train_detection', 'evaluate_detection',
            'format_metrics']
@@ -177,7 +178,8 @@ def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
             step_on_epochs=False, updates_per_epoch=1)
         state = prepare(model, optimizer, scheduler, run, cfg)
         run.describe(f'{cfg.arch} {cfg.backbone}: {train_set.num_classes} categories, {len(train_set)} train / '
-                     f'{len(val_set)} val images, {env.world_size} process(es) on {env.device}, {spe} steps/epoch',
+                     f'{len(val_set)} val images, {plural(env.world_size, "process", "processes")} on {env.device}, '
+                     f'{plural(spe, "step")} per epoch',
                      world_size=env.world_size, device=env.device)
         schedule = Schedule(
             total_steps=total, eval_every=cfg.eval_every_epochs * spe, checkpoint_every=spe, log_every=cfg.log_interval,

@@ -46,6 +46,7 @@ from stepsnet.engine import (
 from stepsnet.models.factory import LM_KIND, create_lm, lm_config, lm_from_checkpoint
 from stepsnet.models.steps_gpt import GPT
 from stepsnet.utils.checkpoint import atomic_write_text
+from stepsnet.utils.names import plural
 from stepsnet.utils.seeding import derive_seed
 
 __all__ = ['LMConfig', 'load_config', 'train_lm', 'evaluate_lm', 'evaluate_lm_checkpoint', 'sample_lm', 'ensure_data',
@@ -271,8 +272,9 @@ def train_lm(cfg: LMConfig) -> Dict[str, Any]:
         state = prepare(model, optimizer, scheduler, run, cfg)
         progress = state.progress
         tokens_per_step = cfg.batch_size * block * cfg.grad_accum * env.world_size
-        run.describe(f'{cfg.model}: {model.num_params() / 1e6:.3f}M params ({model.plan}), {env.world_size} '
-                     f'process(es) on {env.device}, {tokens_per_step:,} tokens per step, lr {cfg.lr:g}',
+        run.describe(f'{cfg.model}: {model.num_params() / 1e6:.3f}M params ({model.plan}), '
+                     f'{plural(env.world_size, "process", "processes")} on {env.device}, {tokens_per_step:,} tokens '
+                     f'per step, lr {cfg.lr:g}',
                      model=mcfg.to_dict(), params=model.num_params(), plan=str(model.plan),
                      world_size=env.world_size, device=env.device, torch=torch.__version__)
         schedule = Schedule(

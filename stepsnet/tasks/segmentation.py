@@ -45,6 +45,7 @@ from stepsnet.models.factory import SEG_KIND, create_segmenter, segmenter_from_c
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.logging import interactive
 from stepsnet.utils.names import SEG_EVAL_MODES as EVAL_MODES
+from stepsnet.utils.names import plural
 
 __all__ = [
     'SegmentationConfig', 'load_config', 'predict_logits', 'segmentation_metrics', 'evaluate_segmenter',
@@ -245,7 +246,7 @@ def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
             return {k: v for k, v in m.items() if not isinstance(v, list)}
 
         run.describe(f'upernet {cfg.backbone}: {cfg.num_classes} classes, {len(train_set)} train / {len(val_set)} '
-                     f'val images, {env.world_size} process(es) on {env.device}',
+                     f'val images, {plural(env.world_size, "process", "processes")} on {env.device}',
                      world_size=env.world_size, device=env.device)
         schedule = Schedule(
             total_steps=cfg.max_iters, eval_every=cfg.eval_interval, checkpoint_every=cfg.checkpoint_interval,

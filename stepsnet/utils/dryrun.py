@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from stepsnet.utils.checkpoint import atomic_write_text
+from stepsnet.utils.names import plural
 
 __all__ = ['DryRunReport', 'DryRunMeter', 'Resized', 'count_flops']
 
@@ -162,27 +163,32 @@ class DryRunReport:
         flops = ('not counted (compiled model)' if self.train_flops_per_step is None else
                  f'{_flops(self.train_flops_per_step)} per training step on this process ({_flops(per_item)} per '
                  f'{one}, forward and backward)')
-        later = (f'{self.step_s:.3f} s median of steps 2-{self.steps}' if self.step_s is not None
+        steps = 'step 2' if self.steps == 2 else f'the median of steps 2-{self.steps}'
+        later = (f'{self.step_s:.3f} s ({steps})' if self.step_s is not None
                  else 'only one step ran (its time, with the warm-up, is used below)')
         hw = 'GPU' if self.device.startswith('cuda') else 'CPU process'
         out = [
-            f'dry run of {self.model} ({self.kind}) on {self.device}, {self.processes} process(es), '
+            f'dry run of {self.model} ({self.kind}) on {self.device}, '
+            f'{plural(self.processes, "process", "processes")}, '
             f'{"compiled, " if self.compiled else ""}{"autocast " + self.amp if self.amp else "float32"}',
             f'  parameters:        {self.params:,} ({self.params / 1e6:.2f}M)',
             f'  FLOPs:             {flops}',
-            f'  effective batch:   {self.items_per_micro_batch:g} {unit} per process x {self.processes} process(es) '
+            f'  effective batch:   {self.items_per_micro_batch:g} {unit} per process x '
+            f'{plural(self.processes, "process", "processes")} '
             f'x {self.accumulation} accumulation = {self.items_per_step:,} {unit} per step',
             f'  time per step:     first {self.first_step_s:.3f} s (warm-up{", compilation" if self.compiled else ""} '
             f'included); then {later}',
             f'  throughput:        {self.items_per_s:,.1f} {unit}/s',
             f'  evaluation:        one batch in {self.eval_batch_s:.3f} s; a full evaluation is {self.eval_batches:,} '
-            f'batch{"" if self.eval_batches == 1 else "es"} per process, {self.evaluations} evaluation(s) in the run'
+            f'batch{"" if self.eval_batches == 1 else "es"} per process, {plural(self.evaluations, "evaluation")} in '
+            'the run'
             if self.eval_batch_s is not None else
             '  evaluation:        not measured',
             f'  peak memory:       {_bytes(self.peak_memory_bytes)} ({self.peak_memory_kind})',
             f'  losses:            {", ".join(f"{v:.4f}" for v in self.losses)}; parameters changed: '
             f'{"yes" if self.params_changed else "NO"}',
-            f'  whole run here:    {self.total_steps:,} steps x {self.items_per_step:,} {unit} -> '
+            f'  whole run here:    {self.total_steps:,} step{"" if self.total_steps == 1 else "s"} x '
+            f'{self.items_per_step:,} {unit} -> '
             f'{_hms(self.projected_s)} (training {_hms(self.projected_train_s)}, evaluation '
             f'{_hms(self.projected_eval_s)}), {self.device_hours:,.1f} {hw}-hours',
             '                     (the run as configured, at this batch and process count: a run length in epochs '

@@ -10,7 +10,7 @@ from typing import Mapping, Union
 import torch
 import torch.nn as nn
 
-from stepsnet.utils.checkpoint import CheckpointError
+from stepsnet.utils.checkpoint import CheckpointError, load_failure, quiet_safe_load
 
 __all__ = ['load_weights', 'checkpoint_kind']
 
@@ -44,9 +44,10 @@ def checkpoint_kind(path: Union[str, os.PathLike]) -> str:
     """
     path = os.fspath(path)
     try:
-        state = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
+        with quiet_safe_load():
+            state = torch.load(path, map_location='cpu', weights_only=True, mmap=True)
     except Exception as e:  # torch raises RuntimeError, EOFError, UnpicklingError, ... for bad files
-        raise CheckpointError(f'cannot read checkpoint {path!r} ({type(e).__name__}); expected a complete file '
+        raise CheckpointError(f'cannot read checkpoint {path!r} ({load_failure(e)}); expected a complete file '
                               'written by stepsnet') from e
     kind = state.get('format') if isinstance(state, dict) else None
     if not isinstance(kind, str) or not kind.startswith('stepsnet-'):

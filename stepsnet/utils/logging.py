@@ -1,4 +1,5 @@
-"""Metric logs: a CSV file per run (always) and TensorBoard (when installed); progress bars on terminals only."""
+"""Metric logs: a CSV file per run (always) and TensorBoard (when installed, or required when asked for); progress
+bars on terminals only."""
 import csv
 import io
 import os
@@ -61,17 +62,30 @@ class CSVLogger:
 
 
 class MetricWriter:
-    """CSV log plus TensorBoard scalars when ``torch.utils.tensorboard`` can be imported."""
+    """CSV log (always) plus TensorBoard scalars in ``tb/``.
 
-    def __init__(self, out_dir: str, filename: str = 'log.csv', tensorboard: bool = True, step_key: str = 'iter'):
+    ``tensorboard``: None logs to TensorBoard when ``torch.utils.tensorboard`` can be imported and is silent when it
+    cannot (the default of every run: TensorBoard is optional); True requires it; False writes the CSV log only.
+
+    Raises:
+        ValueError: ``tensorboard=True`` and the ``tensorboard`` package cannot be used (one line saying how to
+            install it).
+    """
+
+    def __init__(self, out_dir: str, filename: str = 'log.csv', tensorboard: Optional[bool] = None,
+                 step_key: str = 'iter'):
         self.csv = CSVLogger(os.path.join(out_dir, filename), step_key=step_key)
         self.step_key = step_key
         self.tb: Optional[Any] = None
-        if tensorboard:
+        if tensorboard or tensorboard is None:
             try:
                 from torch.utils.tensorboard import SummaryWriter
                 self.tb = SummaryWriter(os.path.join(out_dir, 'tb'))
-            except Exception:  # tensorboard is optional
+            except Exception as e:  # tensorboard is optional, unless asked for
+                if tensorboard:
+                    raise ValueError(f'tensorboard is asked for, but it cannot be used ({type(e).__name__}: '
+                                     f'{str(e).splitlines()[0] if str(e) else ""}): pip install tensorboard, or drop '
+                                     '--tensorboard; the CSV log is written either way') from e
                 self.tb = None
 
     def log(self, row: Mapping[str, Any]) -> None:
