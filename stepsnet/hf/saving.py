@@ -1,4 +1,7 @@
-"""What ``save_pretrained`` adds to a Steps-Llama folder so it loads with no prior ``import stepsnet.hf``.
+"""What ``save_pretrained`` adds to a Steps folder so it loads with no prior ``import stepsnet.hf``.
+
+Steps-Llama writes :data:`AUTO_MAP` and ``steps_llama.py``; the Steps twins of other architectures
+(:mod:`stepsnet.hf.steps_decoder`) write their own classes' entries and the same file as ``steps_decoder.py``.
 
 transformers loads a ``model_type`` it does not know only as remote code: ``config.json`` names, in ``auto_map``, a
 ``file.Class`` per auto class, and ``from_pretrained(folder, trust_remote_code=True)`` imports that file from the
@@ -34,10 +37,14 @@ AUTO_MAP: Dict[str, str] = {
 }
 
 
-def write_remote_code(folder: Union[str, os.PathLike]) -> Path:
-    """Copy :mod:`stepsnet.hf.remote_code` into ``folder`` as ``steps_llama.py``; returns the file written."""
+def write_remote_code(folder: Union[str, os.PathLike], name: str = REMOTE_CODE_FILE) -> Path:
+    """Copy :mod:`stepsnet.hf.remote_code` into ``folder`` as ``name`` (``steps_llama.py``); returns the file written.
+
+    The Steps twins of other architectures (:mod:`stepsnet.hf.steps_decoder`) save it as ``steps_decoder.py``, the
+    name of the module that defines their classes; the file is the same, it imports whichever class is named.
+    """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    dest = folder / REMOTE_CODE_FILE
+    dest = folder / name
     shutil.copyfile(_SOURCE, dest)
     return dest

@@ -42,7 +42,7 @@ from stepsnet.models.steps_gpt import GPT, LM_CONFIGS, check_token_ids, next_tok
 from stepsnet.steps import StepPlan, Steps, plan_steps
 
 __all__ = [
-    'StepsLlamaConfig', 'StepsLlamaModel', 'StepsLlamaForCausalLM', 'StepsDecoderLayer', 'steps_twin_config',
+    'StepsLlamaConfig', 'StepsLlamaModel', 'StepsLlamaForCausalLM', 'StepsDecoderLayer', 'steps_llama_twin_config',
     'step_kv_heads', 'step_intermediate_size', 'CausalLM', 'LLAMA_CONFIGS', 'llama_config', 'create_llama_lm',
     'list_llamas',
 ]
@@ -169,14 +169,17 @@ class StepsLlamaConfig(LlamaConfig):
         write_remote_code(save_directory)
 
 
-def steps_twin_config(config: PretrainedConfig, num_steps: int = 3, steps_move: Optional[int] = None,
-                      **overrides: Any) -> StepsLlamaConfig:
-    """The Steps twin of a Llama-family config (``LlamaConfig``, ``MistralConfig``, ``Qwen2Config``, ...).
+def steps_llama_twin_config(config: PretrainedConfig, num_steps: int = 3, steps_move: Optional[int] = None,
+                            **overrides: Any) -> StepsLlamaConfig:
+    """The Steps-Llama twin of a Llama-family config (``LlamaConfig``, ``MistralConfig``, ``Qwen2Config``, ...).
 
     The twin keeps the vocabulary, width, heads, SwiGLU width, norms, rotary settings, tying and biases of
-    ``config`` and replaces the trunk by a ``num_steps`` plan (``num_steps=1``: the same model). Qwen2's
-    query/key/value biases are kept (``qkv_bias``); a sliding window (Mistral) is not: the twin attends to the whole
-    context.
+    ``config`` and replaces the trunk by a ``num_steps`` plan (``num_steps=1``: the same model) with this module's
+    rule (the planner's heads, so a narrower step may have another head width). Qwen2's query/key/value biases are
+    kept (``qkv_bias``); a sliding window (Mistral) is not: the twin attends to the whole context.
+
+    The twin of any other decoder architecture, with the host's own layers and the head width kept, is
+    :func:`stepsnet.hf.steps_twin_config` (which also takes these three families).
 
     Raises:
         ValueError: A config without the Llama fields, or whose head width times heads is not its width.
