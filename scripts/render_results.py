@@ -35,6 +35,7 @@ from stepsnet import stats
 from stepsnet.config.lm import load_config as load_lm_config
 from stepsnet.reports import lm_sweep as sweep_report
 from stepsnet.stats import PairedTest, SignFlipTest, format_p
+from stepsnet.utils import dryrun
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIG = ROOT / 'docs' / 'figures'
@@ -509,29 +510,16 @@ def render_llama_compare() -> str:
 # ------------------------------------------------------------------------------------------------- dry runs
 
 DRY_RUNS = FIG / 'dry_run'
-A100_BF16_PEAK = 312e12  # FLOP/s, dense bfloat16 (NVIDIA's A100 data sheet)
-ASSUMED_UTILISATION = 0.4
 
 
-# the process count each paper recipe is written for (its header): the image recipes 8 GPUs, the language models one
-RECIPE_PROCESSES = {'cls': 8, 'det': 8, 'seg': 8, 'lm': 1}
-
-
-def _recipe_items(r: Mapping[str, Any]) -> Tuple[float, str]:
-    """The items (images or tokens) the recipe of a recorded dry run trains on, and how that was counted."""
+def _recipe_floor(r: Mapping[str, Any], flops_per_item: float) -> dryrun.A100Floor:
+    """The A100-hour floor of the recipe of a recorded dry run (:func:`stepsnet.utils.dryrun.a100_floor`, which
+    the dry run's report prints too), from the recipe as written."""
     from stepsnet.utils.config import recipe_task
     path = str(ROOT / r['command'].split(' -c ', 1)[1].split()[0])
     task = recipe_task(path)
     module = __import__(f'stepsnet.config.{_CONFIG_MODULES[task]}', fromlist=['load_config'])
-    cfg = module.load_config(path)
-    n = RECIPE_PROCESSES[task]
-    if task == 'lm':  # a run length in steps, each of the recipe's batch
-        return cfg.max_iters * cfg.batch_size * cfg.block_size * cfg.grad_accum * n, f'{n} x {cfg.batch_size} x ' \
-            f'{cfg.block_size} x {cfg.grad_accum} tokens x {cfg.max_iters:,} steps'
-    if task == 'seg':
-        return cfg.max_iters * cfg.batch_size * n, f'{n} x {cfg.batch_size} images x {cfg.max_iters:,} steps'
-    # epochs: the dry run's steps at its own batch cover the same images as the recipe's
-    return r['items_per_step'] * r['total_steps'], f'{r["total_steps"] * r["items_per_step"]:,.0f} images'
+    return dryrun.a100_floor(task, module.load_config(path), flops_per_item, r['items_per_step'], r['total_steps'])
 
 
 def _si(flops: float) -> str:
@@ -546,26 +534,29 @@ _CONFIG_MODULES = {'cls': 'classification', 'det': 'detection', 'seg': 'segmenta
 
 def render_dry_runs() -> str:
     """The recorded dry runs (scripts/record_dry_runs.py): what each measured on this CPU, and the recipe's training
-    FLOPs and an A100 estimate from them; then each printout as it appeared."""
+    MACs and its A100 floor from them (:func:`stepsnet.utils.dryrun.a100_floor`); then each printout as it
+    appeared."""
     paths = sorted(DRY_RUNS.glob('*.json')) if DRY_RUNS.is_dir() else []
     if not paths:
         return 'Not recorded yet: `python scripts/record_dry_runs.py`.\n'
-    lines = ['| dry run | parameters | training FLOPs per item | batch per step | first step | later steps | '
-             'peak memory | the recipe trains on | on this CPU | recipe FLOPs | A100-hours at 40% of peak (a floor) |',
+    lines = ['| dry run | parameters | training MACs per item (multiply-accumulates; the paper\'s \'FLOPs\') | '
+             'batch per step | first step | later steps | peak memory | the recipe trains on | on this CPU | '
+             'recipe MACs (multiply-accumulates) | A100-hours at 40% of peak (a floor) |',
              '|---|---|---|---|---|---|---|---|---|---|---|']
     texts = []
     for path in paths:
         r = json.loads(path.read_text(encoding='utf-8'))
-        per_item = r['train_flops_per_step'] / (r['items_per_micro_batch'] * r['accumulation'])
-        items, counted = _recipe_items(r)
-        cpu_h = (items / r['items_per_s'] + r['projected_eval_s']) / 3600
-        flops = per_item * items
-        a100 = flops / (A100_BF16_PEAK * ASSUMED_UTILISATION) / 3600
+        # recorded as the counter's FLOPs (2 per multiply-accumulate); a report since also records the MACs
+        flops_per_item = r['train_flops_per_step'] / (r['items_per_micro_batch'] * r['accumulation'])
+        macs_per_item = r.get('train_macs_per_step', r['train_flops_per_step'] / 2) / (
+            r['items_per_micro_batch'] * r['accumulation'])
+        floor = _recipe_floor(r, flops_per_item)
+        cpu_h = (floor.items / r['items_per_s'] + r['projected_eval_s']) / 3600
         later = f'{r["step_s"]:.2f} s' if r['step_s'] is not None else 'one step only'
         lines.append(
-            f'| {r["name"]} | {r["params"] / 1e6:.1f}M | {_si(per_item)} | {r["items_per_step"]:,} '
+            f'| {r["name"]} | {r["params"] / 1e6:.1f}M | {_si(macs_per_item)} | {r["items_per_step"]:,} '
             f'{r["item_name"]} | {r["first_step_s"]:.2f} s | {later} | {r["peak_memory_bytes"] / 2 ** 30:.1f} GiB | '
-            f'{counted} | {cpu_h:,.0f} h | {_si(flops)} | {a100:,.1f} |')
+            f'{floor.counted} | {cpu_h:,.0f} h | {_si(floor.macs)} | {floor.hours:,.1f} |')
         txt = path.with_suffix('.txt')
         if txt.is_file():
             texts.append(f'`{r["name"]}` ({r["machine"].get("cpu", "CPU")}, {r["threads"]} threads):\n\n```text\n'
@@ -574,12 +565,16 @@ def render_dry_runs() -> str:
             'tokens of the whole recipe at its own batch and process count (8 processes for the image recipes, one '
             'for the language models, as their headers say; the `_data_dir` run reads a folder of 8 images, so its '
             'recipe is 300 epochs of those). *On this CPU*: those items at the measured throughput plus the '
-            'evaluations, one process (time taken as linear in the batch). *Recipe FLOPs*: the training FLOPs per '
-            'item, counted on the first step, times those items. *A100-hours*: those FLOPs at '
-            f'{ASSUMED_UTILISATION:.0%} of the A100\'s dense bfloat16 peak ({A100_BF16_PEAK / 1e12:.0f} TFLOP/s), an '
-            'assumption, not a measurement, and a floor rather than a forecast: evaluation, data loading and '
-            'communication are left out, and vision training rarely keeps 40% of a GPU\'s peak. The paper does not '
-            'state its hardware.')
+            'evaluations, one process (time taken as linear in the batch). *MACs* are multiply-accumulates, the '
+            'paper\'s (and timm\'s, fvcore\'s) "FLOPs": half the FLOPs `torch.utils.flop_counter` counts (2 per '
+            'multiply-accumulate). *Recipe MACs*: the training MACs per item, counted on the first step, times '
+            'those items. *A100-hours*: those MACs as FLOPs (2 each) at '
+            f'{dryrun.ASSUMED_UTILISATION:.0%} of the A100\'s dense bfloat16 peak '
+            f'({dryrun.A100_BF16_PEAK / 1e12:.0f} TFLOP/s), an assumption, not a measurement, and a floor rather than '
+            'a forecast: evaluation, data loading and communication are left out, and vision training rarely keeps '
+            '40% of a GPU\'s peak (`stepsnet.utils.dryrun.a100_floor`; a dry run prints the same floor). The paper '
+            'does not state its hardware. The printouts below were recorded before the report printed MACs: their '
+            '"FLOPs" line is the counter\'s FLOPs, twice the MACs.')
     lines += ['', note, '']
     return '\n'.join(lines + texts) + '\n'
 

@@ -58,7 +58,7 @@ from stepsnet.utils.checkpoint import (
     save_checkpoint,
     storage_error,
 )
-from stepsnet.utils.dryrun import DryRunMeter, DryRunReport, count_flops
+from stepsnet.utils.dryrun import DryRunMeter, DryRunReport, a100_floor, count_flops, dry_run_amp, task_of_kind
 from stepsnet.utils.errors import DataError, TrainingError
 from stepsnet.utils.loading import load_weights
 from stepsnet.utils.lock import LOCK_NAME, FolderInUse, lock_folder
@@ -430,8 +430,15 @@ def prepare(
         channels_last: bool = False,
 ) -> TrainState:
     """The :class:`TrainState` of a run: the model on the rank's device, AMP, EMA (``ema(model)`` builds it), the
-    checkpoint that ``run.open`` found restored, and the training module (:func:`wrap_model`)."""
-    autocast, scaler = amp_context(cfg.amp, cfg.amp_dtype, run.env.device)
+    checkpoint that ``run.open`` found restored, and the training module (:func:`wrap_model`).
+
+    A dry run on a CPU runs in float32 where the recipe asks for autocast (:func:`~stepsnet.utils.dryrun.dry_run_amp`:
+    CPUs emulate bfloat16 / float16 slowly), and says so."""
+    amp, run.precision_note = dry_run_amp(cfg.amp, cfg.amp_dtype, run.env.device, run.dry_run)
+    run.amp_ran = cfg.amp_dtype if amp else ''
+    if run.precision_note and run.env.is_main:
+        print(f'note: {run.precision_note}', flush=True)
+    autocast, scaler = amp_context(amp, cfg.amp_dtype, run.env.device)
     model.to(run.env.device)
     state = TrainState(model, optimizer, scheduler, scaler, ema(model) if ema is not None else None, autocast)
     if run.checkpoint is not None:
@@ -484,6 +491,7 @@ class RunFolder:
             raise ValueError('out_dir must name a folder')
         self.dry_run, self.dry_run_report = int(dry_run or 0), dry_run_report
         self.report: Optional[Any] = None  # the DryRunReport of a dry run, once fit has made it
+        self.precision_note, self.amp_ran = '', None  # set by prepare: a dry run on a CPU runs in float32
         if self.dry_run:
             resume = None  # a dry run reads nothing from the folder and writes nothing into it
         if os.path.exists(out_dir) and not os.path.isdir(out_dir):
@@ -879,7 +887,7 @@ def fit(
     function of the step and the config, so a resumed run rebuilds its scheduler from the config: a run extended
     on resume (a longer run length) follows the schedule of its new length from the step it resumes at.
 
-    A dry run (``run.dry_run`` = N): N steps, the training FLOPs of the first counted, one evaluation at the end,
+    A dry run (``run.dry_run`` = N): N steps, the training MACs of the first counted, one evaluation at the end,
     nothing saved; then ``run.report`` (:class:`~stepsnet.utils.dryrun.DryRunReport`) is printed and kept.
 
     Raises:
@@ -1032,15 +1040,24 @@ def _dry_run_report(dry: DryRunMeter, state: TrainState, run: RunFolder, schedul
     evaluations = math.ceil(total / schedule.eval_every) if schedule.eval_every else 1
     memory, memory_kind = dry.peak_memory()
     micro = dry.micro or 1
+    items_per_micro = (dry.items or 0) / micro
+    items_per_step = (dry.items or 0) * env.world_size
+    recipe_amp = cfg.get('amp_dtype', '') if cfg.get('amp') else ''
+    task = task_of_kind(run.kind)
+    floor = None
+    if task is not None and dry.flops is not None and items_per_micro > 0:
+        floor = a100_floor(task, cfg, dry.flops / (items_per_micro * micro), items_per_step, total)
     return DryRunReport(
         kind=run.kind, model=schedule.model_name or schedule.desc, device=env.device, processes=env.world_size,
         params=sum(p.numel() for p in state.model.parameters()), train_flops_per_step=dry.flops,
-        item_name=schedule.item_name, items_per_micro_batch=(dry.items or 0) / micro, accumulation=micro,
-        items_per_step=(dry.items or 0) * env.world_size, steps=len(dry.step_times),
+        item_name=schedule.item_name, items_per_micro_batch=items_per_micro, accumulation=micro,
+        items_per_step=items_per_step, steps=len(dry.step_times),
         first_step_s=dry.step_times[0], step_s=dry.step_median(), eval_batch_s=dry.eval_s,
         eval_batches=schedule.eval_batches, evaluations=evaluations, total_steps=total, peak_memory_bytes=memory,
-        peak_memory_kind=memory_kind, amp=cfg.get('amp_dtype', '') if cfg.get('amp') else '',
-        compiled=bool(cfg.get("compile")), losses=dry.losses, params_changed=changed)
+        peak_memory_kind=memory_kind, amp=recipe_amp if run.amp_ran is None else run.amp_ran,
+        compiled=bool(cfg.get("compile")), losses=dry.losses, params_changed=changed,
+        notes=[run.precision_note] if run.precision_note else [], recipe_amp=recipe_amp,
+        a100_floor_h=None if floor is None else floor.hours, a100_floor_items='' if floor is None else floor.counted)
 
 
 # ----------------------------------------------------------------------------------------------------------------

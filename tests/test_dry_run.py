@@ -24,7 +24,7 @@ IN_EVERY_RUN = ('swin_tiny_imagenet.yaml', 'small.yaml')
 # the batch cut per task (per process): what a 2-core machine with 24 GiB runs in seconds
 CUT = {'cls': dict(batch_size=2, eval_batch_size=2, workers=0), 'det': dict(batch_size=1, eval_batch_size=1, workers=0),
        'seg': dict(batch_size=2, workers=0), 'lm': dict(batch_size=1, grad_accum=1)}
-CUT = {task: dict(cut, amp=False) for task, cut in CUT.items()}  # bfloat16 autocast is emulated, slow, on most CPUs
+# the recipes keep their autocast: a dry run on a CPU runs it in float32 (bfloat16 is emulated, slow, on most CPUs)
 
 
 def _paper_recipes():
@@ -144,3 +144,75 @@ def test_the_header_says_once_that_the_workers_were_capped(tmp_path, capsys, mon
     assert out.count("1 data-loader worker (the recipe's 4, capped at this machine's 1 core)") == 1, out
     assert 'median of steps 2-2' not in out and ' s (step 2)' in out
     assert 'on cpu, 1 process, float32' in out  # the report's own counts in the right number
+
+
+@pytest.fixture(scope='module')
+def tiny_amp_dry_run(tmp_path_factory):
+    """The medium language-model recipe (bfloat16 autocast) with a tiny model, dry-run on the CPU: its report, its
+    printout, the config it ran and whether autocast was on in any loss."""
+    import contextlib
+    import io
+
+    import torch
+
+    from stepsnet.tasks import lm as module
+    recipe = os.path.join(REPO, 'configs', 'lm', 'medium.yaml')
+    full = module.load_config(recipe)
+    assert full.amp and full.amp_dtype == 'bfloat16'  # the point of the test: a recipe that asks for autocast
+    cfg = module.load_config(recipe, dry_run=2, synthetic_data=True, device='cpu', progress=False,
+                             out_dir=str(tmp_path_factory.mktemp('dry') / 'run'), model='gpt_tiny', block_size=32,
+                             batch_size=1, grad_accum=1)
+    autocast_seen = []
+    loss = module._lm_loss
+
+    def spy(model, batch):
+        autocast_seen.append(torch.is_autocast_enabled('cpu'))
+        return loss(model, batch)
+    out = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(out):
+        mp.setattr(module, '_lm_loss', spy)
+        result = module.train_lm(cfg)
+    return result['results']['dry_run'], out.getvalue(), cfg, autocast_seen
+
+
+def test_dry_run_reports_macs_half_the_counters_flops_and_says_so(tiny_amp_dry_run):
+    from stepsnet.utils.dryrun import MAC_HEADER, _macs
+    report, text, _, _ = tiny_amp_dry_run
+    assert report['train_flops_per_step'] > 0
+    assert report['train_macs_per_step'] == report['train_flops_per_step'] // 2
+    assert MAC_HEADER in text and "multiply-accumulates; the paper's 'GFLOPs'" in text
+    assert f'{_macs(report["train_macs_per_step"])} per training step' in text
+    assert "flop_counter's FLOPs / 2" in text and 'FLOPs:' not in text
+
+
+def test_dry_run_prints_the_a100_floor_of_the_library(tiny_amp_dry_run):
+    from stepsnet.utils.dryrun import a100_floor
+    report, text, cfg, _ = tiny_amp_dry_run
+    per_item = report['train_flops_per_step'] / (report['items_per_micro_batch'] * report['accumulation'])
+    floor = a100_floor('lm', cfg, per_item, report['items_per_step'], report['total_steps'])
+    assert floor.items == cfg.max_iters * cfg.batch_size * cfg.block_size * cfg.grad_accum  # the recipe's 1 process
+    assert report['a100_floor_h'] == pytest.approx(floor.hours)
+    assert (f'A100 floor:        {floor.hours:,.1f} h at 40% of the bf16 peak, an assumption, not a measurement'
+            in text), text
+
+
+def test_cpu_dry_run_of_a_bf16_recipe_runs_in_float32_and_says_so(tiny_amp_dry_run):
+    report, text, _, autocast_seen = tiny_amp_dry_run
+    assert autocast_seen and not any(autocast_seen)  # every training step's loss, and no autocast in any
+    assert report['amp'] == '' and report['recipe_amp'] == 'bfloat16'
+    assert 'on cpu, 1 process, float32' in text
+    note = "on cpu the step runs in float32; the recipe's bfloat16 autocast applies on a GPU"
+    assert note in report['notes'] and text.count(note) == 2  # said when the run starts and in the report
+    assert report['steps'] == 2 and report['params_changed'] and report['eval_batch_s'] is not None
+
+
+def test_a100_floor_counts_the_recipes_items():
+    """The floor docs/full-scale.md tabulates: the recipe's items at its own batch and process count."""
+    from stepsnet.utils.dryrun import A100_BF16_PEAK, ASSUMED_UTILISATION, a100_floor
+    lm = a100_floor('lm', dict(batch_size=16, block_size=512, grad_accum=4, max_iters=50_000), 100.0, 2048, 50_000)
+    assert lm.items == 16 * 512 * 4 * 50_000 and lm.counted == '1 x 16 x 512 x 4 tokens x 50,000 steps'
+    assert lm.hours == pytest.approx(100.0 * lm.items / (A100_BF16_PEAK * ASSUMED_UTILISATION) / 3600)
+    seg = a100_floor('seg', dict(batch_size=2, max_iters=160_000), 1.0, 2, 160_000)
+    assert seg.items == 8 * 2 * 160_000
+    cls = a100_floor('cls', dict(batch_size=128), 1.0, 8, 1000)  # epochs: the same images at any batch
+    assert cls.items == 8000 and cls.macs == cls.flops / 2

@@ -2,16 +2,30 @@
 
 A dry run builds everything a recipe asks for (model, data pipeline, optimizer, schedule, EMA, loss), trains a few
 optimizer steps and evaluates one batch, writes nothing into the run folder and prints a report: parameters, the
-FLOPs of one training step, the effective batch, the time per step (the first one, which includes warm-up and
-compilation, apart), the peak memory, the throughput and the projected wall time of the whole recipe on this
-machine and process count. It is the check to run before queueing a long job (Lightning's ``fast_dev_run`` and
-mmengine's config checks are the same idea).
+multiply-accumulates (MACs, the paper's "GFLOPs") of one training step, the effective batch, the time per step
+(the first one, which includes warm-up and compilation, apart), the peak memory, the throughput, the projected wall
+time of the whole recipe on this machine and process count, and the recipe's A100-hour floor.
+It is the check to run before queueing a long job (Lightning's ``fast_dev_run`` and mmengine's config checks are the
+same idea).
 
 The projection is arithmetic on what was measured: ``total_steps x (median step time) + evaluations x (batches per
 evaluation) x (time of the one evaluated batch)``. It assumes the measured steps are representative (no warm-up
 left after the first step, data loading keeping up, evaluation batches as fast as the one measured); with a batch
 cut below the recipe's the steps are more numerous and each one cheaper, so the projection holds only as far as
 time scales linearly with the batch.
+
+Beside the projection it prints the A100-hour floor of the recipe (:func:`a100_floor`, the number
+docs/full-scale.md tabulates): the training FLOPs counted on the first step times the items the recipe trains on, at
+:data:`ASSUMED_UTILISATION` of the A100's dense bfloat16 peak, an assumption, not a measurement.
+
+One convention for model cost everywhere (``stepsnet models``, the README, this report): multiply-accumulates
+("MACs"; the paper's, timm's and fvcore's "GFLOPs"). :func:`count_flops` returns the FLOPs of
+:class:`torch.utils.flop_counter.FlopCounterMode`, 2 per multiply-accumulate; the report prints half of them as
+MACs and keeps the counter's number in its JSON (``train_flops_per_step``) next to ``train_macs_per_step``.
+
+On a CPU a recipe's bfloat16 / float16 autocast is slow (emulated on most CPUs: 20 minutes and more for two steps
+of the medium language model), so a dry run on a CPU runs its steps and its evaluation batch in float32
+(:func:`dry_run_amp`) and says so; the model, data path, optimizer and evaluation are the recipe's.
 """
 from __future__ import annotations
 
@@ -22,14 +36,91 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.names import plural
 
-__all__ = ['DryRunReport', 'DryRunMeter', 'Resized', 'count_flops']
+__all__ = ['DryRunReport', 'DryRunMeter', 'Resized', 'count_flops', 'A100_BF16_PEAK', 'ASSUMED_UTILISATION',
+           'RECIPE_PROCESSES', 'A100Floor', 'a100_floor', 'recipe_items', 'task_of_kind', 'dry_run_amp',
+           'MAC_HEADER']
+
+A100_BF16_PEAK = 312e12  # FLOP/s, dense bfloat16 (NVIDIA's A100 data sheet)
+ASSUMED_UTILISATION = 0.4  # an assumption, not a measurement
+# the process count each paper recipe is written for (its header): the image recipes 8 GPUs, the language models one
+RECIPE_PROCESSES = {'cls': 8, 'det': 8, 'seg': 8, 'lm': 1}
+_TASK_OF_KIND = {'stepsnet-cls': 'cls', 'stepsnet-det': 'det', 'stepsnet-seg': 'seg', 'stepsnet-lm': 'lm'}
+# how every printed header names the unit of model cost
+MAC_HEADER = "GMACs (multiply-accumulates; the paper's 'GFLOPs')"
+
+
+def task_of_kind(kind: str) -> Optional[str]:
+    """``cls``, ``det``, ``seg`` or ``lm`` for a run kind (``stepsnet-lm``, ...); None for another kind."""
+    return _TASK_OF_KIND.get(kind)
+
+
+def _field(cfg: Any, name: str, default: Any = None) -> Any:
+    return cfg.get(name, default) if isinstance(cfg, Mapping) else getattr(cfg, name, default)
+
+
+def recipe_items(task: str, cfg: Any, items_per_step: float, total_steps: int) -> Tuple[float, str]:
+    """The items (images or tokens) a recipe trains on at its own process count (:data:`RECIPE_PROCESSES`), and
+    how that was counted.
+
+    ``cfg`` is the recipe's config (a dataclass or its ``config_dict``); ``items_per_step`` (all processes) and
+    ``total_steps`` are a dry run's. A run length in steps (language models, segmentation) is ``max_iters`` steps
+    of ``cfg``'s batch on the recipe's processes; one in epochs (classification, detection) covers the same images
+    at any batch, so the dry run's steps times its items per step.
+    """
+    n = RECIPE_PROCESSES[task]
+    if task == 'lm':
+        batch, accum, iters = _field(cfg, 'batch_size'), _field(cfg, 'grad_accum', 1), _field(cfg, 'max_iters')
+        block = _field(cfg, 'block_size') or items_per_step / max(batch * accum, 1)  # None: the model's context
+        return iters * batch * block * accum * n, \
+            f'{n} x {batch} x {block:g} x {accum} tokens x {iters:,} steps'
+    if task == 'seg':
+        batch, iters = _field(cfg, 'batch_size'), _field(cfg, 'max_iters')
+        return iters * batch * n, f'{n} x {batch} images x {iters:,} steps'
+    return items_per_step * total_steps, f'{total_steps * items_per_step:,.0f} images'
+
+
+@dataclass(frozen=True)
+class A100Floor:
+    """A recipe's A100-hour floor (:func:`a100_floor`)."""
+    hours: float
+    flops: float  # training FLOPs of the recipe (2 per multiply-accumulate, as the peak counts them)
+    items: float
+    counted: str  # how the items were counted
+
+    @property
+    def macs(self) -> float:
+        return self.flops / 2
+
+    def line(self) -> str:
+        return (f'{self.hours:,.1f} h at {ASSUMED_UTILISATION:.0%} of the bf16 peak, an assumption, not a '
+                f'measurement ({self.counted})')
+
+
+def a100_floor(task: str, cfg: Any, train_flops_per_item: float, items_per_step: float,
+               total_steps: int) -> A100Floor:
+    """The A100-hours a recipe's training takes at best: its training FLOPs (``train_flops_per_item``, the
+    counter's FLOPs of one item's forward and backward, 2 per multiply-accumulate, times :func:`recipe_items`) at
+    :data:`ASSUMED_UTILISATION` of the A100's dense bfloat16 peak (:data:`A100_BF16_PEAK`). A floor, not a
+    forecast: evaluation, data loading and communication are left out. The dry run's report prints it and
+    docs/full-scale.md tabulates it (scripts/render_results.py)."""
+    items, counted = recipe_items(task, cfg, items_per_step, total_steps)
+    flops = train_flops_per_item * items
+    return A100Floor(flops / (A100_BF16_PEAK * ASSUMED_UTILISATION) / 3600, flops, items, counted)
+
+
+def dry_run_amp(amp: bool, amp_dtype: str, device: str, dry_run: int) -> Tuple[bool, str]:
+    """``(amp, note)``: the autocast a run's steps use. A dry run on a CPU runs in float32 (the precision CPUs run
+    fastest: bfloat16 / float16 autocast is emulated on most), with a note saying so; otherwise the recipe's."""
+    if amp and dry_run and torch.device(device).type == 'cpu':
+        return False, f"on cpu the step runs in float32; the recipe's {amp_dtype} autocast applies on a GPU"
+    return amp, ''
 
 
 class Resized(torch.utils.data.Dataset):
@@ -67,7 +158,8 @@ class Resized(torch.utils.data.Dataset):
 
 def count_flops(fn, *args: Any, **kwargs: Any):
     """``(result of fn(*args, **kwargs), FLOPs it ran)`` counted by :class:`torch.utils.flop_counter.FlopCounterMode`
-    (matrix products and convolutions, forward and backward; 2 FLOPs per multiply-add)."""
+    (matrix products and convolutions, forward and backward; 2 FLOPs per multiply-accumulate: the report prints
+    half of them as MACs)."""
     from torch.utils.flop_counter import FlopCounterMode
     counter = FlopCounterMode(display=False)
     with counter:
@@ -86,11 +178,11 @@ def _hms(seconds: float) -> str:
     return f'{hours:.1f} h' if hours < 48 else f'{hours / 24:.1f} days ({hours:,.0f} h)'
 
 
-def _flops(n: float) -> str:
-    for unit, scale in (('PFLOPs', 1e15), ('TFLOPs', 1e12), ('GFLOPs', 1e9), ('MFLOPs', 1e6)):
+def _macs(n: float) -> str:
+    for unit, scale in (('PMACs', 1e15), ('TMACs', 1e12), ('GMACs', 1e9), ('MMACs', 1e6)):
         if n >= scale:
             return f'{n / scale:.3g} {unit}'
-    return f'{n:.3g} FLOPs'
+    return f'{n:.3g} MACs'
 
 
 def _bytes(n: Optional[int]) -> str:
@@ -105,7 +197,8 @@ class DryRunReport:
     device: str
     processes: int
     params: int
-    train_flops_per_step: Optional[int]  # forward and backward of one step on this process, counted on step 1
+    # forward and backward of one step on this process, counted on step 1: the counter's FLOPs (2 per MAC)
+    train_flops_per_step: Optional[int]
     item_name: str
     items_per_micro_batch: float  # per process
     accumulation: int
@@ -124,6 +217,14 @@ class DryRunReport:
     losses: List[float] = field(default_factory=list)
     params_changed: bool = False
     notes: List[str] = field(default_factory=list)
+    recipe_amp: str = ''  # the recipe's autocast dtype ('' without); ``amp`` is what the steps ran in
+    a100_floor_h: Optional[float] = None  # the recipe's A100-hour floor (:func:`a100_floor`); None: not counted
+    a100_floor_items: str = ''  # the items it counts
+
+    @property
+    def train_macs_per_step(self) -> Optional[int]:
+        """Multiply-accumulates (the paper's "FLOPs") of one step: the counter's FLOPs / 2."""
+        return None if self.train_flops_per_step is None else self.train_flops_per_step // 2
 
     @property
     def typical_step_s(self) -> float:
@@ -151,18 +252,21 @@ class DryRunReport:
 
     def to_dict(self) -> Dict[str, Any]:
         d = asdict(self)
-        d.update(typical_step_s=self.typical_step_s, items_per_s=self.items_per_s,
-                 projected_train_s=self.projected_train_s, projected_eval_s=self.projected_eval_s,
-                 projected_s=self.projected_s, device_hours=self.device_hours)
+        d.update(train_macs_per_step=self.train_macs_per_step, typical_step_s=self.typical_step_s,
+                 items_per_s=self.items_per_s, projected_train_s=self.projected_train_s,
+                 projected_eval_s=self.projected_eval_s, projected_s=self.projected_s, device_hours=self.device_hours)
         return d
 
     def lines(self) -> List[str]:
         unit = self.item_name
         one = unit[:-1] if unit.endswith('s') else unit
-        per_item = (self.train_flops_per_step or 0) / max(self.items_per_micro_batch * self.accumulation, 1)
-        flops = ('not counted (compiled model)' if self.train_flops_per_step is None else
-                 f'{_flops(self.train_flops_per_step)} per training step on this process ({_flops(per_item)} per '
-                 f'{one}, forward and backward)')
+        per_item = (self.train_macs_per_step or 0) / max(self.items_per_micro_batch * self.accumulation, 1)
+        macs = ('not counted (compiled model)' if self.train_macs_per_step is None else
+                f'{_macs(self.train_macs_per_step)} per training step on this process ({_macs(per_item)} per '
+                f'{one}, forward and backward; torch.utils.flop_counter\'s FLOPs / 2)')
+        floor = ('not counted' if self.a100_floor_h is None else
+                 f'{self.a100_floor_h:,.1f} h at {ASSUMED_UTILISATION:.0%} of the bf16 peak, an assumption, not a '
+                 f'measurement ({self.a100_floor_items})')
         steps = 'step 2' if self.steps == 2 else f'the median of steps 2-{self.steps}'
         later = (f'{self.step_s:.3f} s ({steps})' if self.step_s is not None
                  else 'only one step ran (its time, with the warm-up, is used below)')
@@ -172,7 +276,8 @@ class DryRunReport:
             f'{plural(self.processes, "process", "processes")}, '
             f'{"compiled, " if self.compiled else ""}{"autocast " + self.amp if self.amp else "float32"}',
             f'  parameters:        {self.params:,} ({self.params / 1e6:.2f}M)',
-            f'  FLOPs:             {flops}',
+            f'  {MAC_HEADER}:',
+            f'                     {macs}',
             f'  effective batch:   {self.items_per_micro_batch:g} {unit} per process x '
             f'{plural(self.processes, "process", "processes")} '
             f'x {self.accumulation} accumulation = {self.items_per_step:,} {unit} per step',
@@ -194,6 +299,7 @@ class DryRunReport:
             '                     (the run as configured, at this batch and process count: a run length in epochs '
             'keeps its items, one in steps (max_iters) trains on fewer items when the batch or the processes are '
             'cut)',
+            f'  A100 floor:        {floor}',
         ]
         out += [f'  note: {n}' for n in self.notes]
         return out
