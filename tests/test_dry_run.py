@@ -106,10 +106,12 @@ def test_dry_run_writes_nothing_into_the_run_folder(tmp_path, capsys):
 
 def test_dry_run_beside_a_finished_run_trains_and_keeps_it(tmp_path):
     """A folder holding a run: a dry run neither refuses it nor touches it (it reads nothing from it)."""
+    from stepsnet.data.text import prepare_text
     from stepsnet.tasks.lm import load_config, train_lm
     out = tmp_path / 'run'
+    prepare_text(str(tmp_path / 'data'), max_bytes=200_000)  # its own corpus: no test depends on another's folder
     base = dict(out_dir=str(out), max_iters=2, eval_interval=2, eval_iters=1, final_eval_windows=0, device='cpu',
-                model='gpt_tiny', block_size=32, progress=False, tensorboard=False)
+                model='gpt_tiny', block_size=32, progress=False, tensorboard=False, data_dir=str(tmp_path / 'data'))
     train_lm(load_config(os.path.join(REPO, 'configs', 'lm', 'cpu.yaml'), **base))
     before = {p: os.path.getmtime(out / p) for p in os.listdir(out)}
     result = train_lm(load_config(os.path.join(REPO, 'configs', 'lm', 'cpu.yaml'), dry_run=1, **base))
