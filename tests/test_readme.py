@@ -52,3 +52,24 @@ def test_quick_start_is_two_make_commands():
     assert commands == ['make run', 'make test']
     make = subprocess.run(['make', '-n', 'run', 'test'], cwd=ROOT, capture_output=True, text=True)
     assert make.returncode == 0, make.stderr
+
+
+def test_citation_file_is_valid_cff():
+    """CITATION.cff has what the Citation File Format 1.2.0 requires, for the software and its preferred citation."""
+    import yaml
+    cff = yaml.safe_load((ROOT / 'CITATION.cff').read_text(encoding='utf-8'))
+    assert cff['cff-version'] == '1.2.0' and cff['message'] and cff['title']
+    for entry in (cff, cff['preferred-citation']):
+        assert entry['authors'] and all(a.get('name') or a.get('family-names') for a in entry['authors'])
+    ref = cff['preferred-citation']
+    assert ref['type'] == 'article' and ref['title'] == 'Step by Step Network' and ref['year'] == 2025
+    assert 'arXiv:2511.14329' in [i['value'] for i in ref['identifiers']]
+    assert '(CITATION.cff)' in (ROOT / 'README.md').read_text(encoding='utf-8')
+
+
+def test_every_relative_link_of_the_readme_resolves():
+    text = (ROOT / 'README.md').read_text(encoding='utf-8')
+    links = [m for m in re.findall(r'\]\(([^)\s]+)\)', text) if not m.startswith(('http://', 'https://', '#'))]
+    assert links
+    missing = [link for link in links if not (ROOT / link.split('#')[0]).exists()]
+    assert not missing, missing
