@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import glob
 import json
 import os
 import sys
@@ -26,8 +25,6 @@ import traceback
 from typing import Any, Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# the recipes that are not paper experiments (quick CPU recipes and the synthetic dense ones)
-NOT_PAPER = ('digits_cpu.yaml', 'depth_digits.yaml', 'mnist1d.yaml', 'synthetic.yaml', 'cpu.yaml')
 # --tiny: the recipe's model, optimizer, schedule and pipeline at inputs small enough for a CPU check
 TINY = {
     'cls': dict(img_size=64, batch_size=2, eval_batch_size=2),
@@ -38,11 +35,8 @@ TINY = {
 
 
 def paper_recipes() -> List[str]:
-    paths = []
-    for task in ('cls', 'det', 'seg', 'lm'):
-        paths += sorted(p for p in glob.glob(os.path.join(REPO, 'configs', task, '*.yaml'))
-                        if os.path.basename(p) not in NOT_PAPER)
-    return paths
+    from stepsnet.utils.tasks import paper_recipes as recipes  # the one list (torch-free)
+    return [os.path.join(REPO, p) for p in recipes(REPO)]
 
 
 def task_of(path: str) -> str:
@@ -54,12 +48,9 @@ def dry_run(path: str, compile: bool, steps: int, device: str, tiny: bool, threa
     """One recipe's dry run in this process; the report as a dict (or the error)."""
     import torch
 
-    from stepsnet.tasks import classification, detection, lm, segmentation
+    from stepsnet.utils.tasks import TASKS, resolve
     task = task_of(path)
-    module, train = {'cls': (classification, classification.train_classification),
-                     'det': (detection, detection.train_detection),
-                     'seg': (segmentation, segmentation.train_segmentation),
-                     'lm': (lm, lm.train_lm)}[task]
+    load_config, train = resolve(TASKS[task].load_config), resolve(TASKS[task].train)
     overrides = dict(dry_run=steps, synthetic_data=True, device=device, compile=compile, progress=False,
                      tensorboard=False, workers=0 if tiny and task != 'lm' else None, threads=threads,
                      out_dir=os.path.join('runs', 'gpu-recipes', os.path.splitext(os.path.basename(path))[0]))
@@ -69,7 +60,7 @@ def dry_run(path: str, compile: bool, steps: int, device: str, tiny: bool, threa
     row: Dict[str, Any] = dict(recipe=os.path.relpath(path, REPO), task=task, compile=compile)
     t0 = time.perf_counter()
     try:
-        cfg = module.load_config(path, **overrides)
+        cfg = load_config(path, **overrides)
         row.update(model=getattr(cfg, 'model', None) or getattr(cfg, 'backbone', ''), batch_size=cfg.batch_size,
                    amp=cfg.amp_dtype if cfg.amp else 'float32')
         result = train(cfg)

@@ -16,9 +16,9 @@ import pytest
 
 from stepsnet.cli import main
 from stepsnet.utils.config import recipe_task
+from stepsnet.utils.tasks import TASKS, paper_recipes, resolve
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NOT_PAPER = ('digits_cpu.yaml', 'depth_digits.yaml', 'mnist1d.yaml', 'synthetic.yaml', 'cpu.yaml')
 # the dry runs in every test run (about 5 s each on 2 cores); the others are marked recipes_long
 IN_EVERY_RUN = ('swin_tiny_imagenet.yaml', 'small.yaml')
 # the batch cut per task (per process): what a 2-core machine with 24 GiB runs in seconds
@@ -29,38 +29,21 @@ CUT = {'cls': dict(batch_size=2, eval_batch_size=2, workers=0), 'det': dict(batc
 
 def _paper_recipes():
     out = []
-    for task in ('cls', 'det', 'seg', 'lm'):
-        folder = os.path.join(REPO, 'configs', task)
-        for name in sorted(os.listdir(folder)):
-            if name.endswith('.yaml') and name not in NOT_PAPER:
-                long = name not in IN_EVERY_RUN
-                marks = [pytest.mark.recipes] + ([pytest.mark.recipes_long] if long else [])
-                out.append(pytest.param(os.path.join('configs', task, name), id=name[:-5], marks=marks))
+    for path in paper_recipes(REPO):
+        name = os.path.basename(path)
+        marks = [pytest.mark.recipes] + ([pytest.mark.recipes_long] if name not in IN_EVERY_RUN else [])
+        out.append(pytest.param(path, id=name[:-5], marks=marks))
     return out
-
-
-def _train(task):
-    if task == 'cls':
-        from stepsnet.tasks import classification as m
-        return m, m.train_classification
-    if task == 'det':
-        from stepsnet.tasks import detection as m
-        return m, m.train_detection
-    if task == 'seg':
-        from stepsnet.tasks import segmentation as m
-        return m, m.train_segmentation
-    from stepsnet.tasks import lm as m
-    return m, m.train_lm
 
 
 @pytest.mark.parametrize('recipe', _paper_recipes())
 def test_paper_recipe_dry_run_at_full_size(recipe, tmp_path, capsys):
     task = recipe_task(os.path.join(REPO, recipe))
-    module, train = _train(task)
+    load_config, train = resolve(TASKS[task].load_config), resolve(TASKS[task].train)
     out_dir = tmp_path / 'run'
-    full = module.load_config(os.path.join(REPO, recipe))
-    cfg = module.load_config(os.path.join(REPO, recipe), dry_run=2, synthetic_data=True, device='cpu',
-                             progress=False, out_dir=str(out_dir), **CUT[task])
+    full = load_config(os.path.join(REPO, recipe))
+    cfg = load_config(os.path.join(REPO, recipe), dry_run=2, synthetic_data=True, device='cpu',
+                      progress=False, out_dir=str(out_dir), **CUT[task])
     result = train(cfg)
     report = result['results']['dry_run']
     assert report['steps'] == 2 and report['params_changed'], report

@@ -14,8 +14,9 @@ import os
 from stepsnet.cli.common import add_config_flags, config_from_flags, fraction, non_negative_int, positive_int
 from stepsnet.utils.machine import cap_workers
 from stepsnet.utils.names import plural
+from stepsnet.utils.tasks import TASKS
 
-CONFIG = 'stepsnet.config.classification:ClassificationConfig'
+CONFIG = TASKS['cls'].config
 
 _FIELD_HELP = {
     'model': 'timm model name (e.g. steps_resnet50, resnet50, test_steps_resnet)',

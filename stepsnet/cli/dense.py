@@ -4,9 +4,10 @@ import os
 
 from stepsnet.cli.common import add_config_flags, config_from_flags, int_list, positive_int
 from stepsnet.utils.names import DETECTOR_ARCHS, SEG_EVAL_MODES, plural
+from stepsnet.utils.tasks import TASKS
 
-DET_CONFIG = 'stepsnet.config.detection:DetectionConfig'
-SEG_CONFIG = 'stepsnet.config.segmentation:SegmentationConfig'
+DET_CONFIG = TASKS['det'].config
+SEG_CONFIG = TASKS['seg'].config
 
 
 def _is_main() -> bool:

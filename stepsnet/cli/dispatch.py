@@ -21,14 +21,12 @@ import os
 from typing import List, Optional
 
 from stepsnet.utils.config import RECIPE_TASKS, recipe_task
+from stepsnet.utils.tasks import DEFAULT_TASK, TASKS, task_of_kind
 
 __all__ = ['TRAIN_COMMANDS', 'EVAL_COMMANDS', 'resolve']
 
-TRAIN_COMMANDS = {'cls': 'train-cls', 'lm': 'train-lm', 'det': 'train-det', 'seg': 'train-seg'}
-EVAL_COMMANDS = {'cls': 'validate', 'lm': 'eval-lm', 'det': 'eval-det', 'seg': 'eval-seg'}
-# a checkpoint's format tag -> its task
-CHECKPOINT_TASKS = {'stepsnet-cls': 'cls', 'stepsnet-lm': 'lm', 'stepsnet-det': 'det', 'stepsnet-seg': 'seg'}
-DEFAULT_TASK = 'cls'
+TRAIN_COMMANDS = {t.name: t.train_command for t in TASKS.values()}
+EVAL_COMMANDS = {t.name: t.eval_command for t in TASKS.values()}
 
 
 def _options(args: List[str]) -> argparse.Namespace:
@@ -49,9 +47,11 @@ def _recipe_task(path: str) -> Optional[str]:
 def _checkpoint_task(path: str) -> str:
     from stepsnet.utils.loading import checkpoint_kind
     kind = checkpoint_kind(path)
-    if kind not in CHECKPOINT_TASKS:
-        raise ValueError(f'checkpoint {path!r} has format {kind!r}; expected one of {sorted(CHECKPOINT_TASKS)}')
-    return CHECKPOINT_TASKS[kind]
+    task = task_of_kind(kind)
+    if task is None:
+        raise ValueError(f'checkpoint {path!r} has format {kind!r}; expected one of '
+                         f'{sorted(t.kind for t in TASKS.values())}')
+    return task
 
 
 def resolve(command: str, args: List[str]) -> Optional[str]:
@@ -95,16 +95,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         'train', help='train any task from a YAML recipe (the task is the recipe\'s `task:` field)',
         description=f'Train the task the recipe names in its `task:` field: {tasks}; a recipe that names none is '
                     'image classification. Every field of the task\'s config is also a flag that overrides the '
-                    'recipe: `stepsnet train -c RECIPE --help` lists them. The commands train-cls, train-lm, '
-                    'train-det and train-seg are the same for one task each. Launch with torchrun for DDP.')
+                    f'recipe: `stepsnet train -c RECIPE --help` lists them. The commands '
+                    f'{", ".join(TRAIN_COMMANDS.values())} are the same for one task each. Launch with torchrun for '
+                    'DDP.')
     p.add_argument('--config', '-c', help='YAML recipe (configs/*/*.yaml)')
     p.set_defaults(func=_no_run, trains=True)
 
     p = sub.add_parser(
-        'eval', help='evaluate a checkpoint with the task that wrote it (validate, eval-lm, eval-det, eval-seg)',
+        'eval', help=f'evaluate a checkpoint with the task that wrote it ({", ".join(EVAL_COMMANDS.values())})',
         description='Evaluate a training checkpoint with its task\'s evaluation: top-1 / top-5 (classification), '
                     'validation loss, perplexity and bits per byte (language model), COCO AP (detection), mIoU '
                     '(segmentation). `stepsnet eval --checkpoint FILE --help` lists the options of that task; '
-                    'validate, eval-lm, eval-det and eval-seg are the same for one task each.')
+                    f'{", ".join(EVAL_COMMANDS.values())} are the same for one task each.')
     p.add_argument('--checkpoint', help='last.pth / best.pth of a training run')
     p.set_defaults(func=_no_run)

@@ -11,8 +11,9 @@ from stepsnet.cli.common import (
     positive_int,
 )
 from stepsnet.utils.names import plural
+from stepsnet.utils.tasks import TASKS
 
-CONFIG = 'stepsnet.config.lm:LMConfig'
+CONFIG = TASKS['lm'].config
 
 
 def _run_train(args: argparse.Namespace) -> int:

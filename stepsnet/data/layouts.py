@@ -44,6 +44,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from stepsnet.utils.dryrun import Resized
+from stepsnet.utils.tasks import TASK_NAMES, TASKS
 
 from .outputs import refuse_existing, staged_output
 from .synthetic import draw_scene
@@ -54,7 +55,7 @@ __all__ = [
     'write_ade20k', 'write_wikitext103', 'write_layout',
 ]
 
-LAYOUT_TASKS = ('cls', 'det', 'seg', 'lm')
+LAYOUT_TASKS = TASK_NAMES
 GPT2_VOCAB_SIZE = 50257
 EOT = '<|endoftext|>'
 
@@ -618,9 +619,8 @@ def write_layout(task: str, root: str, seed: int = 0, force: bool = False, **kwa
         prepare_text(tokens, [raw], tokenizer='bpe', vocab_file=os.path.join(raw, 'vocab.json'),
                      merges_file=os.path.join(raw, 'merges.txt'), force=force)
         return tokens
-    raise ValueError(f'unknown task {task!r}; expected one of {", ".join(LAYOUT_TASKS)} (classification on '
-                     'ImageNet-1K, detection on COCO 2017, segmentation on ADE20K, language modelling on '
-                     'WikiText-103)')
+    raise ValueError(f'unknown task {task!r}; expected one of '
+                     + ', '.join(f'{t.name} ({t.title} on {t.dataset})' for t in TASKS.values()))
 
 
 # ----------------------------------------------------------------------------------------------------------------

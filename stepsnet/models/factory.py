@@ -34,6 +34,7 @@ from stepsnet.models.twins import register_twin
 from stepsnet.utils.checkpoint import CheckpointError, load_checkpoint
 from stepsnet.utils.loading import load_weights
 from stepsnet.utils.names import DETECTOR_ARCHS, PAIRINGS, did_you_mean
+from stepsnet.utils.tasks import TASKS
 
 __all__ = [
     'CLS_KIND', 'LM_KIND', 'DET_KIND', 'SEG_KIND', 'DETECTOR_ARCHS', 'create_classifier', 'classifier_from_checkpoint',
@@ -41,10 +42,8 @@ __all__ = [
     'segmenter_from_checkpoint', 'deit_trunk_config', 'PAIRINGS',
 ]
 
-CLS_KIND = 'stepsnet-cls'
-LM_KIND = 'stepsnet-lm'
-DET_KIND = 'stepsnet-det'
-SEG_KIND = 'stepsnet-seg'
+# the format tags of the tasks' checkpoints (the task table's)
+CLS_KIND, LM_KIND, DET_KIND, SEG_KIND = (TASKS[t].kind for t in ('cls', 'lm', 'det', 'seg'))
 
 
 def _run_checkpoint(path: str, kind: str) -> Dict[str, Any]:

@@ -15,6 +15,8 @@ from typing import Any, Dict, Mapping, Optional, Type, TypeVar
 
 import yaml
 
+from stepsnet.utils.tasks import TASKS
+
 __all__ = ['load_dataclass_config', 'check_field_types', 'close_matches', 'CLEAR', 'RECIPE_TASKS', 'recipe_task']
 
 
@@ -33,8 +35,7 @@ C = TypeVar('C')
 # task that trains the recipe (``stepsnet train -c RECIPE`` reads it), checked by :func:`recipe_task`
 INFORMATIONAL_KEYS = ('source', 'task')
 # a recipe's ``task:`` -> what it trains
-RECIPE_TASKS = {'cls': 'image classification', 'lm': 'language modelling', 'det': 'object detection',
-                'seg': 'semantic segmentation'}
+RECIPE_TASKS = {t.name: t.title for t in TASKS.values()}
 
 
 def _read_yaml(path: str, what: str) -> dict:

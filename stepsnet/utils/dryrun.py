@@ -42,6 +42,7 @@ import torch
 
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.names import plural
+from stepsnet.utils.tasks import TASKS, task_of_kind
 
 __all__ = ['DryRunReport', 'DryRunMeter', 'Resized', 'count_flops', 'A100_BF16_PEAK', 'ASSUMED_UTILISATION',
            'RECIPE_PROCESSES', 'A100Floor', 'a100_floor', 'recipe_items', 'task_of_kind', 'dry_run_amp',
@@ -50,15 +51,9 @@ __all__ = ['DryRunReport', 'DryRunMeter', 'Resized', 'count_flops', 'A100_BF16_P
 A100_BF16_PEAK = 312e12  # FLOP/s, dense bfloat16 (NVIDIA's A100 data sheet)
 ASSUMED_UTILISATION = 0.4  # an assumption, not a measurement
 # the process count each paper recipe is written for (its header): the image recipes 8 GPUs, the language models one
-RECIPE_PROCESSES = {'cls': 8, 'det': 8, 'seg': 8, 'lm': 1}
-_TASK_OF_KIND = {'stepsnet-cls': 'cls', 'stepsnet-det': 'det', 'stepsnet-seg': 'seg', 'stepsnet-lm': 'lm'}
+RECIPE_PROCESSES = {t.name: t.recipe_processes for t in TASKS.values()}
 # how every printed header names the unit of model cost
 MAC_HEADER = "GMACs (multiply-accumulates; the paper's 'GFLOPs')"
-
-
-def task_of_kind(kind: str) -> Optional[str]:
-    """``cls``, ``det``, ``seg`` or ``lm`` for a run kind (``stepsnet-lm``, ...); None for another kind."""
-    return _TASK_OF_KIND.get(kind)
 
 
 def _field(cfg: Any, name: str, default: Any = None) -> Any:

@@ -1,0 +1,99 @@
+"""The one table of the tasks: every fact about a task that more than one part of the package needs.
+
+A task is image classification (``cls``), language modelling (``lm``), object detection (``det``) or semantic
+segmentation (``seg``). What the rest of the package knows about a task it reads from :data:`TASKS`: the recipe's
+``task:`` value, the config dataclass and the train and evaluate functions (as ``'module:name'`` strings, so that
+this module loads nothing: the command line answers ``--help`` without torch), the format tag of its checkpoints, the
+paper's data set whose layout the dry runs generate, the process count its paper recipes are written for, and its
+command-line verbs. The paper's recipes are listed here too (:func:`paper_recipes`), for the dry-run tests and the
+GPU script.
+
+Adding a task means adding a row here and writing the task's own modules (its config in ``stepsnet/config/``, its
+training in ``stepsnet/tasks/``, its command in ``stepsnet/cli/``, its recipes in ``configs/``); nothing else names
+the tasks one by one. Every ``'module:name'`` string of the package is listed by :func:`dynamic_imports` and resolved
+by a test.
+"""
+import importlib
+import os
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+__all__ = ['Task', 'TASKS', 'TASK_NAMES', 'DEFAULT_TASK', 'task_of_kind', 'task_of_command', 'LOCAL_RECIPES',
+           'paper_recipes', 'resolve', 'dynamic_imports']
+
+
+@dataclass(frozen=True)
+class Task:
+    """One task. ``config``, ``train`` and ``evaluate`` are ``'module:name'`` strings (see :func:`resolve`)."""
+    name: str                # the recipe's ``task:`` value and the folder of its recipes under configs/
+    title: str               # what it trains, in words
+    config: str              # the run config dataclass
+    load_config: str         # the recipe loader (YAML -> config)
+    train: str               # train(cfg) -> summary with 'results'
+    evaluate: str            # the evaluation of a checkpoint
+    kind: str                # the format tag of its checkpoints and run folders
+    train_command: str       # `stepsnet <train_command>` (also `stepsnet train -c RECIPE`)
+    eval_command: str        # `stepsnet <eval_command>` (also `stepsnet eval --checkpoint FILE`)
+    dataset: str             # the paper's data set, whose layout `--synthetic-data` generates
+    recipe_processes: int    # the process count its paper recipes are written for (their headers)
+
+    @property
+    def recipes_dir(self) -> str:
+        return os.path.join('configs', self.name)
+
+
+TASKS: Dict[str, Task] = {t.name: t for t in (
+    Task('cls', 'image classification', 'stepsnet.config.classification:ClassificationConfig',
+         'stepsnet.config.classification:load_config', 'stepsnet.tasks.classification:train_classification',
+         'stepsnet.tasks.classification:validate_classification', 'stepsnet-cls', 'train-cls', 'validate',
+         'ImageNet-1K', 8),
+    Task('det', 'object detection', 'stepsnet.config.detection:DetectionConfig',
+         'stepsnet.config.detection:load_config', 'stepsnet.tasks.detection:train_detection',
+         'stepsnet.tasks.detection:evaluate_detection', 'stepsnet-det', 'train-det', 'eval-det', 'COCO 2017', 8),
+    Task('seg', 'semantic segmentation', 'stepsnet.config.segmentation:SegmentationConfig',
+         'stepsnet.config.segmentation:load_config', 'stepsnet.tasks.segmentation:train_segmentation',
+         'stepsnet.tasks.segmentation:evaluate_segmentation', 'stepsnet-seg', 'train-seg', 'eval-seg', 'ADE20K', 8),
+    Task('lm', 'language modelling', 'stepsnet.config.lm:LMConfig', 'stepsnet.config.lm:load_config',
+         'stepsnet.tasks.lm:train_lm', 'stepsnet.tasks.lm:evaluate_lm_checkpoint', 'stepsnet-lm', 'train-lm', 'eval-lm',
+         'WikiText-103', 1),
+)}
+TASK_NAMES: Tuple[str, ...] = tuple(TASKS)
+DEFAULT_TASK = 'cls'  # a recipe that names no task, or no recipe at all
+
+# the recipes of configs/ that are not paper experiments: quick CPU recipes and the synthetic dense ones
+LOCAL_RECIPES = ('digits_cpu.yaml', 'depth_digits.yaml', 'mnist1d.yaml', 'synthetic.yaml', 'cpu.yaml')
+
+
+def task_of_kind(kind: str) -> Optional[str]:
+    """The task whose checkpoints carry the format tag ``kind`` (``stepsnet-lm`` -> ``lm``); None for another."""
+    return next((t.name for t in TASKS.values() if t.kind == kind), None)
+
+
+def task_of_command(command: str) -> Optional[str]:
+    """The task of a task's own training or evaluation command (``train-det`` -> ``det``); None for another."""
+    return next((t.name for t in TASKS.values() if command in (t.train_command, t.eval_command)), None)
+
+
+def paper_recipes(root: str = '.') -> List[str]:
+    """The paper's recipes under ``root``/configs (every recipe of a task's folder but :data:`LOCAL_RECIPES`), as
+    paths relative to ``root``, task by task in the order of :data:`TASKS`."""
+    out = []
+    for task in TASKS.values():
+        folder = os.path.join(root, task.recipes_dir)
+        out += [os.path.join(task.recipes_dir, n) for n in sorted(os.listdir(folder))
+                if n.endswith('.yaml') and n not in LOCAL_RECIPES]
+    return out
+
+
+def resolve(target: str) -> Any:
+    """The object a ``'module:name'`` string names (imports the module)."""
+    module, _, name = target.partition(':')
+    if not module or not name:
+        raise ValueError(f'{target!r} is not a "module:name" string')
+    return getattr(importlib.import_module(module), name)
+
+
+def dynamic_imports() -> List[str]:
+    """The ``'module:name'`` strings of the task table, which the package resolves at run time (the import linter
+    cannot see them; a test resolves each, with the command modules of ``stepsnet.cli.COMMANDS``)."""
+    return [getattr(t, f) for t in TASKS.values() for f in ('config', 'load_config', 'train', 'evaluate')]
