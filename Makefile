@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# test processes (pytest-xdist): one per core of the 2-core machines the suite is timed on
+TEST_WORKERS ?= 2
 
 .PHONY: setup run test lint clean
 
@@ -23,7 +25,7 @@ lint: $(STAMP)
 
 test: $(STAMP) lint
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -3,15 +3,13 @@
 Counts every baseline of ``stepsnet.models.twins.TWIN_BASELINES`` and its twin on the meta device (about a quarter
 of a minute on one core).
 """
-import pathlib
 import sys
 from typing import Optional, Sequence
 
-from update_readme_table import write_table
-
 from stepsnet.analysis.complexity import MODEL_PAIRS, TwinRow, format_twin_table, twin_table
+from stepsnet.utils.docblocks import markers, write_block
 
-BEGIN, END = '<!-- twin-table:begin -->', '<!-- twin-table:end -->'
+BEGIN, END = markers('twin-table')
 
 
 def render(rows: Optional[Sequence[TwinRow]] = None) -> str:
@@ -20,7 +18,7 @@ def render(rows: Optional[Sequence[TwinRow]] = None) -> str:
 
 
 def main() -> int:
-    write_table(pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else 'docs/models.md'), render(), BEGIN, END)
+    write_block(sys.argv[1] if len(sys.argv) > 1 else 'docs/models.md', render(), BEGIN, END)
     return 0
 
 

@@ -1,4 +1,20 @@
+import os
+
 import pytest
+
+
+@pytest.fixture(scope='session', autouse=True)
+def one_thread_per_test_process():
+    """Under pytest-xdist (``make test`` runs one test process per core) each process computes on one thread, so
+    the processes do not compete for the cores; a plain ``pytest`` keeps torch's default."""
+    if not os.environ.get('PYTEST_XDIST_WORKER'):
+        yield
+        return
+    import torch
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope='session')

@@ -104,12 +104,12 @@ def test_default_recipe_trains_an_epoch(tmp_path):
 
 def test_an_error_inside_training_is_internal_with_its_cause(tmp_path, monkeypatch, capsys):
     """An exception raised inside the loop (not the user's data) is reported as an internal error, exit 1."""
-    import stepsnet.engine as engine
+    import stepsnet.engine.loop as loop  # the loop's own name of train_step
     from stepsnet.cli import main
 
     def broken(*args, **kwargs):
         raise ValueError('bits must be in range (1, 8)')
-    monkeypatch.setattr(engine, 'train_step', broken)
+    monkeypatch.setattr(loop, 'train_step', broken)
     code = main(['train', '--epochs', '1', '--warmup-epochs', '0', '--workers', '0', '--no-progress',
                  '--max-train-batches', '2', '--out-dir', str(tmp_path / 'run')])
     err = capsys.readouterr().err.strip().splitlines()

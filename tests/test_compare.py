@@ -9,8 +9,6 @@ from scipy import stats as st
 from stepsnet.cli import main
 from stepsnet.compare import (
     PLAIN_TWIN_KWARGS,
-    _Prefixed,
-    _role_colours,
     cls_comparison,
     depth_comparison,
     lm_comparison,
@@ -18,6 +16,8 @@ from stepsnet.compare import (
     run_comparison,
     spread,
 )
+from stepsnet.compare.harness import _Prefixed
+from stepsnet.compare.report import _role_colours
 from stepsnet.data.text import prepare_text
 from stepsnet.stats import holm
 

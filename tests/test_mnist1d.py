@@ -13,7 +13,7 @@ import torch
 from timm.models.vision_transformer import VisionTransformer
 
 import stepsnet  # noqa: F401  (registers the models)
-from stepsnet.analysis.complexity import count_flops, count_params
+from stepsnet.analysis.complexity import count_macs, count_params
 from stepsnet.cli import main
 from stepsnet.data import mnist1d
 from stepsnet.data.images import build_dataset
@@ -156,7 +156,7 @@ def test_twin_has_the_parameters_and_flops_of_its_residual_trunk(base, twin):
     for m in models:
         assert m.pretrained_cfg['input_size'] == mnist1d.INPUT_SIZE and m.num_classes == 10
     params = [count_params(m) for m in models]
-    flops = [count_flops(m, mnist1d.INPUT_SIZE) for m in models]
+    flops = [count_macs(m, mnist1d.INPUT_SIZE) for m in models]
     assert abs(params[1] - params[0]) / params[0] < 0.005, params
     assert abs(flops[1] - flops[0]) / flops[0] < 0.03, flops
     trunks = [[s for s in m.modules() if isinstance(s, Steps)] for m in models]

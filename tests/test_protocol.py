@@ -122,6 +122,7 @@ def test_replication_protocol_is_complete():
 def test_protocol_report_lists_deviations(tmp_path):
     """A protocol report from finished runs: pre-registered line, primary family, power, deviations."""
     from stepsnet import compare as C
+    from stepsnet.compare.harness import _run_dir
     proto = load_protocol(str(_write(tmp_path)))
     comp = C.protocol_comparison(proto)
     commit = 'a' * 40
@@ -131,7 +132,7 @@ def test_protocol_report_lists_deviations(tmp_path):
             for seed, v in zip(proto.seeds, (90.0, 91.0) if arm.role == 'baseline' else (92.0, 95.0)):
                 if arm.role == 'steps' and seed == 101:
                     continue  # one run not finished: a deviation
-                d = tmp_path / C._run_dir(comp, point, arm, seed)
+                d = tmp_path / _run_dir(comp, point, arm, seed)
                 d.mkdir(parents=True)
                 (d / 'result.json').write_text(json.dumps(dict(
                     metric=v, train_metric=v, loss=1.0, seen=1, train_time=1.0, curve=[[1, v]], params=1, macs=1,

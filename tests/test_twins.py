@@ -7,7 +7,7 @@ import timm
 import torch
 
 import stepsnet
-from stepsnet.analysis.complexity import MODEL_PAIRS, count_flops, count_params
+from stepsnet.analysis.complexity import MODEL_PAIRS, count_macs, count_params
 from stepsnet.models.twins import (
     FAMILIES,
     TWIN_BASELINES,
@@ -153,7 +153,7 @@ def test_table_counts_equal_a_full_count(name, twin_rows):
     """The table counts the twin's FLOPs from the baseline's plus one block per trunk width; a full count agrees."""
     r = twin_rows[name]
     twin = build_twin(name, device='meta')
-    assert r.macs[1] == count_flops(twin, r.input_size)
+    assert r.macs[1] == count_macs(twin, r.input_size)
     assert r.params[1] == count_params(twin)
 
 
@@ -161,7 +161,7 @@ def test_meta_counts_equal_real_counts():
     torch.manual_seed(0)
     real, meta = build_twin('convnext_atto'), build_twin('convnext_atto', device='meta')
     assert count_params(real) == count_params(meta)
-    assert count_flops(real, (3, 64, 64)) == count_flops(meta, (3, 64, 64))
+    assert count_macs(real, (3, 64, 64)) == count_macs(meta, (3, 64, 64))
 
 
 @pytest.mark.parametrize('name,match', [
@@ -181,3 +181,11 @@ def test_every_family_is_reachable():
     for name, family in [('resnext50_32x4d', 'ResNet'), ('deit3_small_patch16_224', 'ViT'),
                          ('swin_large_patch4_window12_384', 'Swin'), ('convnextv2_nano', 'ConvNeXt')]:
         assert baseline_args(name)[0].name == family
+
+
+def test_count_flops_is_the_deprecated_name_of_count_macs():
+    from stepsnet.analysis import complexity
+    model = timm.create_model('test_steps_resnet')
+    with pytest.warns(DeprecationWarning, match='count_macs'):
+        old = complexity.count_flops(model, (3, 32, 32))
+    assert old == count_macs(model, (3, 32, 32))

@@ -11,6 +11,7 @@
   the 1x1 projection on a ResNet block's shortcut does not count (ResNet naming: ResNet-50 has 50 layers).
 """
 import contextlib
+import warnings
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
@@ -28,9 +29,9 @@ from stepsnet.models.twins import TWIN_BASELINES, build_twin, step_plans, twin_a
 from stepsnet.steps import Steps
 
 __all__ = [
-    'BLOCK_TYPES', 'PAPER_TABLE1', 'MODEL_PAIRS', 'ComplexityRow', 'count_params', 'count_flops', 'count_blocks',
-    'count_layers', 'complexity_row', 'complexity_table', 'format_table', 'register_block_type', 'TwinRow', 'twin_row',
-    'twin_table', 'format_twin_table',
+    'BLOCK_TYPES', 'PAPER_TABLE1', 'MODEL_PAIRS', 'ComplexityRow', 'count_params', 'count_macs', 'count_flops',
+    'count_blocks', 'count_layers', 'complexity_row', 'complexity_table', 'format_table', 'register_block_type',
+    'TwinRow', 'twin_row', 'twin_table', 'format_twin_table',
 ]
 
 BLOCK_TYPES: List[type] = [BasicBlock, Bottleneck, ViTBlock, SwinTransformerBlock, ConvNeXtBlock]
@@ -101,7 +102,7 @@ def explicit_attention(model: nn.Module) -> Iterator[None]:
 
 
 @torch.no_grad()
-def count_flops(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> int:
+def count_macs(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> int:
     """Multiply-adds of one forward pass on one input of ``input_size`` (C, H, W), attention included."""
     was_training = model.training
     model.eval()
@@ -114,6 +115,14 @@ def count_flops(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> 
     finally:
         model.train(was_training)
     return counter.get_total_flops() // 2
+
+
+def count_flops(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> int:
+    """Deprecated name of :func:`count_macs`, which it returns: it counts multiply-adds (the paper's "FLOPs"), not
+    floating-point operations (:func:`stepsnet.utils.dryrun.count_flops` counts those, of a call)."""
+    warnings.warn('stepsnet.analysis.complexity.count_flops counts multiply-adds and is now named count_macs',
+                  DeprecationWarning, stacklevel=2)
+    return count_macs(model, input_size)
 
 
 def _residual_blocks(model: nn.Module) -> List[nn.Module]:
@@ -164,7 +173,7 @@ def complexity_row(name: str, baseline: str = '', input_size: Sequence[int] = (3
     """Measure one registered model (built on the meta device: shapes only, no memory, no arithmetic)."""
     model = timm.create_model(name, pretrained=False, device='meta')
     params = count_params(model)
-    macs = count_flops(model, input_size)
+    macs = count_macs(model, input_size)
     paper = PAPER_TABLE1.get(name)
     return ComplexityRow(
         name=name, baseline=baseline, blocks=count_blocks(model), layers=count_layers(model),
@@ -258,7 +267,7 @@ def _twin_macs(base: nn.Module, twin: nn.Module, input_size: Tuple[int, ...]) ->
 
     hooks = [base.get_submodule(n).register_forward_pre_hook(partial(keep_shape, n)) for n in trunks]
     try:
-        base_macs = count_flops(base, input_size)
+        base_macs = count_macs(base, input_size)
     finally:
         for h in hooks:
             h.remove()
@@ -271,12 +280,12 @@ def _twin_macs(base: nn.Module, twin: nn.Module, input_size: Tuple[int, ...]) ->
         else:  # the trunk replaces the stage's (or the ViT's) sequence of blocks
             replaced, depth = ref[0], len(ref)
         shape, dim = list(shapes[n]), trunk.dim % (len(shapes[n]) + 1) - 1
-        twin_macs -= depth * count_flops(replaced, shape)
+        twin_macs -= depth * count_macs(replaced, shape)
         first = 0
         for width, blocks in zip(trunk.plan.widths, trunk.plan.depths):
             if blocks:
                 shape[dim] = width
-                twin_macs += blocks * count_flops(trunk[first], shape)
+                twin_macs += blocks * count_macs(trunk[first], shape)
             first += blocks
     return base_macs, twin_macs
 

@@ -30,7 +30,7 @@ import torch
 import torch.nn as nn
 from tqdm import tqdm
 
-from stepsnet.analysis.complexity import count_flops, count_layers
+from stepsnet.analysis.complexity import count_layers, count_macs
 from stepsnet.analysis.speed import clock_fn, environment, peak_memory_mb
 from stepsnet.models.factory import create_classifier, deit_trunk_config
 from stepsnet.utils.checkpoint import atomic_write_text
@@ -184,7 +184,7 @@ def depth_benchmark(
             size = kw['img_size']
             pair.append(dict(family=family, kind=kind, blocks=b, layers=count_layers(model),
                              params=sum(p.numel() for p in model.parameters()),
-                             macs=count_flops(model, (3, size, size)), img_size=size, model=name,
+                             macs=count_macs(model, (3, size, size)), img_size=size, model=name,
                              model_kwargs=kw, _model=model))
         x = torch.randn(throughput_batch, 3, pair[0]['img_size'], pair[0]['img_size'], device=device)
         for r in pair:

@@ -8,10 +8,7 @@ is built or trained.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import os
-from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from stepsnet.cli import compare as compare_cli
 from stepsnet.cli.common import ParseKwargs, integer, non_negative_int, positive_int
@@ -22,79 +19,15 @@ from stepsnet.utils.names import PAIRINGS, plural
 DATASET_HELP = 'digits (embedded), imagefolder, cifar10, cifar100, or random (noise; shortcut only)'
 
 
-def _build_model(name: str, kwargs: Dict[str, Any], img_size: Optional[int], seed: int):
-    import torch
-
-    from stepsnet.models.factory import create_classifier
-    torch.manual_seed(seed)
-    return create_classifier(name, 10, img_size, **{k: v for k, v in kwargs.items() if k != 'img_size'})
-
-
-def _default_img_size(name: str) -> int:
-    import timm
-    cfg = timm.models.get_pretrained_cfg(name)
-    return int(cfg.input_size[-1]) if cfg is not None and cfg.input_size else 224
-
-
-def _write_csv(rows: Sequence[Dict[str, Any]], path: Optional[str]) -> None:
-    if not path or not rows:
-        return
-    from stepsnet.utils.checkpoint import atomic_write_text
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=list(rows[0]), extrasaction='ignore', lineterminator='\n')
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-    print(f'wrote {path}')
-
-
 # ---------------------------------------------------------------------------------------------- shortcut ratio
 
 def run_shortcut(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from stepsnet.analysis import shortcut
-    from stepsnet.models.factory import classifier_from_checkpoint, deit_trunk_config
-    jobs: List[Tuple[str, Any]] = []  # (label, thunk -> (model, img_size, mean, std))
-    kwargs = args.model_kwargs or {}
-    for name in args.model or []:
-        def make(name=name):
-            size = args.img_size or kwargs.get('img_size') or _default_img_size(name)
-            return _build_model(name, kwargs, size, args.seed), size, None, None
-        jobs.append((f'{name} (init)', make))
-    for blocks in args.deit_blocks or []:
-        for kind in args.kinds:
-            deit_trunk_config(blocks, kind, args.width, args.heads, args.img_size or 224, args.patch_size, 'blocks')
-
-            def make(blocks=blocks, kind=kind):
-                name, kw = deit_trunk_config(blocks, kind, args.width, args.heads, args.img_size or 224,
-                                             args.patch_size, pairing='blocks')
-                return _build_model(name, kw, kw['img_size'], args.seed), kw['img_size'], None, None
-            label = f'{"Steps-DeiT" if kind == "steps" else "DeiT"} {blocks} blocks ({blocks * 5 + 2} layers)'
-            jobs.append((label + ' (init)', make))
-    labels = list(args.labels or [])
-    for i, path in enumerate(args.checkpoint or []):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f'checkpoint {path!r} does not exist')
-
-        def make(path=path):
-            net, info = classifier_from_checkpoint(path)
-            dcfg = info['data_config']
-            return net, args.img_size or dcfg['input_size'][-1], dcfg.get('mean'), dcfg.get('std')
-        default = os.path.basename(os.path.dirname(os.path.abspath(path))) + ':' + os.path.basename(path)
-        jobs.append((labels[i] if i < len(labels) else default, make))
-    if not jobs:
-        raise ValueError('nothing to measure: give --model, --deit-blocks or --checkpoint')
-    profiles = []
-    batches: Dict[Any, Any] = {}
-    for label, make in tqdm(jobs, desc='shortcut ratio', disable=not args.progress):
-        model, size, mean, std = make()
-        key = (size, tuple(mean or ()), tuple(std or ()))
-        if key not in batches:
-            batches[key] = shortcut.input_batch(args.dataset, args.data_dir, args.split, size, args.batch_size, mean,
-                                                std, args.seed)
-        profiles.append(shortcut.shortcut_ratio(model, batches[key], args.trunk, args.reduction, label))
-        del model
+    from stepsnet.analysis import jobs, shortcut
+    todo = jobs.shortcut_jobs(args.model or [], args.model_kwargs, args.deit_blocks or [], args.kinds, args.width,
+                              args.heads, args.img_size, args.patch_size, args.checkpoint or [], args.labels or [],
+                              args.seed)
+    profiles = jobs.measure_shortcut(todo, args.dataset, args.data_dir, args.split, args.batch_size, args.trunk,
+                                     args.reduction, args.seed, args.progress)
     os.makedirs(args.out_dir, exist_ok=True)
     csv_path = os.path.join(args.out_dir, f'{args.name}.csv')
     png_path = os.path.join(args.out_dir, f'{args.name}.png')
@@ -110,44 +43,21 @@ def run_shortcut(args: argparse.Namespace) -> int:
 
 def _models_and_loader(args: argparse.Namespace):
     """The models to ablate (one per checkpoint, or an untrained ``--model``) and the evaluation loader."""
-    from stepsnet.analysis import ablation
-    from stepsnet.models.factory import classifier_from_checkpoint
-    from stepsnet.tasks.classification import data_config, load_config
-    paths = args.checkpoint or []
-    for path in paths:
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f'checkpoint {path!r} does not exist')
-    if not paths and not args.model:
-        raise ValueError('give --checkpoint (one or more stepsnet train checkpoints) or --model')
-    if paths:
-        models, dcfg = [], None
-        for path in paths:
-            net, info = classifier_from_checkpoint(path, args.model, args.device)
-            if dcfg is not None and info['data_config'] != dcfg:
-                raise ValueError(f'{path!r} was trained with other preprocessing ({info["data_config"]}) than '
-                                 f'{paths[0]!r} ({dcfg}); expected checkpoints of the same recipe')
-            dcfg = dict(info['data_config'])
-            ablation.find_steps(net, args.trunk)  # fail before any evaluation when there is no Steps trunk
-            models.append(net)
-    else:
-        size = args.img_size or 32
-        net = _build_model(args.model, args.model_kwargs or {}, size, args.seed)
-        ablation.find_steps(net, args.trunk)
-        models, dcfg = [net], data_config(load_config(model=args.model, dataset=args.dataset, img_size=size))
-    if args.img_size:
-        dcfg['input_size'] = (3, args.img_size, args.img_size)
+    from stepsnet.analysis import ablation, jobs
+    models, dcfg = jobs.ablation_models(args.checkpoint or [], args.model, args.model_kwargs, args.img_size,
+                                        args.dataset, args.seed, args.device, args.trunk)
     return models, ablation.eval_loader(dcfg, args.dataset, args.data_dir, args.split, args.batch_size,
                                         cap_workers(args.workers)[0])
 
 
 def _report_ablation(args: argparse.Namespace, tables: list, how: str, table: str, differences) -> int:
     """Print an ablation's table over the models (and, for several, the paired differences) and write its CSV."""
-    from stepsnet.analysis import ablation
+    from stepsnet.analysis import ablation, jobs
     print(f'{plural(len(tables), "model")}; {how}mean ± std over models', flush=True)
     print(table, end='')
     if len(tables) > 1:
         print('\n' + ablation.format_differences(differences(tables)), end='')
-    _write_csv([dict(r, model=i) for i, t in enumerate(tables) for r in t], args.csv)
+    jobs.write_rows_csv([dict(r, model=i) for i, t in enumerate(tables) for r in t], args.csv)
     return 0
 
 

@@ -29,6 +29,7 @@ from transformers import AutoConfig, AutoModelForCausalLM
 
 from stepsnet.hf.steps_decoder import DECODERS, NOT_COVERED, REMOTE_CODE_FILE, steps_twin_config, twin_classes
 from stepsnet.hf.twins import PARITY_TOLERANCE, TABLE_MARKERS, format_parity_table, parity_table
+from stepsnet.utils.docblocks import replace_block
 
 __all__ = ['check_decoder', 'coverage_rows', 'format_coverage_table', 'format_not_covered', 'COVERAGE_MARKERS',
            'with_tables', 'write_tables']
@@ -150,19 +151,11 @@ def format_not_covered() -> str:
     return ''.join(f'* {", ".join(types)}: {reason}.\n' for reason, types in by_reason.items())
 
 
-def _replace(text: str, table: str, begin: str, end: str) -> str:
-    if begin not in text or end not in text:
-        raise ValueError(f'the file has no {begin} ... {end} markers')
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    return f'{head}{begin}\n{table}{end}{tail}'
-
-
 def with_tables(text: str, rows: List[Dict[str, Any]], parity: List[Dict[str, Any]]) -> str:
     """``text`` with the coverage table (and the list of what is left out) and the parity table between markers."""
-    text = _replace(text, format_coverage_table(rows) + '\nLeft out, and why:\n\n' + format_not_covered(),
-                    *COVERAGE_MARKERS)
-    return _replace(text, format_parity_table(parity), *TABLE_MARKERS)
+    text = replace_block(text, format_coverage_table(rows) + '\nLeft out, and why:\n\n' + format_not_covered(),
+                         *COVERAGE_MARKERS)
+    return replace_block(text, format_parity_table(parity), *TABLE_MARKERS)
 
 
 def write_tables(path: pathlib.Path) -> bool:
