@@ -1,4 +1,4 @@
-"""Render the result tables of README.md and docs/ from the committed result files.
+"""Render the result tables of docs/ from the committed result files.
 
 Every table below is computed from a file under ``docs/figures/`` (a comparison's ``results.json``, a sweep's or an
 analysis's CSV); none is typed by hand, and none has statistics of its own here: a comparison's tests are those of
@@ -35,7 +35,7 @@ from stepsnet import stats
 from stepsnet.config.lm import load_config as load_lm_config
 from stepsnet.reports import lm_sweep as sweep_report
 from stepsnet.stats import PairedTest, SignFlipTest, format_p
-from stepsnet.utils import dryrun
+from stepsnet.utils import docblocks, dryrun
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 FIG = ROOT / 'docs' / 'figures'
@@ -516,10 +516,11 @@ def _recipe_floor(r: Mapping[str, Any], flops_per_item: float) -> dryrun.A100Flo
     """The A100-hour floor of the recipe of a recorded dry run (:func:`stepsnet.utils.dryrun.a100_floor`, which
     the dry run's report prints too), from the recipe as written."""
     from stepsnet.utils.config import recipe_task
+    from stepsnet.utils.tasks import TASKS, resolve
     path = str(ROOT / r['command'].split(' -c ', 1)[1].split()[0])
     task = recipe_task(path)
-    module = __import__(f'stepsnet.config.{_CONFIG_MODULES[task]}', fromlist=['load_config'])
-    return dryrun.a100_floor(task, module.load_config(path), flops_per_item, r['items_per_step'], r['total_steps'])
+    cfg = resolve(TASKS[task].load_config)(path)
+    return dryrun.a100_floor(task, cfg, flops_per_item, r['items_per_step'], r['total_steps'])
 
 
 def _si(flops: float) -> str:
@@ -527,9 +528,6 @@ def _si(flops: float) -> str:
         if flops >= scale:
             return f'{flops / scale:.3g} {unit}'
     return f'{flops:.3g}'
-
-
-_CONFIG_MODULES = {'cls': 'classification', 'det': 'detection', 'seg': 'segmentation', 'lm': 'lm'}
 
 
 def render_dry_runs() -> str:
@@ -580,7 +578,54 @@ def render_dry_runs() -> str:
 
 
 
-# --------------------------------------------------------------------------------------------- README summary
+# ---------------------------------------------------------------------------------------------------- MNIST-1D
+
+MNIST1D = FIG / 'mnist1d'
+# Test accuracy (%) on the standard split, from Greydanus & Kobak (arXiv:2011.14439, Table 1 and the README of
+# github.com/greydanus/mnist1d); their models, not ours
+MNIST1D_PUBLISHED = (('logistic regression', 32), ('MLP', 68), ('CNN', 94), ('GRU', 91), ('human expert', 96))
+MNIST1D_PAIRS = (('resnet', '1-D ResNet'), ('vit', 'DeiT-like over 1-D patches'))
+
+
+def render_mnist1d() -> str:
+    """Our residual models and their Steps twins on the standard MNIST-1D split (one comparison result per pair,
+    ``figures/mnist1d/<pair>/results.json``) beside the authors' published baselines, then each pair's paired
+    difference with both tests."""
+    rows = ['| model | by | test top-1 (%) | training top-1 (%) | parameters |', '|---|---|---|---|---|']
+    rows += [f'| {name} | Greydanus & Kobak | {acc} | | |' for name, acc in MNIST1D_PUBLISHED]
+    diffs, found = [], []
+    for key, what in MNIST1D_PAIRS:
+        path = MNIST1D / key / 'results.json'
+        if not path.is_file():
+            continue
+        r = judged(path)
+        found.append(r)
+        point = r['points'][0]
+        for role in ('baseline', 'steps'):
+            arm = point['arms'][role]
+            train = arm['train_stats']
+            train_cell = _ms(train['values']) if train.get('values') else ''
+            rows.append(f'| `{arm["overrides"]["model"]}` ({what}{", Steps twin" if role == "steps" else ""}) | '
+                        f'this project, {len(arm["per_seed"])} seeds | {_ms(_arm_values(arm))} | {train_cell} | '
+                        f'{arm["params"]:,} |')
+        for role in ('steps', 'steps_train'):
+            d = point['diffs'].get(role)
+            if d is not None:
+                t, s = _tests(d)
+                diffs.append(f'| {what} | {"training" if role.endswith("_train") else "test"} top-1 | '
+                             f'{_diff_cell(t)} | {format_p(t.p_adj)} | {format_p(s.p_adj)} | '
+                             f'{_verdict_cell(d["outcome"], t.n)} |')
+    if not found:
+        return '\n'.join(rows) + '\n\nNo result of ours has been recorded yet.\n'
+    lines = rows + ['', '| pair | endpoint | Steps ' + MINUS + ' residual (95% CI) | t-test adjusted p | sign-flip '
+                    'adjusted p | verdict |', '|---|---|---|---|---|---|'] + diffs
+    lines += ['', 'Ours: mean ± sd over seeds on the 1,000 test signals (the standard split; training top-1 on the '
+              '4,000 training signals with the final weights). ' + ' '.join(_comparison_note(r) for r in found[:1])
+              + ' Each pair is its own report, Holm-adjusted within it.']
+    return '\n'.join(lines) + '\n'
+
+
+# ------------------------------------------------------------------------------------------ docs/results.md summary
 
 SUMMARY_COMPARISONS = (('replication', 'Depth (Fig. 1), pre-registered replication'),
                        ('pilot_8seeds', 'Depth (Fig. 1), 8-seed pilot'), ('pilot', 'Depth (Fig. 1), 3-seed pilot'),
@@ -611,7 +656,7 @@ def _summary_rows_of(folder: str, r: Mapping[str, Any]) -> List[Tuple[str, Mappi
 
 
 def render_summary() -> str:
-    """The README's results: each headline comparison with its interval, both tests, the verdict, whether it was
+    """docs/results.md's table: each headline comparison with its interval, both tests, the verdict, whether it was
     pre-registered, and where it is."""
     rows = []  # (name, evidence, test, sign-flip, outcome, digits, files)
     for folder, what in SUMMARY_COMPARISONS:
@@ -625,12 +670,12 @@ def render_summary() -> str:
             metric = 'training top-1' if role.endswith('_train') else 'val top-1'
             t, s = _tests(d)
             rows.append((f'{what}: {arm} {MINUS} residual at {point}, {metric} (points)', _evidence(r), t, s,
-                         d['outcome'], 2, f'docs/figures/analyses/{folder}/'))
+                         d['outcome'], 2, f'figures/analyses/{folder}/'))
     for c in sweep_tests().cells:
         d = c.differences.get(('steps', 'baseline'))
         if c.name.startswith(('depth', 'budget')) and not c.sanity and d is not None:
             rows.append((f'LM sweep, {c.name} ({c.max_iters} steps): Steps {MINUS} residual, val loss (nats/byte)',
-                         'exploratory', d.test, d.sign_flip, d.outcome, 3, 'docs/figures/lm/'))
+                         'exploratory', d.test, d.sign_flip, d.outcome, 3, 'figures/lm/'))
     llama = sweep_tests(LLAMA_RUNS, LLAMA_PROTOCOL, LLAMA_RULE).cells
     not_run = sum(1 for c in llama if not c.differences.get(('steps', 'baseline')) or
                   not c.differences[('steps', 'baseline')].values)
@@ -641,7 +686,7 @@ def render_summary() -> str:
         d = c.differences.get(('steps', 'baseline'))
         if d is not None and d.values:
             rows.append((f'Llama pair, {c.name} ({c.max_iters} steps): Steps {MINUS} LlamaForCausalLM, val loss '
-                         '(nats/byte)', llama_evidence, d.test, d.sign_flip, d.outcome, 3, 'docs/figures/lm/llama/'))
+                         '(nats/byte)', llama_evidence, d.test, d.sign_flip, d.outcome, 3, 'figures/lm/llama/'))
     lines = ['| comparison | evidence | seeds | mean ± sd | 95% CI | t-test p | adjusted | sign-flip p | adjusted | '
              'verdict | files |', '|---' * 11 + '|']
     for name, evidence, t, s, code, digits, where in rows:
@@ -661,7 +706,7 @@ def render_summary() -> str:
 # ---------------------------------------------------------------------------------------------------- registry
 
 BLOCKS: Dict[str, Tuple[str, Callable[[], str]]] = {
-    'summary': ('README.md', render_summary),
+    'summary': ('docs/results.md', render_summary),
     'pilot-8seeds': ('docs/analyses.md', lambda: render_comparison(ANALYSES / 'pilot_8seeds' / 'results.json')),
     'pilot': ('docs/analyses.md', lambda: render_comparison(ANALYSES / 'pilot' / 'results.json')),
     'main-job': ('docs/analyses.md', lambda: render_comparison(ANALYSES / 'main_job' / 'results.json')),
@@ -673,21 +718,18 @@ BLOCKS: Dict[str, Tuple[str, Callable[[], str]]] = {
     'lm-sweep': ('docs/language-modelling.md', render_lm_sweep),
     'llama-compare': ('docs/llama.md', render_llama_compare),
     'dry-runs': ('docs/full-scale.md', render_dry_runs),
+    'mnist1d': ('docs/mnist1d.md', render_mnist1d),
+    'replication': ('docs/analyses.md', lambda: render_comparison(ANALYSES / 'replication' / 'results.json')),
 }
 
 
 def markers(name: str) -> Tuple[str, str]:
-    return f'<!-- results:{name}:begin -->', f'<!-- results:{name}:end -->'
+    return docblocks.markers(f'results:{name}')
 
 
 def render_text(text: str, name: str, table: str) -> str:
     """``text`` with the block ``name`` replaced by ``table``."""
-    begin, end = markers(name)
-    if begin not in text or end not in text:
-        raise ValueError(f'no {begin} ... {end} block')
-    head, rest = text.split(begin, 1)
-    _, tail = rest.split(end, 1)
-    return f'{head}{begin}\n{table}{end}{tail}'
+    return docblocks.replace_block(text, table, *markers(name))
 
 
 def stale_blocks(names: Optional[Sequence[str]] = None) -> List[str]:
@@ -704,14 +746,7 @@ def stale_blocks(names: Optional[Sequence[str]] = None) -> List[str]:
 def write_blocks(names: Optional[Sequence[str]] = None) -> None:
     for name in names or BLOCKS:
         doc, render = BLOCKS[name]
-        path = ROOT / doc
-        text = path.read_text(encoding='utf-8')
-        new = render_text(text, name, render())
-        if new != text:
-            tmp = path.with_suffix('.tmp')
-            tmp.write_text(new, encoding='utf-8')
-            tmp.replace(path)
-        print(f'{doc}: {name} {"updated" if new != text else "unchanged"}')
+        docblocks.write_block(ROOT / doc, render(), *markers(name))
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -5,12 +5,16 @@ import re
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 
-def python_blocks(doc: str):
-    return re.findall(r'```python\n(.*?)```', (ROOT / 'docs' / doc).read_text(), flags=re.S)
+def python_blocks(doc: str, section: str = ''):
+    """The python blocks of ``docs/doc`` (of its section ``## section`` only, when given)."""
+    text = (ROOT / 'docs' / doc).read_text()
+    if section:
+        text = text.split(f'\n## {section}\n', 1)[1].split('\n## ', 1)[0]
+    return re.findall(r'```python\n(.*?)```', text, flags=re.S)
 
 
 def test_engine_example_trains_stops_and_resumes(capsys):
-    (code,) = python_blocks('engine.md')
+    (code,) = python_blocks('engine.md', 'A loop of your own')
     scope = {}
     exec(compile(code, 'docs/engine.md', 'exec'), scope)
     assert scope['progress'].step == 20 and scope['progress'].best is not None

@@ -1,4 +1,4 @@
-"""The result tables of README.md and docs/ are what scripts/render_results.py renders from the committed files, with
+"""The result tables of docs/ are what scripts/render_results.py renders from the committed files, with
 the statistics of stepsnet.compare.judge and stepsnet.reports.lm_sweep (none of its own)."""
 import copy
 import importlib.util
