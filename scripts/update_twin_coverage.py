@@ -6,23 +6,22 @@ parameters, and multiply-adds of one forward pass at the baseline's input size. 
 when its twin is within 0.5% of the parameters and 3% of the FLOPs; one that cannot be twinned is listed with the
 reason the mechanism gives. Nothing is typed in: the families, names, statuses and numbers all come from the code.
 
-    python scripts/update_twin_coverage.py [docs/models.md] [--only NAME ...]
+    python scripts/update_twin_coverage.py [docs/models.md] [--only NAME ...] [--family FAMILY ...]
 """
 import argparse
-import pathlib
 import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
 import timm
 import torch
-from update_readme_table import write_table
 
-from stepsnet.analysis.complexity import count_flops, count_params
-from stepsnet.models.generic_twins import GENERIC_FAMILIES, family_configs
+from stepsnet.analysis.complexity import count_macs, count_params
+from stepsnet.models.generic_families import GENERIC_FAMILIES, family_configs
 from stepsnet.models.twins import build_twin
+from stepsnet.utils.docblocks import markers, write_block
 
-BEGIN, END = '<!-- twin-coverage:begin -->', '<!-- twin-coverage:end -->'
+BEGIN, END = markers('twin-coverage')
 PARAMS_TOL, FLOPS_TOL = 0.005, 0.03
 
 
@@ -61,12 +60,14 @@ def coverage_row(family: str, name: str) -> CoverageRow:
     size = tuple(base.pretrained_cfg['input_size'])
     plans = ' / '.join(str(p) for k, p in twin.plans.items() if p.num_steps > 1)
     return CoverageRow(family, name, plans, (count_params(base), count_params(twin)),
-                       (count_flops(base, size), count_flops(twin, size)))
+                       (count_macs(base, size), count_macs(twin, size)))
 
 
-def coverage(only: Sequence[str] = ()) -> List[CoverageRow]:
+def coverage(only: Sequence[str] = (), families: Sequence[str] = ()) -> List[CoverageRow]:
     rows = []
     for family in GENERIC_FAMILIES:
+        if families and family.name not in families:
+            continue
         for name in family_configs(family):
             if not only or name in only:
                 rows.append(coverage_row(family.name, name))
@@ -103,13 +104,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
     parser.add_argument('path', nargs='?', default='docs/models.md')
     parser.add_argument('--only', nargs='*', default=(), help='count only these configurations (print, do not write)')
+    parser.add_argument('--family', nargs='*', default=(),
+                        help='count only the configurations of these families (print, do not write)')
     args = parser.parse_args()
     torch.set_num_threads(1)
-    rows = coverage(args.only)
-    if args.only:
+    rows = coverage(args.only, args.family)
+    if args.only or args.family:
         print(render(rows))
         return 0
-    write_table(pathlib.Path(args.path), render(rows), BEGIN, END)
+    write_block(args.path, render(rows), BEGIN, END)
     return 0
 
 

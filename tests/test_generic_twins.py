@@ -5,12 +5,17 @@ twice with the family's own timm builder: as the baseline, and as the twin. The 
 configuration is scripts/update_twin_coverage.py; here parity is checked on two real sizes on the meta device.
 """
 import pytest
+import test_families_cnn
+import test_families_hierarchical
+import test_families_isotropic
 import timm
 import torch
+from twin_cases import build_pair
 
-from stepsnet.analysis.complexity import count_flops, count_params
-from stepsnet.models.generic_twins import GENERIC_FAMILIES, TimmSteps, family_configs, family_of
-from stepsnet.models.twins import baseline_args, build_twin, create_steps_model
+from stepsnet.analysis.complexity import count_macs, count_params
+from stepsnet.models.generic_families import GENERIC_FAMILIES, family_configs, family_of
+from stepsnet.models.generic_twins import TimmSteps
+from stepsnet.models.twins import build_twin, create_steps_model
 
 ISO = dict(img_size=32, patch_size=8, embed_dim=64)
 STAGED = dict(depths=(1, 1, 3, 2), dims=(16, 32, 64, 128))
@@ -24,18 +29,13 @@ TINY = {
     'MambaOut': ('mambaout_femto', STAGED, 64),
     'InceptionNeXt': ('inception_next_tiny', STAGED, 64),
 }
+for _more in (test_families_hierarchical, test_families_isotropic, test_families_cnn):
+    TINY.update(_more.TINY)
 
 
 def _build(family_name: str, **extra):
     """(baseline, twin, input) of the family's tiny configuration, both with the family's timm builder."""
-    name, tiny, size = TINY[family_name]
-    family = family_of(name)
-    args = dict(baseline_args(name)[1], **tiny, **extra)
-    steps = {k: args.pop(k) for k in ('num_steps', 'steps_move') if k in args}
-    torch.manual_seed(0)
-    base = getattr(family.module, family.builder)(name, pretrained=False, **args)
-    twin = family.create(name, pretrained=False, **args, **steps)
-    return base, twin, torch.randn(2, 3, size, size)
+    return build_pair(TINY, family_name, **extra)
 
 
 def test_every_family_has_a_tiny_case():
@@ -113,7 +113,7 @@ def test_real_sizes_are_at_parity(name):
     base, twin = timm.create_model(name, device='meta'), build_twin(name, device='meta')
     size = tuple(base.pretrained_cfg['input_size'])
     assert abs(count_params(twin) / count_params(base) - 1) < 0.005
-    assert abs(count_flops(twin, size) / count_flops(base, size) - 1) < 0.03
+    assert abs(count_macs(twin, size) / count_macs(base, size) - 1) < 0.03
 
 
 def test_refusal_names_the_reason():

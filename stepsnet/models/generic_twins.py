@@ -33,12 +33,12 @@ ConvNeXt rule). ``num_steps`` / ``steps_move`` override it (one value, or one pe
 import copy
 import inspect
 import math
+import re
 import types
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
-import timm
 import torch
 import torch.nn as nn
 from timm.models import beit, cait, eva, inception_next, mambaout, metaformer, mlp_mixer, resolve_pretrained_cfg
@@ -46,7 +46,7 @@ from timm.models import beit, cait, eva, inception_next, mambaout, metaformer, m
 from stepsnet.models._builder import _no_weights_error, _weight_source
 from stepsnet.steps import StepPlan, Steps, plan_steps
 
-__all__ = ['TimmSteps', 'TrunkFamily', 'GENERIC_FAMILIES', 'family_of', 'family_configs']
+__all__ = ['TimmSteps', 'LeadTimmSteps', 'TrunkFamily', 'BASE_FAMILIES']
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -105,6 +105,71 @@ class TimmSteps(Steps):
         return super().__getitem__(index)
 
 
+class LeadTimmSteps(TimmSteps):
+    """A :class:`TimmSteps` trunk behind blocks that stay as they are (:attr:`TrunkFamily.lead`).
+
+    A CNN stage often begins with a strided or widening block; the paper keeps it and converts the blocks after it
+    (Steps-ResNet). The container keeps the baseline's child names (``0, 1, ..`` or RegNet's ``b1, b2, ..``: the
+    kept blocks first, then the trunk's), so a one-step trunk has the baseline's parameter names. The kept blocks are
+    registered after the trunk's blocks, because :class:`Steps` runs its first ``num_blocks`` children, and run
+    first here. Iterating yields the kept blocks, then the trunk's views; ``forward_intermediates`` indices count the
+    trunk's blocks.
+
+    Args:
+        lead: The kept blocks, in order.
+        names: Child names of the kept blocks and then the trunk's blocks (:func:`_block_names`).
+        trunk: The Steps trunk (its blocks are moved here).
+    """
+
+    def __init__(self, lead: Sequence[nn.Module], names: Sequence[str], trunk: TimmSteps):
+        blocks = list(trunk.children())
+        super().__init__(trunk.plan, lambda width, index: blocks[index], dim=trunk.dim, channels=trunk.channels)
+        if len(names) != len(lead) + len(blocks):
+            raise ValueError(f'{len(names)} names {list(names)} for {len(lead)} kept and {len(blocks)} trunk blocks; '
+                             'expected one name per block')
+        self._modules.clear()
+        for name, block in list(zip(names[len(lead):], blocks)) + list(zip(names, lead)):
+            self.add_module(name, block)
+        self.num_lead = len(lead)
+
+    def _lead(self) -> List[nn.Module]:
+        return list(self._modules.values())[self.plan.num_blocks:]
+
+    def _views(self) -> List[Any]:
+        return [_BlockView(b, self.channels, self.channels, self.dim) for b in self._lead()] + super()._views()
+
+    def __len__(self) -> int:
+        return self.num_lead + self.plan.num_blocks
+
+    def __getitem__(self, index: Union[int, slice]) -> Any:
+        if isinstance(index, slice):
+            return self._views()[index]
+        return (self._lead() + list(self._modules.values())[:self.plan.num_blocks])[index]
+
+    def _run(self, x: torch.Tensor, indices: List[int], stop_early: bool) -> Tuple[torch.Tensor, List[torch.Tensor]]:
+        for block in self._lead():
+            x = block(x)
+        return super()._run(x, indices, stop_early)
+
+    def truncate(self, num_blocks: int) -> None:
+        """Keep the kept blocks and the trunk's first ``num_blocks`` blocks."""
+        plan = self.plan.truncated(num_blocks)
+        for name in list(self._modules)[num_blocks:self.plan.num_blocks]:
+            del self._modules[name]
+        self._set_plan(plan)
+
+
+def _block_names(names: Sequence[str], count: int) -> List[str]:
+    """``count`` child names that continue a container's (``0, 1, ..`` or ``b1, b2, ..``: one prefix, counting up)."""
+    parts = [re.fullmatch(r'(\D*)(\d+)', n) for n in names]
+    if not parts or not all(parts) or len({p.group(1) for p in parts}) > 1:
+        raise ValueError(f'block names {list(names)} are not a prefix and a count; expected 0, 1, .. or b1, b2, ..')
+    prefix, start = parts[0].group(1), int(parts[0].group(2))
+    if [int(p.group(2)) for p in parts] != list(range(start, start + len(parts))):
+        raise ValueError(f'block names {list(names)} do not count up by one; expected 0, 1, .. or b1, b2, ..')
+    return [f'{prefix}{start + i}' for i in range(count)]
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # reading construction arguments
 
@@ -155,6 +220,9 @@ def _recorder(cls: Callable[..., nn.Module], sink: List[_Record]) -> Callable[..
         return module
 
     build.__name__ = build.__qualname__ = getattr(cls, '__name__', 'block')
+    # plain class attributes that the builder reads from the block class (ResNet's ``block_fn.expansion``)
+    build.__dict__.update({k: v for k, v in getattr(cls, '__dict__', {}).items()
+                           if not k.startswith('_') and isinstance(v, (int, float, str))})
     return build
 
 
@@ -162,8 +230,18 @@ def _probed(cls: type, swaps: Mapping[str, Any], sink: List[_Record]) -> Callabl
     """A constructor of ``cls`` whose ``__init__`` sees the names in ``swaps`` replaced (timm is left untouched).
 
     ``swaps`` maps a global name used in ``cls.__init__`` to None (record that block class) or to a nested mapping
-    (probe that class in turn: a stage whose ``__init__`` builds the blocks).
+    (probe that class in turn: a stage whose ``__init__`` builds the blocks). ``cls`` may also be a plain function
+    that builds stages or picks the block class (CSPNet's ``create_csp_stages``): the function is probed itself.
     """
+    if isinstance(cls, types.FunctionType):
+        scope = dict(cls.__globals__)
+        for name, sub in swaps.items():
+            if name not in scope:
+                raise ValueError(f'{cls.__name__} has no global {name!r}; expected the block or stage class')
+            scope[name] = _recorder(scope[name], sink) if sub is None else _probed(scope[name], sub, sink)
+        fn = types.FunctionType(cls.__code__, scope, cls.__name__, cls.__defaults__, cls.__closure__)
+        fn.__kwdefaults__ = cls.__kwdefaults__
+        return fn
     init = cls.__init__
     scope = dict(init.__globals__)
     for name, sub in swaps.items():
@@ -192,6 +270,8 @@ class _Site:
     path: str
     records: Tuple[_Record, ...]
     dim: int
+    lead: Tuple[nn.Module, ...] = ()  # blocks in front of the trunk that stay as they are (TrunkFamily.lead)
+    names: Tuple[str, ...] = ()  # the container's child names (lead blocks first)
 
 
 @dataclass(frozen=True)
@@ -215,6 +295,18 @@ class TrunkFamily:
         refuse: ``refuse(model, kwargs) -> reason or None``: why a configuration cannot be twinned.
         init: ``init(model, trunk)``: the family's weight init, applied to a new trunk.
         period: Baseline block arguments repeat with this period (2 for alternating shifted windows).
+        block_kwargs: ``block_kwargs(model, baseline, plan, index, kwargs) -> kwargs``: the arguments that block
+            ``index`` of a new trunk is built with, given the baseline blocks' arguments in order and those made by
+            the mechanism (a baseline block's, with the step's width, heads and drop path): for arguments that
+            depend on a block's place in the trunk (a norm that ends the stage). Default: ``kwargs`` as they are.
+        lead: Leading blocks of every trunk that stay as they are, in front of the Steps trunk
+            (:class:`LeadTimmSteps`): a CNN stage's strided or widening first block, which the paper keeps (Steps-ResNet
+            converts the blocks after it). They need not be recorded blocks (StarNet's downsampling conv).
+        multiple_of: ``multiple_of(model, kwargs) -> int or None``: step widths are the nearest multiples of it (a
+            group width, a group norm's groups); None floors them as the paper's ResNet tables do. Default 8.
+        steps_rule: ``steps_rule(model, paths, depths) -> (num_steps, moves)`` for every site (``depths`` count the
+            blocks after the lead, 0 for a site without any): the family's own rule instead of the default one, which
+            sees only the sites that have blocks (a stage whose only block is its first one shifts it).
     """
     name: str
     module: types.ModuleType
@@ -230,6 +322,10 @@ class TrunkFamily:
     head_dim: Callable[[nn.Module, Mapping[str, Any]], Optional[int]] = lambda model, kw: None
     refuse: Callable[[nn.Module, Mapping[str, Any]], Optional[str]] = lambda model, kw: None
     period: int = 1
+    block_kwargs: Callable[..., Dict[str, Any]] = lambda model, baseline, plan, index, kw: kw
+    lead: int = 0
+    multiple_of: Callable[[nn.Module, Mapping[str, Any]], Optional[int]] = lambda model, kw: 8
+    steps_rule: Optional[Callable[..., Tuple[Sequence[int], Sequence[int]]]] = None
 
     @property
     def builders(self) -> Tuple[str, ...]:
@@ -249,7 +345,8 @@ def _dp_key(kwargs: Mapping[str, Any]) -> Optional[str]:
 
 
 def _spread(first: Any, last: Any, n: int) -> List[float]:
-    first, last = float(first or 0.), float(last or 0.)
+    # a block may take its DropPath module rather than its rate (timm's ResNet blocks)
+    first, last = float(getattr(first, 'drop_prob', first) or 0.), float(getattr(last, 'drop_prob', last) or 0.)
     return [first + (last - first) * i / max(1, n - 1) for i in range(n)]
 
 
@@ -285,12 +382,12 @@ def _plan(family: TrunkFamily, model: nn.Module, site: _Site, num_steps: int, mo
             if heads is not None:
                 plan = StepPlan(plan.widths, plan.depths, tuple(w // head_dim for w in plan.widths))
             return plan
-        return plan_steps(width, depth, num_steps, move, heads=heads, multiple_of=8)
+        return plan_steps(width, depth, num_steps, move, heads=heads, multiple_of=family.multiple_of(model, kw))
     except ValueError as e:
         raise ValueError(f'{family.name} trunk {site.path} ({width} x{depth}, {num_steps} steps): {e}') from e
 
 
-def _trunk(family: TrunkFamily, plan: StepPlan, site: _Site) -> TimmSteps:
+def _trunk(family: TrunkFamily, plan: StepPlan, site: _Site, model: Optional[nn.Module] = None) -> TimmSteps:
     records = site.records
     key = _dp_key(records[0].kwargs)
     rates = _spread(records[0].kwargs.get(key), records[-1].kwargs.get(key), plan.num_blocks) if key else None
@@ -303,7 +400,7 @@ def _trunk(family: TrunkFamily, plan: StepPlan, site: _Site) -> TimmSteps:
             kw[family.heads_key] = heads[index]
         if key:
             kw[key] = rates[index]
-        return src.cls(**kw)
+        return src.cls(**family.block_kwargs(model, [r.kwargs for r in records], plan, index, kw))
 
     return TimmSteps(plan, make_block, dim=site.dim, channels=plan.channels)
 
@@ -313,7 +410,9 @@ def _convert(family: TrunkFamily, model: nn.Module, records: List[_Record], num_
     by_id = {id(r.module): r for r in records}
     sites = []
     for path, dim in family.sites(model):
-        blocks = list(model.get_submodule(path))
+        container = model.get_submodule(path)
+        named = list(container.named_children()) if family.lead else []
+        blocks = [b for _, b in named[family.lead:]] if family.lead else list(container)
         missing = [i for i, b in enumerate(blocks) if id(b) not in by_id]
         if missing:
             raise ValueError(f'{family.name}: blocks {missing} of {path} were not built by the recorded class; '
@@ -326,10 +425,15 @@ def _convert(family: TrunkFamily, model: nn.Module, records: List[_Record], num_
             reason = family.refuse(model, r.kwargs)
             if reason:
                 raise ValueError(f'{family.name}: {reason}')
-        sites.append(_Site(path, recs, dim))
-    sites = [s for s in sites if s.records]
-    widths = [int(s.records[0].kwargs[family.width_key]) for s in sites]
-    steps, moves = _default_steps(family, widths, [len(s.records) for s in sites])
+        sites.append(_Site(path, recs, dim, tuple(b for _, b in named[:family.lead]), tuple(n for n, _ in named)))
+    if family.steps_rule is not None:
+        steps, moves = family.steps_rule(model, [s.path for s in sites], [len(s.records) for s in sites])
+        kept = [i for i, s in enumerate(sites) if s.records]
+        sites, steps, moves = [sites[i] for i in kept], [steps[i] for i in kept], [moves[i] for i in kept]
+    else:
+        sites = [s for s in sites if s.records]
+        widths = [int(s.records[0].kwargs[family.width_key]) for s in sites]
+        steps, moves = _default_steps(family, widths, [len(s.records) for s in sites])
     if num_steps is not None:
         steps = list(_as_tuple(num_steps, len(sites), 'num_steps'))
     if steps_move is not None:
@@ -339,8 +443,10 @@ def _convert(family: TrunkFamily, model: nn.Module, records: List[_Record], num_
         if s < 1:
             raise ValueError(f'num_steps for {site.path} is {s}; expected >= 1')
         plan = _plan(family, model, site, s, k)
-        trunk = _trunk(family, plan, site)
+        trunk = _trunk(family, plan, site, model)
         family.init(model, trunk)
+        if family.lead:
+            trunk = LeadTimmSteps(site.lead, _block_names(site.names, len(site.lead) + plan.num_blocks), trunk)
         parent, _, name = site.path.rpartition('.')
         setattr(model.get_submodule(parent) if parent else model, name, trunk)
         model.plans[site.path] = plan
@@ -436,7 +542,8 @@ def _metaformer_head_dim(model: nn.Module, kw: Mapping[str, Any]) -> Optional[in
     return None
 
 
-GENERIC_FAMILIES: Tuple[TrunkFamily, ...] = (
+# the families of this module; stepsnet.models.generic_families adds the others and is the table to read
+BASE_FAMILIES: Tuple[TrunkFamily, ...] = (
     TrunkFamily('EVA', eva, '_create_eva', 'Eva', _blocks, _vit_like_init,
                 swaps={'EvaBlock': None, 'EvaBlockPostNorm': None}, heads_key='num_heads',
                 head_dim=_eva_head_dim, refuse=_eva_refuse),
@@ -455,14 +562,3 @@ GENERIC_FAMILIES: Tuple[TrunkFamily, ...] = (
     TrunkFamily('InceptionNeXt', inception_next, '_create_inception_next', 'MetaNeXt', _stage_blocks(1),
                 _apply_method, swaps={'MetaNeXtStage': {'MetaNeXtBlock': None}}, isotropic=False),
 )
-
-
-def family_of(name: str) -> Optional[TrunkFamily]:
-    """The generic family whose builder timm's entrypoint ``name`` calls, or None."""
-    fn = timm.models.model_entrypoint(name)
-    return next((f for f in GENERIC_FAMILIES if f.builder in fn.__code__.co_names), None)
-
-
-def family_configs(family: TrunkFamily) -> List[str]:
-    """Every timm model name built by the family's builder (its configurations), sorted."""
-    return sorted(n for n in timm.list_models() if family.builder in timm.models.model_entrypoint(n).__code__.co_names)

@@ -41,7 +41,8 @@ from timm.models.vision_transformer import VisionTransformer
 
 from stepsnet.steps import StepPlan
 
-from .generic_twins import GENERIC_FAMILIES, _stage_rule
+from .generic_families import GENERIC_FAMILIES
+from .generic_twins import _stage_rule
 from .steps_convnext import _create_steps_convnext
 from .steps_resnet import _create_steps_resnet
 from .steps_swin import _create_steps_swin
