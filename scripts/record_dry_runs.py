@@ -21,7 +21,6 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 OUT = os.path.join(ROOT, 'docs', 'figures', 'dry_run')
 CPU = ['--device', 'cpu', '--no-amp', '--no-progress']
 RUNS = {
