@@ -27,17 +27,15 @@ gets 3 steps moving ``D // 2`` blocks (the DeiT pattern); a model with stages co
   baseline's ratio (1/4).
 """
 import inspect
-import math
 from functools import partial
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import torch
 import torch.nn as nn
 from timm.models import convit, fastvit, pit, sequencer, vision_transformer_relpos, vitamin, volo, xcit
 from timm.models._manipulate import named_apply
 from timm.models.vision_transformer import get_init_weights_vit
 
-from stepsnet.models.generic_twins import TrunkFamily, _apply_method, _blocks, _stage_blocks
+from stepsnet.models.generic_twins import TrunkFamily, _apply_method, _blocks, _stage_blocks, rescale_by_depth
 from stepsnet.steps import StepPlan
 
 
@@ -47,11 +45,7 @@ def _vit_init(model: nn.Module, trunk: nn.Module) -> None:
     index over the new trunk's blocks."""
     named_apply(get_init_weights_vit(model.weight_init_mode, needs_reset=False), trunk, name='blocks')
     if model.fix_init:
-        with torch.no_grad():
-            for layer_id, layer in enumerate(trunk.children()):
-                scale = math.sqrt(2.0 * (layer_id + 1))
-                layer.attn.proj.weight.div_(scale)
-                layer.mlp.fc2.weight.div_(scale)
+        rescale_by_depth(trunk)
 
 
 def _relpos_refuse(model: nn.Module, kw: Mapping[str, Any]) -> Optional[str]:

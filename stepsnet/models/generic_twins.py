@@ -230,18 +230,8 @@ def _probed(cls: type, swaps: Mapping[str, Any], sink: List[_Record]) -> Callabl
     """A constructor of ``cls`` whose ``__init__`` sees the names in ``swaps`` replaced (timm is left untouched).
 
     ``swaps`` maps a global name used in ``cls.__init__`` to None (record that block class) or to a nested mapping
-    (probe that class in turn: a stage whose ``__init__`` builds the blocks). ``cls`` may also be a plain function
-    that builds stages or picks the block class (CSPNet's ``create_csp_stages``): the function is probed itself.
+    (probe that class in turn: a stage whose ``__init__`` builds the blocks).
     """
-    if isinstance(cls, types.FunctionType):
-        scope = dict(cls.__globals__)
-        for name, sub in swaps.items():
-            if name not in scope:
-                raise ValueError(f'{cls.__name__} has no global {name!r}; expected the block or stage class')
-            scope[name] = _recorder(scope[name], sink) if sub is None else _probed(scope[name], sub, sink)
-        fn = types.FunctionType(cls.__code__, scope, cls.__name__, cls.__defaults__, cls.__closure__)
-        fn.__kwdefaults__ = cls.__kwdefaults__
-        return fn
     init = cls.__init__
     scope = dict(init.__globals__)
     for name, sub in swaps.items():
@@ -502,6 +492,12 @@ def _apply_method(model: nn.Module, trunk: nn.Module, **kwargs: Any) -> None:
 def _vit_like_init(model: nn.Module, trunk: nn.Module) -> None:
     """EVA / BEiT: trunc-normal linears, then the depth rescale of output projections (over the new trunk)."""
     trunk.apply(partial(model._init_weights, needs_reset=False))
+    rescale_by_depth(trunk)
+
+
+def rescale_by_depth(trunk: nn.Module) -> None:
+    """The depth rescale of timm's ViT-style inits (BEiT, EVA, ``fix_init``): block ``i``'s attention and MLP output
+    projections divided by ``sqrt(2 (i + 1))``, over the blocks of the new trunk in order."""
     with torch.no_grad():
         for layer_id, layer in enumerate(trunk.children()):
             scale = math.sqrt(2.0 * (layer_id + 1))
