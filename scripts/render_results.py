@@ -32,6 +32,7 @@ import numpy as np
 import yaml
 
 from stepsnet import stats
+from stepsnet.compare.convergence import convergence_lines
 from stepsnet.config.lm import load_config as load_lm_config
 from stepsnet.reports import lm_sweep as sweep_report
 from stepsnet.stats import PairedTest, SignFlipTest, format_p
@@ -205,6 +206,8 @@ def render_comparison(path: pathlib.Path) -> str:
                          f'minus the difference at {d["shallow"]}, per seed): {_diff_cell(t)}, adjusted p '
                          f'{format_p(t.p_adj)} (t-test) / {format_p(s.p_adj)} (sign-flip), '
                          f'{_verdict_cell(d["outcome"], t.n)}.')
+    if r.get('convergence'):  # the report's own section: each arm against the same arm trained twice as long
+        lines += ['', *convergence_lines(r['convergence'], 2, 'training top-1 (no augmentation)')]
     lines += ['', _comparison_note(r)]
     return '\n'.join(lines) + '\n'
 

@@ -315,7 +315,8 @@ def test_unknown_command_is_one_line(capsys):
 @pytest.mark.parametrize('argv,message', [
     (['compare', '--minutes', '3'], "--minutes applies to `stepsnet compare lm` only: it sets each language model's "
                                     'training budget'),
-    (['compare', 'lm', '--blocks', '4'], '--blocks applies to `stepsnet compare depth` only'),
+    (['compare', 'lm', '--blocks', '4'], '--blocks applies to `stepsnet compare mnist1d` and `stepsnet compare depth` '
+                                         'only'),
     (['compare', 'depth', '--baseline', 'resnet18'],
      '--baseline applies to `stepsnet compare lm` and `stepsnet compare cls` only: it names the baseline model'),
     (['compare', 'lm', '--steps-kwargs', 'depth=2'], '--steps-kwargs applies to `stepsnet compare cls` only'),

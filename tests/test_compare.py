@@ -2,16 +2,18 @@
 import io
 import json
 import math
+import os
 
 import pytest
 from scipy import stats as st
 
-from stepsnet.cli import main
+from stepsnet.cli import build_parser, main
 from stepsnet.compare import (
     PLAIN_TWIN_KWARGS,
     cls_comparison,
     depth_comparison,
     lm_comparison,
+    mnist1d_comparison,
     render_report,
     run_comparison,
     spread,
@@ -121,11 +123,11 @@ def test_pilot_is_compare_depth(monkeypatch):
     assert list(a.seeds) == [3, 4] and [p.x for p in a.points] == [4, 8] and a.out == 'o'
     made.clear()
     assert main(['analyze', 'pilot']) == 0  # the pilot's defaults: 4 depths, both pairings, 3 seeds, 30 epochs
-    assert main(['compare']) == 0  # the main job: 4 and 12 blocks, 3 seeds, the recipe's 10 epochs
-    comp, main_job = made[0][0], made[1][0]
+    assert main(['compare', 'depth']) == 0  # the digits depth comparison: 4 and 12 blocks, 3 seeds, 10 epochs
+    comp, depth = made[0][0], made[1][0]
     assert [p.x for p in comp.points] == [4, 8, 16, 32] and list(comp.seeds) == [0, 1, 2]
-    assert comp.config.epochs == 30 and main_job.config.epochs == 10
-    assert [p.x for p in main_job.points] == [4, 12] and list(main_job.seeds) == [0, 1, 2]
+    assert comp.config.epochs == 30 and depth.config.epochs == 10
+    assert [p.x for p in depth.points] == [4, 12] and list(depth.seeds) == [0, 1, 2]
     assert {a.role for a in comp.points[0].arms} == {'baseline', 'steps_compute', 'steps_blocks'}
 
 
@@ -224,3 +226,24 @@ def test_a_run_folder_holds_one_results_file(tmp_path):
     assert result['metric'] == saved['final']['top1'] == r['points'][0]['arms']['steps']['per_seed'][0]
     assert result['seen'] == 64 and result['train_time'] == saved['train_time_s'] and result['params'] > 0
     assert read_result(str(tmp_path / 'c' / 'none')) is None
+
+
+def test_the_main_job_is_the_mnist1d_comparison(tmp_path, monkeypatch, capsys):
+    comp = mnist1d_comparison()
+    assert comp.out == os.path.join('runs', 'compare') and list(comp.seeds) == [0, 1, 2] and comp.jobs == 2
+    assert comp.config.dataset == 'mnist1d' and [p.x for p in comp.points] == [8, 16]
+    assert [[a.overrides['model'] for a in p.arms] for p in comp.points] == [
+        ['mnist1d_resnet', 'mnist1d_steps_resnet'], ['mnist1d_resnet34', 'mnist1d_steps_resnet34']]
+    with pytest.raises(ValueError, match='ResNet-18 and ResNet-34 layouts'):
+        mnist1d_comparison(blocks=[8, 12])
+    assert build_parser().parse_args(['compare']).task == 'mnist1d'  # `make run` is `stepsnet compare`
+    assert main(['compare', '--width', '48', '--out', str(tmp_path / 'x')]) == 2
+    assert '--width applies to `stepsnet compare depth` only' in capsys.readouterr().err
+    monkeypatch.setenv('STEPSNET_CACHE', str(tmp_path / 'cache'))
+    assert main(['compare', '--blocks', '8', '--seeds', '1', '--no-progress', '--out', str(tmp_path / 'm'), '--set',
+                 'epochs=1', 'max_train_batches=2']) == 0
+    r = json.loads((tmp_path / 'm' / 'results.json').read_text())
+    arms = r['points'][0]['arms']
+    assert arms['baseline']['blocks'] == 8 and arms['steps']['blocks'] == 18
+    assert abs(arms['steps']['params'] / arms['baseline']['params'] - 1) < 0.005
+    assert abs(arms['steps']['macs'] / arms['baseline']['macs'] - 1) < 0.01

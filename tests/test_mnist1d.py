@@ -31,7 +31,8 @@ from stepsnet.tasks.classification import (
 pytestmark = pytest.mark.usefixtures('one_thread')
 
 RECIPE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'configs', 'cls', 'mnist1d.yaml')
-PAIRS = [('mnist1d_resnet', 'mnist1d_steps_resnet'), ('mnist1d_vit', 'mnist1d_steps_vit'),
+PAIRS = [('mnist1d_resnet', 'mnist1d_steps_resnet'), ('mnist1d_resnet34', 'mnist1d_steps_resnet34'),
+         ('mnist1d_vit', 'mnist1d_steps_vit'),
          ('test_mnist1d_resnet', 'test_mnist1d_steps_resnet'), ('test_mnist1d_vit', 'test_mnist1d_steps_vit')]
 
 
@@ -162,7 +163,7 @@ def test_twin_has_the_parameters_and_flops_of_its_residual_trunk(base, twin):
     trunks = [[s for s in m.modules() if isinstance(s, Steps)] for m in models]
     assert all(t.plan.num_steps == 1 for t in trunks[0])  # the residual trunk: one-step plans or none at all
     assert trunks[1] and all(t.plan.num_steps >= 3 for t in trunks[1])
-    assert 50_000 < params[0] < 300_000
+    assert 50_000 < params[0] < 500_000
 
 
 @pytest.mark.parametrize('name', [n for pair in PAIRS for n in pair])
@@ -185,6 +186,12 @@ def test_resnet_plans_follow_steps_resnet18():
         'stages.2': '16x2, 22x1, 32x1, 45x1, 64x0', 'stages.3': '16x2, 22x1, 32x1, 45x1, 64x1, 90x1, 128x0'}
     assert sum(isinstance(m, BasicBlock1d) for m in twin.modules()) == 18
     assert sum(isinstance(m, BasicBlock1d) for m in timm.create_model('mnist1d_resnet').modules()) == 8
+    # the deeper pair follows Steps-ResNet-34 (Table 1: stage 3 in 5 steps moving 3 blocks, stage 4 in 7 moving 1)
+    twin34 = timm.create_model('mnist1d_steps_resnet34')
+    assert {k: str(p) for k, p in twin34.plans.items()} == {
+        'stages.2': '16x6, 22x3, 32x3, 45x3, 64x2', 'stages.3': '16x2, 22x1, 32x1, 45x1, 64x1, 90x1, 128x1'}
+    assert sum(isinstance(m, BasicBlock1d) for m in twin34.modules()) == 34
+    assert sum(isinstance(m, BasicBlock1d) for m in timm.create_model('mnist1d_resnet34').modules()) == 16
     # a signal may come as (B, C, L) too; an image taller than one pixel is refused
     assert twin(torch.randn(2, 1, 40)).shape == (2, 10)
     with pytest.raises(ValueError, match=r'expects a \(B, C, L\) signal .* got a tensor of shape \[2, 1, 2, 40\]'):

@@ -25,6 +25,7 @@ from timm.models.swin_transformer import SwinTransformerBlock
 from timm.models.vision_transformer import Block as ViTBlock
 from torch.utils.flop_counter import FlopCounterMode
 
+from stepsnet.models.steps_1d import BasicBlock1d
 from stepsnet.models.twins import TWIN_BASELINES, build_twin, step_plans, twin_args, twin_name
 from stepsnet.steps import Steps
 
@@ -34,7 +35,7 @@ __all__ = [
     'TwinRow', 'twin_row', 'twin_table', 'format_twin_table',
 ]
 
-BLOCK_TYPES: List[type] = [BasicBlock, Bottleneck, ViTBlock, SwinTransformerBlock, ConvNeXtBlock]
+BLOCK_TYPES: List[type] = [BasicBlock, Bottleneck, BasicBlock1d, ViTBlock, SwinTransformerBlock, ConvNeXtBlock]
 
 
 def register_block_type(cls: type) -> type:
@@ -139,7 +140,7 @@ def count_layers(model: nn.Module) -> int:
     """Layers by the paper's rule: convs and linears, plus 1 per attention, minus ResNet shortcut projections."""
     shortcut = set()
     for m in model.modules():
-        if isinstance(m, (BasicBlock, Bottleneck)) and m.downsample is not None:
+        if isinstance(m, (BasicBlock, Bottleneck, BasicBlock1d)) and m.downsample is not None:
             shortcut.update(id(s) for s in m.downsample.modules())
     n = 0
     for m in model.modules():

@@ -1,6 +1,7 @@
 """``stepsnet compare``: residual against Steps with seeds, paired statistics and a report (:mod:`stepsnet.compare`).
 
-``stepsnet compare`` (the main job, ``make run``) is the depth comparison; ``stepsnet compare lm`` and
+``stepsnet compare`` (the main job, ``make run``) is the MNIST-1D comparison of 1-D ResNets at two depths;
+``stepsnet compare depth`` the paper's Fig. 1 in miniature on the digits; ``stepsnet compare lm`` and
 ``stepsnet compare cls`` compare a pair of language models or classifiers; ``stepsnet compare --render DIR`` writes
 the report of an earlier comparison again from its ``results.json`` (the statistics recomputed from the per-seed
 values). ``--set FIELD=VALUE`` changes a field of the task's recipe for every arm (e.g. ``--set epochs=10``,
@@ -50,8 +51,9 @@ def add_run_flags(p: argparse.ArgumentParser, out_help: str, seeds_default: str,
     p.add_argument('--seeds', nargs='+', action=_SeedCount, metavar='N',
                    help=f'how many seeds: N trains seeds 0 .. N-1 (default {seeds_default})')
     p.add_argument('--first-seed', type=integer, default=0, metavar='K', help='the first seed (default 0)')
-    p.add_argument('--config', '-c', help='recipe YAML (default: configs/cls/depth_digits.yaml for depth, '
-                   'configs/lm/cpu.yaml for lm, configs/cls/digits_cpu.yaml for cls)')
+    p.add_argument('--config', '-c', help='recipe YAML (default: configs/cls/mnist1d_main.yaml for mnist1d, '
+                   'configs/cls/depth_digits.yaml for depth, configs/lm/cpu.yaml for lm, configs/cls/digits_cpu.yaml '
+                   'for cls)')
     p.add_argument('--set', nargs='*', action=ParseKwargs, metavar='FIELD=VALUE',
                    help='change recipe fields for every arm, e.g. --set epochs=10')
     p.add_argument('--jobs', type=positive_int, default=None, help=f'runs side by side (default {jobs_default})')
@@ -66,6 +68,9 @@ def add_run_flags(p: argparse.ArgumentParser, out_help: str, seeds_default: str,
                    help='with --dry-run: generated data in the recipe\'s layout instead of its data_dir')
     p.add_argument('--report-only', action='store_true',
                    help='train nothing: report the runs already finished in --out')
+    p.add_argument('--convergence', metavar='DIR',
+                   help='the same comparison trained with twice the epochs (its results.json or folder): the report '
+                        'says whether each arm has converged (final training top-1 within 1 point of it)')
 
 
 def add_depth_flags(p, blocks_default: str, pairing_default: str) -> None:
@@ -81,7 +86,7 @@ def add_depth_flags(p, blocks_default: str, pairing_default: str) -> None:
 
 
 # the flags each task takes; a flag left out keeps the library's default (stepsnet.compare)
-_TASK_FLAGS = {'depth': ('blocks', 'width', 'heads', 'pairing'),
+_TASK_FLAGS = {'mnist1d': ('blocks',), 'depth': ('blocks', 'width', 'heads', 'pairing'),
                'lm': ('baseline', 'steps', 'minutes'),
                'cls': ('baseline', 'steps', 'baseline_kwargs', 'steps_kwargs')}
 _RENAMED = {'pairing': 'pairings'}
@@ -90,7 +95,7 @@ _RENAMED = {'pairing': 'pairings'}
 # what a protocol fixes: none of these may be given with --protocol
 _PROTOCOL_FIXES = ('out', 'seeds', 'first_seed', 'config', 'set', 'jobs', 'threads', 'device', 'blocks', 'width',
                    'heads', 'pairing', 'baseline', 'steps', 'baseline_kwargs', 'steps_kwargs', 'minutes', 'render',
-                   'plan')
+                   'plan', 'convergence')
 
 
 # what each task's own flag does: the reason a refusal gives when the flag is given to another task
@@ -105,7 +110,7 @@ _FLAG_PURPOSE = {'blocks': 'it sets the residual block counts of the depth point
                  'minutes': "it sets each language model's training budget"}
 # the flags of a comparison that trains: none of them means anything to --render or --plan, which train nothing
 _TRAINING_FLAGS = ('seeds', 'first_seed', 'config', 'set', 'jobs', 'threads', 'device', 'dry_run', 'synthetic_data',
-                   'report_only') + tuple(_FLAG_PURPOSE)
+                   'report_only', 'convergence') + tuple(_FLAG_PURPOSE)
 
 
 def _flag(name: str) -> str:
@@ -183,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
             inspect.signature(COMPARISONS[args.task]).parameters['seeds'].default)
         kw['seeds'] = list(range(args.first_seed, args.first_seed + count))
     comparison = COMPARISONS[args.task](**kw)
+    comparison.reference = getattr(args, 'convergence', None)
     if not args.report_only:  # a report of finished runs trains nothing, whatever the recipe says now
         for warning in comparison.config.check_schedule():
             print(f'warning: {warning}', file=sys.stderr, flush=True)
@@ -199,11 +205,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         'compare', help='train residual and Steps models on the same data and seeds; paired report',
         description='Train residual and Steps models with the same recipe, data and seeds, then write report.md, '
                     'results.json and plots into --out. Finished runs are kept: the same command continues an '
-                    'interrupted comparison. TASK: depth (default; the paper\'s Fig. 1 in miniature on the embedded '
-                    'digits), lm (a pair of language models) or cls (a pair of classifiers).')
-    p.add_argument('task', nargs='?', choices=('depth', 'lm', 'cls'), default='depth')
-    add_run_flags(p, 'runs/compare, runs/compare-lm, runs/compare-cls', '3 for depth, else 1', '2 for depth, else 1',
-                  '1 for depth')
+                    'interrupted comparison. TASK: mnist1d (default, the main job: 1-D ResNet-18 / -34 layouts '
+                    'against their Steps twins on MNIST-1D), depth (the paper\'s Fig. 1 in miniature: DeiT-like '
+                    'trunks on the embedded digits), lm (a pair of language models) or cls (a pair of classifiers).')
+    p.add_argument('task', nargs='?', choices=('mnist1d', 'depth', 'lm', 'cls'), default='mnist1d')
+    add_run_flags(p, 'runs/compare, runs/compare-depth, runs/compare-lm, runs/compare-cls',
+                  '3 for mnist1d and depth, else 1', '2 for mnist1d and depth, else 1', '1 for mnist1d and depth')
     p.add_argument('--render', metavar='DIR', help='train nothing: render the report, results.json and plots of an '
                    'earlier comparison again from DIR/results.json (into --out, default DIR)')
     g = p.add_argument_group('pre-registration and power')
@@ -217,7 +224,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument('--power', type=probability, metavar='P', help='with --plan: the power to plan for (default 0.8)')
     g.add_argument('--family', type=positive_int, metavar='M', help='with --plan: Holm family size (default: the '
                    'validation differences of DIR)')
-    add_depth_flags(p.add_argument_group('depth'), '4 12: the depth of DeiT, as in Table 1', 'compute')
+    add_depth_flags(p.add_argument_group('mnist1d and depth'), 'mnist1d: 8 16, the ResNet-18 and ResNet-34 layouts; '
+                    'depth: 4 12, the depth of DeiT, as in Table 1', 'compute')
     g = p.add_argument_group('lm and cls')
     g.add_argument('--baseline', help='baseline model (lm: gpt_cpu; cls: test_steps_resnet as a plain twin)')
     g.add_argument('--steps', help='Steps model (lm: steps_gpt_cpu; cls: test_steps_resnet)')

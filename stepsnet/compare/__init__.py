@@ -31,18 +31,22 @@ runs and reading them back), :mod:`~stepsnet.compare.run` (running a comparison:
 (the comparisons of ``stepsnet compare``) and :mod:`~stepsnet.compare.protocols` (pre-registered comparisons and
 power plans). Everything public is importable from ``stepsnet.compare``.
 
-Three comparisons are built in (``stepsnet compare TASK``): :func:`depth_comparison` (the paper's Fig. 1 in
-miniature on the embedded digits: DeiT-like trunks, residual against the Steps twin of equal parameters and
-FLOPs at a shallow and a deep setting), :func:`lm_comparison` and :func:`cls_comparison`.
+Four comparisons are built in (``stepsnet compare TASK``): :func:`mnist1d_comparison` (the main job: 1-D ResNets
+with the layouts of ResNet-18 and ResNet-34 against their Steps twins on MNIST-1D), :func:`depth_comparison` (the
+paper's Fig. 1 in miniature on the embedded digits: DeiT-like trunks, residual against the Steps twin of equal
+parameters and FLOPs at a shallow and a deep setting), :func:`lm_comparison` and :func:`cls_comparison`.
 """
 from stepsnet.compare.builtin import (
     COMPARISONS,
     DEPTH_RECIPE,
+    MNIST1D_DEPTHS,
+    MNIST1D_RECIPE,
     PLAIN_TWIN_KWARGS,
     cls_comparison,
     default_config_path,
     depth_comparison,
     lm_comparison,
+    mnist1d_comparison,
 )
 from stepsnet.compare.harness import (
     ADAPTERS,
@@ -65,5 +69,6 @@ from stepsnet.compare.run import dry_run_comparison, run_comparison
 __all__ = ['Arm', 'Point', 'Comparison', 'TaskAdapter', 'ADAPTERS', 'SECTION', 'EARLIER_RESULT', 'RunSpec',
            'train_runs', 'read_result', 'add_to_results', 'spread', 'run_comparison', 'dry_run_comparison', 'judge',
            'DECIDED_BY', 'VERDICT_HEAD', 'write_report', 'render_report', 'report_markdown', 'DEPTH_RECIPE',
-           'PLAIN_TWIN_KWARGS', 'depth_comparison', 'lm_comparison', 'cls_comparison', 'COMPARISONS',
+           'PLAIN_TWIN_KWARGS', 'MNIST1D_RECIPE', 'MNIST1D_DEPTHS', 'mnist1d_comparison',
+           'depth_comparison', 'lm_comparison', 'cls_comparison', 'COMPARISONS',
            'default_config_path', 'protocol_comparison', 'run_protocol', 'power_plan', 'plan_markdown']

@@ -70,6 +70,8 @@ class Comparison:
         context: A paragraph for the report: what the experiment is and where the paper's numbers are.
         jobs: Runs trained side by side, each in its own process (with ``threads`` torch threads).
         threads: torch threads per run (None: torch's choice).
+        reference: The ``results.json`` (or its folder) of this comparison trained with twice the epochs or steps:
+            the report then says whether each arm has converged (:mod:`stepsnet.compare.convergence`).
     """
     task: str
     config: Any
@@ -80,6 +82,7 @@ class Comparison:
     context: str = ''
     jobs: int = 1
     threads: Optional[int] = None
+    reference: Optional[str] = None
 
     def __post_init__(self):
         if self.task not in ADAPTERS:

@@ -8,6 +8,7 @@ import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 from stepsnet import stats
+from stepsnet.compare.convergence import convergence_lines
 from stepsnet.compare.harness import ADAPTERS
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.figures import pyplot, save_figure
@@ -321,6 +322,8 @@ def report_markdown(r: Mapping[str, Any]) -> str:
               'its Holm rank in its family.', '']
     lines += _verdict_rows(r, digits)
     lines += ['', _settles(r, digits)]
+    if r.get('convergence'):
+        lines += ['', *convergence_lines(r['convergence'], digits, train or 'training metric')]
     if r.get('protocol'):
         lines += ['', *_deviation_lines(r)]
     capped = [(p['name'], a['label'], a['capped']) for p in r['points'] for a in p['arms'].values() if a['capped']]

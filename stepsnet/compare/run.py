@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any, Dict, List, Mapping, Optional, Sequence
 
 import torch
 
-from stepsnet.compare.harness import ADAPTERS, Comparison, Point, RunSpec, _run_dir, read_result, spread, train_runs
+from stepsnet.compare.convergence import convergence, load_reference, mismatch, skeleton
+from stepsnet.compare.harness import (
+    ADAPTERS,
+    REPO,
+    Comparison,
+    Point,
+    RunSpec,
+    _run_dir,
+    read_result,
+    spread,
+    train_runs,
+)
 from stepsnet.compare.report import judge, write_report
 from stepsnet.utils.names import plural
 
@@ -18,13 +30,19 @@ def run_comparison(comp: Comparison, progress: bool = True, train: bool = True,
     """Train every (point, arm, seed) that has no result yet, then write ``results.json``, ``report.md`` and plots.
 
     With ``train=False`` nothing trains: the report covers the runs finished so far. The report goes to
-    ``report_dir`` (default ``comp.out``, beside the runs). ``protocol`` (what :func:`run_protocol` passes: the
-    protocol's fields and its registration) makes the report a pre-registered one: its primary family and test, and
-    the deviations from it.
+    ``report_dir`` (default ``comp.out``, beside the runs). With ``comp.reference`` (the same comparison trained
+    twice as long) the results gain ``convergence`` and the report says whether each arm has converged.
+    ``protocol`` (what :func:`run_protocol` passes: the protocol's fields and its registration) makes the report a
+    pre-registered one: its primary family and test, and the deviations from it.
 
     Returns:
         The content of ``results.json``.
     """
+    ref = load_reference(comp.reference) if comp.reference else None  # a missing reference fails before training
+    why = mismatch(skeleton(comp), ref) if ref is not None else None
+    if why:
+        print(f'warning: the convergence reference {comp.reference} is not this comparison trained twice as long '
+              f'({why}); the report will make no convergence statement', flush=True)
     specs = []
     for seed in comp.seeds:
         for point in comp.points:
@@ -39,8 +57,16 @@ def run_comparison(comp: Comparison, progress: bool = True, train: bool = True,
         raise RuntimeError(f'{plural(len(done["failed"]), "run")} failed ({", ".join(done["failed"])}); the others '
                            'are kept: run the same command again to retry them')
     results = _collect(comp, done, protocol)
+    if ref is not None:
+        results['convergence'] = convergence(results, ref, _shown(comp.reference))
     write_report(results, report_dir or comp.out)
     return results
+
+
+def _shown(path: str) -> str:
+    """A path as a report shows it: relative to the repository when inside it."""
+    full = os.path.abspath(path)
+    return os.path.relpath(full, REPO) if full.startswith(REPO + os.sep) else path
 
 
 def dry_run_comparison(comp: Comparison, steps: int = 2, synthetic_data: bool = False) -> List[Dict[str, Any]]:
@@ -96,6 +122,7 @@ def _collect(comp: Comparison, done: Mapping[str, Any], protocol: Optional[Mappi
                 per_seed={s: r['metric'] for s, r in rs.items()},
                 stats=spread([r['metric'] for r in rs.values()]),
                 train_stats=spread([r.get('train_metric') for r in rs.values()]),
+                train_per_seed={s: r.get('train_metric') for s, r in rs.items()},
                 seen=any_run.get('seen'), train_time=spread([r['train_time'] for r in rs.values()])['mean'],
                 capped=[s for s, r in rs.items() if r.get('stopped_by_time')],
                 train_times={s: r['train_time'] for s, r in rs.items()},

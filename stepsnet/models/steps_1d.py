@@ -326,6 +326,8 @@ _VIT = dict(first_conv='patch_embed.proj', classifier='head', fixed_input_size=T
 default_cfgs = generate_default_cfgs({
     'mnist1d_resnet.untrained': _cfg(),
     'mnist1d_steps_resnet.untrained': _cfg(),
+    'mnist1d_resnet34.untrained': _cfg(),
+    'mnist1d_steps_resnet34.untrained': _cfg(),
     'mnist1d_vit.untrained': _cfg(**_VIT),
     'mnist1d_steps_vit.untrained': _cfg(**_VIT),
     'test_mnist1d_resnet.untrained': _cfg(),
@@ -337,6 +339,9 @@ default_cfgs = generate_default_cfgs({
 # ResNet-18's layout at widths 16..128, and Steps-ResNet-18's plan rule for stages 3 and 4
 _RESNET = dict(layers=(2, 2, 2, 2), channels=(16, 32, 64, 128))
 _STEPS_RESNET = dict(num_steps=(1, 1, 5, 7), steps_move=(0, 0, 1, 1))
+# ResNet-34's layout at the same widths, and Steps-ResNet-34's rule (stage 3: 5 steps moving 3 blocks; stage 4: 7, 1)
+_RESNET34 = dict(layers=(3, 4, 6, 3), channels=(16, 32, 64, 128))
+_STEPS_RESNET34 = dict(num_steps=(1, 1, 5, 7), steps_move=(0, 0, 3, 1))
 _TINY_RESNET = dict(layers=(1, 1, 2, 2), channels=(8, 16, 32, 64))
 _TINY_STEPS_RESNET = dict(num_steps=(1, 1, 3, 3), steps_move=(0, 0, 1, 1))
 # width 80 keeps the twin's rounded widths (40, 56, 80) at the baseline's parameters (a multiple-of-8 width of
@@ -356,6 +361,19 @@ def mnist1d_steps_resnet(pretrained: bool = False, **kwargs) -> StepsResNet1d:
     """Its Steps twin: stages 3 / 4 as 16x2, 22, 32, 45, 64x0 / 16x2, 22, 32, 45, 64, 90, 128x0 (18 blocks)."""
     model_args = dict(_RESNET, **_STEPS_RESNET)
     return _create_resnet1d('mnist1d_steps_resnet', pretrained, **dict(model_args, **kwargs))
+
+
+@register_model
+def mnist1d_resnet34(pretrained: bool = False, **kwargs) -> StepsResNet1d:
+    """1-D ResNet-34 layout for MNIST-1D: 16x3, 32x4, 64x6, 128x3 blocks (16 blocks)."""
+    return _create_resnet1d('mnist1d_resnet34', pretrained, **dict(_RESNET34, **kwargs))
+
+
+@register_model
+def mnist1d_steps_resnet34(pretrained: bool = False, **kwargs) -> StepsResNet1d:
+    """Its Steps twin: stages 3 / 4 as 16x6, 22x3, 32x3, 45x3, 64x2 / 16x2, 22, 32, 45, 64, 90, 128 (34 blocks)."""
+    model_args = dict(_RESNET34, **_STEPS_RESNET34)
+    return _create_resnet1d('mnist1d_steps_resnet34', pretrained, **dict(model_args, **kwargs))
 
 
 @register_model

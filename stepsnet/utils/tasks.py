@@ -61,7 +61,8 @@ TASK_NAMES: Tuple[str, ...] = tuple(TASKS)
 DEFAULT_TASK = 'cls'  # a recipe that names no task, or no recipe at all
 
 # the recipes of configs/ that are not paper experiments: quick CPU recipes and the synthetic dense ones
-LOCAL_RECIPES = ('digits_cpu.yaml', 'depth_digits.yaml', 'mnist1d.yaml', 'synthetic.yaml', 'cpu.yaml')
+LOCAL_RECIPES = ('digits_cpu.yaml', 'depth_digits.yaml', 'mnist1d.yaml', 'mnist1d_main.yaml', 'synthetic.yaml',
+                 'cpu.yaml')
 
 
 def task_of_kind(kind: str) -> Optional[str]:
