@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml requirements-dev.txt
 setup: $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/stepsnet compare
+	$(BIN)/stepsnet compare --convergence docs/figures/analyses/main_job/twice
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -632,7 +632,8 @@ def render_mnist1d() -> str:
 
 SUMMARY_COMPARISONS = (('replication', 'Depth (Fig. 1), pre-registered replication'),
                        ('pilot_8seeds', 'Depth (Fig. 1), 8-seed pilot'), ('pilot', 'Depth (Fig. 1), 3-seed pilot'),
-                       ('main_job', 'Main job (`make run`)'))
+                       ('main_job', 'Main job (`make run`, MNIST-1D)'),
+                       ('depth_quick', 'Depth (Fig. 1), `stepsnet compare depth` (10 epochs)'))
 
 
 def _evidence(r: Mapping[str, Any]) -> str:
@@ -712,7 +713,8 @@ BLOCKS: Dict[str, Tuple[str, Callable[[], str]]] = {
     'summary': ('docs/results.md', render_summary),
     'pilot-8seeds': ('docs/analyses.md', lambda: render_comparison(ANALYSES / 'pilot_8seeds' / 'results.json')),
     'pilot': ('docs/analyses.md', lambda: render_comparison(ANALYSES / 'pilot' / 'results.json')),
-    'main-job': ('docs/analyses.md', lambda: render_comparison(ANALYSES / 'main_job' / 'results.json')),
+    'main-job': ('docs/mnist1d.md', lambda: render_comparison(ANALYSES / 'main_job' / 'results.json')),
+    'depth-quick': ('docs/analyses.md', lambda: render_comparison(ANALYSES / 'depth_quick' / 'results.json')),
     'shortcut-init': ('docs/analyses.md', render_shortcut_init),
     'mask': ('docs/analyses.md', render_mask),
     'drop-step': ('docs/analyses.md', render_drop_step),
