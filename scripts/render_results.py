@@ -630,10 +630,14 @@ def render_mnist1d() -> str:
 
 # ------------------------------------------------------------------------------------------ docs/results.md summary
 
-SUMMARY_COMPARISONS = (('replication', 'Depth (Fig. 1), pre-registered replication'),
-                       ('pilot_8seeds', 'Depth (Fig. 1), 8-seed pilot'), ('pilot', 'Depth (Fig. 1), 3-seed pilot'),
-                       ('main_job', 'Main job (`make run`, MNIST-1D)'),
-                       ('depth_quick', 'Depth (Fig. 1), `stepsnet compare depth` (10 epochs)'))
+# (folder under docs/figures, what the summary calls it)
+SUMMARY_COMPARISONS = (('analyses/replication', 'Depth (Fig. 1), pre-registered replication'),
+                       ('analyses/pilot_8seeds', 'Depth (Fig. 1), 8-seed pilot'),
+                       ('analyses/pilot', 'Depth (Fig. 1), 3-seed pilot'),
+                       ('analyses/main_job', 'Main job (`make run`): 1-D ResNets on MNIST-1D, 8 epochs'),
+                       ('mnist1d/resnet', 'MNIST-1D, 1-D ResNet-18 layout, 100 epochs'),
+                       ('mnist1d/vit', 'MNIST-1D, DeiT-like over 1-D patches, 100 epochs'),
+                       ('analyses/depth_quick', 'Depth (Fig. 1), `stepsnet compare depth` (10 epochs)'))
 
 
 def _evidence(r: Mapping[str, Any]) -> str:
@@ -652,8 +656,8 @@ def _summary_rows_of(folder: str, r: Mapping[str, Any]) -> List[Tuple[str, Mappi
             if r.get('protocol'):
                 keep = d.get('family') == 'primary'
             else:
-                keep = not ((role.endswith('_train') and folder != 'pilot_8seeds') or
-                            (folder == 'pilot' and role != 'steps_blocks'))
+                keep = not ((role.endswith('_train') and folder != 'analyses/pilot_8seeds') or
+                            (folder == 'analyses/pilot' and role != 'steps_blocks'))
             if keep:
                 out.append((p['name'], role, d))
     return out
@@ -664,17 +668,18 @@ def render_summary() -> str:
     pre-registered, and where it is."""
     rows = []  # (name, evidence, test, sign-flip, outcome, digits, files)
     for folder, what in SUMMARY_COMPARISONS:
-        path = ANALYSES / folder / 'results.json'
+        path = FIG / folder / 'results.json'
         if not path.is_file():
             continue
         r = judged(path)
         for point, role, d in _summary_rows_of(folder, r):
+            where = '' if len(r['points']) == 1 else f' at {point}'
             arm = {'steps_blocks': 'Steps, equal blocks', 'steps_compute': 'Steps, equal params/FLOPs'}.get(
                 role.replace('_train', ''), 'Steps, equal params/FLOPs')
             metric = 'training top-1' if role.endswith('_train') else 'val top-1'
             t, s = _tests(d)
-            rows.append((f'{what}: {arm} {MINUS} residual at {point}, {metric} (points)', _evidence(r), t, s,
-                         d['outcome'], 2, f'figures/analyses/{folder}/'))
+            rows.append((f'{what}: {arm} {MINUS} residual{where}, {metric} (points)', _evidence(r), t, s,
+                         d['outcome'], 2, f'figures/{folder}/'))
     for c in sweep_tests().cells:
         d = c.differences.get(('steps', 'baseline'))
         if c.name.startswith(('depth', 'budget')) and not c.sanity and d is not None:

@@ -1,12 +1,13 @@
 """The convergence check: each arm's final training metric against the same arm trained twice as long."""
 import copy
 import json
+import os
 
 import pytest
 
 from stepsnet.cli import main
-from stepsnet.compare import cls_comparison, run_comparison
-from stepsnet.compare.convergence import convergence, convergence_lines, load_reference, mismatch
+from stepsnet.compare import cls_comparison, mnist1d_comparison, run_comparison
+from stepsnet.compare.convergence import convergence, convergence_lines, load_reference, mismatch, skeleton
 
 pytestmark = pytest.mark.usefixtures('one_thread')
 
@@ -98,3 +99,17 @@ def test_results_written_before_the_per_seed_training_metric_map_by_seed_order()
     here['points'][0]['arms']['baseline'] = old
     c = convergence(here, _results(20, {'baseline': [99.0, 99.0, 99.0]}), 'ref')
     assert c['arms'][0]['shortfall'] == pytest.approx(2.0)
+
+
+def test_the_committed_reference_is_the_main_job_twice_as_long():
+    """make run passes docs/figures/analyses/main_job/twice: it must stay the default main job at twice the epochs
+    (a change of the main job's recipe, models or seeds needs a new reference), and the committed main job's report
+    must have converged by it."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = os.path.join(root, 'docs', 'figures', 'analyses', 'main_job')
+    assert mismatch(skeleton(mnist1d_comparison()), load_reference(os.path.join(folder, 'twice'))) is None
+    with open(os.path.join(root, 'Makefile')) as f:
+        assert '--convergence docs/figures/analyses/main_job/twice' in f.read()
+    with open(os.path.join(folder, 'results.json')) as f:
+        committed = json.load(f)
+    assert committed['convergence']['all'] and len(committed['convergence']['arms']) == 4

@@ -102,7 +102,7 @@ def test_summary_evidence_and_a_pre_registered_replication(tmp_path, monkeypatch
     r['protocol'] = dict(commit='0123456789abcdef0123', date='2026-12-06', path='x.yaml', blob='f' * 40,
                          primary=dict(differences=['steps'], test='sign-flip', alpha=0.05))
     (analyses / 'replication' / 'results.json').write_text(json.dumps(judge(r)))  # as stepsnet compare writes it
-    monkeypatch.setattr(render, 'ANALYSES', analyses)
+    monkeypatch.setattr(render, 'FIG', tmp_path)  # the summary reads every comparison under docs/figures
     summary = render.render_summary()
     rows = [line for line in summary.splitlines() if 'pre-registered replication' in line]
     assert len(rows) == 3 and all('val top-1' in row for row in rows)  # the primary family only, no training rows

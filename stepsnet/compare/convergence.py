@@ -20,10 +20,11 @@ from typing import Any, Dict, List, Mapping, Optional
 
 # what sets a run's length, per task: the field doubled in the reference
 LENGTH_FIELD = {'cls': 'epochs', 'lm': 'max_iters'}
-# recipe fields that do not change what a run learns (where it writes, how it reports): not compared
-IGNORED_FIELDS = frozenset({'out_dir', 'resume', 'progress', 'tensorboard', 'log_interval', 'checkpoint_interval',
-                            'data_dir', 'workers', 'threads', 'dry_run', 'synthetic_data', 'device', 'time_limit',
-                            'eval_interval', 'checkpoint_hist'})
+# recipe fields that do not change what a run learns (where it writes, how it reports), and the recipe's seed (a
+# comparison sets each run's seed; its seeds are compared apart): not compared
+IGNORED_FIELDS = frozenset({'seed', 'out_dir', 'resume', 'progress', 'tensorboard', 'log_interval',
+                            'checkpoint_interval', 'data_dir', 'workers', 'threads', 'dry_run', 'synthetic_data',
+                            'device', 'time_limit', 'eval_interval', 'checkpoint_hist'})
 TOLERANCE = 1.0
 
 
@@ -143,9 +144,11 @@ def _mean(values: Optional[Mapping[Any, float]], seeds: List[str]) -> Optional[f
 
 def convergence_lines(c: Mapping[str, Any], digits: int, metric: str = 'training metric') -> List[str]:
     """The report's convergence section (markdown lines); ``metric`` names the training metric."""
-    head = (f'**Convergence.** Each arm\'s final {metric} (final weights) against the same arm trained with '
-            f'twice the {c["length"]} ({c["reference"]} instead of '
-            f'{c["here"]}; the reference `{c["source"]}`). Rule: {c["rule"]}.')
+    unit = (' point' if c['tolerance'] == 1 else ' points') if 'top-1' in metric else ''
+    head = (f'**Convergence.** Each arm\'s final {metric}, with its final weights, against the same arm trained '
+            f'with twice the {c["length"]} ({c["reference"]} instead of {c["here"]}; the reference '
+            f'`{c["source"]}`). An arm has converged when it ends within {c["tolerance"]:g}{unit} of the reference, '
+            'on the mean over seeds; the worst seed is shown beside the mean.')
     if 'unusable' in c:
         return [head, '', f'No statement: the reference does not match this comparison ({c["unusable"]}).']
     f = f'{{:.{digits}f}}'
