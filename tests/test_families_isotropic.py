@@ -6,9 +6,8 @@ The tests here check what a family needs beyond those: the arguments timm passes
 the blocks that differ along the trunk.
 """
 import pytest
-import torch
 from timm.models.vitamin import VitCfg, VitConvCfg
-from twin_cases import build_pair
+from twin_cases import build_pair, check_forward_intermediates
 
 from stepsnet.models.generic_twins import TimmSteps
 from stepsnet.models.twins import build_twin
@@ -41,13 +40,10 @@ def test_xcit_loop_passes_the_patch_grid(one_thread):
     """XCiT calls each block with the patch grid (``blk(x, Hp, Wp)``): the views pass it on, so timm's loop and
     forward_intermediates compute the trunk."""
     _, twin, x = _pair('XCiT')
-    twin.eval()
     assert isinstance(twin.blocks, TimmSteps) and len(twin.cls_attn_blocks) == 2
-    with torch.no_grad():
-        final, feats = twin.forward_intermediates(x)
-        assert torch.allclose(twin.forward_head(final), twin(x), atol=1e-5)
-        assert len(feats) == len(twin.blocks) == sum(twin.plans['blocks'].depths)
-        assert feats[-1].shape == (2, 64, 4, 4)
+    feats = check_forward_intermediates(twin, x)
+    assert len(feats) == len(twin.blocks) == sum(twin.plans['blocks'].depths)
+    assert feats[-1].shape == (2, 64, 4, 4)
 
 
 def test_shared_relative_position_bias_is_refused():
@@ -81,10 +77,7 @@ def test_convit_keeps_plain_blocks_last_and_moves_the_class_token(one_thread):
     plain = len(base.blocks) - base.local_up_to_layer
     assert gpsa == [True] * (n - plain) + [False] * plain
     assert twin.local_up_to_layer == n - plain
-    twin.eval()
-    with torch.no_grad():
-        final, feats = twin.forward_intermediates(x)
-        assert torch.allclose(twin.forward_head(final), twin(x), atol=1e-5)
+    feats = check_forward_intermediates(twin, x)
     # patch tokens only, at every block: the class token is stripped after it enters
     assert {f.shape[-1] * f.shape[-2] for f in feats} == {16}
 
@@ -110,10 +103,7 @@ def test_volo_converts_every_stage_and_keeps_its_features(one_thread):
     assert sorted(twin.plans) == ['network.0', 'network.2', 'network.3', 'network.4']
     assert all(p.num_steps == 3 for p in twin.plans.values())
     assert twin.feature_info == base.feature_info
-    twin.eval()
-    with torch.no_grad():
-        final, feats = twin.forward_intermediates(x)
-        assert torch.allclose(twin.forward_head(final), twin(x), atol=1e-5)
+    feats = check_forward_intermediates(twin, x)
     assert [f.shape[1] for f in feats] == [32, 64, 64, 64]
 
 

@@ -10,7 +10,7 @@ import test_families_hierarchical
 import test_families_isotropic
 import timm
 import torch
-from twin_cases import build_pair
+from twin_cases import build_pair, check_forward_intermediates
 
 from stepsnet.analysis.complexity import count_macs, count_params
 from stepsnet.models.generic_families import GENERIC_FAMILIES, family_configs, family_of
@@ -68,10 +68,7 @@ def test_one_step_twin_is_the_baseline(family_name, one_thread):
 def test_timm_api(family_name, one_thread):
     """forward_intermediates (timm's own loop, through the trunk's views) and reset_classifier."""
     _, twin, x = _build(family_name)
-    twin.eval()
-    with torch.no_grad():
-        final, feats = twin.forward_intermediates(x)
-        assert torch.allclose(twin.forward_head(final), twin(x), atol=1e-5)
+    feats = check_forward_intermediates(twin, x)
     trunk = [m for m in twin.modules() if isinstance(m, TimmSteps)][-1]
     assert feats[-1].shape[1] == trunk.channels
     twin.reset_classifier(7)

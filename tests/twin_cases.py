@@ -16,3 +16,13 @@ def build_pair(cases, family_name: str, **changes):
     base = getattr(family.module, family.builder)(name, pretrained=False, **args)
     twin = family.create(name, pretrained=False, **args, **steps)
     return base, twin, torch.randn(2, 3, size, size)
+
+
+def check_forward_intermediates(twin, x):
+    """timm's ``forward_intermediates`` of ``twin`` in eval mode: its final state gives ``twin(x)`` through
+    ``forward_head``; returns the intermediates."""
+    twin.eval()
+    with torch.no_grad():
+        final, feats = twin.forward_intermediates(x)
+        assert torch.allclose(twin.forward_head(final), twin(x), atol=1e-5)
+    return feats

@@ -85,17 +85,14 @@ def convergence(r: Mapping[str, Any], ref: Mapping[str, Any], source: str,
     """The convergence check of comparison results ``r`` against ``ref`` (the same comparison, twice the training).
 
     Returns:
-        ``source``, ``tolerance``, the length field and both lengths, ``rule`` (in words), then either ``arms``: one
+        ``source``, ``tolerance``, the length field and both lengths, then either ``arms``: one
         entry per point and arm with the training metric here and in the reference per seed, their means, the mean
         and worst ``shortfall`` (reference minus here, in the direction of better) and ``converged``; ``all``:
         whether every arm converged; or ``unusable``: why the reference was not used.
     """
     length = LENGTH_FIELD.get(r['task'], 'length')
     out: Dict[str, Any] = dict(source=source, tolerance=tolerance, length=length,
-                               here=r['config'].get(length), reference=ref.get('config', {}).get(length),
-                               reference_machines=ref.get('machines') or [],
-                               rule=f'an arm has converged when its final training metric is within {tolerance:g} of '
-                                    f'the same arm\'s with twice the {length}, on the mean over seeds')
+                               here=r['config'].get(length), reference=ref.get('config', {}).get(length))
     why = mismatch(r, ref)
     if why:
         out['unusable'] = why
@@ -112,13 +109,13 @@ def convergence(r: Mapping[str, Any], ref: Mapping[str, Any], source: str,
                 arms.append(dict(point=p['name'], role=role, label=arm['label'], seeds=[], converged=None))
                 continue
             gaps = [sign * (there[s] - here[s]) for s in seeds]
-            mean_gap = sum(gaps) / len(gaps)
+            shortfall = sum(gaps) / len(gaps)
+            val = {str(k): float(v) for k, v in (other.get('per_seed') or {}).items()}
             arms.append(dict(point=p['name'], role=role, label=arm['label'], seeds=seeds,
                              here={s: here[s] for s in seeds}, reference_values={s: there[s] for s in seeds},
-                             here_mean=sum(here[s] for s in seeds) / len(seeds),
-                             reference_mean=sum(there[s] for s in seeds) / len(seeds),
-                             reference_val_mean=_mean(other.get('per_seed'), seeds),
-                             shortfall=mean_gap, worst=max(gaps), converged=mean_gap <= tolerance))
+                             here_mean=_mean([here[s] for s in seeds]), reference_mean=_mean([there[s] for s in seeds]),
+                             reference_val_mean=_mean([val[s] for s in seeds if s in val]),
+                             shortfall=shortfall, worst=max(gaps), converged=shortfall <= tolerance))
     out['arms'] = arms
     out['all'] = bool(arms) and all(a['converged'] for a in arms)
     return out
@@ -135,11 +132,8 @@ def _train_per_seed(arm: Mapping[str, Any]) -> Dict[str, float]:
     return {str(s): float(v) for s, v in values.items() if v is not None}
 
 
-def _mean(values: Optional[Mapping[Any, float]], seeds: List[str]) -> Optional[float]:
-    if not values:
-        return None
-    v = [float(values[s]) for s in seeds if s in values] or [float(x) for x in values.values()]
-    return sum(v) / len(v) if v else None
+def _mean(values: List[float]) -> Optional[float]:
+    return sum(values) / len(values) if values else None
 
 
 def convergence_lines(c: Mapping[str, Any], digits: int, metric: str = 'training metric') -> List[str]:
