@@ -201,3 +201,33 @@ def test_a100_floor_counts_the_recipes_items():
     assert seg.items == 8 * 2 * 160_000
     cls = a100_floor('cls', dict(batch_size=128), 1.0, 8, 1000)  # epochs: the same images at any batch
     assert cls.items == 8000 and cls.macs == cls.flops / 2
+
+
+def test_a100_floor_of_a_cut_dry_run_is_the_recipes():
+    """A dry run of fewer epochs or a smaller batch than its recipe (``ran``) still counts the recipe's items."""
+    from stepsnet.utils.dryrun import a100_floor
+    recipe = dict(batch_size=16, block_size=None, grad_accum=4, max_iters=50_000)
+    ran = dict(recipe, batch_size=2, grad_accum=1)
+    lm = a100_floor('lm', recipe, 100.0, 2 * 512, 50_000, ran=ran)  # the context read off the dry run's tokens
+    assert lm.items == 16 * 512 * 4 * 50_000 and lm.counted == '1 x 16 x 512 x 4 tokens x 50,000 steps'
+    seg = a100_floor('seg', dict(batch_size=2, max_iters=160_000), 1.0, 1, 80_000,
+                     ran=dict(batch_size=1, max_iters=80_000))
+    assert seg.items == 8 * 2 * 160_000
+    cls = a100_floor('cls', dict(batch_size=128, epochs=300), 1.0, 8, 1000, ran=dict(batch_size=8, epochs=1))
+    assert cls.items == 8 * 1000 * 300 and cls.counted == '2,400,000 images'
+
+
+def test_cli_dry_run_with_a_cut_batch_prints_the_recipes_floor(tmp_path, capsys):
+    """``--batch-size 2`` on a dry run of a recipe whose run length is in steps: the printed floor counts the
+    recipe's batch (32), the projection the run as configured."""
+    from stepsnet.data.text import prepare_text
+    prepare_text(str(tmp_path / 'data'), max_bytes=200_000)
+    report = tmp_path / 'report.json'
+    recipe = os.path.join(REPO, 'configs', 'lm', 'cpu.yaml')
+    assert main(['train-lm', '-c', recipe, '--dry-run', '1', '--batch-size', '2', '--device', 'cpu', '--no-progress',
+                 '--data-dir', str(tmp_path / 'data'), '--out-dir', str(tmp_path / 'run'),
+                 '--dry-run-report', str(report)]) == 0
+    data = json.loads(report.read_text())
+    assert data['items_per_step'] == 2 * 128
+    assert data['a100_floor_items'] == '1 x 32 x 128 x 1 tokens x 2,000 steps', data['a100_floor_items']
+    assert 'batch_size 32 -> 2' in capsys.readouterr().out

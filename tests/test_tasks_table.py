@@ -24,7 +24,9 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 @pytest.mark.parametrize('target', dynamic_imports())
 def test_every_module_name_string_of_the_task_table_resolves(target):
-    assert callable(resolve(target))
+    from stepsnet.compare.adapter import TaskAdapter
+    found = resolve(target)
+    assert isinstance(found, TaskAdapter) if target.endswith(':ADAPTER') else callable(found)
 
 
 def test_every_command_module_registers_and_names_a_config_that_resolves():
@@ -83,3 +85,31 @@ def test_the_table_loads_no_torch():
             'assert not {"torch", "timm", "numpy"} & set(sys.modules), sorted(sys.modules)')
     out = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+def test_rows_name_a_known_run_length_and_item():
+    for t in TASKS.values():
+        assert t.run_length in ('epochs', 'steps') and t.item in ('images', 'tokens'), t.name
+        assert (t.dataset_size is None) == (t.item == 'tokens'), t.name  # image sets have a size for dry runs
+
+
+# modules that may name tasks one by one: each task's own modules, the checkpoint kinds' constants, and the
+# throughput benchmark, whose "task" is the kind of model it times (image or language), not a training task
+OWN_MODULES = ('stepsnet/utils/tasks.py', 'stepsnet/tasks/', 'stepsnet/cli/cls.py', 'stepsnet/cli/dense.py',
+               'stepsnet/cli/lm.py', 'stepsnet/compare/task_', 'stepsnet/models/factory.py',
+               'stepsnet/analysis/speed', 'stepsnet/cli/benchmark.py')
+
+
+def test_only_a_tasks_own_modules_branch_on_its_name():
+    """A fifth task is a row of the table and its own modules: nothing else compares a task's name."""
+    import re
+    pattern = re.compile(r"""(==|!=)\s*['"](cls|det|seg|lm)['"]|['"](cls|det|seg|lm)['"]\s*(==|!=)"""
+                         r"""|TASKS\[['"](cls|det|seg|lm)['"]\]""")
+    found = []
+    for folder, _, files in os.walk(os.path.join(REPO, 'stepsnet')):
+        for name in files:
+            path = os.path.relpath(os.path.join(folder, name), REPO)
+            if name.endswith('.py') and not path.startswith(OWN_MODULES):
+                with open(os.path.join(REPO, path), encoding='utf-8') as f:
+                    found += [f'{path}:{i}' for i, line in enumerate(f, 1) if pattern.search(line)]
+    assert not found, found

@@ -19,7 +19,7 @@ import os
 import re
 import sys
 import typing
-from typing import Any, Dict, Iterable, Optional, Sequence, Type, Union
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Type, Union
 
 from stepsnet.utils.config import CLEAR
 
@@ -297,7 +297,7 @@ def add_config_flags(
     if isinstance(parser, Parser):  # a flag of ``refused`` says what replaced it
         parser.refused.update(refused)
     for f in dataclasses.fields(cls):
-        if f.name in skip:
+        if f.name in skip or f.name in getattr(cls, 'NOT_FLAGS', ()):
             continue
         flag = '--' + f.name.replace('_', '-')
         names = [flag, *aliases.get(f.name, [])]
@@ -379,13 +379,20 @@ def load_with_flags(load_config, path: Optional[str], args: argparse.Namespace, 
     if hasattr(cfg, 'check_schedule') and os.environ.get('RANK', '0') == '0':
         for warning in cfg.check_schedule():  # the run asked for: said before anything loads
             print(f'warning: {warning}', file=sys.stderr, flush=True)
-    if base is not None and cfg.dry_run and os.environ.get('RANK', '0') == '0':
-        print(f'dry run of {path}: {recipe_changes(base, cfg)}', flush=True)
+    if base is not None and cfg.dry_run:
+        if os.environ.get('RANK', '0') == '0':
+            print(f'dry run of {path}: {recipe_changes(base, cfg)}', flush=True)
+        cfg.dry_run_recipe = {name: getattr(base, name) for name in changed_fields(base, cfg)}
     return cfg
+
+
+def changed_fields(recipe: Any, cfg: Any) -> List[str]:
+    """The fields whose values ``cfg`` changes of ``recipe`` (the dry-run switches left out)."""
+    return [f.name for f in dataclasses.fields(cfg)
+            if f.name not in cfg.DRY_RUN_FIELDS and getattr(recipe, f.name) != getattr(cfg, f.name)]
 
 
 def recipe_changes(recipe: Any, cfg: Any) -> str:
     """What ``cfg`` changes of ``recipe`` (the flags given with it), as one phrase for a dry run's printout."""
-    changed = [f'{f.name} {getattr(recipe, f.name)!r} -> {getattr(cfg, f.name)!r}' for f in dataclasses.fields(cfg)
-               if f.name not in cfg.DRY_RUN_FIELDS and getattr(recipe, f.name) != getattr(cfg, f.name)]
+    changed = [f'{n} {getattr(recipe, n)!r} -> {getattr(cfg, n)!r}' for n in changed_fields(recipe, cfg)]
     return 'changed from the recipe: ' + ', '.join(changed) if changed else 'the recipe as written'

@@ -22,13 +22,16 @@ in ``OUT``:
   ``depth.png`` (the paper's Fig. 1 axes: metric against layers, markers sized by FLOPs).
 
 Each task enters through a :class:`TaskAdapter` (runner, metric and direction, curve axis, recipe, config loader,
-model check) in :data:`ADAPTERS`; :func:`train_runs` (resumable runs, side by side, with logs) also runs the LM
-sweep of ``benchmarks/lm_sweep.py``. :func:`render_report` writes a report again from its ``results.json`` alone.
+model check), defined in the task's own module (:mod:`~stepsnet.compare.task_cls`,
+:mod:`~stepsnet.compare.task_lm`) and named by its row of the task table; :data:`ADAPTERS` collects them.
+:func:`train_runs` (resumable runs, side by side, with logs) also runs the LM sweep of ``benchmarks/lm_sweep.py``.
+:func:`render_report` writes a report again from its ``results.json`` alone.
 
-The package is split by job: :mod:`~stepsnet.compare.harness` (what a comparison is, the task adapters, training
-runs and reading them back), :mod:`~stepsnet.compare.run` (running a comparison: train, collect, judge, report),
-:mod:`~stepsnet.compare.report` (the tests' verdicts, the markdown and the plots), :mod:`~stepsnet.compare.builtin`
-(the comparisons of ``stepsnet compare``) and :mod:`~stepsnet.compare.protocols` (pre-registered comparisons and
+The package is split by job: :mod:`~stepsnet.compare.harness` (what a comparison is, training runs and reading
+them back), :mod:`~stepsnet.compare.adapter` and the ``task_*`` modules (how each task enters),
+:mod:`~stepsnet.compare.run` (running a comparison: train, collect, judge, report), :mod:`~stepsnet.compare.report`
+(the tests' verdicts, the markdown and the plots), :mod:`~stepsnet.compare.builtin` (the comparisons of
+``stepsnet compare``) and :mod:`~stepsnet.compare.protocols` (pre-registered comparisons and
 power plans). Everything public is importable from ``stepsnet.compare``.
 
 Four comparisons are built in (``stepsnet compare TASK``): :func:`mnist1d_comparison` (the main job: 1-D ResNets

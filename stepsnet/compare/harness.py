@@ -18,13 +18,11 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
-from stepsnet.analysis.complexity import count_blocks, count_layers, count_macs
+from stepsnet.compare.adapter import TaskAdapter
 from stepsnet.engine import RESULTS
-from stepsnet.models.factory import CLS_KIND, LM_KIND, create_classifier, lm_config
-from stepsnet.tasks import classification as cls_task
-from stepsnet.tasks import lm as lm_task
 from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.provenance import machine_info
+from stepsnet.utils.tasks import TASKS, resolve
 
 # the key of a run's results.json under which the harness keeps what it adds to the engine's results
 SECTION = 'comparison'
@@ -97,88 +95,9 @@ class Comparison:
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# The tasks: what the harness needs to know of each
+# The tasks: what the harness needs to know of each (its adapter, named by the task's row of the task table)
 
-
-def _describe_classifier(cfg: cls_task.ClassificationConfig, num_classes: int = 10) -> Dict[str, Any]:
-    img = cls_task.data_config(cfg)['input_size']
-    net = create_classifier(cfg.model, num_classes, img[-1], **cfg.model_kwargs)
-    plan = [str(m.plan) for m in net.modules() if hasattr(m, 'plan') and hasattr(m, 'truncate')]
-    return dict(macs=count_macs(net, img), blocks=count_blocks(net), layers=count_layers(net),
-                plan='; '.join(plan))
-
-
-def _run_cls(cfg: cls_task.ClassificationConfig) -> Dict[str, Any]:
-    s = cls_task.train_classification(cfg)
-    curve = [(h['images_seen'], h['val_top1']) for h in s['history']]
-    # the final weights on the training images, without augmentation (the paper's Fig. 1 shows both)
-    train = cls_task.validate_classification(
-        os.path.join(cfg.out_dir, 'last.pth'), dataset=cfg.dataset, data_dir=cfg.data_dir, split=cfg.train_split,
-        batch_size=256, workers=0, device=cfg.device, progress=False)
-    return dict(train_metric=train['top1'], train_loss=s['final_train_loss'], curve=curve,
-                **_describe_classifier(cfg))
-
-
-def _check_cls(cfg: cls_task.ClassificationConfig) -> None:
-    create_classifier(cfg.model, 10, cls_task.data_config(cfg)['input_size'][-1], **cfg.model_kwargs)
-
-
-def _run_lm(cfg: lm_task.LMConfig) -> Dict[str, Any]:
-    s = lm_task.train_lm(cfg)
-    curve = [(h['tokens_seen'], h['val_loss']) for h in s['history'] if 'val_loss' in h]
-    return dict(tokens_per_s=s['tokens_per_s'], curve=curve, macs=s['flops_per_token'], blocks=s['blocks'],
-                layers=5 * s['blocks'], plan=s['plan'])
-
-
-def _check_lm(cfg: lm_task.LMConfig) -> None:
-    model = lm_config(cfg.model, **cfg.model_kwargs)
-    model.plan()
-    if cfg.block_size and cfg.block_size > model.block_size:
-        raise ValueError(f'training context block_size={cfg.block_size} is longer than the model '
-                         f'{cfg.model!r} context {model.block_size}; expected at most {model.block_size}')
-
-
-@dataclass(frozen=True)
-class TaskAdapter:
-    """One task as the harness sees it.
-
-    Attributes:
-        metric: The compared metric, as tables name it.
-        higher_is_better: Its direction.
-        seen: What the curves' x axis counts.
-        digits: Decimals of the tables.
-        recipe: The default recipe, relative to ``configs/``.
-        load_config: The task's config loader (path, **overrides).
-        run: Trains one run from its config; returns what the harness adds to the engine's results: at least
-            ``curve``, ``macs``, ``blocks``, ``layers`` and ``plan``.
-        check: Builds the run's model on the meta device: raises on a bad setting before anything trains.
-        train: The task's own training function (what ``run`` calls; a dry run calls it alone).
-        kind: The checkpoint kind of the task's runs (the ``kind`` of their ``results.json``).
-        final: The key of the compared metric in the final evaluation (``final`` of ``results.json``).
-        train_metric: Name of the metric measured again on the training images (``train_metric`` in a run's
-            result), or None.
-    """
-    metric: str
-    higher_is_better: bool
-    seen: str
-    digits: int
-    recipe: str
-    load_config: Callable[..., Any]
-    run: Callable[[Any], Dict[str, Any]]
-    check: Callable[[Any], None]
-    train: Callable[[Any], Dict[str, Any]]
-    kind: str
-    final: str
-    train_metric: Optional[str] = None
-
-
-ADAPTERS: Dict[str, TaskAdapter] = {
-    'cls': TaskAdapter('val top-1 (%)', True, 'images seen', 2, os.path.join('cls', 'digits_cpu.yaml'),
-                       cls_task.load_config, _run_cls, _check_cls, cls_task.train_classification, CLS_KIND, 'top1',
-                       'train top-1 (no augmentation)'),
-    'lm': TaskAdapter('val loss (nats/token)', False, 'tokens seen', 4, os.path.join('lm', 'cpu.yaml'),
-                      lm_task.load_config, _run_lm, _check_lm, lm_task.train_lm, LM_KIND, 'loss'),
-}
+ADAPTERS: Dict[str, TaskAdapter] = {t.name: resolve(t.compare) for t in TASKS.values() if t.compare}
 
 
 def _check_arm(task: str, cfg: Any) -> None:

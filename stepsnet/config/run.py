@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, List, Optional
+from typing import Any, Callable, Dict, Iterable, List, Optional
 
 from stepsnet.utils.machine import installed
 
@@ -54,6 +54,8 @@ class RunConfig:
         synthetic_data: With ``dry_run``: generate data in the recipe's own on-disk layout and size
             (:mod:`stepsnet.data.layouts`) instead of reading ``data_dir``.
         dry_run_report: With ``dry_run``: also write the report as JSON to this file (outside the run folder).
+        dry_run_recipe: With ``dry_run``: the recipe's own values of the fields the command line changed (set by
+            the CLI), so that the report's A100-hour floor is the recipe's, not that of the cut batch it ran.
     """
     device: str = 'auto'
     threads: Optional[int] = None
@@ -68,9 +70,12 @@ class RunConfig:
     dry_run: int = 0
     synthetic_data: bool = False
     dry_run_report: Optional[str] = None
+    dry_run_recipe: Optional[Dict[str, Any]] = None
 
     # how a command runs, not what a run computes: never recorded in config.json or checkpoints
-    DRY_RUN_FIELDS = ('dry_run', 'synthetic_data', 'dry_run_report')
+    DRY_RUN_FIELDS = ('dry_run', 'synthetic_data', 'dry_run_report', 'dry_run_recipe')
+    # fields the command line sets itself, never a flag of their own
+    NOT_FLAGS = ('dry_run_recipe',)
     # fields a resumed run may change (recorded in config.json); every other field must match the stored run
     MUTABLE = ('device', 'threads', 'compile', 'resume', 'nan_tolerance', 'progress', 'tensorboard')
     # names of earlier releases, refused with the new name
@@ -86,7 +91,7 @@ class RunConfig:
             raise ValueError(f'threads must be >= 1 (or unset), got {self.threads}')
         if self.dry_run < 0:
             raise ValueError(f'dry_run must be >= 0 (0: a real run; N: N steps), got {self.dry_run}')
-        if (self.synthetic_data or self.dry_run_report) and not self.dry_run:
+        if (self.synthetic_data or self.dry_run_report or self.dry_run_recipe) and not self.dry_run:
             raise ValueError('synthetic_data and dry_run_report are for dry runs: add --dry-run (a run on generated '
                              'data would report meaningless results)')
         if self.tensorboard and not installed('tensorboard'):

@@ -44,7 +44,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from stepsnet.utils.dryrun import Resized
-from stepsnet.utils.tasks import TASK_NAMES, TASKS
+from stepsnet.utils.tasks import TASK_NAMES, TASKS, resolve
 
 from .outputs import refuse_existing, staged_output
 from .synthetic import draw_scene
@@ -52,7 +52,7 @@ from .synthetic import draw_scene
 __all__ = [
     'FULL_SIZES', 'dry_run_data_dir', 'dry_run_sets',
     'LAYOUT_TASKS', 'COCO_CATEGORIES', 'IMAGENET_FIRST_WNIDS', 'GPT2_VOCAB_SIZE', 'write_imagenet', 'write_coco',
-    'write_ade20k', 'write_wikitext103', 'write_layout',
+    'write_ade20k', 'write_wikitext103', 'write_wikitext103_tokens', 'write_layout',
 ]
 
 LAYOUT_TASKS = TASK_NAMES
@@ -591,13 +591,24 @@ def write_wikitext103(
 
 # ----------------------------------------------------------------------------------------------------- dispatch
 
+def write_wikitext103_tokens(root: str, seed: int = 0, force: bool = False, **kwargs: Any) -> str:
+    """The language models' layout: WikiText-103 raw files with GPT-2 style BPE files written to ``root/raw``
+    (:func:`write_wikitext103`, which takes ``kwargs``) and prepared into ``root/tokens``, which is returned."""
+    from .text import prepare_text
+    raw = write_wikitext103(os.path.join(root, 'raw'), seed=seed, force=force, **kwargs)
+    tokens = os.path.join(root, 'tokens')
+    prepare_text(tokens, [raw], tokenizer='bpe', vocab_file=os.path.join(raw, 'vocab.json'),
+                 merges_file=os.path.join(raw, 'merges.txt'), force=force)
+    return tokens
+
+
 def write_layout(task: str, root: str, seed: int = 0, force: bool = False, **kwargs: Any) -> str:
-    """Write the data layout a task's full-size recipes read; return the ``data_dir`` to give them.
+    """Write the data layout a task's full-size recipes read (the writer its row of
+    :data:`stepsnet.utils.tasks.TASKS` names); return the ``data_dir`` to give them.
 
     Args:
         task: ``cls`` (ImageNet-1K layout, the root returned), ``det`` (COCO 2017, the root), ``seg``
-            (ADEChallengeData2016, the root) or ``lm`` (WikiText-103 raw files and GPT-2 style BPE files written
-            to ``root/raw`` and prepared into ``root/tokens``, which is returned).
+            (ADEChallengeData2016, the root) or ``lm`` (:func:`write_wikitext103_tokens`: the ``tokens`` folder).
         root: Output folder (created).
         seed: Random seed.
         force: Overwrite the files of an earlier data set in ``root``.
@@ -606,33 +617,19 @@ def write_layout(task: str, root: str, seed: int = 0, force: bool = False, **kwa
     Raises:
         ValueError: ``task`` is not one of the four.
     """
-    if task == 'cls':
-        return write_imagenet(root, seed=seed, force=force, **kwargs)
-    if task == 'det':
-        return write_coco(root, seed=seed, force=force, **kwargs)
-    if task == 'seg':
-        return write_ade20k(root, seed=seed, force=force, **kwargs)
-    if task == 'lm':
-        from .text import prepare_text
-        raw = write_wikitext103(os.path.join(root, 'raw'), seed=seed, force=force, **kwargs)
-        tokens = os.path.join(root, 'tokens')
-        prepare_text(tokens, [raw], tokenizer='bpe', vocab_file=os.path.join(raw, 'vocab.json'),
-                     merges_file=os.path.join(raw, 'merges.txt'), force=force)
-        return tokens
-    raise ValueError(f'unknown task {task!r}; expected one of '
-                     + ', '.join(f'{t.name} ({t.title} on {t.dataset})' for t in TASKS.values()))
+    if task not in TASKS:
+        raise ValueError(f'unknown task {task!r}; expected one of '
+                         + ', '.join(f'{t.name} ({t.title} on {t.dataset})' for t in TASKS.values()))
+    return resolve(TASKS[task].write_layout)(root, seed=seed, force=force, **kwargs)
 
 
 # ----------------------------------------------------------------------------------------------------------------
 # Dry runs on generated data
 
-# The training and validation sizes of the paper's data sets: a dry run on generated data sees its few images as
-# this many, so that its steps per epoch, schedule and projection are those of the real recipe.
-FULL_SIZES = {
-    'cls': ('ImageNet-1K', 1_281_167, 50_000),
-    'det': ('COCO 2017', 118_287, 5_000),
-    'seg': ('ADE20K', 20_210, 2_000),
-}
+# The training and validation sizes of the paper's data sets (the task table's ``dataset_size``): a dry run on
+# generated data sees its few images as this many, so that its steps per epoch, schedule and projection are those of
+# the real recipe.
+FULL_SIZES = {t.name: (t.dataset, *t.dataset_size) for t in TASKS.values() if t.dataset_size}
 
 
 def dry_run_data_dir(task: str, cfg: Any) -> str:

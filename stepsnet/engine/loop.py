@@ -24,7 +24,15 @@ from stepsnet.engine.core import (
     wrap_model,
 )
 from stepsnet.engine.run_folder import RunFolder
-from stepsnet.utils.dryrun import DryRunMeter, DryRunReport, a100_floor, count_flops, dry_run_amp, task_of_kind
+from stepsnet.utils.dryrun import (
+    RUN_LENGTH_FIELDS,
+    DryRunMeter,
+    DryRunReport,
+    a100_floor,
+    count_flops,
+    dry_run_amp,
+    task_of_kind,
+)
 from stepsnet.utils.errors import DataError, TrainingError
 from stepsnet.utils.logging import interactive
 
@@ -372,7 +380,11 @@ def _dry_run_report(dry: DryRunMeter, state: TrainState, run: RunFolder, schedul
     task = task_of_kind(run.kind)
     floor = None
     if task is not None and dry.flops is not None and items_per_micro > 0:
-        floor = a100_floor(task, cfg, dry.flops / (items_per_micro * micro), items_per_step, total)
+        # the recipe's floor: a run length or batch the command line cut counts at the recipe's value (the FLOPs per
+        # item are the model's as it ran: a model changed on the command line is the one counted)
+        recipe = {k: v for k, v in run.dry_run_recipe.items() if k in RUN_LENGTH_FIELDS}
+        floor = a100_floor(task, {**cfg, **recipe}, dry.flops / (items_per_micro * micro), items_per_step, total,
+                           ran=cfg)
     return DryRunReport(
         kind=run.kind, model=schedule.model_name or schedule.desc, device=env.device, processes=env.world_size,
         params=sum(p.numel() for p in state.model.parameters()), train_flops_per_step=dry.flops,

@@ -71,10 +71,13 @@ class RunFolder:
 
     def __init__(self, out_dir: str, kind: str, resume: Optional[str], env: DistEnv,
                  tensorboard: Optional[bool] = False,
-                 dry_run: int = 0, dry_run_report: Optional[str] = None):
+                 dry_run: int = 0, dry_run_report: Optional[str] = None,
+                 dry_run_recipe: Optional[Mapping[str, Any]] = None):
         if not out_dir:
             raise ValueError('out_dir must name a folder')
         self.dry_run, self.dry_run_report = int(dry_run or 0), dry_run_report
+        # the recipe's values of the fields a dry run's command line changed: its A100 floor is the recipe's
+        self.dry_run_recipe: Dict[str, Any] = dict(dry_run_recipe or {})
         self.report: Optional[Any] = None  # the DryRunReport of a dry run, once fit has made it
         self.precision_note, self.amp_ran = '', None  # set by prepare: a dry run on a CPU runs in float32
         if self.dry_run:
@@ -118,6 +121,13 @@ class RunFolder:
         if not os.access(path, os.W_OK | os.X_OK):
             raise StorageError(f'cannot write run folder {self.out_dir!r}: {path!r} is not writable (read-only '
                                'file system or no permission); choose another --out-dir')
+
+    @classmethod
+    def of(cls, cfg: Any, kind: str, env: DistEnv) -> RunFolder:
+        """The run folder of a task's config (a :class:`~stepsnet.config.run.RunConfig`): its ``out_dir``,
+        ``resume``, ``tensorboard`` and dry-run fields."""
+        return cls(cfg.out_dir, kind, cfg.resume, env, cfg.tensorboard, cfg.dry_run, cfg.dry_run_report,
+                   cfg.dry_run_recipe)
 
     def __enter__(self) -> RunFolder:
         if not self.env.is_main or self.dry_run:

@@ -268,8 +268,7 @@ def train_classification(cfg: ClassificationConfig) -> Dict[str, Any]:
         model = create_classifier(cfg.model, num_classes, img_size, drop_rate=cfg.drop_rate,
                                   **({'drop_path_rate': cfg.drop_path} if cfg.drop_path is not None else {}),
                                   **cfg.model_kwargs)
-        with RunFolder(cfg.out_dir, CLS_KIND, cfg.resume, env, cfg.tensorboard, cfg.dry_run,
-                       cfg.dry_run_report) as run:
+        with RunFolder.of(cfg, CLS_KIND, env) as run:
             if run.open(config_dict(cfg), ClassificationConfig.MUTABLE, meta) is not None:
                 check_class_names(run.checkpoint['meta']['class_names'], train_set.class_names,
                                   f'checkpoint {run.resumed_from!r}',

@@ -161,7 +161,7 @@ def train_detection(cfg: DetectionConfig) -> Dict[str, Any]:
     model_args = cfg.model_args(train_set.num_classes)
     meta = dict(model_args=model_args, classes=train_set.classes, cat_ids=train_set.cat_ids)
     with distributed(cfg.device, cfg.threads) as env, \
-            RunFolder(cfg.out_dir, DET_KIND, cfg.resume, env, cfg.tensorboard, cfg.dry_run, cfg.dry_run_report) as run:
+            RunFolder.of(cfg, DET_KIND, env) as run:
         stored = run.open(config_dict(cfg), DetectionConfig.MUTABLE, meta)
         if stored is not None and list(stored['meta']['cat_ids']) != list(train_set.cat_ids):
             raise RunError(f'{run.resumed_from!r} was trained on categories {stored["meta"]["cat_ids"]}, but '

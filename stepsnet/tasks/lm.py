@@ -252,7 +252,7 @@ def train_lm(cfg: LMConfig) -> Dict[str, Any]:
     meta = dict(model_name=cfg.model, model_args=mcfg.to_dict(), tokenizer=data.meta['tokenizer'],
                 tokenizer_json=data.tokenizer_json() or '', data_dir=cfg.data_dir)
     with distributed(cfg.device, cfg.threads) as env, \
-            RunFolder(cfg.out_dir, LM_KIND, cfg.resume, env, cfg.tensorboard, cfg.dry_run, cfg.dry_run_report) as run:
+            RunFolder.of(cfg, LM_KIND, env) as run:
         stored = run.open(config_dict(cfg), LMConfig.MUTABLE, meta)
         if stored is not None and stored['meta'].get('tokenizer') != meta['tokenizer']:
             raise RunError(f'{run.resumed_from!r} was trained with tokenizer {stored["meta"]["tokenizer"]}, but '

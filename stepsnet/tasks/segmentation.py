@@ -228,7 +228,7 @@ def train_segmentation(cfg: SegmentationConfig) -> Dict[str, Any]:
     train_set, val_set, val_size = dry_run_sets('seg', cfg, train_set, val_set, 1)  # evaluation: image by image
     model_args = cfg.model_args()
     with distributed(cfg.device, cfg.threads) as env, \
-            RunFolder(cfg.out_dir, SEG_KIND, cfg.resume, env, cfg.tensorboard, cfg.dry_run, cfg.dry_run_report) as run:
+            RunFolder.of(cfg, SEG_KIND, env) as run:
         run.open(config_dict(cfg), SegmentationConfig.MUTABLE, dict(model_args=model_args))
         torch.manual_seed(cfg.seed)  # the same initial weights on every rank
         model = create_segmenter(**model_args)

@@ -45,9 +45,11 @@ from stepsnet.utils.names import plural
 from stepsnet.utils.tasks import TASKS, task_of_kind
 
 __all__ = ['DryRunReport', 'DryRunMeter', 'Resized', 'count_flops', 'A100_BF16_PEAK', 'ASSUMED_UTILISATION',
-           'RECIPE_PROCESSES', 'A100Floor', 'a100_floor', 'recipe_items', 'task_of_kind', 'dry_run_amp',
-           'MAC_HEADER']
+           'RECIPE_PROCESSES', 'RUN_LENGTH_FIELDS', 'A100Floor', 'a100_floor', 'recipe_items', 'task_of_kind',
+           'dry_run_amp', 'MAC_HEADER']
 
+# the fields that set how many items a run trains on: a dry run that cuts them still prints the recipe's floor
+RUN_LENGTH_FIELDS = ('batch_size', 'grad_accum', 'epochs', 'max_iters')
 A100_BF16_PEAK = 312e12  # FLOP/s, dense bfloat16 (NVIDIA's A100 data sheet)
 ASSUMED_UTILISATION = 0.4  # an assumption, not a measurement
 # the process count each paper recipe is written for (its header): the image recipes 8 GPUs, the language models one
@@ -60,25 +62,33 @@ def _field(cfg: Any, name: str, default: Any = None) -> Any:
     return cfg.get(name, default) if isinstance(cfg, Mapping) else getattr(cfg, name, default)
 
 
-def recipe_items(task: str, cfg: Any, items_per_step: float, total_steps: int) -> Tuple[float, str]:
+def recipe_items(task: str, cfg: Any, items_per_step: float, total_steps: int,
+                 ran: Optional[Any] = None) -> Tuple[float, str]:
     """The items (images or tokens) a recipe trains on at its own process count (:data:`RECIPE_PROCESSES`), and
     how that was counted.
 
     ``cfg`` is the recipe's config (a dataclass or its ``config_dict``); ``items_per_step`` (all processes) and
-    ``total_steps`` are a dry run's. A run length in steps (language models, segmentation) is ``max_iters`` steps
-    of ``cfg``'s batch on the recipe's processes; one in epochs (classification, detection) covers the same images
-    at any batch, so the dry run's steps times its items per step.
+    ``total_steps`` are those of a dry run of ``ran``, the config it ran (default ``cfg``: the dry run changed nothing
+    that counts; a dry run is usually given a cut batch). A run length in steps (language models, segmentation) is
+    ``max_iters`` steps of ``cfg``'s batch on the recipe's processes; one in epochs (classification, detection) covers
+    the same images at any batch, so the dry run's steps times its items per step, scaled from ``ran``'s epochs to
+    ``cfg``'s. Which a task is, and what its items are, its row of :data:`~stepsnet.utils.tasks.TASKS` says.
     """
-    n = RECIPE_PROCESSES[task]
-    if task == 'lm':
+    n, row = RECIPE_PROCESSES[task], TASKS[task]
+    ran = cfg if ran is None else ran
+    if row.run_length == 'steps':
         batch, accum, iters = _field(cfg, 'batch_size'), _field(cfg, 'grad_accum', 1), _field(cfg, 'max_iters')
-        block = _field(cfg, 'block_size') or items_per_step / max(batch * accum, 1)  # None: the model's context
-        return iters * batch * block * accum * n, \
-            f'{n} x {batch} x {block:g} x {accum} tokens x {iters:,} steps'
-    if task == 'seg':
-        batch, iters = _field(cfg, 'batch_size'), _field(cfg, 'max_iters')
-        return iters * batch * n, f'{n} x {batch} images x {iters:,} steps'
-    return items_per_step * total_steps, f'{total_steps * items_per_step:,.0f} images'
+        if row.item == 'tokens':
+            # no block size: the model's context, as many tokens per sequence as the dry run saw
+            ran_seqs = _field(ran, 'batch_size') * _field(ran, 'grad_accum', 1)
+            block = _field(cfg, 'block_size') or items_per_step / max(ran_seqs, 1)
+            return iters * batch * block * accum * n, \
+                f'{n} x {batch} x {block:g} x {accum} tokens x {iters:,} steps'
+        per_step = f'{batch} x {accum}' if accum != 1 else f'{batch}'
+        return iters * batch * accum * n, f'{n} x {per_step} {row.item} x {iters:,} steps'
+    epochs, ran_epochs = _field(cfg, 'epochs'), _field(ran, 'epochs')
+    items = items_per_step * total_steps * (epochs / ran_epochs if epochs and ran_epochs else 1)
+    return items, f'{items:,.0f} {row.item}'
 
 
 @dataclass(frozen=True)
@@ -99,13 +109,14 @@ class A100Floor:
 
 
 def a100_floor(task: str, cfg: Any, train_flops_per_item: float, items_per_step: float,
-               total_steps: int) -> A100Floor:
+               total_steps: int, ran: Optional[Any] = None) -> A100Floor:
     """The A100-hours a recipe's training takes at best: its training FLOPs (``train_flops_per_item``, the
     counter's FLOPs of one item's forward and backward, 2 per multiply-accumulate, times :func:`recipe_items`) at
     :data:`ASSUMED_UTILISATION` of the A100's dense bfloat16 peak (:data:`A100_BF16_PEAK`). A floor, not a
     forecast: evaluation, data loading and communication are left out. The dry run's report prints it and
-    docs/full-scale.md tabulates it (scripts/render_results.py)."""
-    items, counted = recipe_items(task, cfg, items_per_step, total_steps)
+    docs/full-scale.md tabulates it (scripts/render_results.py). ``ran``: the config the dry run ran, when it is not
+    ``cfg`` (:func:`recipe_items`)."""
+    items, counted = recipe_items(task, cfg, items_per_step, total_steps, ran)
     flops = train_flops_per_item * items
     return A100Floor(flops / (A100_BF16_PEAK * ASSUMED_UTILISATION) / 3600, flops, items, counted)
 

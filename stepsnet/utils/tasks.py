@@ -4,14 +4,16 @@ A task is image classification (``cls``), language modelling (``lm``), object de
 segmentation (``seg``). What the rest of the package knows about a task it reads from :data:`TASKS`: the recipe's
 ``task:`` value, the config dataclass and the train and evaluate functions (as ``'module:name'`` strings, so that
 this module loads nothing: the command line answers ``--help`` without torch), the format tag of its checkpoints, the
-paper's data set whose layout the dry runs generate, the process count its paper recipes are written for, and its
-command-line verbs. The paper's recipes are listed here too (:func:`paper_recipes`), for the dry-run tests and the
-GPU script.
+paper's data set (its size, and the writer of the on-disk layout that dry runs generate), the process count its paper
+recipes are written for, what a run's length and a batch's items are counted in (the dry run's A100 floor), its
+adapter for ``stepsnet compare`` where it has one, and its command-line verbs. The paper's recipes are listed here too
+(:func:`paper_recipes`), for the dry-run tests and the GPU script.
 
 Adding a task means adding a row here and writing the task's own modules (its config in ``stepsnet/config/``, its
-training in ``stepsnet/tasks/``, its command in ``stepsnet/cli/``, its recipes in ``configs/``); nothing else names
-the tasks one by one. Every ``'module:name'`` string of the package is listed by :func:`dynamic_imports` and resolved
-by a test.
+training in ``stepsnet/tasks/``, its command in ``stepsnet/cli/``, its recipes in ``configs/``, its data layout's
+writer in ``stepsnet/data/`` and, for comparisons, ``stepsnet/compare/task_<name>.py``); nothing else names the
+tasks one by one (a test checks it). Every ``'module:name'`` string of the package is listed by
+:func:`dynamic_imports` and resolved by a test.
 """
 import importlib
 import os
@@ -36,6 +38,13 @@ class Task:
     eval_command: str        # `stepsnet <eval_command>` (also `stepsnet eval --checkpoint FILE`)
     dataset: str             # the paper's data set, whose layout `--synthetic-data` generates
     recipe_processes: int    # the process count its paper recipes are written for (their headers)
+    write_layout: str        # writes that data set's on-disk layout: (root, seed=, force=, **kw) -> data_dir
+    run_length: str          # what its recipes count a run in: 'epochs' or 'steps' (``max_iters``)
+    item: str                # what a step's batch holds, as the A100 floor counts it: 'images' or 'tokens'
+    compare: str = ''        # its adapter for `stepsnet compare` (stepsnet.compare.adapter.TaskAdapter); '': none
+    # (training, validation) items of the paper's data set, which a dry run on generated data sees its few items as
+    # (so that its steps per epoch, schedule and projection are the recipe's); None: a run counted in tokens
+    dataset_size: Optional[Tuple[int, int]] = None
 
     @property
     def recipes_dir(self) -> str:
@@ -46,16 +55,20 @@ TASKS: Dict[str, Task] = {t.name: t for t in (
     Task('cls', 'image classification', 'stepsnet.config.classification:ClassificationConfig',
          'stepsnet.config.classification:load_config', 'stepsnet.tasks.classification:train_classification',
          'stepsnet.tasks.classification:validate_classification', 'stepsnet-cls', 'train-cls', 'validate',
-         'ImageNet-1K', 8),
+         'ImageNet-1K', 8, 'stepsnet.data.layouts:write_imagenet', 'epochs', 'images',
+         compare='stepsnet.compare.task_cls:ADAPTER', dataset_size=(1_281_167, 50_000)),
     Task('det', 'object detection', 'stepsnet.config.detection:DetectionConfig',
          'stepsnet.config.detection:load_config', 'stepsnet.tasks.detection:train_detection',
-         'stepsnet.tasks.detection:evaluate_detection', 'stepsnet-det', 'train-det', 'eval-det', 'COCO 2017', 8),
+         'stepsnet.tasks.detection:evaluate_detection', 'stepsnet-det', 'train-det', 'eval-det', 'COCO 2017', 8,
+         'stepsnet.data.layouts:write_coco', 'epochs', 'images', dataset_size=(118_287, 5_000)),
     Task('seg', 'semantic segmentation', 'stepsnet.config.segmentation:SegmentationConfig',
          'stepsnet.config.segmentation:load_config', 'stepsnet.tasks.segmentation:train_segmentation',
-         'stepsnet.tasks.segmentation:evaluate_segmentation', 'stepsnet-seg', 'train-seg', 'eval-seg', 'ADE20K', 8),
+         'stepsnet.tasks.segmentation:evaluate_segmentation', 'stepsnet-seg', 'train-seg', 'eval-seg', 'ADE20K', 8,
+         'stepsnet.data.layouts:write_ade20k', 'steps', 'images', dataset_size=(20_210, 2_000)),
     Task('lm', 'language modelling', 'stepsnet.config.lm:LMConfig', 'stepsnet.config.lm:load_config',
          'stepsnet.tasks.lm:train_lm', 'stepsnet.tasks.lm:evaluate_lm_checkpoint', 'stepsnet-lm', 'train-lm', 'eval-lm',
-         'WikiText-103', 1),
+         'WikiText-103', 1, 'stepsnet.data.layouts:write_wikitext103_tokens', 'steps', 'tokens',
+         compare='stepsnet.compare.task_lm:ADAPTER'),
 )}
 TASK_NAMES: Tuple[str, ...] = tuple(TASKS)
 DEFAULT_TASK = 'cls'  # a recipe that names no task, or no recipe at all
@@ -97,4 +110,5 @@ def resolve(target: str) -> Any:
 def dynamic_imports() -> List[str]:
     """The ``'module:name'`` strings of the task table, which the package resolves at run time (the import linter
     cannot see them; a test resolves each, with the command modules of ``stepsnet.cli.COMMANDS``)."""
-    return [getattr(t, f) for t in TASKS.values() for f in ('config', 'load_config', 'train', 'evaluate')]
+    return [getattr(t, f) for t in TASKS.values() for f in ('config', 'load_config', 'train', 'evaluate',
+                                                            'write_layout', 'compare') if getattr(t, f)]
