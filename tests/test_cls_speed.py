@@ -4,7 +4,7 @@ import csv
 import pytest
 import torch
 
-from stepsnet.analysis import speed
+from stepsnet.analysis import speed, speed_memory
 from stepsnet.cli import main as cli_main
 
 
@@ -147,7 +147,7 @@ def test_profile_groups_operators_by_family(tmp_path, one_thread):
     assert all(p['total_ms'] > 0 and p['ops'] and p['step_ms'] > 0 for p in profiles)
     text = speed.format_profile(profiles)
     assert '| matmul / conv |' in text and '| **total** |' in text and 'Top operators of test_steps_vit' in text
-    groups = {name: speed._op_group(name) for name in (
+    groups = {name: speed_memory._op_group(name) for name in (
         'aten::addmm', 'aten::convolution_backward', 'aten::_scaled_dot_product_flash_attention_for_cpu',
         'cpp_fused_add_native_layer_norm_3', 'aten::native_layer_norm', 'aten::gelu', 'aten::threshold_backward',
         'aten::cat', 'aten::copy_', 'Optimizer.step#SGD.step', 'aten::add_')}

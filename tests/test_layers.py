@@ -57,6 +57,23 @@ def test_no_import_cycles():
     assert _cycles(top) == []
 
 
+def test_no_module_over_700_lines_and_a_short_fit():
+    """Modules split by job stay readable: none over 700 lines; the training loop's ``fit`` at most 100."""
+    import ast
+    long = []
+    for folder, _, files in os.walk(os.path.join(ROOT, 'stepsnet')):
+        for name in files:
+            if name.endswith('.py'):
+                with open(os.path.join(folder, name), encoding='utf-8') as f:
+                    n = sum(1 for _ in f)
+                if n > 700:
+                    long.append((os.path.relpath(os.path.join(folder, name), ROOT), n))
+    assert not long, long
+    with open(os.path.join(ROOT, 'stepsnet', 'engine', 'loop.py'), encoding='utf-8') as f:
+        fit = next(n for n in ast.parse(f.read()).body if isinstance(n, ast.FunctionDef) and n.name == 'fit')
+    assert fit.end_lineno - fit.lineno + 1 <= 100
+
+
 def _run(code: str, timeout: float = 900):  # generous: a busy machine imports torch slowly
     return subprocess.run([sys.executable, '-c', code], env=ENV, cwd=ROOT, capture_output=True, text=True,
                           timeout=timeout)

@@ -26,18 +26,15 @@ Rows use timm's ``benchmark.py`` column names (``infer_samples_per_sec``, ``infe
 ``infer_batch_size``, ``infer_img_size``, ``param_count`` in millions, ``train_*``; a language model has
 ``*_tokens_per_sec`` and ``*_seq_len`` instead) plus the device, dtype, memory format, compilation, library
 versions and the ratios.
+
+The memory pass and the operator profile are :mod:`stepsnet.analysis.speed_memory`; the tables, CSV files and plots
+of the rows :mod:`stepsnet.analysis.speed_tables` (both re-exported here).
 """
 from __future__ import annotations
 
-import contextlib
-import csv
-import ctypes
-import gc
 import inspect
-import io
 import os
 import platform
-import re
 import statistics
 import time
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
@@ -48,21 +45,17 @@ import torch.nn as nn
 from tqdm import tqdm
 
 import stepsnet
+from stepsnet.analysis.speed_memory import format_profile, free_memory, is_oom, peak_memory_mb, profile_ops, sync
+from stepsnet.analysis.speed_tables import EAGER, UNITS, format_ratios, plot_ratios, read_csv, write_csv
 from stepsnet.models.factory import create_classifier, create_lm
 from stepsnet.steps import Steps, set_step_checkpointing
-from stepsnet.utils.checkpoint import atomic_write_text
-from stepsnet.utils.figures import pyplot, save_figure
 from stepsnet.utils.logging import interactive
-from stepsnet.utils.names import plural
 
 __all__ = ['MODEL_KINDS', 'parse_pair', 'check_pair', 'benchmark_pair', 'benchmark_pairs', 'format_ratios', 'write_csv',
            'read_csv', 'plot_ratios', 'environment', 'format_profile', 'peak_memory_mb']
 
 # the kinds of model pair measured: image classifiers, language models
 MODEL_KINDS = ('cls', 'lm')
-# per task: throughput column, input-size column, unit
-_UNITS = {'cls': ('samples_per_sec', 'img_size', 'img/s'), 'lm': ('tokens_per_sec', 'seq_len', 'tok/s')}
-_EAGER = 'none'
 
 
 def parse_pair(text: str) -> Tuple[str, str]:
@@ -130,11 +123,6 @@ def environment(device: str) -> Dict[str, str]:
                 stepsnet=stepsnet.__version__, python=platform.python_version())
 
 
-def _sync(device: str) -> None:
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-
-
 class _Runner:
     """One model ready to run inference or training iterations on a fixed random batch.
 
@@ -148,7 +136,7 @@ class _Runner:
                  model_kwargs: Optional[Mapping[str, Any]] = None, compile: Optional[str] = None,
                  checkpoint_steps: int = 0):
         self.name, self.mode, self.device, self.task = name, mode, device, task
-        self.compile = compile or _EAGER
+        self.compile = compile or EAGER
         model = _create(task, name, num_classes, img_size, model_kwargs).to(device)
         if checkpoint_steps:
             set_step_checkpointing(model, checkpoint_steps)
@@ -189,7 +177,7 @@ class _Runner:
         runs the rest eagerly: regional compilation, where blocks of the same class and width share one compiled
         graph, so a deep model compiles in a fraction of the time, but nothing fuses across block boundaries.
         """
-        if self.compile == _EAGER:
+        if self.compile == EAGER:
             return
         if scope == 'model':
             self.fn = torch.compile(self.model, backend=self.compile, dynamic=False)
@@ -222,214 +210,26 @@ class _Runner:
 
     def warm_up(self, iters: int) -> None:
         """Run ``iters`` untimed iterations (compilation happens in the first); their wall time is ``warmup_s``."""
-        _sync(self.device)
+        sync(self.device)
         t0 = time.perf_counter()
         for _ in range(iters):
             self.step()
-        _sync(self.device)
+        sync(self.device)
         self.warmup_s = time.perf_counter() - t0
 
     def timed(self, iters: int, clock: Callable[[], float] = time.perf_counter) -> float:
         """Samples (images or tokens) per second over ``iters`` iterations, timed with ``clock``."""
-        _sync(self.device)
+        sync(self.device)
         t0 = clock()
         for _ in range(iters):
             self.step()
-        _sync(self.device)
+        sync(self.device)
         return iters * self.samples / (clock() - t0)
 
     def free(self) -> None:
         for attr in ('fn', 'model', 'x', 'y', 'opt'):
             if hasattr(self, attr):
                 delattr(self, attr)
-
-
-def _read_status_kb(key: str) -> Optional[int]:
-    try:
-        with open('/proc/self/status') as f:
-            for line in f:
-                if line.startswith(key + ':'):
-                    return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def _libc() -> Optional[Any]:
-    try:
-        libc = ctypes.CDLL('libc.so.6')
-        libc.mallopt(-3, 64 * 1024)  # M_MMAP_THRESHOLD: large blocks are mmapped and unmapped on free
-        libc.mallopt(-1, 64 * 1024)  # M_TRIM_THRESHOLD: give the heap top back early
-        return libc
-    except (OSError, AttributeError):
-        return None
-
-
-@contextlib.contextmanager
-def _quiet_profiler():
-    """torch.profiler without Kineto's own log lines on stderr, for the time of the call.
-
-    Kineto (the profiler's library) prints a ``USDT ... profiler_start`` / ``profiler_stop`` pair for every profiled
-    call and, on a CUDA build of torch on a machine without a GPU, ``ERROR ... gpuGetDeviceCount failed``: the
-    benchmark's memory pass profiles every model twice, so a CPU-only run printed about 18 such lines that no one
-    asked for. Kineto reads ``KINETO_LOG_LEVEL`` once, when the first profile starts: above its highest level (5)
-    nothing is printed. A level the user set is kept (they are debugging the profiler).
-    """
-    if 'KINETO_LOG_LEVEL' in os.environ:
-        yield
-        return
-    os.environ['KINETO_LOG_LEVEL'] = '6'
-    try:
-        yield
-    finally:
-        os.environ.pop('KINETO_LOG_LEVEL', None)
-
-
-def _peak_allocated_cpu(step: Callable[[], None]) -> Optional[float]:
-    """Peak of the bytes allocated through PyTorch's CPU allocator during ``step``, above the start (MiB).
-
-    The profiler records every allocation and free with its time; their running sum over the step peaks at the
-    memory the step needs on top of what was allocated before. The step runs twice: blocks allocated before the
-    first profiled call (e.g. gradients of an earlier step) are freed without a recorded size, so only the second
-    call counts.
-    """
-    from torch.profiler import ProfilerActivity, profile
-    best = 0
-    for _ in range(2):
-        with _quiet_profiler(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-            step()
-        results = getattr(prof.profiler, 'kineto_results', None)
-        if results is None:
-            return None
-        events = sorted((e.start_ns(), e.nbytes()) for e in results.events() if e.name() == '[memory]')
-        current = best = 0
-        for _, nbytes in events:
-            current += nbytes
-            best = max(best, current)
-    return best / 2 ** 20
-
-
-def peak_memory_mb(step: Callable[[], None], device: str) -> Optional[float]:
-    """Memory one call of ``step`` needs on top of what is already allocated (MiB), or None if unmeasurable.
-
-    CUDA: the peak of the caching allocator's allocated bytes. CPU: the peak of the bytes allocated through
-    PyTorch's allocator, from the profiler's allocation records (tensors only: exact and independent of the C
-    library's heap); where those are not available, the growth of the peak resident set (``VmHWM``) on Linux.
-    """
-    if device.startswith('cuda'):
-        torch.cuda.synchronize()
-        torch.cuda.empty_cache()
-        before = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        step()
-        torch.cuda.synchronize()
-        return (torch.cuda.max_memory_allocated() - before) / 2 ** 20
-    if device.startswith('cpu'):
-        peak = _peak_allocated_cpu(step)
-        if peak is not None:
-            return peak
-    libc = _libc()
-    if libc is None or _read_status_kb('VmHWM') is None:
-        return None
-    gc.collect()
-    libc.malloc_trim(0)
-    try:
-        with open('/proc/self/clear_refs', 'w') as f:
-            f.write('5')  # reset VmHWM to the current resident set
-    except OSError:
-        return None
-    before = _read_status_kb('VmRSS')
-    step()
-    peak = _read_status_kb('VmHWM')
-    return max(0.0, (peak - before) / 1024.0)
-
-
-def _is_oom(e: BaseException) -> bool:
-    text = str(e)
-    return isinstance(e, RuntimeError) and ('out of memory' in text or "can't allocate memory" in text)
-
-
-def _free_memory(device: str) -> None:
-    gc.collect()
-    if device.startswith('cuda'):
-        torch.cuda.empty_cache()
-
-
-# Operator families of a profile, first match wins (compiled kernels are named cpp_fused_* / triton_*).
-_OP_GROUPS = (
-    ('attention', r'attention|sdpa|flash|efficient_attention'),
-    ('matmul / conv', r'\b(mm|addmm|bmm|baddbmm|matmul|linear|conv|convolution|_convolution|mkldnn_convolution)'
-                      r'\b|convolution_backward|_linear|gemm|matmul'),
-    ('compiled kernels (fused)', r'cpp_fused|triton_|cpp_kernel|kernel_cpp|fused_'),
-    ('normalisation', r'norm'),
-    ('activation', r'gelu|relu|silu|softmax|tanh|sigmoid|threshold_backward'),
-    ('concat / copy / layout', r'\bcat\b|copy|clone|contiguous|permute|transpose|reshape|view|_to_copy|split|'
-                               r'narrow|slice|select|unbind|expand|as_strided|stack|index'),
-    ('optimizer', r'optim|_foreach|sgd|adam|lerp|addcdiv|addcmul'),
-    ('elementwise', r'\b(add|add_|mul|mul_|div|sub|neg|sum|mean|where|fill_|zero_|zeros|empty|ones|pow|sqrt|rsqrt'
-                    r'|exp|log|masked_fill|embedding|nll_loss|log_softmax|cross_entropy)'),
-)
-
-
-def _op_group(name: str) -> str:
-    low = name.lower()
-    for group, pattern in _OP_GROUPS:
-        if re.search(pattern, low):
-            return group
-    return 'other'
-
-
-def _profile(runner: _Runner, iters: int) -> Dict[str, Any]:
-    """Self time (ms per iteration) of every operator of ``iters`` iterations of ``runner``."""
-    from torch.profiler import ProfilerActivity, profile
-    cuda = runner.device.startswith('cuda') and torch.cuda.is_available()
-    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
-    _sync(runner.device)
-    with _quiet_profiler(), profile(activities=activities) as prof:
-        for _ in range(iters):
-            runner.step()
-        _sync(runner.device)
-    ops = []
-    for e in prof.key_averages():
-        us = e.self_device_time_total if cuda else e.self_cpu_time_total
-        if us > 0:
-            ops.append((e.key, us / 1000.0 / iters, e.count // iters))
-    ops.sort(key=lambda t: -t[1])
-    return dict(model=runner.name, compile=runner.compile, mode=runner.mode, ops=ops,
-                total_ms=sum(t[1] for t in ops), clock='device' if cuda else 'cpu')
-
-
-def format_profile(profiles: Sequence[Dict[str, Any]], top: int = 25) -> str:
-    """Markdown: per pair of profiles (baseline, Steps) the time by operator family, then the top operators.
-
-    ``profiles`` alternates baseline and Steps entries of one mode and compilation (as ``benchmark_pairs`` returns
-    them under ``profile=True``). The profiler times operators with the wall clock, which on a shared machine also
-    counts the time the process waited for a core; the family table therefore gives each family's *share* of the
-    profiled time and that share of the step time the benchmark measured (``step_ms``, with its own clock).
-    """
-    lines: List[str] = []
-    for base, steps in zip(profiles[0::2], profiles[1::2]):
-        lines += [f'### {base["mode"]}, compile={base["compile"]}: {base["model"]} vs {steps["model"]}', '',
-                  f'Operator families: share of the profiled self {base["clock"]} time, and that share of the '
-                  'measured step time (ms per iteration):', '',
-                  '| family | baseline % | steps % | baseline ms | steps ms | steps - baseline ms |',
-                  '|---|---|---|---|---|---|']
-        groups: Dict[str, List[float]] = {}
-        for i, p in enumerate((base, steps)):
-            for name, ms, _ in p['ops']:
-                groups.setdefault(_op_group(name), [0.0, 0.0])[i] += ms / max(p['total_ms'], 1e-9)
-        sa, sb = base.get('step_ms') or base['total_ms'], steps.get('step_ms') or steps['total_ms']
-        for g, (a, b) in sorted(groups.items(), key=lambda kv: -abs(kv[1][1] * sb - kv[1][0] * sa)):
-            lines.append(f'| {g} | {100 * a:.1f} | {100 * b:.1f} | {a * sa:.1f} | {b * sb:.1f} | '
-                         f'{b * sb - a * sa:+.1f} |')
-        lines += [f'| **total** | 100 | 100 | **{sa:.1f}** | **{sb:.1f}** | **{sb - sa:+.1f}** |', '']
-        for p in (base, steps):
-            lines += [f'Top operators of {p["model"]} (self ms per iteration, calls per iteration):', '',
-                      '| operator | ms | % | calls |', '|---|---|---|---|']
-            for name, ms, n in p['ops'][:top]:
-                lines.append(f'| `{name[:90]}` | {ms:.2f} | {100 * ms / max(p["total_ms"], 1e-9):.1f} | {n} |')
-            lines.append('')
-    return '\n'.join(lines) + '\n'
 
 
 def clock_fn(clock: str, device: str) -> Callable[[], float]:
@@ -525,12 +325,12 @@ def _measure(
                 r.compile_model(compile_scope, types)
                 r.warm_up(warmup)
         except RuntimeError as e:
-            if not (catch_oom and _is_oom(e)):
+            if not (catch_oom and is_oom(e)):
                 raise
             for r in built:
                 r.free()
             del built
-            _free_memory(device)
+            free_memory(device)
             out[v] = dict(error='out of memory')
             continue
         runners[v] = built
@@ -540,7 +340,7 @@ def _measure(
     for k in tqdm(range(runs), desc=desc, disable=not interactive(progress), leave=False):
         for r in (order if k % 2 == 0 else order[::-1]):
             speeds[id(r)].append(r.timed(iters, timer))
-    profiles = [_profile(r, iters) for r in order] if profile else []
+    profiles = [profile_ops(r, iters) for r in order] if profile else []
     for p, r in zip(profiles, order):
         p['step_ms'] = 1000.0 * r.samples / statistics.median(speeds[id(r)])
     for v, (rb, rs) in runners.items():
@@ -560,7 +360,7 @@ def _measure(
     for rs in runners.values():
         for r in rs:
             r.free()
-    _free_memory(device)
+    free_memory(device)
     return {v: out[v] for v in variants}, profiles
 
 
@@ -650,7 +450,7 @@ def benchmark_pairs(
     """
     _check_task(task)
     env = environment(device)
-    unit_rate, unit_size, _ = _UNITS[task]
+    unit_rate, unit_size, _ = UNITS[task]
     variants = list(compile)
     rows: Dict[Tuple[Any, ...], Dict[str, Any]] = {}
     longest = 0.0
@@ -679,7 +479,7 @@ def benchmark_pairs(
                     res = cell[v]
                     for role, name in (('baseline', baseline), ('steps', steps)):
                         row = rows.setdefault((bs, pair, v, role), dict(
-                            model=name, pair=pair, role=role, task=task, compile=v or _EAGER,
+                            model=name, pair=pair, role=role, task=task, compile=v or EAGER,
                             compile_scope=compile_scope if v else '',
                             model_kwargs=kwargs_text, checkpoint_steps=checkpoint_steps if role == 'steps' else 0))
                         row[f'{mode}_batch_size'] = bs
@@ -713,137 +513,3 @@ def _cell_line(cell: Mapping[Any, Mapping[str, Any]], variants: Sequence[Optiona
     if variants == [None]:
         return f'Steps / baseline {value(None)}'
     return 'Steps / baseline ' + ', '.join(f'{value(v)} ' + (f'compiled with {v}' if v else 'eager') for v in variants)
-
-
-def _compile_label(row: Mapping[str, Any]) -> str:
-    """``none``, ``inductor`` or ``inductor (blocks)``."""
-    comp = row.get('compile') or _EAGER
-    return f'{comp} (blocks)' if row.get('compile_scope') == 'blocks' else comp
-
-
-def _rate(row: Mapping[str, Any], mode: str) -> Tuple[Optional[float], str]:
-    for key, _, unit in _UNITS.values():
-        if row.get(f'{mode}_{key}') is not None:
-            return row[f'{mode}_{key}'], unit
-    return None, ''
-
-
-def format_ratios(rows: Sequence[Dict[str, Any]]) -> str:
-    """A markdown table: per pair, batch size and compilation, throughput of both models, the Steps / baseline
-    ratio, the warm-up (compilation) time and the peak memory per mode."""
-    modes = [m for m in ('infer', 'train') if any(f'{m}_batch_size' in r for r in rows)]
-    # a column no row has a value for (the memory pass with --no-memory) is left out, not filled with dashes
-    memory = {m: any(r.get(f'{m}_peak_mem_mb') is not None for r in rows) for m in modes}
-    head = ['pair', 'batch', 'compile']
-    unit = next((_rate(r, m)[1] for r in rows for m in modes if _rate(r, m)[1]), 'img/s')
-    for m in modes:
-        head += [f'{m} base ({unit})', f'{m} steps ({unit})', f'{m} ratio', f'{m} warm-up base/steps (s)']
-        head += [f'{m} mem base/steps (MiB)'] if memory[m] else []
-    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
-    # a cell is a baseline row and a Steps row with the same pair, batch and compilation; the same cell measured
-    # again (e.g. another --checkpoint-steps in a merged file) starts a new group
-    groups: List[Tuple[Tuple[Any, ...], Dict[str, Dict[str, Any]]]] = []
-    for r in rows:
-        bs = next((r[f'{m}_batch_size'] for m in modes if f'{m}_batch_size' in r), '')
-        pair = r['pair'] + (f' ({r["model_kwargs"]})' if r.get('model_kwargs') else '')
-        key = (pair, bs, _compile_label(r))
-        group = next((d for k, d in reversed(groups) if k == key and r['role'] not in d), None)
-        if group is None:
-            group = {}
-            groups.append((key, group))
-        group[r['role']] = r
-    for (pair, bs, comp), d in groups:
-        if 'baseline' not in d or 'steps' not in d:
-            continue
-        b, s = d['baseline'], d['steps']
-        ckpt = int(s.get('checkpoint_steps') or 0)
-        cells = [pair + (f', first {plural(ckpt, "step")} checkpointed' if ckpt else ''), str(bs), str(comp)]
-        for m in modes:
-            width = 5 if memory[m] else 4
-            err = s.get(f'{m}_error') or b.get(f'{m}_error')
-            if err or f'{m}_batch_size' not in s:
-                cells += [err or f'{m} not measured'] + [''] * (width - 1)
-                continue
-            mb, ms = b.get(f'{m}_peak_mem_mb'), s.get(f'{m}_peak_mem_mb')
-            mem = 'not measurable here' if mb is None or ms is None else f'{mb:.0f} / {ms:.0f}'
-            wb, ws = b.get(f'{m}_warmup_s'), s.get(f'{m}_warmup_s')
-            warm = 'not recorded' if wb is None or ws is None else f'{wb:.1f} / {ws:.1f}'
-            cells += [f'{_rate(b, m)[0]:.2f}', f'{_rate(s, m)[0]:.2f}', f'{s[f"{m}_ratio"]:.3f}', warm]
-            cells += [mem] if memory[m] else []
-        lines.append('| ' + ' | '.join(cells) + ' |')
-    if rows:
-        r0 = rows[0]
-        size = next((r0.get(f'{m}_{k}') for m in modes for _, k, _ in _UNITS.values() if r0.get(f'{m}_{k}')), None)
-        what = 'context' if r0.get('task') == 'lm' else 'img'
-        extra = [f'{what} {size}'] if size else []
-        lines.append('')
-        lines.append(', '.join([f'{r0["device"]} ({r0["device_name"]})', str(r0['dtype']), str(r0['memory_format'])]
-                               + extra + [
-            f'warm-up {r0["warmup"]}', f'median of {plural(r0["runs"], "alternating run")} x '
-            f'{plural(r0["iters"], "iteration")}',
-            f'{r0.get("clock", "wall")} clock; torch {r0["torch"]}', f'timm {r0["timm"]}',
-            f'stepsnet {r0["stepsnet"]}']))
-    return '\n'.join(lines) + '\n'
-
-
-def write_csv(rows: Sequence[Dict[str, Any]], path: str) -> None:
-    """Write the rows (union of their keys, in first-seen order) atomically."""
-    fields: List[str] = []
-    for r in rows:
-        fields += [k for k in r if k not in fields]
-    buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=fields, restval='')
-    w.writeheader()
-    w.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
-
-
-def read_csv(path: str) -> List[Dict[str, Any]]:
-    """Rows written by :func:`write_csv`, numbers converted back (to merge runs made one pair at a time)."""
-    def conv(v: str) -> Any:
-        if v == '':
-            return None
-        try:
-            return int(v)
-        except ValueError:
-            try:
-                return float(v)
-            except ValueError:
-                return v
-    with open(path, newline='') as f:
-        return [{k: (v if k in _TEXT_COLUMNS else conv(v)) for k, v in r.items() if v != '' or k in _TEXT_COLUMNS}
-                for r in csv.DictReader(f)]
-
-
-_TEXT_COLUMNS = {'model', 'pair', 'role', 'task', 'compile', 'compile_scope', 'model_kwargs', 'infer_runs',
-                 'train_runs', 'infer_error', 'train_error', 'dtype', 'memory_format', 'device', 'device_name',
-                 'torch', 'timm', 'stepsnet', 'python', 'clock'}
-
-
-def plot_ratios(rows: Sequence[Dict[str, Any]], path: str) -> None:
-    """Bar chart of the Steps / baseline throughput ratio per pair (and compilation) and mode."""
-    plt = pyplot()
-    steps_rows = [r for r in rows if r['role'] == 'steps']
-    modes = [m for m in ('infer', 'train') if any(r.get(f'{m}_ratio') is not None for r in steps_rows)]
-    several = len({_compile_label(r) for r in steps_rows}) > 1
-    labels = [r['model'] + (f'\n{_compile_label(r)}' if several else '') for r in steps_rows]
-    fig, ax = plt.subplots(figsize=(1.8 + 1.6 * len(steps_rows), 3.6))
-    w = 0.8 / max(len(modes), 1)
-    for j, m in enumerate(modes):
-        xs = [i + (j - (len(modes) - 1) / 2) * w for i in range(len(steps_rows))]
-        vals = [r.get(f'{m}_ratio') for r in steps_rows]
-        vals = [float('nan') if v is None else v for v in vals]
-        ax.bar(xs, vals, width=w, label=m)
-        for x, v in zip(xs, vals):
-            if v == v:
-                ax.text(x, v + 0.01, f'{v:.2f}', ha='center', va='bottom', fontsize=8)
-    ax.axhline(1.0, color='k', lw=0.8)
-    ax.set_xticks(range(len(steps_rows)), labels, rotation=15, fontsize=8)
-    ax.set_ylabel('Steps / baseline throughput')
-    r0 = rows[0] if rows else {}
-    ax.set_title(f'{r0.get("device", "")} {r0.get("dtype", "")}, batch '
-                 f'{r0.get("infer_batch_size", r0.get("train_batch_size", ""))}', fontsize=9)
-    ax.set_ylim(0, 1.25)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    save_figure(fig, path)
