@@ -23,7 +23,8 @@ import torch
 import torch.nn as nn
 from torch.utils.checkpoint import checkpoint
 
-__all__ = ['StepPlan', 'plan_steps', 'step_width', 'Steps', 'set_step_checkpointing', 'checkpoint_stages']
+__all__ = ['StepPlan', 'plan_steps', 'step_width', 'step_width_options', 'Steps', 'set_step_checkpointing',
+           'checkpoint_stages']
 
 SQRT2 = math.sqrt(2.0)
 
@@ -167,31 +168,57 @@ def step_width(
     Returns:
         (width, heads); heads is None when ``heads`` is None.
     """
+    return step_width_options(width, level, heads, multiple_of, count=1)[0]
+
+
+def step_width_options(
+        width: int,
+        level: int,
+        heads: Optional[int] = None,
+        multiple_of: Optional[int] = None,
+        count: int = 3,
+) -> List[Tuple[int, Optional[int]]]:
+    """The ``count`` widths (and heads) nearest to ``width / sqrt(2)**level`` that the rule of :func:`step_width`
+    allows, nearest first (the first is :func:`step_width`'s): with ``multiple_of``, the multiples of it that a head
+    count of the rule divides; without, the floored width and (for a trunk without heads) the whole widths next to
+    it. A step at level 0 is the trunk's own width only.
+
+    Raises:
+        ValueError: No width near the exact one fits a head count of the rule.
+    """
     if level < 0:
         raise ValueError(f'substitution level must be >= 0, got {level}')
     exact = width / SQRT2 ** level
     if level == 0:
-        return width, heads
+        return [(width, heads)]
     if multiple_of is None:
-        candidates = [int(math.floor(exact + 1e-9))]
+        floor = int(math.floor(exact + 1e-9))
+        # the floor, then (a trunk without heads) the whole widths next to it
+        candidates = [floor] + ([] if heads is not None else sorted(
+            {c for k in range(1, 9) for c in (floor - k, floor + k) if c >= 1}, key=lambda c: (abs(c - exact), c)))
     else:
         m = multiple_of
         base = int(round(exact / m)) * m
         candidates = sorted({max(m, base + k * m) for k in range(-8, 9)}, key=lambda c: (abs(c - exact), c))
     if heads is None:
-        return candidates[0], None
+        return [(c, None) for c in candidates[:count]]
     head_target = heads / SQRT2 ** level
     if abs(head_target - round(head_target)) < 1e-9:
         head_options = [int(round(head_target))]
     else:
         head_options = _even_neighbours(head_target)
+    found = []
     for c in candidates:
         fits = [h for h in head_options if c % h == 0]
         if fits:
-            return c, fits[0]
-    raise ValueError(
-        f'no width near {exact:.1f} (multiple of {multiple_of}) is divisible by a head count in {head_options} '
-        f'(trunk width {width}, heads {heads}, level {level})')
+            found.append((c, fits[0]))
+            if len(found) == count:
+                break
+    if not found:
+        raise ValueError(
+            f'no width near {exact:.1f} (multiple of {multiple_of}) is divisible by a head count in {head_options} '
+            f'(trunk width {width}, heads {heads}, level {level})')
+    return found
 
 
 def plan_steps(

@@ -323,6 +323,7 @@ def test_unknown_command_is_one_line(capsys):
     (['compare', '--synthetic-data'], '--synthetic-data applies to --dry-run only'),
     (['compare', '--render', 'x', '--seeds', '2'], '--seeds cannot be combined with --render, which trains nothing'),
     (['models', '--twins', '--format', 'csv'], '--format cannot be combined with --twins'),
+    (['models', '--coverage', '--twins'], '--coverage cannot be combined with --twins'),
     (['benchmark', '--pair', 'a,b', '--compile-backend', 'eager'], '--compile-backend applies to --compile only'),
 ])
 def test_a_flag_that_does_not_apply_is_refused_with_why(argv, message, tmp_path, capsys):

@@ -28,3 +28,14 @@ def test_models_markdown_has_relative_columns(capsys):
 def test_models_unknown_name_is_an_error(capsys):
     assert main(['models', 'no_such_model']) == 2
     assert 'no_such_model' in capsys.readouterr().err
+
+
+def test_models_coverage_lists_a_familys_configurations(capsys):
+    """`stepsnet models --coverage FAMILY` prints the coverage rows of that family (as docs/models.md has them)."""
+    from stepsnet.models.generic_families import GENERIC_FAMILIES, family_configs
+    assert main(['models', '--coverage', 'Visformer']) == 0
+    out = capsys.readouterr().out
+    family = next(f for f in GENERIC_FAMILIES if f.name == 'Visformer')
+    assert all(f'| Visformer | `{name}` |' in out for name in family_configs(family))
+    assert main(['models', '--coverage', 'NoSuchFamily']) == 2
+    assert 'no generic family named NoSuchFamily' in capsys.readouterr().err

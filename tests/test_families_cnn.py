@@ -22,6 +22,8 @@ TINY = {
     'Res2Net': ('res2net50_26w_4s', SHORT, 64),
     'SKNet': ('skresnet18', SHORT, 64),
     'ResNeSt': ('resnest14d', SHORT, 64),
+    'RegNet': ('regnetx_002', {}, 64),
+    'CSPNet': ('cspresnet50', {}, 64),
 }
 
 
@@ -111,3 +113,17 @@ def test_a_model_without_blocks_to_convert_is_refused():
     """ResNeSt-14 has one block per stage: nothing follows the first blocks, so there is no Steps trunk to build."""
     with pytest.raises(ValueError, match='no stage that the rule converts has blocks after its first one'):
         build_twin('resnest14d', device='meta')
+
+
+def test_regnet_twin_is_built_under_its_baselines_configuration(one_thread):
+    """timm's RegNet builder looks its configuration up by the model's name: ``steps_regnetx_002`` is built from
+    regnetx_002's, keeps its own pretrained config (no baseline weights), and converts stages s3 / s4 after their
+    strided first blocks (``b1``)."""
+    from stepsnet.models.twins import create_steps_model
+    twin = create_steps_model('regnetx_002', num_classes=5).eval()
+    assert twin.pretrained_cfg['architecture'] == 'steps_regnetx_002' and not twin.pretrained_cfg.get('hf_hub_id')
+    for stage in ('s3', 's4'):
+        trunk = getattr(twin, stage)
+        assert isinstance(trunk, LeadTimmSteps) and trunk.num_lead == 1 and hasattr(trunk, 'b1')
+    with torch.no_grad():
+        assert twin(torch.randn(1, 3, 64, 64)).shape == (1, 5)

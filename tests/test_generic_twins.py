@@ -21,7 +21,7 @@ ISO = dict(img_size=32, patch_size=8, embed_dim=64)
 STAGED = dict(depths=(1, 1, 3, 2), dims=(16, 32, 64, 128))
 # one tiny configuration per family: (timm name, overrides, input size)
 TINY = {
-    'EVA': ('eva02_tiny_patch14_224', dict(ISO, embed_dim=128, depth=4, num_heads=8), 32),  # rotary: head size 16
+    'EVA': ('eva02_tiny_patch14_224', dict(ISO, embed_dim=128, depth=4, num_heads=4), 32),  # rotary: head size 32
     'BEiT': ('beit_base_patch16_224', dict(ISO, depth=4, num_heads=4), 32),
     'CaiT': ('cait_xxs24_224', dict(ISO, depth=4, num_heads=4, depth_token_only=1), 32),
     'MLP-Mixer': ('resmlp_12_224', dict(ISO, num_blocks=4), 32),
@@ -113,6 +113,45 @@ def test_real_sizes_are_at_parity(name):
     assert abs(count_macs(twin, size) / count_macs(base, size) - 1) < 0.03
 
 
+def test_widths_that_miss_the_parameters_round_to_a_neighbour():
+    """XCiT-T's blocks carry per-block extras (a local patch conv, head temperatures, layer scales) beyond the width^2
+    cost the rule assumes: the nearest widths give +0.55% parameters, and the neighbouring multiples bring the twin
+    within 0.5%, with the rule's block counts; a twin within parity keeps the nearest widths."""
+    name = 'xcit_tiny_12_p16_224'
+    base = timm.create_model(name, device='meta')
+    nearest = build_twin(name, device='meta', balance_widths=False)
+    balanced = build_twin(name, device='meta')
+    assert count_params(nearest) / count_params(base) - 1 > 0.005
+    assert abs(count_params(balanced) / count_params(base) - 1) <= 0.005
+    plan, rule = balanced.plans['blocks'], nearest.plans['blocks']
+    assert plan.depths == rule.depths and plan.widths[-1] == rule.widths[-1] and plan.widths != rule.widths
+    assert all(w % 8 == 0 and abs(w - r) <= 16 for w, r in zip(plan.widths, rule.widths))
+    kept = build_twin('beit_base_patch16_224', device='meta')  # within parity with the nearest widths
+    assert kept.plans == build_twin('beit_base_patch16_224', device='meta', balance_widths=False).plans
+
+
+def test_eva_steps_have_their_own_rotary_tables(one_thread):
+    """Rotary EVA: heads by the ViT rule, so the middle step has 44 channels per head where the model has 32; that
+    step gets its own rotary table (no parameters, nothing saved), also at another input size and in a copy."""
+    import copy
+
+    from twin_cases import check_forward_intermediates
+    name, tiny, size = TINY['EVA']
+    twin = create_steps_model(name, **tiny).eval()
+    plan = twin.plans['blocks']
+    assert [w // h for w, h in zip(plan.widths, plan.heads)] == [32, 44, 32]
+    assert list(twin.step_ropes) == ['step1'] and not list(twin.step_ropes.parameters())
+    assert not any(k.startswith('step_ropes') for k in twin.state_dict())
+    x = torch.randn(2, 3, size, size)
+    check_forward_intermediates(twin, x)
+    with torch.no_grad():
+        assert torch.allclose(copy.deepcopy(twin)(x), twin(x), atol=1e-6)
+    dynamic = create_steps_model(name, **tiny, dynamic_img_size=True).eval()
+    with torch.no_grad():
+        assert dynamic(torch.randn(1, 3, size + 16, size)).shape == twin(x[:1]).shape
+    assert dynamic.patch_embed.stepsnet_grid == ((size + 16) // 8, size // 8)
+
+
 def test_refusal_names_the_reason():
     mixed = [n for n in family_configs(family_of('eva02_tiny_patch14_224')) if 'rope_mixed' in n]
     assert mixed
@@ -120,3 +159,22 @@ def test_refusal_names_the_reason():
         build_twin(mixed[0], device='meta')
     with pytest.raises(ValueError, match='expected one per trunk'):
         build_twin('mambaout_femto', device='meta', num_steps=(1, 3))
+
+
+def test_coverage_table_lists_every_configuration_of_every_family():
+    """docs/models.md's coverage table (scripts/update_twin_coverage.py) is not stale: it has one row per timm
+    configuration of every generic family, in the families' order, and its summary counts its rows."""
+    import os
+    import re
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'docs', 'models.md')
+    with open(path, encoding='utf-8') as f:
+        text = f.read()
+    block = text[text.index('<!-- twin-coverage:begin -->'):text.index('<!-- twin-coverage:end -->')]
+    rows = re.findall(r'^\| ([^|]+) \| `([^`]+)` \| (within parity|twinned|refused) \|', block, flags=re.M)
+    listed = [(family.strip(), name) for family, name, _ in rows]
+    expected = [(family.name, name) for family in GENERIC_FAMILIES for name in family_configs(family)]
+    assert listed == expected, 'docs/models.md is stale: python scripts/update_twin_coverage.py'
+    total = re.search(r'^\| \*\*all\*\* \| (\d+) \| (\d+) \| (\d+) \| (\d+) \|', block, flags=re.M)
+    statuses = [s for _, _, s in rows]
+    assert [int(g) for g in total.groups()] == [len(rows), len(rows) - statuses.count('refused'),
+                                                statuses.count('within parity'), statuses.count('refused')]

@@ -9,6 +9,13 @@ from stepsnet.utils.names import did_you_mean
 def run(args: argparse.Namespace) -> int:
     from stepsnet.analysis.complexity import MODEL_PAIRS, complexity_table, format_table, format_twin_table, twin_table
     from stepsnet.models.twins import TWIN_BASELINES
+    if args.coverage:
+        if args.twins or args.format is not None or args.img_size is not None:
+            raise ValueError('--coverage cannot be combined with --twins, --format or --img-size: it counts each '
+                             'configuration at its baseline\'s own input size, as markdown')
+        from stepsnet.analysis.twin_coverage import coverage, render_coverage
+        sys.stdout.write(render_coverage(coverage(families=args.names, progress=False)))
+        return 0
     if args.twins:
         given = [flag for flag, value in (('--format', args.format), ('--img-size', args.img_size))
                  if value is not None]
@@ -38,4 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument('--img-size', type=positive_int, help='square input size for FLOPs (default 224)')
     p.add_argument('--twins', action=argparse.BooleanOptionalAction, default=False,
                    help='the Steps twins of timm baselines (names are timm baselines; default: the documented table)')
+    p.add_argument('--coverage', action='store_true',
+                   help='every timm configuration of the generic twin families (names: only these families, e.g. '
+                        'RegNet XCiT): twinned and within parity, or refused with why; counted on the meta device')
     p.set_defaults(func=run)

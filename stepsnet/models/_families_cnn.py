@@ -6,12 +6,12 @@ Imported only through :mod:`stepsnet.models.generic_families`; every row uses th
 
 Two kinds of CNN stage are converted (Step by Step Network, arXiv:2511.14329):
 
-* **Stages that downsample outside their blocks** (RepViT, SHViT, FasterNet, StarNet): every block of
+* **Stages that downsample outside their blocks** (RepViT, SHViT, FasterNet, StarNet, CSPNet): every block of
   the stage is at the stage's width, so the whole block sequence is the Steps trunk (StarNet keeps its strided
   conv, the first child of the stage's sequence, in front of the trunk). The generic rule applies: the last two
   stages, ``1 + 2 log2(C / C_ref)`` steps with the stage before them as reference, moving 3 and 1 blocks (the
   ConvNeXt rule of :mod:`stepsnet.models.twins`).
-* **ResNet-like stages whose first block is strided or widening** (ResNetV2, Res2Net, SKNet, ResNeSt):
+* **ResNet-like stages whose first block is strided or widening** (ResNetV2, RegNet, Res2Net, SKNet, ResNeSt):
   the first block stays as it is and the blocks after it become the trunk, as Steps-ResNet does (Table 12 of the
   paper). Their width arguments are the input and the output width (``in_chs`` / ``out_chs``, ``inplanes`` /
   ``planes``), both set from the step's width. The ResNet-derived families follow the paper's ResNet rule
@@ -26,12 +26,25 @@ last norm of each residual branch, the model class's default for that is used.
 import inspect
 import math
 import re
+from fractions import Fraction
 from functools import partial
 from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import torch.nn as nn
 from timm.layers import DropPath
-from timm.models import fasternet, repvit, res2net, resnest, resnet, resnetv2, shvit, sknet, starnet
+from timm.models import (
+    cspnet,
+    fasternet,
+    regnet,
+    repvit,
+    res2net,
+    resnest,
+    resnet,
+    resnetv2,
+    shvit,
+    sknet,
+    starnet,
+)
 from timm.models._manipulate import named_apply
 
 from stepsnet.models.generic_twins import TrunkFamily, _apply_method, _stage_blocks, _stage_rule
@@ -143,8 +156,29 @@ def _resnetv2_multiple(model: nn.Module, kw: Mapping[str, Any]) -> Optional[int]
     return math.lcm(groups, round(groups / float(kw.get('bottle_ratio') or 1.)))
 
 
-def _resnetv2_init(model: nn.Module, trunk: nn.Module) -> None:
-    named_apply(partial(resnetv2._init_weights, zero_init_last=_class_default(model, 'zero_init_last')), trunk)
+# ---------------------------------------------------------------------------------------------------------------
+# RegNet (X, Y, V: stages s1 .. s4 whose first block strides and widens) and CSPNet (CSPResNet, CSPDarkNet, DarkNet,
+# CS3 nets: each stage's block sequence after its own down and expansion convolutions, every block at one width)
+
+
+def _bottleneck_multiple(key: str) -> Callable[[nn.Module, Mapping[str, Any]], Optional[int]]:
+    """``multiple_of`` for blocks whose grouped bottleneck, ``round(width * bottle_ratio)`` wide, must be a multiple
+    of the block argument ``key`` (RegNet's ``group_size``, the channels of a group; CSPNet's ``groups``, their
+    count): the smallest width that gives such a bottleneck (None, floored widths, for ungrouped blocks)."""
+    def multiple(model: nn.Module, kw: Mapping[str, Any]) -> Optional[int]:
+        group, ratio = int(kw.get(key) or 1), float(kw.get('bottle_ratio') or 1.)
+        if group == 1:
+            return None
+        return int((Fraction(group) / Fraction(ratio).limit_denominator(64)).numerator)
+    return multiple
+
+
+def _init_by(module: Any) -> Callable[[nn.Module, nn.Module], None]:
+    """The family's ``_init_weights(module, name, zero_init_last)`` applied over a new trunk, with the model class's
+    default ``zero_init_last`` (ResNetV2, RegNet, CSPNet)."""
+    def init(model: nn.Module, trunk: nn.Module) -> None:
+        named_apply(partial(module._init_weights, zero_init_last=_class_default(model, 'zero_init_last')), trunk)
+    return init
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -198,10 +232,19 @@ FAMILIES: Tuple[TrunkFamily, ...] = (
                 swaps={'StageBlock': {'BasicBlock': None}}, isotropic=False, block_kwargs=_shvit_block_kwargs),
     TrunkFamily('StarNet', starnet, '_create_starnet', 'StarNet', _stages, _apply_method,
                 swaps={'Block': None}, isotropic=False, lead=1),  # the stage's strided conv stays
-    TrunkFamily('ResNetV2', resnetv2, '_create_resnetv2', 'ResNetV2', _stage_blocks(1), _resnetv2_init,
+    TrunkFamily('ResNetV2', resnetv2, '_create_resnetv2', 'ResNetV2', _stage_blocks(1), _init_by(resnetv2),
                 swaps={'PreActBasic': None, 'PreActBottleneck': None, 'Bottleneck': None}, isotropic=False,
                 width_key='out_chs', block_kwargs=_in_is_out, lead=1, multiple_of=_resnetv2_multiple,
                 steps_rule=_resnet_rule),
+    TrunkFamily('RegNet', regnet, '_create_regnet', 'RegNet', _children(r's\d+'), _init_by(regnet),
+                swaps={'Bottleneck': None, 'PreBottleneck': None}, isotropic=False, width_key='out_chs',
+                block_kwargs=_in_is_out, lead=1, multiple_of=_bottleneck_multiple('group_size'),
+                steps_rule=_resnet_rule, by_baseline_name=True),
+    TrunkFamily('CSPNet', cspnet, '_create_cspnet', 'CspNet', _stage_blocks(1), _init_by(cspnet),
+                swaps={'create_csp_stages': {'_get_block_fn': {'BottleneckBlock': None, 'DarkBlock': None,
+                                                               'EdgeBlock': None}}},
+                isotropic=False, width_key='out_chs', block_kwargs=_in_is_out,
+                multiple_of=_bottleneck_multiple('groups'), by_baseline_name=True),
     _resnet_class('Res2Net', res2net, '_create_res2net'),
     _resnet_class('SKNet', sknet, '_create_skresnet'),
     _resnet_class('ResNeSt', resnest, '_create_resnest'),

@@ -13,9 +13,13 @@ family, and with nothing in timm modified:
    hierarchical one) is planned by :func:`stepsnet.steps.plan_steps` and every block of the plan is the same timm
    block class built from a baseline block's arguments, with only the family's width arguments changed: the width,
    the head count where the block has heads (scaled by the ViT rule, or fixed head size where the family ties it:
-   rotary embeddings, MetaFormer attention), and nothing else, so hidden sizes follow the block's own ratios.
+   MetaFormer attention), and nothing else, so hidden sizes follow the block's own ratios. EVA's rotary table is
+   built for the model's head size, so a step with another head size gets its own, built as timm built the model's
+   (:func:`_eva_step_ropes`).
    Stochastic depth is re-spread linearly over the deeper trunk, between the rates of its first and last baseline
-   blocks.
+   blocks. Widths are the nearest multiples of the family's unit to ``C / sqrt(2)^k``; where those leave the twin
+   more than :data:`PARAMS_TOLERANCE` off the baseline's parameters, each trunk takes the neighbouring multiples that
+   bring it closest to its baseline trunk (:func:`_balanced`; ``balance_widths=False`` keeps the nearest).
 3. **Replace the block sequence by a Steps trunk** (:class:`TimmSteps`, a :class:`stepsnet.steps.Steps`), then
    re-run the family's own weight init on it.
 
@@ -30,144 +34,26 @@ The rule for the number of steps is the paper's as :mod:`stepsnet.models.twins` 
 ``1 + 2 log2(C / C_ref)`` steps, ``C_ref`` being the width of the stage before them, moving 3 and 1 blocks (the
 ConvNeXt rule). ``num_steps`` / ``steps_move`` override it (one value, or one per trunk).
 """
-import copy
 import inspect
+import itertools
 import math
-import re
 import types
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
 from timm.models import beit, cait, eva, inception_next, mambaout, metaformer, mlp_mixer, resolve_pretrained_cfg
 
 from stepsnet.models._builder import _no_weights_error, _weight_source
-from stepsnet.steps import StepPlan, Steps, plan_steps
+from stepsnet.models.timm_trunk import LeadTimmSteps, TimmSteps, _block_names
+from stepsnet.steps import StepPlan, plan_steps, step_width, step_width_options
 
-__all__ = ['TimmSteps', 'LeadTimmSteps', 'TrunkFamily', 'BASE_FAMILIES']
+__all__ = ['TimmSteps', 'LeadTimmSteps', 'TrunkFamily', 'BASE_FAMILIES', 'PARAMS_TOLERANCE']
 
-
-# ---------------------------------------------------------------------------------------------------------------
-# the trunk
-
-
-class _BlockView:
-    """Block ``block`` of a step of width ``width``, applied to a full-width state (first ``width`` channels).
-
-    Not a module (it is never registered); attribute access goes to the block, so timm code that walks
-    ``self.blocks`` (``layer.attn.proj`` in a rescaling init) reaches the real block.
-    """
-
-    def __init__(self, block: nn.Module, width: int, channels: int, dim: int):
-        self.__dict__.update(block=block, width=width, channels=channels, dim=dim)
-
-    def __call__(self, x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
-        if self.width == self.channels:
-            return self.block(x, *args, **kwargs)
-        head, tail = torch.split(x, [self.width, self.channels - self.width], dim=self.dim)
-        return torch.cat([self.block(head, *args, **kwargs), tail], dim=self.dim)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.block, name)
-
-    def __repr__(self) -> str:
-        return f'_BlockView({type(self.block).__name__}, width={self.width} of {self.channels})'
-
-
-class TimmSteps(Steps):
-    """A :class:`Steps` trunk that timm's loops over ``self.blocks`` run correctly.
-
-    Calling it runs the plan (split, steps, concat). Iterating it yields one view per block that maps the full-width
-    state to the full-width state (the block on its step's leading channels, the rest passed through), so timm's
-    ``for blk in self.blocks: x = blk(x, **kw)``, ``checkpoint_seq`` and ``forward_intermediates`` compute the same
-    function. Indexing with an int returns the block itself (as :class:`Steps` does); a prefix slice
-    (``blocks[:k]``, timm's ``prune_intermediate_layers``) returns a trunk truncated to ``k`` blocks that shares them.
-    """
-
-    def _views(self) -> List[_BlockView]:
-        widths = self.plan.block_widths()
-        return [_BlockView(b, w, self.channels, self.dim) for b, w in zip(self.children(), widths)]
-
-    def __iter__(self) -> Iterator[Any]:  # type: ignore[override]
-        return iter(self._views())
-
-    def __getitem__(self, index: Union[int, slice]) -> Any:
-        if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            if start != 0 or step != 1:
-                return self._views()[index]
-            trunk = copy.copy(self)
-            trunk._modules = type(self._modules)(self._modules)
-            trunk.truncate(stop)
-            return trunk
-        return super().__getitem__(index)
-
-
-class LeadTimmSteps(TimmSteps):
-    """A :class:`TimmSteps` trunk behind blocks that stay as they are (:attr:`TrunkFamily.lead`).
-
-    A CNN stage often begins with a strided or widening block; the paper keeps it and converts the blocks after it
-    (Steps-ResNet). The container keeps the baseline's child names (``0, 1, ..`` or RegNet's ``b1, b2, ..``: the
-    kept blocks first, then the trunk's), so a one-step trunk has the baseline's parameter names. The kept blocks are
-    registered after the trunk's blocks, because :class:`Steps` runs its first ``num_blocks`` children, and run
-    first here. Iterating yields the kept blocks, then the trunk's views; ``forward_intermediates`` indices count the
-    trunk's blocks.
-
-    Args:
-        lead: The kept blocks, in order.
-        names: Child names of the kept blocks and then the trunk's blocks (:func:`_block_names`).
-        trunk: The Steps trunk (its blocks are moved here).
-    """
-
-    def __init__(self, lead: Sequence[nn.Module], names: Sequence[str], trunk: TimmSteps):
-        blocks = list(trunk.children())
-        super().__init__(trunk.plan, lambda width, index: blocks[index], dim=trunk.dim, channels=trunk.channels)
-        if len(names) != len(lead) + len(blocks):
-            raise ValueError(f'{len(names)} names {list(names)} for {len(lead)} kept and {len(blocks)} trunk blocks; '
-                             'expected one name per block')
-        self._modules.clear()
-        for name, block in list(zip(names[len(lead):], blocks)) + list(zip(names, lead)):
-            self.add_module(name, block)
-        self.num_lead = len(lead)
-
-    def _lead(self) -> List[nn.Module]:
-        return list(self._modules.values())[self.plan.num_blocks:]
-
-    def _views(self) -> List[Any]:
-        return [_BlockView(b, self.channels, self.channels, self.dim) for b in self._lead()] + super()._views()
-
-    def __len__(self) -> int:
-        return self.num_lead + self.plan.num_blocks
-
-    def __getitem__(self, index: Union[int, slice]) -> Any:
-        if isinstance(index, slice):
-            return self._views()[index]
-        return (self._lead() + list(self._modules.values())[:self.plan.num_blocks])[index]
-
-    def _run(self, x: torch.Tensor, indices: List[int], stop_early: bool) -> Tuple[torch.Tensor, List[torch.Tensor]]:
-        for block in self._lead():
-            x = block(x)
-        return super()._run(x, indices, stop_early)
-
-    def truncate(self, num_blocks: int) -> None:
-        """Keep the kept blocks and the trunk's first ``num_blocks`` blocks."""
-        plan = self.plan.truncated(num_blocks)
-        for name in list(self._modules)[num_blocks:self.plan.num_blocks]:
-            del self._modules[name]
-        self._set_plan(plan)
-
-
-def _block_names(names: Sequence[str], count: int) -> List[str]:
-    """``count`` child names that continue a container's (``0, 1, ..`` or ``b1, b2, ..``: one prefix, counting up)."""
-    parts = [re.fullmatch(r'(\D*)(\d+)', n) for n in names]
-    if not parts or not all(parts) or len({p.group(1) for p in parts}) > 1:
-        raise ValueError(f'block names {list(names)} are not a prefix and a count; expected 0, 1, .. or b1, b2, ..')
-    prefix, start = parts[0].group(1), int(parts[0].group(2))
-    if [int(p.group(2)) for p in parts] != list(range(start, start + len(parts))):
-        raise ValueError(f'block names {list(names)} do not count up by one; expected 0, 1, .. or b1, b2, ..')
-    return [f'{prefix}{start + i}' for i in range(count)]
+# a twin within this fraction of its baseline's parameters keeps the rule's nearest widths (the parity tables' 0.5%)
+PARAMS_TOLERANCE = 0.005
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -226,20 +112,26 @@ def _recorder(cls: Callable[..., nn.Module], sink: List[_Record]) -> Callable[..
     return build
 
 
-def _probed(cls: type, swaps: Mapping[str, Any], sink: List[_Record]) -> Callable[..., nn.Module]:
+def _probed(cls: Any, swaps: Mapping[str, Any], sink: List[_Record]) -> Callable[..., Any]:
     """A constructor of ``cls`` whose ``__init__`` sees the names in ``swaps`` replaced (timm is left untouched).
 
     ``swaps`` maps a global name used in ``cls.__init__`` to None (record that block class) or to a nested mapping
-    (probe that class in turn: a stage whose ``__init__`` builds the blocks).
+    (probe that class in turn: a stage whose ``__init__`` builds the blocks). ``cls`` may also be a plain function
+    (CSPNet's ``create_csp_stages``, which picks the block class through ``_get_block_fn``): it is called with the
+    names replaced in its own globals.
     """
-    init = cls.__init__
+    plain = isinstance(cls, types.FunctionType)
+    init = cls if plain else cls.__init__
     scope = dict(init.__globals__)
     for name, sub in swaps.items():
         if name not in scope:
-            raise ValueError(f'{cls.__name__}.__init__ has no global {name!r}; expected the block or stage class')
+            raise ValueError(f'{cls.__name__}{"" if plain else ".__init__"} has no global {name!r}; expected the '
+                             'block or stage class')
         scope[name] = _recorder(scope[name], sink) if sub is None else _probed(scope[name], sub, sink)
     probe = types.FunctionType(init.__code__, scope, init.__name__, init.__defaults__, init.__closure__)
     probe.__kwdefaults__ = init.__kwdefaults__
+    if plain:
+        return probe
 
     def construct(*args: Any, **kwargs: Any) -> nn.Module:
         obj = cls.__new__(cls)
@@ -297,6 +189,10 @@ class TrunkFamily:
         steps_rule: ``steps_rule(model, paths, depths) -> (num_steps, moves)`` for every site (``depths`` count the
             blocks after the lead, 0 for a site without any): the family's own rule instead of the default one, which
             sees only the sites that have blocks (a stage whose only block is its first one shifts it).
+        by_baseline_name: The builder looks the configuration up by the model's name (RegNet's
+            ``model_cfgs[variant]``): it is called with the baseline's name and the twin's pretrained config.
+        adapt: ``adapt(model, trunk, records)``: what a new trunk needs besides its blocks, given every recorded
+            call (EVA: a rotary embedding per step whose head size is not the model's).
     """
     name: str
     module: types.ModuleType
@@ -316,6 +212,8 @@ class TrunkFamily:
     lead: int = 0
     multiple_of: Callable[[nn.Module, Mapping[str, Any]], Optional[int]] = lambda model, kw: 8
     steps_rule: Optional[Callable[..., Tuple[Sequence[int], Sequence[int]]]] = None
+    by_baseline_name: bool = False
+    adapt: Optional[Callable[[nn.Module, 'TimmSteps', Sequence[_Record]], None]] = None
 
     @property
     def builders(self) -> Tuple[str, ...]:
@@ -359,7 +257,19 @@ def _default_steps(family: TrunkFamily, widths: Sequence[int], depths: Sequence[
     return list(rule['num_steps']), list(rule['steps_move'])
 
 
-def _plan(family: TrunkFamily, model: nn.Module, site: _Site, num_steps: int, move: int) -> StepPlan:
+def _plan(family: TrunkFamily, model: nn.Module, site: _Site, num_steps: int, move: int,
+          fewer: bool = False) -> StepPlan:
+    """The trunk's plan by the family's rounding. With ``fewer`` (the rule chose ``num_steps``, not the user), a
+    rounding coarse enough to give two steps one width (a grouped convolution's group of 80 channels) takes the
+    most steps below ``num_steps`` whose widths still increase, rather than refusing."""
+    if fewer:
+        for steps in range(num_steps, 1, -1):
+            try:
+                return _plan(family, model, site, steps, move)
+            except ValueError as e:
+                if 'strictly increasing' not in str(e):
+                    raise
+        return _plan(family, model, site, num_steps, move)  # no count works: the rule's own error
     kw = site.records[0].kwargs
     width, depth = int(kw[family.width_key]), len(site.records)
     head_dim = family.head_dim(model, kw)
@@ -375,6 +285,80 @@ def _plan(family: TrunkFamily, model: nn.Module, site: _Site, num_steps: int, mo
         return plan_steps(width, depth, num_steps, move, heads=heads, multiple_of=family.multiple_of(model, kw))
     except ValueError as e:
         raise ValueError(f'{family.name} trunk {site.path} ({width} x{depth}, {num_steps} steps): {e}') from e
+
+
+def _options(family: TrunkFamily, model: nn.Module, site: _Site, plan: StepPlan) -> List[List[Tuple[int, Any]]]:
+    """Per step of ``plan`` (the rule's), the widths (and heads) the family's rounding allows near the exact width
+    ``C / sqrt(2)^k``, nearest first (:func:`stepsnet.steps.step_width_options`); the last step keeps the trunk's."""
+    kw = site.records[0].kwargs
+    width = int(kw[family.width_key])
+    head_dim = family.head_dim(model, kw)
+    heads = kw.get(family.heads_key) if family.heads_key else None
+    out = []
+    for level in range(plan.num_steps - 1, -1, -1):
+        if head_dim is not None:
+            found = [(w, w // head_dim if heads is not None else None)
+                     for w, _ in step_width_options(width, level, None, head_dim)]
+        else:
+            found = step_width_options(width, level, heads, family.multiple_of(model, kw))
+        out.append(found)
+    return out
+
+
+def _trunk_params(family: TrunkFamily, model: nn.Module, site: _Site, plan: StepPlan,
+                  cache: Dict[Tuple[Any, ...], int]) -> int:
+    """The parameters of the trunk ``plan`` would build at ``site``: one block per distinct set of arguments built on
+    the meta device and counted, kept in ``cache``."""
+    records, total = site.records, 0
+    heads = plan.block_heads() if plan.heads is not None else [None] * plan.num_blocks
+    dp = _dp_key(records[0].kwargs)
+    for i, (w, h) in enumerate(zip(plan.block_widths(), heads)):
+        src = records[i % family.period if i % family.period < len(records) else 0]
+        kw = dict(src.kwargs, **{family.width_key: w})
+        if h is not None:
+            kw[family.heads_key] = h
+        if dp:
+            kw[dp] = 0.  # no DropPath module to build (timm's ResNet blocks take one); it has no parameters
+        if 'device' in kw:
+            kw['device'] = 'meta'  # counted, never allocated, whatever device the model is built on
+        kw = family.block_kwargs(model, [r.kwargs for r in records], plan, i, kw)
+        # blocks whose arguments are the same have the same parameters (arguments that depend on a block's place
+        # in the trunk, e.g. a norm every k blocks, make their own key)
+        key = (src.cls, tuple(sorted((k, repr(v)) for k, v in kw.items())))
+        if key not in cache:
+            with torch.device('meta'):
+                cache[key] = sum(p.numel() for p in src.cls(**kw).parameters())
+        total += cache[key]
+    return total
+
+
+def _site_params(site: _Site) -> int:
+    return sum(p.numel() for r in site.records for p in r.module.parameters())
+
+
+def _balanced(family: TrunkFamily, model: nn.Module, site: _Site, plan: StepPlan,
+              cache: Dict[Tuple[Any, ...], int]) -> StepPlan:
+    """``plan`` with each step's width the one of its :func:`_options` that brings the trunk's parameters closest
+    to the baseline trunk's (the nearest widths on a tie); the block counts are the rule's.
+
+    The widths are still the rule's ``C / sqrt(2)^k`` rounded to the family's multiple, only the rounding may go to
+    a neighbouring multiple: a family whose blocks carry more than the ``width^2`` cost the rule assumes (per-block
+    norms, scales, token-mixing MLPs, position tables) or whose multiple is coarse misses the baseline's parameters
+    with the nearest widths, and a neighbour makes that up.
+    """
+    target = _site_params(site)
+    options = _options(family, model, site, plan)
+    best, best_key = plan, None
+    for choice in itertools.product(*[range(len(o)) for o in options]):
+        picked = [options[i][c] for i, c in enumerate(choice)]
+        widths = tuple(w for w, _ in picked)
+        if any(b <= a for a, b in zip(widths, widths[1:])):
+            continue
+        trial = StepPlan(widths, plan.depths, tuple(h for _, h in picked) if plan.heads is not None else None)
+        key = (abs(_trunk_params(family, model, site, trial, cache) - target), sum(choice))
+        if best_key is None or key < best_key:
+            best, best_key = trial, key
+    return best
 
 
 def _trunk(family: TrunkFamily, plan: StepPlan, site: _Site, model: Optional[nn.Module] = None) -> TimmSteps:
@@ -395,14 +379,30 @@ def _trunk(family: TrunkFamily, plan: StepPlan, site: _Site, model: Optional[nn.
     return TimmSteps(plan, make_block, dim=site.dim, channels=plan.channels)
 
 
-def _convert(family: TrunkFamily, model: nn.Module, records: List[_Record], num_steps: Any, steps_move: Any) -> None:
-    """Replace each trunk of ``model`` by its Steps trunk (in place) and record the plans in ``model.plans``."""
+def _misses_parity(family: TrunkFamily, model: nn.Module, sites: Sequence[_Site], plans: Sequence[StepPlan],
+                   caches: Sequence[Dict[Tuple[Any, ...], int]]) -> bool:
+    """Whether the twin of ``plans`` would miss the baseline's parameters by more than :data:`PARAMS_TOLERANCE`
+    (counted before anything is replaced, :func:`_trunk_params`)."""
+    total = sum(p.numel() for p in model.parameters())
+    delta = sum(_trunk_params(family, model, site, plan, cache) - _site_params(site)
+                for site, plan, cache in zip(sites, plans, caches))
+    return abs(delta) > PARAMS_TOLERANCE * total
+
+
+def _convert(family: TrunkFamily, model: nn.Module, records: List[_Record], num_steps: Any, steps_move: Any,
+             balance: bool = True) -> None:
+    """Replace each trunk of ``model`` by its Steps trunk (in place) and record the plans in ``model.plans``.
+
+    The rule's plans (:func:`_plan`) are kept when the twin is within :data:`PARAMS_TOLERANCE` of the baseline's
+    parameters; otherwise (and with ``balance``) each trunk's widths are rounded to the neighbouring multiples that
+    bring it closest to its baseline's parameters (:func:`_balanced`)."""
     by_id = {id(r.module): r for r in records}
     sites = []
     for path, dim in family.sites(model):
         container = model.get_submodule(path)
-        named = list(container.named_children()) if family.lead else []
-        blocks = [b for _, b in named[family.lead:]] if family.lead else list(container)
+        lead = family.lead
+        named = list(container.named_children()) if lead else []
+        blocks = [b for _, b in named[lead:]] if lead else list(container)
         missing = [i for i, b in enumerate(blocks) if id(b) not in by_id]
         if missing:
             raise ValueError(f'{family.name}: blocks {missing} of {path} were not built by the recorded class; '
@@ -415,7 +415,7 @@ def _convert(family: TrunkFamily, model: nn.Module, records: List[_Record], num_
             reason = family.refuse(model, r.kwargs)
             if reason:
                 raise ValueError(f'{family.name}: {reason}')
-        sites.append(_Site(path, recs, dim, tuple(b for _, b in named[:family.lead]), tuple(n for n, _ in named)))
+        sites.append(_Site(path, recs, dim, tuple(b for _, b in named[:lead]), tuple(n for n, _ in named)))
     if family.steps_rule is not None:
         steps, moves = family.steps_rule(model, [s.path for s in sites], [len(s.records) for s in sites])
         kept = [i for i, s in enumerate(sites) if s.records]
@@ -428,14 +428,21 @@ def _convert(family: TrunkFamily, model: nn.Module, records: List[_Record], num_
         steps = list(_as_tuple(num_steps, len(sites), 'num_steps'))
     if steps_move is not None:
         moves = list(_as_tuple(steps_move, len(sites), 'steps_move'))
-    model.plans = {}
+    plans = []
     for site, s, k in zip(sites, steps, moves):
         if s < 1:
             raise ValueError(f'num_steps for {site.path} is {s}; expected >= 1')
-        plan = _plan(family, model, site, s, k)
+        plans.append(_plan(family, model, site, s, k, fewer=num_steps is None))
+    caches: List[Dict[Tuple[Any, ...], int]] = [{} for _ in sites]
+    if balance and _misses_parity(family, model, sites, plans, caches):
+        plans = [_balanced(family, model, site, plan, cache) for site, plan, cache in zip(sites, plans, caches)]
+    model.plans = {}
+    for site, plan in zip(sites, plans):
         trunk = _trunk(family, plan, site, model)
         family.init(model, trunk)
-        if family.lead:
+        if family.adapt is not None:
+            family.adapt(model, trunk, records)
+        if site.names:
             trunk = LeadTimmSteps(site.lead, _block_names(site.names, len(site.lead) + plan.num_blocks), trunk)
         parent, _, name = site.path.rpartition('.')
         setattr(model.get_submodule(parent) if parent else model, name, trunk)
@@ -447,10 +454,17 @@ def _convert(family: TrunkFamily, model: nn.Module, records: List[_Record], num_
 
 def _create(family: TrunkFamily, variant: str, pretrained: bool = False, **kwargs: Any) -> nn.Module:
     num_steps, steps_move = kwargs.pop('num_steps', None), kwargs.pop('steps_move', None)
+    balance = bool(kwargs.pop('balance_widths', True))
     if pretrained:
         cfg = resolve_pretrained_cfg(variant, kwargs.get('pretrained_cfg'), kwargs.get('pretrained_cfg_overlay'))
         if _weight_source(cfg.to_dict()) is None:
             raise _no_weights_error(variant)
+    name = variant
+    if family.by_baseline_name and variant.startswith('steps_'):
+        # the twin's pretrained config (never the baseline's weights), the baseline's name for the builder's lookup
+        kwargs['pretrained_cfg'] = resolve_pretrained_cfg(
+            variant, kwargs.get('pretrained_cfg'), kwargs.pop('pretrained_cfg_overlay', None)).to_dict()
+        name = variant[len('steps_'):]
     cls = getattr(family.module, family.model_cls)
     records: List[_Record] = []
 
@@ -459,7 +473,7 @@ def _create(family: TrunkFamily, variant: str, pretrained: bool = False, **kwarg
         for p in family.block_params:
             model_kwargs[p] = _recorder(model_kwargs.get(p, sig.parameters[p].default), records)
         model = _probed(cls, family.swaps, records)(**model_kwargs)
-        _convert(family, model, records, num_steps, steps_move)
+        _convert(family, model, records, num_steps, steps_move, balance)
         return model
 
     construct.__name__ = construct.__qualname__ = cls.__name__
@@ -467,7 +481,7 @@ def _create(family: TrunkFamily, variant: str, pretrained: bool = False, **kwarg
     scope = dict(builder.__globals__, **{family.model_cls: construct})
     probe = types.FunctionType(builder.__code__, scope, builder.__name__, builder.__defaults__, builder.__closure__)
     probe.__kwdefaults__ = builder.__kwdefaults__
-    return probe(variant, pretrained, **kwargs)
+    return probe(name, pretrained, **kwargs)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -506,8 +520,56 @@ def rescale_by_depth(trunk: nn.Module) -> None:
 
 
 def _eva_head_dim(model: nn.Module, kw: Mapping[str, Any]) -> Optional[int]:
-    # rotary embeddings are built once for the model's head size: every step keeps it
-    return int(kw['dim']) // int(kw['num_heads']) if getattr(model, 'rope', None) is not None else None
+    """None (heads by the ViT rule, each step with its own rotary table: :func:`_eva_step_ropes`), unless the
+    model drops patches (their kept indices select from the model's one table) or the ViT rule gives a step a head
+    size that a 2-D rotary table cannot take (not a multiple of 4: 456 channels in 8 heads): then every step keeps
+    the model's head size, and the widths are multiples of it."""
+    if getattr(model, 'rope', None) is None:
+        return None
+    own, width, heads = int(kw['dim']) // int(kw['num_heads']), int(kw['dim']), int(kw['num_heads'])
+    if getattr(model, 'patch_drop', None) is not None:
+        return own
+    for level in (1, 2):  # the steps below the trunk's width by the isotropic rule (3 steps)
+        w, h = step_width(width, level, heads, 8)
+        if (w // h) % 4:
+            return own
+    return None
+
+
+def _record_grid(module: nn.Module, inputs: Any, output: torch.Tensor) -> None:
+    """A forward hook of EVA's patch embedding: the grid of the input it embedded (NHWC output with a dynamic
+    image size, else its fixed ``grid_size``), for the steps' rotary tables."""
+    module.stepsnet_grid = tuple(output.shape[1:3]) if output.ndim == 4 else tuple(module.grid_size)
+
+
+def _eva_step_ropes(model: nn.Module, trunk: 'TimmSteps', records: Sequence[_Record]) -> None:
+    """A rotary embedding for every step whose head size is not the model's, built as the model built its own
+    (same type, temperature, grid and options) for the step's width and heads; registered on the model
+    (``step_ropes``: no parameters, no saved state) and used by the trunk's per-block views."""
+    rope = getattr(model, 'rope', None)
+    if rope is None or trunk.plan.heads is None:
+        return
+    made = next((r for r in records if r.module is rope), None)
+    if made is None:
+        raise ValueError('EVA: the rotary embedding was not built by create_rope_embed; expected timm\'s factory')
+    own = int(made.kwargs['dim']) // int(made.kwargs['num_heads'])
+    ropes: Dict[int, nn.Module] = {}
+    for step, (w, h) in enumerate(zip(trunk.plan.widths, trunk.plan.heads)):
+        if w // h == own:
+            continue
+        if (w // h) % 4:
+            raise ValueError(f'EVA: a step of {w} channels in {h} heads has {w // h} channels per head; a 2-D rotary '
+                             'table needs a multiple of 4')
+        ropes[step] = made.cls(**dict(made.kwargs, dim=w, num_heads=h))
+    if not ropes:
+        return
+    if not hasattr(model, 'step_ropes'):
+        model.step_ropes = nn.ModuleDict()
+        model.patch_embed.register_forward_hook(_record_grid)
+    for step, module in ropes.items():
+        model.step_ropes[f'step{step}'] = module
+    trunk.step_ropes = ropes
+    object.__setattr__(trunk, 'rope_grid', model.patch_embed)  # a reference, not a submodule of the trunk
 
 
 def _eva_refuse(model: nn.Module, kw: Mapping[str, Any]) -> Optional[str]:
@@ -541,8 +603,8 @@ def _metaformer_head_dim(model: nn.Module, kw: Mapping[str, Any]) -> Optional[in
 # the families of this module; stepsnet.models.generic_families adds the others and is the table to read
 BASE_FAMILIES: Tuple[TrunkFamily, ...] = (
     TrunkFamily('EVA', eva, '_create_eva', 'Eva', _blocks, _vit_like_init,
-                swaps={'EvaBlock': None, 'EvaBlockPostNorm': None}, heads_key='num_heads',
-                head_dim=_eva_head_dim, refuse=_eva_refuse),
+                swaps={'EvaBlock': None, 'EvaBlockPostNorm': None, 'create_rope_embed': None}, heads_key='num_heads',
+                head_dim=_eva_head_dim, refuse=_eva_refuse, adapt=_eva_step_ropes),
     TrunkFamily('BEiT', beit, '_create_beit', 'Beit', _blocks, _vit_like_init,
                 swaps={'Block': None}, heads_key='num_heads', refuse=_beit_refuse),
     TrunkFamily('CaiT', cait, '_create_cait', 'Cait', _blocks, _apply_method,

@@ -200,7 +200,8 @@ def create_steps_model(name: str, pretrained: bool = False, **kwargs: Any) -> nn
     Registers ``steps_<name>`` with timm on first use (:func:`register_twin`). Keyword arguments are timm's
     (``num_classes``, ``drop_path_rate``, ``features_only``, ...) and the Steps ones: ``num_steps`` and
     ``steps_move`` replace the family rule's (one value per stage for ResNet, Swin and ConvNeXt, e.g.
-    ``steps_move=(0, 0, 4, 1)``; one value for ViT).
+    ``steps_move=(0, 0, 4, 1)``; one value for ViT). The generic families (:mod:`stepsnet.models.generic_twins`)
+    also take ``balance_widths=False``: the rule's nearest widths even where they miss parameter parity.
     """
     return timm.create_model(register_twin(name), pretrained=pretrained, **kwargs)
 
