@@ -25,15 +25,6 @@ import traceback
 from typing import Any, Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# --tiny: the recipe's model, optimizer, schedule and pipeline at inputs small enough for a CPU check
-TINY = {
-    'cls': dict(img_size=64, batch_size=2, eval_batch_size=2),
-    'det': dict(min_size=128, max_size=160, batch_size=1, eval_batch_size=1),
-    'seg': dict(crop_size=[64, 64], scale=[128, 64], test_scale=[128, 64], batch_size=2),
-    'lm': dict(block_size=64, batch_size=1, grad_accum=1),
-}
-
-
 def paper_recipes() -> List[str]:
     from stepsnet.utils.tasks import paper_recipes as recipes  # the one list (torch-free)
     return [os.path.join(REPO, p) for p in recipes(REPO)]
@@ -52,11 +43,11 @@ def dry_run(path: str, compile: bool, steps: int, device: str, tiny: bool, threa
     task = task_of(path)
     load_config, train = resolve(TASKS[task].load_config), resolve(TASKS[task].train)
     overrides = dict(dry_run=steps, synthetic_data=True, device=device, compile=compile, progress=False,
-                     tensorboard=False, workers=0 if tiny and task != 'lm' else None, threads=threads,
+                     tensorboard=False, threads=threads,
                      out_dir=os.path.join('runs', 'gpu-recipes', os.path.splitext(os.path.basename(path))[0]))
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if tiny:
-        overrides.update(TINY[task])
+    if tiny:  # the recipe's model, optimizer, schedule and pipeline at a CPU's batch and small inputs (the task table)
+        overrides.update({**TASKS[task].cpu_batch, **TASKS[task].tiny_inputs})
     row: Dict[str, Any] = dict(recipe=os.path.relpath(path, REPO), task=task, compile=compile)
     t0 = time.perf_counter()
     try:
@@ -119,7 +110,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     p.add_argument('--prefix', help='file name stem (default gpu_recipes, or gpu_recipes_tiny with --tiny)')
     p.add_argument('--device', help='default cuda (cpu with --tiny)')
     p.add_argument('--threads', type=int, help='torch CPU threads')
-    p.add_argument('--tiny', action='store_true', help='a CPU check: small inputs and batches (see TINY)')
+    p.add_argument('--tiny', action='store_true', help='a CPU check: small inputs and batches '
+                   '(the task table\'s cpu_batch and tiny_inputs)')
     args = p.parse_args(argv)
     device = args.device or ('cpu' if args.tiny else 'cuda')
     prefix = args.prefix or ('gpu_recipes_tiny' if args.tiny else 'gpu_recipes')

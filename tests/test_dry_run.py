@@ -21,9 +21,6 @@ from stepsnet.utils.tasks import TASKS, paper_recipes, resolve
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # the dry runs in every test run (about 5 s each on 2 cores); the others are marked recipes_long
 IN_EVERY_RUN = ('swin_tiny_imagenet.yaml', 'small.yaml')
-# the batch cut per task (per process): what a 2-core machine with 24 GiB runs in seconds
-CUT = {'cls': dict(batch_size=2, eval_batch_size=2, workers=0), 'det': dict(batch_size=1, eval_batch_size=1, workers=0),
-       'seg': dict(batch_size=2, workers=0), 'lm': dict(batch_size=1, grad_accum=1)}
 # the recipes keep their autocast: a dry run on a CPU runs it in float32 (bfloat16 is emulated, slow, on most CPUs)
 
 
@@ -43,7 +40,7 @@ def test_paper_recipe_dry_run_at_full_size(recipe, tmp_path, capsys):
     out_dir = tmp_path / 'run'
     full = load_config(os.path.join(REPO, recipe))
     cfg = load_config(os.path.join(REPO, recipe), dry_run=2, synthetic_data=True, device='cpu',
-                      progress=False, out_dir=str(out_dir), **CUT[task])
+                      progress=False, out_dir=str(out_dir), **TASKS[task].cpu_batch)
     result = train(cfg)
     report = result['results']['dry_run']
     assert report['steps'] == 2 and report['params_changed'], report

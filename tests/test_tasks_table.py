@@ -87,26 +87,41 @@ def test_the_table_loads_no_torch():
     assert out.returncode == 0, out.stderr
 
 
+def test_a_rows_cpu_cuts_and_length_field_are_fields_of_its_config_and_its_command_module_is_registered():
+    from stepsnet.cli import COMMANDS
+    for t in TASKS.values():
+        fields = {f.name for f in dataclasses.fields(resolve(t.config))}
+        assert 'batch_size' in t.cpu_batch, t.name
+        cut = set(t.cpu_batch) | set(t.tiny_inputs)
+        assert cut <= fields, (t.name, cut - fields)
+        assert t.length_field in fields, t.name
+        assert t.cli in COMMANDS, t.name
+
+
 def test_rows_name_a_known_run_length_and_item():
     for t in TASKS.values():
         assert t.run_length in ('epochs', 'steps') and t.item in ('images', 'tokens'), t.name
         assert (t.dataset_size is None) == (t.item == 'tokens'), t.name  # image sets have a size for dry runs
 
 
-# modules that may name tasks one by one: each task's own modules, the checkpoint kinds' constants, and the
-# throughput benchmark, whose "task" is the kind of model it times (image or language), not a training task
+# modules that may name tasks one by one: each task's own modules, the checkpoint kinds' constants, the
+# throughput benchmark, whose "task" is the kind of model it times (image or language), not a training task, and the
+# built-in comparisons `stepsnet compare cls` / `lm`, named like the tasks they compare on
 OWN_MODULES = ('stepsnet/utils/tasks.py', 'stepsnet/tasks/', 'stepsnet/cli/cls.py', 'stepsnet/cli/dense.py',
                'stepsnet/cli/lm.py', 'stepsnet/compare/task_', 'stepsnet/models/factory.py',
-               'stepsnet/analysis/speed', 'stepsnet/cli/benchmark.py')
+               'stepsnet/analysis/speed', 'stepsnet/cli/benchmark.py', 'stepsnet/compare/builtin.py',
+               'stepsnet/cli/compare.py')
 
 
 def test_only_a_tasks_own_modules_branch_on_its_name():
-    """A fifth task is a row of the table and its own modules: nothing else compares a task's name."""
+    """A fifth task is a row of the table and its own modules: nothing else compares a task's name or keys a
+    table by it, in the package, the benchmarks or the scripts."""
     import re
     pattern = re.compile(r"""(==|!=)\s*['"](cls|det|seg|lm)['"]|['"](cls|det|seg|lm)['"]\s*(==|!=)"""
-                         r"""|TASKS\[['"](cls|det|seg|lm)['"]\]""")
+                         r"""|TASKS\[['"](cls|det|seg|lm)['"]\]|['"](cls|det|seg|lm)['"]\s*:\s*\S""")
     found = []
-    for folder, _, files in os.walk(os.path.join(REPO, 'stepsnet')):
+    for folder, _, files in (entry for top in ('stepsnet', 'benchmarks', 'scripts')
+                             for entry in os.walk(os.path.join(REPO, top))):
         for name in files:
             path = os.path.relpath(os.path.join(folder, name), REPO)
             if name.endswith('.py') and not path.startswith(OWN_MODULES):

@@ -120,7 +120,7 @@ def count_macs(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> i
 
 def count_flops(model: nn.Module, input_size: Sequence[int] = (3, 224, 224)) -> int:
     """Deprecated name of :func:`count_macs`, which it returns: it counts multiply-adds (the paper's "FLOPs"), not
-    floating-point operations (:func:`stepsnet.utils.dryrun.count_flops` counts those, of a call)."""
+    floating-point operations (:func:`stepsnet.utils.dryrun.count_call_flops` counts those, of a call)."""
     warnings.warn('stepsnet.analysis.complexity.count_flops counts multiply-adds and is now named count_macs',
                   DeprecationWarning, stacklevel=2)
     return count_macs(model, input_size)

@@ -31,14 +31,14 @@ import sys
 from typing import List, Optional, Tuple
 
 from stepsnet.utils.errors import TrainingError
+from stepsnet.utils.tasks import TASKS
 
+# the command modules: the general ones, each task's own (its row's ``cli``, once per module) after `train`/`eval`
 COMMANDS = (
     'stepsnet.cli.models',
     'stepsnet.cli.data',
     'stepsnet.cli.dispatch',
-    'stepsnet.cli.cls',
-    'stepsnet.cli.lm',
-    'stepsnet.cli.dense',
+    *dict.fromkeys(t.cli for t in TASKS.values()),
     'stepsnet.cli.compare',
     'stepsnet.cli.benchmark',
     'stepsnet.cli.analyze',

@@ -18,8 +18,10 @@ import json
 import os
 from typing import Any, Dict, List, Mapping, Optional
 
+from stepsnet.utils.tasks import TASKS
+
 # what sets a run's length, per task: the field doubled in the reference
-LENGTH_FIELD = {'cls': 'epochs', 'lm': 'max_iters'}
+LENGTH_FIELD = {t.name: t.length_field for t in TASKS.values()}
 # recipe fields that do not change what a run learns (where it writes, how it reports), and the recipe's seed (a
 # comparison sets each run's seed; its seeds are compared apart): not compared
 IGNORED_FIELDS = frozenset({'seed', 'out_dir', 'resume', 'progress', 'tensorboard', 'log_interval',
@@ -147,7 +149,7 @@ def convergence_lines(c: Mapping[str, Any], digits: int, metric: str = 'training
         return [head, '', f'No statement: the reference does not match this comparison ({c["unusable"]}).']
     f = f'{{:.{digits}f}}'
     rows = ['| setting | arm | training here | with twice the ' + c['length'] + ' | shortfall (mean / worst seed) | '
-            'validation with twice the ' + c['length'] + ' | converged |', '|---|---|---|---|---|---|---|']
+            'held out, with twice the ' + c['length'] + ' | converged |', '|---|---|---|---|---|---|---|']
     for a in c['arms']:
         if not a['seeds']:
             rows.append(f'| {a["point"]} | {a["label"]} | - | - | - | - | no seed in both |')

@@ -29,7 +29,7 @@ from stepsnet.utils.dryrun import (
     DryRunMeter,
     DryRunReport,
     a100_floor,
-    count_flops,
+    count_call_flops,
     dry_run_amp,
     task_of_kind,
 )
@@ -167,7 +167,7 @@ class DryRun(StepMeter):
     def step(self, fn: Callable[..., StepResult], args: Sequence[Any]) -> StepResult:
         if self.meter.step_times or self.run.config.get('compile'):
             return fn(*args)
-        result, self.meter.flops = count_flops(fn, *args)
+        result, self.meter.flops = count_call_flops(fn, *args)
         return result
 
     def stepped(self, t0, micro, result, count) -> None:

@@ -19,7 +19,7 @@ docs/full-scale.md tabulates): the training FLOPs counted on the first step time
 :data:`ASSUMED_UTILISATION` of the A100's dense bfloat16 peak, an assumption, not a measurement.
 
 One convention for model cost everywhere (``stepsnet models``, the README, this report): multiply-accumulates
-("MACs"; the paper's, timm's and fvcore's "GFLOPs"). :func:`count_flops` returns the FLOPs of
+("MACs"; the paper's, timm's and fvcore's "GFLOPs"). :func:`count_call_flops` returns the FLOPs of
 :class:`torch.utils.flop_counter.FlopCounterMode`, 2 per multiply-accumulate; the report prints half of them as
 MACs and keeps the counter's number in its JSON (``train_flops_per_step``) next to ``train_macs_per_step``.
 
@@ -44,7 +44,7 @@ from stepsnet.utils.checkpoint import atomic_write_text
 from stepsnet.utils.names import plural
 from stepsnet.utils.tasks import TASKS, task_of_kind
 
-__all__ = ['DryRunReport', 'DryRunMeter', 'Resized', 'count_flops', 'A100_BF16_PEAK', 'ASSUMED_UTILISATION',
+__all__ = ['DryRunReport', 'DryRunMeter', 'Resized', 'count_call_flops', 'A100_BF16_PEAK', 'ASSUMED_UTILISATION',
            'RECIPE_PROCESSES', 'RUN_LENGTH_FIELDS', 'A100Floor', 'a100_floor', 'recipe_items', 'task_of_kind',
            'dry_run_amp', 'MAC_HEADER']
 
@@ -162,7 +162,7 @@ class Resized(torch.utils.data.Dataset):
         return getattr(self.dataset, name)
 
 
-def count_flops(fn, *args: Any, **kwargs: Any):
+def count_call_flops(fn, *args: Any, **kwargs: Any):
     """``(result of fn(*args, **kwargs), FLOPs it ran)`` counted by :class:`torch.utils.flop_counter.FlopCounterMode`
     (matrix products and convolutions, forward and backward; 2 FLOPs per multiply-accumulate: the report prints
     half of them as MACs)."""
