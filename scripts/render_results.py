@@ -110,7 +110,10 @@ def _floor_note(flips: Sequence[SignFlipTest], alpha: float = stats.ALPHA, unit:
     floors = [s.min_p for s in flips if s.min_p is not None]
     if not floors or min(floors) < alpha:
         return ''
-    n = max(s.n - s.ties for s in flips if s.min_p is not None)
+    most = max((s for s in flips if s.min_p is not None), key=lambda s: s.n - s.ties)
+    n = most.n - most.ties
+    if most.ties:
+        unit = f'untied {unit}'  # a tie (|d| within the tolerance) takes no sign
     return (f' With {n} {unit} the sign-flip p cannot go below {min(floors):.2g} even before adjustment, so no '
             'difference here can get a verdict.')
 
@@ -676,7 +679,8 @@ def render_summary() -> str:
             where = '' if len(r['points']) == 1 else f' at {point}'
             arm = {'steps_blocks': 'Steps, equal blocks', 'steps_compute': 'Steps, equal params/FLOPs'}.get(
                 role.replace('_train', ''), 'Steps, equal params/FLOPs')
-            metric = 'training top-1' if role.endswith('_train') else 'val top-1'
+            held_out = 'test' if (r.get('config') or {}).get('dataset') == 'mnist1d' else 'val'  # MNIST-1D's 'val'
+            metric = 'training top-1' if role.endswith('_train') else f'{held_out} top-1'
             t, s = _tests(d)
             rows.append((f'{what}: {arm} {MINUS} residual{where}, {metric} (points)', _evidence(r), t, s,
                          d['outcome'], 2, f'figures/{folder}/'))
@@ -701,9 +705,10 @@ def render_summary() -> str:
     for name, evidence, t, s, code, digits, where in rows:
         lines.append(f'| {name} | {evidence} | {t.n} | {_mean_sd(t, digits)} | {_ci(t, digits)} | '
                      + ' | '.join(_p_cells(t, s)) + f' | {_verdict_cell(code, t.n)} | [{where}]({where}) |')
-    floors = sorted({(s.n - s.ties, s.min_p) for *_, s, _, _, _ in rows if s.min_p is not None and s.min_p >= 0.05})
-    floor = ''.join(f' With {n} seeds the sign-flip p cannot go below {p:.2g}, so no exploratory {n}-seed row can get '
-                    'a verdict.' for n, p in floors)
+    floors = sorted({(s.n - s.ties, bool(s.ties), s.min_p) for *_, s, _, _, _ in rows
+                     if s.min_p is not None and s.min_p >= 0.05})
+    floor = ''.join(f' With {n} {"untied " if tied else ""}seeds the sign-flip p cannot go below {p:.2g}, so no '
+                    f'exploratory {n}-seed row can get a verdict.' for n, tied, p in floors)
     lines += ['', 'Each p is Holm-adjusted across the comparisons of its own report, for the t-test and the sign-flip '
               'test separately (the LM sweep: its distinct differences, a difference two cells share counted once, '
               'the exploratory best-rate comparison included). An exploratory row is "ahead" / "behind" only where '

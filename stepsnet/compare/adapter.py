@@ -4,9 +4,14 @@ this package (``task_cls``, ``task_lm``) and names it in its row of :data:`steps
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Mapping, Optional
 
 __all__ = ['TaskAdapter']
+
+
+def validation_split(config: Mapping[str, Any]) -> str:
+    """How a report names the split a run is evaluated on, by default."""
+    return 'the validation split'
 
 
 @dataclass(frozen=True)
@@ -28,6 +33,8 @@ class TaskAdapter:
         final: The key of the compared metric in the final evaluation (``final`` of ``results.json``).
         train_metric: Name of the metric measured again on the training images (``train_metric`` in a run's
             result), or None.
+        held_out: How the report names the split the compared metric is measured on, from a run's config (as
+            ``results.json`` stores it), e.g. "the standard MNIST-1D test split (1,000 signals)".
     """
     metric: str
     higher_is_better: bool
@@ -41,3 +48,4 @@ class TaskAdapter:
     kind: str
     final: str
     train_metric: Optional[str] = None
+    held_out: Callable[[Mapping[str, Any]], str] = validation_split

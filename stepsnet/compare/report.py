@@ -286,7 +286,7 @@ def report_markdown(r: Mapping[str, Any]) -> str:
     lines = [f'# {r["title"]}', '', _registration_lines(r), '']
     if r.get('context'):
         lines += [r['context'], '']
-    lines += [f'Metric: {r["metric"]} on the validation split, after the last step; '
+    lines += [f'Metric: {r["metric"]} on {adapter.held_out(r.get("config") or {})}, after the last step; '
               f'{"higher" if higher else "lower"} is better. Mean ± standard deviation over {plural(n, "seed")} '
               f'{r["seeds"]}; a difference is paired by seed (same initialisation seed and batches for every arm).',
               '']

@@ -3,7 +3,7 @@ row of :data:`stepsnet.utils.tasks.TASKS`)."""
 from __future__ import annotations
 
 import os
-from typing import Any, Dict
+from typing import Any, Dict, Mapping
 
 from stepsnet.analysis.complexity import count_blocks, count_layers, count_macs
 from stepsnet.compare.adapter import TaskAdapter
@@ -36,6 +36,14 @@ def _check_cls(cfg: cls_task.ClassificationConfig) -> None:
     create_classifier(cfg.model, 10, cls_task.data_config(cfg)['input_size'][-1], **cfg.model_kwargs)
 
 
+def _held_out(config: Mapping[str, Any]) -> str:
+    """The evaluated split as a report names it: MNIST-1D's ``val`` is its standard test split."""
+    split = config.get('val_split', 'val')
+    if config.get('dataset') == 'mnist1d' and split in ('val', 'test'):
+        return 'the standard MNIST-1D test split (1,000 signals)'
+    return 'the validation split' if split == 'val' else f'the {split} split'
+
+
 ADAPTER = TaskAdapter('val top-1 (%)', True, 'images seen', 2, os.path.join('cls', 'digits_cpu.yaml'),
                       cls_task.load_config, _run_cls, _check_cls, cls_task.train_classification, CLS_KIND, 'top1',
-                      'train top-1 (no augmentation)')
+                      'train top-1 (no augmentation)', _held_out)
