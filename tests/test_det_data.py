@@ -209,3 +209,14 @@ def test_draw_scene_checks_its_arguments():
         synthetic.draw_scene(32, 32, rng, max_shapes=0)
     with pytest.raises(ValueError, match=r'image size 8x32 \(height x width\) is too small; expected sides >= 16'):
         synthetic.draw_scene(8, 32, rng)
+
+
+def test_aspect_groups_read_each_images_orientation_also_through_a_resized_set(tmp_path):
+    from stepsnet.data.coco import aspect_groups
+    from stepsnet.data.layouts import write_coco
+    from stepsnet.utils.dryrun import Resized
+    root = write_coco(str(tmp_path / 'coco'), train_images=6, val_images=1, size=(64, 48))
+    ds = CocoInstances(*coco_split_paths(root, 'train2017'), train=True)
+    sizes = [(ds.coco.imgs[i]['width'], ds.coco.imgs[i]['height']) for i in ds.ids]
+    assert aspect_groups(ds) == [int(h > w) for w, h in sizes] and set(aspect_groups(ds)) == {0, 1}
+    assert aspect_groups(Resized(ds, 14)) == [aspect_groups(ds)[i % 6] for i in range(14)]

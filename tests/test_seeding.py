@@ -38,3 +38,20 @@ def test_ranks_of_one_epoch_partition_one_order():
     ranks = [epoch_batches(16, 2, 3, seed=1, world_size=2, rank=r) for r in (0, 1)]
     dealt = sorted(i for r in ranks for b in r for i in b)
     assert dealt == list(range(16))
+
+
+def test_grouped_batches_hold_one_group_and_the_same_samples_resumable():
+    groups = [int(i % 3 == 0) for i in range(50)]  # every third sample portrait, as the generated COCO images
+    plain = epoch_batches(50, 4, 2, seed=5, drop_last=False)
+    grouped = epoch_batches(50, 4, 2, seed=5, drop_last=False, groups=groups)
+    assert len(grouped) == len(plain)
+    assert sorted(i for b in grouped for i in b) == sorted(i for b in plain for i in b)
+    mixed = [b for b in grouped if len({groups[i] for i in b}) > 1]
+    assert all(b in grouped[-2:] for b in mixed)  # only the two groups' remainders, at the end
+    assert any(len({groups[i] for i in b}) > 1 for b in plain)  # the plain order mixes them
+    assert epoch_batches(50, 4, 2, seed=5, drop_last=False, groups=groups, start=3) == grouped[3:]
+    for rank in (0, 1):  # each rank groups its own share of the order
+        share = epoch_batches(50, 4, 2, seed=5, world_size=2, rank=rank, groups=groups)
+        assert share and all(len({groups[i] for i in b}) == 1 for b in share[:-2])
+    with pytest.raises(ValueError, match='groups has 3 entries for 50 samples'):
+        epoch_batches(50, 4, 2, groups=[0, 1, 0])

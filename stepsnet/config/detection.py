@@ -40,6 +40,9 @@ class DetectionConfig(RunConfig):
     epochs: int = 12
     max_iters: Optional[int] = None
     batch_size: int = 2
+    # a training batch holds images of one orientation (landscape / portrait), as mmdetection's aspect-ratio
+    # grouping: its images pad to a smaller common size (stepsnet.data.sampler.epoch_batches)
+    aspect_grouping: bool = True
     workers: int = 2
     opt: str = 'adamw'
     lr: float = 1e-4

@@ -21,7 +21,8 @@ from torch.utils.data import Dataset
 from stepsnet.data.images import ClassNames
 from stepsnet.utils.errors import DataError
 
-__all__ = ['CocoInstances', 'coco_split_paths', 'detections_to_coco', 'coco_evaluate', 'collate_detection']
+__all__ = ['CocoInstances', 'coco_split_paths', 'detections_to_coco', 'coco_evaluate', 'collate_detection',
+           'aspect_groups']
 
 _STAT_NAMES = ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl')
 
@@ -155,6 +156,14 @@ class CocoInstances(ClassNames, Dataset):
         if self.masks:
             out['masks'] = out['masks'].as_subclass(torch.Tensor).to(torch.uint8)
         return image, out
+
+
+def aspect_groups(dataset: Any) -> List[int]:
+    """Each image's orientation from the annotations (0: landscape or square, 1: portrait), by the data set's
+    ``ids`` and ``coco`` (a :class:`CocoInstances`, or a wrapper that forwards them): the groups of
+    :func:`stepsnet.data.sampler.epoch_batches`, so that a batch pads its images to one orientation."""
+    imgs = dataset.coco.imgs
+    return [int(imgs[i]['height'] > imgs[i]['width']) for i in dataset.ids]
 
 
 def collate_detection(batch: Sequence[Tuple[torch.Tensor, Dict[str, Any]]]) -> Tuple[List, List]:

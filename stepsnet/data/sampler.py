@@ -4,10 +4,12 @@ A run that stops after step ``s`` and resumes asks for the batches from step ``s
 uninterrupted run would have trained on. Each epoch is a permutation of the dataset seeded by
 ``derive_seed(seed, 'order', epoch)`` (:mod:`stepsnet.utils.seeding`: seeds share no epoch order), dealt out to
 the ranks by stride (rank ``r`` of ``w`` takes positions ``r, r + w, ...``), as
-``torch.utils.data.DistributedSampler`` does.
+``torch.utils.data.DistributedSampler`` does. Given the samples' groups (e.g. detection images by orientation,
+:func:`stepsnet.data.coco.aspect_groups`), each rank then batches its samples within their group, in the order of the
+permutation, as mmdetection's aspect-ratio grouping does, so that a batch pads its images less.
 """
 import math
-from typing import List
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
@@ -37,6 +39,7 @@ def epoch_batches(
         drop_last: bool = True,
         shuffle: bool = True,
         repeats: int = 1,
+        groups: Optional[Sequence[int]] = None,
 ) -> List[List[int]]:
     """This rank's batches of one epoch, from batch ``start`` on.
 
@@ -53,7 +56,13 @@ def epoch_batches(
         shuffle: Permute (training) or keep the dataset order.
         repeats: Repeated augmentation (DeiT): each drawn sample appears this many times in a row, spread over
             ranks, and an epoch still holds about ``num_samples`` samples per step count.
+        groups: The group of each sample (``num_samples`` ints), or None. A batch is taken from one group: this
+            rank's samples fill their group's batch in permutation order and a batch is emitted when it is full;
+            what is left of the groups at the end is batched in the same order, mixed. The rank still trains on
+            the same samples, in as many batches.
     """
+    if groups is not None and len(groups) != num_samples:
+        raise ValueError(f'groups has {len(groups)} entries for {num_samples} samples')
     n_steps = steps_per_epoch(num_samples, batch_size, world_size, drop_last)
     if shuffle:
         generator = torch.Generator().manual_seed(derive_seed(seed, 'order', epoch))
@@ -66,4 +75,20 @@ def epoch_batches(
     while len(order) < need:  # fewer samples than the batches need: top up from the start
         order += order[:need - len(order)]
     mine = order[rank:need:world_size]
-    return [mine[b * batch_size:(b + 1) * batch_size] for b in range(start, n_steps)]
+    if groups is None:
+        return [mine[b * batch_size:(b + 1) * batch_size] for b in range(start, n_steps)]
+    return _grouped(mine, groups, batch_size)[start:]
+
+
+def _grouped(samples: List[int], groups: Sequence[int], batch_size: int) -> List[List[int]]:
+    """``samples`` in batches of one group each, in the order each batch fills; the groups' remainders last."""
+    batches: List[List[int]] = []
+    filling: Dict[int, List[int]] = {}  # group -> positions in ``samples`` of its batch being filled
+    for pos, i in enumerate(samples):
+        batch = filling.setdefault(groups[i], [])
+        batch.append(pos)
+        if len(batch) == batch_size:
+            batches.append([samples[p] for p in batch])
+            filling[groups[i]] = []
+    rest = [samples[p] for p in sorted(p for batch in filling.values() for p in batch)]
+    return batches + [rest[b:b + batch_size] for b in range(0, len(rest), batch_size)]

@@ -453,9 +453,9 @@ def epoch_loader_batches(
         workers: ``DataLoader`` workers.
         to_device: Moves one loaded batch to the device (default: every tensor of a tuple).
         loader_kwargs: More ``DataLoader`` arguments (``collate_fn``, ``worker_init_fn``, ...) and the
-            ``epoch_batches`` options ``drop_last`` / ``repeats``.
+            ``epoch_batches`` options ``drop_last`` / ``repeats`` / ``groups``.
     """
-    sampling = {k: loader_kwargs.pop(k) for k in ('drop_last', 'repeats') if k in loader_kwargs}
+    sampling = {k: loader_kwargs.pop(k) for k in ('drop_last', 'repeats', 'groups') if k in loader_kwargs}
     move = to_device or (lambda b: tuple(t.to(env.device, non_blocking=True) for t in b))
     epoch, offset = divmod(start, steps_per_epoch)
     while True:

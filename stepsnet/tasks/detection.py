@@ -25,7 +25,14 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from stepsnet.config.detection import DetectionConfig, load_config
-from stepsnet.data.coco import CocoInstances, coco_evaluate, coco_split_paths, collate_detection, detections_to_coco
+from stepsnet.data.coco import (
+    CocoInstances,
+    aspect_groups,
+    coco_evaluate,
+    coco_split_paths,
+    collate_detection,
+    detections_to_coco,
+)
 from stepsnet.data.layouts import dry_run_data_dir, dry_run_sets
 from stepsnet.data.sampler import steps_per_epoch
 from stepsnet.engine import (
@@ -128,7 +135,8 @@ def _train_batches(dataset: CocoInstances, cfg: DetectionConfig, spe: int, start
                 [{k: (v.to(env.device) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets])
     return epoch_loader_batches(
         dataset, cfg.batch_size, cfg.seed, spe, start, env, cfg.workers, drop_last=False,
-        to_device=to_device, collate_fn=collate_detection)
+        groups=aspect_groups(dataset) if cfg.aspect_grouping else None, to_device=to_device,
+        collate_fn=collate_detection)
 
 
 def _detection_loss(model: nn.Module, batch) -> tuple:
