@@ -29,6 +29,18 @@ def test_every_module_name_string_of_the_task_table_resolves(target):
     assert isinstance(found, TaskAdapter) if target.endswith(':ADAPTER') else callable(found)
 
 
+@pytest.mark.parametrize('package', ['stepsnet', 'stepsnet.utils'])
+def test_every_lazy_name_of_a_package_resolves_to_its_modules_own(package):
+    """The names a package imports on first use (its ``_LAZY`` table, which the import linter cannot see) exist in
+    the modules named, and are the objects those modules define."""
+    pkg = importlib.import_module(package)
+    assert pkg._LAZY
+    for name, module in pkg._LAZY.items():
+        target = importlib.import_module(module if module.startswith('stepsnet') else f'{package}.{module}')
+        assert getattr(pkg, name) is getattr(target, name), (package, name, module)
+        assert name in dir(pkg), (package, name)
+
+
 def test_every_command_module_registers_and_names_a_config_that_resolves():
     from stepsnet.cli import COMMANDS
     for name in COMMANDS:
