@@ -1,7 +1,8 @@
 """Tiny cases of the generic twin families of :mod:`stepsnet.models._families_cnn`.
 
 ``TINY`` maps a family name to (timm name, overrides that shrink it, input size); tests/test_generic_twins.py runs
-its checks (forward and backward, the one-step twin is the baseline, parity on the meta device) on every entry.
+its checks on every entry (forward and backward, the one-step twin is the baseline) and counts one real
+configuration of each family on the meta device against its row of the coverage table (parity).
 The tests below cover what the convolutional families add: a stage's first block kept in front of its trunk, the
 paper's ResNet rule, re-parameterisable blocks, BatchNorm in training mode and ``features_only``.
 """

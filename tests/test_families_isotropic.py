@@ -1,7 +1,8 @@
 """Tiny cases of the generic twin families of :mod:`stepsnet.models._families_isotropic`.
 
 ``TINY`` maps a family name to (timm name, overrides that shrink it, input size); tests/test_generic_twins.py runs
-its checks (forward and backward, the one-step twin is the baseline, parity on the meta device) on every entry.
+its checks on every entry (forward and backward, the one-step twin is the baseline) and counts one real
+configuration of each family on the meta device against its row of the coverage table (parity).
 The tests here check what a family needs beyond those: the arguments timm passes to its blocks, the refusals, and
 the blocks that differ along the trunk.
 """

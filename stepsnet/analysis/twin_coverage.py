@@ -16,7 +16,7 @@ from stepsnet.analysis.complexity import count_macs, count_params
 from stepsnet.models.generic_families import GENERIC_FAMILIES, family_configs
 from stepsnet.models.twins import build_twin
 
-__all__ = ['CoverageRow', 'coverage_row', 'coverage', 'render_coverage', 'PARAMS_TOL', 'FLOPS_TOL']
+__all__ = ['CoverageRow', 'coverage_row', 'coverage', 'render_coverage', 'row_markdown', 'PARAMS_TOL', 'FLOPS_TOL']
 
 PARAMS_TOL, FLOPS_TOL = 0.005, 0.03
 
@@ -95,13 +95,17 @@ def render_coverage(rows: Sequence[CoverageRow]) -> str:
     lines += ['', '<details><summary>Every configuration</summary>', '',
               '| family | timm configuration | status | Δ params | Δ FLOPs | twin plans (width x blocks) or reason |',
               '|---|---|---|---|---|---|']
-    for r in rows:
-        if r.twinned:
-            status = 'within parity' if r.within_parity else 'twinned'
-            cells = [r.family, f'`{r.name}`', status, f'{100 * r.delta(r.params):+.2f}%',
-                     f'{100 * r.delta(r.macs):+.2f}%', r.plans]
-        else:
-            cells = [r.family, f'`{r.name}`', 'refused', '', '', r.reason.replace('|', '\\|')]
-        lines.append('| ' + ' | '.join(cells) + ' |')
+    lines += [row_markdown(r) for r in rows]
     lines += ['', '</details>']
     return '\n'.join(lines) + '\n'
+
+
+def row_markdown(r: CoverageRow) -> str:
+    """One configuration's row of the table: family, name, status, Δ params, Δ FLOPs, plans (or the reason)."""
+    if r.twinned:
+        status = 'within parity' if r.within_parity else 'twinned'
+        cells = [r.family, f'`{r.name}`', status, f'{100 * r.delta(r.params):+.2f}%',
+                 f'{100 * r.delta(r.macs):+.2f}%', r.plans]
+    else:
+        cells = [r.family, f'`{r.name}`', 'refused', '', '', r.reason.replace('|', '\\|')]
+    return '| ' + ' | '.join(cells) + ' |'
