@@ -692,9 +692,11 @@ def render_summary() -> str:
     llama = sweep_tests(LLAMA_RUNS, LLAMA_PROTOCOL, LLAMA_RULE).cells
     not_run = sum(1 for c in llama if not c.differences.get(('steps', 'baseline')) or
                   not c.differences[('steps', 'baseline')].values)
-    # committed before its runs, but trained across several commits and not run in full: provisional
-    llama_evidence = ('pre-registered (`benchmarks/llama_compare.yaml`), provisional: ' +
-                      (f'{not_run} of {len(llama)} planned cells not run' if not_run else 'every cell run'))
+    # committed before its runs; provisional while a planned cell has not run; its runs' commits, as docs/llama.md
+    commits = len({row['commit'] for row in _read_csv(LLAMA_RUNS)})
+    llama_evidence = ('pre-registered (`benchmarks/llama_compare.yaml`)'
+                      + (f', provisional: {not_run} of {len(llama)} planned cells not run' if not_run else '')
+                      + (f'; its runs trained at {commits} commits' if commits > 1 else ''))
     for c in llama:
         d = c.differences.get(('steps', 'baseline'))
         if d is not None and d.values:
