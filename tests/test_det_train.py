@@ -120,6 +120,7 @@ def test_paper_recipes_load():
             assert cfg.arch == 'mask_rcnn' and cfg.epochs == 12 and cfg.lr_steps == [8, 11]
             assert cfg.min_size == 800 and cfg.max_size == 1333
             assert cfg.opt == ('momentum' if 'resnet' in cfg.backbone else 'adamw')
+            assert cfg.aspect_grouping  # the paper protocol's batches; off by default (a resumed older run)
 
 
 def test_resumed_run_sees_the_same_batches(coco, tmp_path):

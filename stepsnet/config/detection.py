@@ -41,8 +41,9 @@ class DetectionConfig(RunConfig):
     max_iters: Optional[int] = None
     batch_size: int = 2
     # a training batch holds images of one orientation (landscape / portrait), as mmdetection's aspect-ratio
-    # grouping: its images pad to a smaller common size (stepsnet.data.sampler.epoch_batches)
-    aspect_grouping: bool = True
+    # grouping: its images pad to a smaller common size (stepsnet.data.sampler.epoch_batches). On in the paper
+    # recipes; off by default, so that a run started before the option resumes on the batches it began with
+    aspect_grouping: bool = False
     workers: int = 2
     opt: str = 'adamw'
     lr: float = 1e-4

@@ -162,8 +162,8 @@ def aspect_groups(dataset: Any) -> List[int]:
     """Each image's orientation from the annotations (0: landscape or square, 1: portrait), by the data set's
     ``ids`` and ``coco`` (a :class:`CocoInstances`, or a wrapper that forwards them): the groups of
     :func:`stepsnet.data.sampler.epoch_batches`, so that a batch pads its images to one orientation."""
-    imgs = dataset.coco.imgs
-    return [int(imgs[i]['height'] > imgs[i]['width']) for i in dataset.ids]
+    imgs = dataset.coco.imgs  # an image without a size (COCO files have one) goes with the landscape ones
+    return [int(imgs[i].get('height', 0) > imgs[i].get('width', 0)) for i in dataset.ids]
 
 
 def collate_detection(batch: Sequence[Tuple[torch.Tensor, Dict[str, Any]]]) -> Tuple[List, List]:
