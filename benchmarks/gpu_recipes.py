@@ -25,6 +25,8 @@ import traceback
 from typing import Any, Dict, List, Optional
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
 def paper_recipes() -> List[str]:
     from stepsnet.utils.tasks import paper_recipes as recipes  # the one list (torch-free)
     return [os.path.join(REPO, p) for p in recipes(REPO)]

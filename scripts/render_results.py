@@ -110,9 +110,8 @@ def _floor_note(flips: Sequence[SignFlipTest], alpha: float = stats.ALPHA, unit:
     floors = [s.min_p for s in flips if s.min_p is not None]
     if not floors or min(floors) < alpha:
         return ''
-    most = max((s for s in flips if s.min_p is not None), key=lambda s: s.n - s.ties)
-    n = most.n - most.ties
-    if most.ties:
+    n = max(s.n - s.ties for s in flips if s.min_p is not None)
+    if any(s.ties for s in flips if s.min_p is not None and s.n - s.ties == n):
         unit = f'untied {unit}'  # a tie (|d| within the tolerance) takes no sign
     return (f' With {n} {unit} the sign-flip p cannot go below {min(floors):.2g} even before adjustment, so no '
             'difference here can get a verdict.')
@@ -693,7 +692,7 @@ def render_summary() -> str:
     not_run = sum(1 for c in llama if not c.differences.get(('steps', 'baseline')) or
                   not c.differences[('steps', 'baseline')].values)
     # committed before its runs; provisional while a planned cell has not run; its runs' commits, as docs/llama.md
-    commits = len({row['commit'] for row in _read_csv(LLAMA_RUNS)})
+    commits = len({row['commit'] for row in _read_csv(LLAMA_RUNS) if row.get('commit')})
     llama_evidence = ('pre-registered (`benchmarks/llama_compare.yaml`)'
                       + (f', provisional: {not_run} of {len(llama)} planned cells not run' if not_run else '')
                       + (f'; its runs trained at {commits} commits' if commits > 1 else ''))
@@ -707,10 +706,14 @@ def render_summary() -> str:
     for name, evidence, t, s, code, digits, where in rows:
         lines.append(f'| {name} | {evidence} | {t.n} | {_mean_sd(t, digits)} | {_ci(t, digits)} | '
                      + ' | '.join(_p_cells(t, s)) + f' | {_verdict_cell(code, t.n)} | [{where}]({where}) |')
-    floors = sorted({(s.n - s.ties, bool(s.ties), s.min_p) for *_, s, _, _, _ in rows
-                     if s.min_p is not None and s.min_p >= 0.05})
+    floors: Dict[int, Tuple[float, bool]] = {}  # untied seeds -> (the sign-flip floor, whether a row had a tie)
+    for *_, s, _, _, _ in rows:
+        if s.min_p is not None and s.min_p >= 0.05:
+            n = s.n - s.ties
+            floors[n] = (s.min_p, bool(s.ties) or floors.get(n, (0, False))[1])
     floor = ''.join(f' With {n} {"untied " if tied else ""}seeds the sign-flip p cannot go below {p:.2g}, so no '
-                    f'exploratory {n}-seed row can get a verdict.' for n, tied, p in floors)
+                    f'exploratory row with {n} {"untied " if tied else ""}seeds can get a verdict.'
+                    for n, (p, tied) in sorted(floors.items()))
     lines += ['', 'Each p is Holm-adjusted across the comparisons of its own report, for the t-test and the sign-flip '
               'test separately (the LM sweep: its distinct differences, a difference two cells share counted once, '
               'the exploratory best-rate comparison included). An exploratory row is "ahead" / "behind" only where '

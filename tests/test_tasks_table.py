@@ -107,7 +107,7 @@ def test_a_rows_cpu_cuts_and_length_field_are_fields_of_its_config_and_its_comma
         cut = set(t.cpu_batch) | set(t.tiny_inputs)
         assert cut <= fields, (t.name, cut - fields)
         assert t.length_field in fields, t.name
-        assert t.cli in COMMANDS, t.name
+        assert t.cli and t.cli in COMMANDS, t.name
 
 
 def test_rows_name_a_known_run_length_and_item():

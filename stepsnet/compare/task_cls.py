@@ -40,7 +40,7 @@ def _held_out(config: Mapping[str, Any]) -> str:
     """The evaluated split as a report names it: MNIST-1D's ``val`` is its standard test split."""
     split = config.get('val_split', 'val')
     if config.get('dataset') == 'mnist1d' and split in ('val', 'test'):
-        return 'the standard MNIST-1D test split (1,000 signals)'
+        return f'the standard MNIST-1D test split (1,000 signals; the config\'s `{split}` split)'
     return 'the validation split' if split == 'val' else f'the {split} split'
 
 
