@@ -34,6 +34,7 @@ import yaml
 from stepsnet import stats
 from stepsnet.compare.convergence import convergence_lines
 from stepsnet.config.lm import load_config as load_lm_config
+from stepsnet.data.images import held_out_split
 from stepsnet.reports import lm_sweep as sweep_report
 from stepsnet.stats import PairedTest, SignFlipTest, format_p
 from stepsnet.utils import docblocks, dryrun
@@ -678,7 +679,8 @@ def render_summary() -> str:
             where = '' if len(r['points']) == 1 else f' at {point}'
             arm = {'steps_blocks': 'Steps, equal blocks', 'steps_compute': 'Steps, equal params/FLOPs'}.get(
                 role.replace('_train', ''), 'Steps, equal params/FLOPs')
-            held_out = 'test' if (r.get('config') or {}).get('dataset') == 'mnist1d' else 'val'  # MNIST-1D's 'val'
+            cfg = r.get('config') or {}
+            held_out = held_out_split(cfg.get('dataset'), cfg.get('val_split', 'val'))[0]
             metric = 'training top-1' if role.endswith('_train') else f'{held_out} top-1'
             t, s = _tests(d)
             rows.append((f'{what}: {arm} {MINUS} residual{where}, {metric} (points)', _evidence(r), t, s,

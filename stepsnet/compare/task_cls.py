@@ -7,6 +7,7 @@ from typing import Any, Dict, Mapping
 
 from stepsnet.analysis.complexity import count_blocks, count_layers, count_macs
 from stepsnet.compare.adapter import TaskAdapter
+from stepsnet.data.images import held_out_split
 from stepsnet.models.factory import CLS_KIND, create_classifier
 from stepsnet.tasks import classification as cls_task
 
@@ -37,11 +38,8 @@ def _check_cls(cfg: cls_task.ClassificationConfig) -> None:
 
 
 def _held_out(config: Mapping[str, Any]) -> str:
-    """The evaluated split as a report names it: MNIST-1D's ``val`` is its standard test split."""
-    split = config.get('val_split', 'val')
-    if config.get('dataset') == 'mnist1d' and split in ('val', 'test'):
-        return f'the standard MNIST-1D test split (1,000 signals; the config\'s `{split}` split)'
-    return 'the validation split' if split == 'val' else f'the {split} split'
+    """The evaluated split as a report names it (:func:`stepsnet.data.images.held_out_split`)."""
+    return held_out_split(config.get('dataset'), config.get('val_split', 'val'))[1]
 
 
 ADAPTER = TaskAdapter('val top-1 (%)', True, 'images seen', 2, os.path.join('cls', 'digits_cpu.yaml'),

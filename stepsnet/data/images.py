@@ -38,12 +38,20 @@ from stepsnet.utils.errors import DataError
 
 __all__ = [
     'DATASETS', 'SIGNAL_DATASETS', 'ImageFolderDataset', 'CIFARDataset', 'DigitsDataset', 'build_dataset',
-    'collate_skip_none', 'check_class_names', 'ClassNames',
+    'collate_skip_none', 'check_class_names', 'ClassNames', 'held_out_split',
 ]
 
 DATASETS = ('digits', 'imagefolder', 'cifar10', 'cifar100', 'mnist1d')
 # data sets of 1-D signals (tensors, not PIL images): the image transforms and augmentations do not apply
 SIGNAL_DATASETS = ('mnist1d',)
+
+
+def held_out_split(dataset: Optional[str], split: str) -> Tuple[str, str]:
+    """The split a run is evaluated on, as tables name it (``val``, ``test``, ...) and as a sentence describes it.
+    MNIST-1D has no validation split: its ``val`` is the standard test split."""
+    if dataset == 'mnist1d' and split in ('val', 'test'):
+        return 'test', f'the standard MNIST-1D test split (1,000 signals; the config\'s `{split}` split)'
+    return split, 'the validation split' if split == 'val' else f'the {split} split'
 
 
 def _is_image_file(path: str) -> bool:
