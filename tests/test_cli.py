@@ -44,7 +44,7 @@ BAD = {
     ('models',): (['no_such_model_xyz'], 'no registered Steps model or baseline matches'),
     ('data', 'prepare-text'): (['--out', '{tmp}/t', '--val-fraction', '2'], 'strictly between 0 and 1, got 2'),
     ('data', 'synth-coco'): (['--out', '{tmp}/c', '--max-shapes', '0'], 'expected a whole number >= 1'),
-    ('data', 'synth-ade'): (['--out', '{tmp}/a', '--size', '96,x'], 'size must be two positive integers'),
+    ('data', 'synth-ade'): (['--out', '{tmp}/a', '--size', '96,x'], '--size must be two whole numbers H,W'),
     ('data', 'mnist1d'): (['--num-samples', '15', '--cache-dir', '{tmp}/m'], 'must be a positive multiple of 10'),
     ('train-lm',): (['--batch-size', '0', '--out-dir', '{tmp}/lm'], 'batch_size must be >= 1, got 0'),
     ('eval-lm',): (['--checkpoint', '{tmp}/x.pth', '--windows', '0'], 'expected a whole number >= 1'),
@@ -158,8 +158,8 @@ def test_smaller_user_mistakes(args, message, tmp_path, capsys):
     if '--backbone-weights' in args:  # a real data set, so the backbone is the first thing that fails
         import timm
 
-        from stepsnet.data.synthetic import make_synthetic_coco
-        make_synthetic_coco(str(tmp_path / 'coco'), num_train=1, num_val=1, size=(64, 80))
+        from stepsnet.data.layouts import write_coco
+        write_coco(str(tmp_path / 'coco'), train_images=1, val_images=1, size=(80, 64), shape_classes=True)
         torch.save(timm.create_model('test_resnet').state_dict(), tmp_path / 'w.pth')
     before = sorted(os.listdir(tmp_path))
     args = [a.replace('{tmp}', str(tmp_path)) for a in args]

@@ -1,6 +1,7 @@
 """COCO data: synthetic writer, loader, category mapping, pycocotools evaluation, clear errors on bad input."""
 import json
 import os
+import re
 
 import numpy as np
 import pytest
@@ -8,10 +9,12 @@ import torch
 from conftest import ground_truth_metrics
 from snapshots import snapshot
 
+import stepsnet.data.layouts as layouts
 import stepsnet.data.synthetic as synthetic
 from stepsnet.cli import main
 from stepsnet.data.coco import CocoInstances, coco_evaluate, coco_split_paths, detections_to_coco
-from stepsnet.data.synthetic import SHAPE_CLASSES, make_synthetic_coco
+from stepsnet.data.layouts import write_coco
+from stepsnet.data.synthetic import SHAPE_CLASSES
 
 pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')  # pycocotools on numpy 2
 
@@ -19,7 +22,7 @@ pytestmark = pytest.mark.filterwarnings('ignore::DeprecationWarning')  # pycocot
 @pytest.fixture()
 def coco_root(tmp_path):
     root = str(tmp_path / 'coco')
-    make_synthetic_coco(root, num_train=3, num_val=2, size=(64, 80), seed=3)
+    write_coco(root, train_images=3, val_images=2, size=(80, 64), seed=3, shape_classes=True)
     return root
 
 
@@ -139,29 +142,38 @@ def test_eval_det_reports_missing_file(tmp_path, capsys):
     assert 'none.pt' in capsys.readouterr().err
 
 
+def _image_names(root, split):
+    with open(os.path.join(root, 'annotations', f'instances_{split}.json')) as f:
+        return [os.path.join(split, i['file_name']) for i in json.load(f)['images']]
+
+
 def test_synthetic_coco_does_not_overwrite_an_existing_data_set(coco_root, tmp_path):
     before = snapshot(coco_root)
+    first = _image_names(coco_root, 'train2017')[0]
     with pytest.raises(FileExistsError, match=r"instances_train2017\.json' already exists \(and \d+ more of its "
-                                              r"files\); refusing to overwrite it with synthetic COCO data.*force"):
-        make_synthetic_coco(coco_root, num_train=3, num_val=2, size=(64, 80), seed=4)
+                                              r"files\); refusing to overwrite it with a COCO-layout data set.*force"):
+        write_coco(coco_root, train_images=3, val_images=2, size=(80, 64), seed=4, shape_classes=True)
     os.remove(os.path.join(coco_root, 'annotations', 'instances_train2017.json'))
     os.remove(os.path.join(coco_root, 'annotations', 'instances_val2017.json'))
-    with pytest.raises(FileExistsError, match=r"train2017/000000000001\.jpg' already exists"):  # images alone too
-        make_synthetic_coco(coco_root, num_train=3, num_val=2, size=(64, 80), seed=4)
+    with pytest.raises(FileExistsError, match=re.escape(f"{first}' already exists")):  # images alone too
+        write_coco(coco_root, train_images=3, val_images=2, size=(80, 64), seed=3, shape_classes=True)
     assert snapshot(coco_root) == {k: v for k, v in before.items() if not k.startswith('annotations')}
     assert sorted(os.listdir(tmp_path)) == ['coco']  # no temporary folder left beside it
-    make_synthetic_coco(coco_root, num_train=3, num_val=2, size=(64, 80), seed=4, force=True)
+    write_coco(coco_root, train_images=3, val_images=2, size=(80, 64), seed=4, shape_classes=True, force=True)
     after = snapshot(coco_root)
-    assert set(after) == set(before) and after['train2017/000000000001.jpg'] != before['train2017/000000000001.jpg']
+    assert set(before) - {f for f in before if f.startswith('annotations')} < set(after)  # earlier images stay
+    ann = os.path.join('annotations', 'instances_train2017.json')
+    assert after[ann] != before[ann] and all(name in after for name in _image_names(coco_root, 'train2017'))
 
 
 def test_synthetic_coco_joins_a_folder_without_its_files(tmp_path):
     out = tmp_path / 'c'
     out.mkdir()
     (out / 'README.txt').write_text('mine')
-    make_synthetic_coco(str(out), num_train=1, num_val=1, size=(32, 32))
+    write_coco(str(out), train_images=1, val_images=1, size=(32, 32), shape_classes=True)
     assert (out / 'README.txt').read_text() == 'mine' and (out / 'annotations' / 'instances_val2017.json').is_file()
-    assert (out / 'val2017' / '000000000002.jpg').is_file()
+    names = _image_names(str(out), 'val2017')
+    assert len(names) == 1 and os.listdir(out / 'val2017') == [os.path.basename(names[0])]
 
 
 def test_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):
@@ -173,33 +185,30 @@ def test_failed_generation_leaves_nothing_behind(tmp_path, monkeypatch):
         if len(calls) == 3:
             raise RuntimeError('disk full')
         return draw(*args, **kwargs)
-    monkeypatch.setattr(synthetic, 'draw_scene', fail_on_the_third)
+    monkeypatch.setattr(layouts, 'draw_scene', fail_on_the_third)
     with pytest.raises(RuntimeError, match='disk full'):
-        make_synthetic_coco(str(tmp_path / 'new'), num_train=2, num_val=2, size=(32, 32))
+        write_coco(str(tmp_path / 'new'), train_images=2, val_images=2, size=(32, 32), shape_classes=True)
     assert os.listdir(tmp_path) == []
     (tmp_path / 'old').mkdir()
     (tmp_path / 'old' / 'keep.txt').write_text('mine')
     before = snapshot(tmp_path)
     calls.clear()
     with pytest.raises(RuntimeError, match='disk full'):
-        make_synthetic_coco(str(tmp_path / 'old'), num_train=2, num_val=2, size=(32, 32))
+        write_coco(str(tmp_path / 'old'), train_images=2, val_images=2, size=(32, 32), shape_classes=True)
     assert snapshot(tmp_path) == before and os.listdir(tmp_path) == ['old']
 
 
 @pytest.mark.parametrize('kwargs, message', [
     (dict(max_shapes=0), 'max_shapes must be an integer >= 1, got 0'),
-    (dict(num_train=0), 'num_train must be an integer >= 1, got 0'),
-    (dict(num_val=-2), 'num_val must be an integer >= 1, got -2'),
-    (dict(size=(0, 64)), r'size must be two positive integers \(height, width\), got \(0, 64\)'),
-    (dict(size=(64,)), r'size must be two positive integers'),
-    (dict(size=(18, 64)), r'size \(18, 64\) with size_jitter 0.15 makes images as small as 15.3 pixels; '
-                          'expected every side >= 16'),
-    (dict(size_jitter=1.0), r'size_jitter must be in \[0, 1\), got 1.0'),
-    (dict(splits=('a', 'a')), r"splits must be two different folder names, got \('a', 'a'\)"),
+    (dict(train_images=0), 'train_images must be an integer >= 1, got 0'),
+    (dict(val_images=-2), 'val_images must be an integer >= 1, got -2'),
+    (dict(size=(0, 64)), r'size must be two integers \(width, height\), each >= 32, got \(0, 64\)'),
+    (dict(size=(64,)), r'size must be two integers'),
+    (dict(size=(64, 31)), r'size must be two integers \(width, height\), each >= 32, got \(64, 31\)'),
 ])
 def test_synthetic_coco_checks_its_arguments(tmp_path, kwargs, message):
     with pytest.raises(ValueError, match=message):
-        make_synthetic_coco(str(tmp_path / 'c'), **kwargs)
+        write_coco(str(tmp_path / 'c'), shape_classes=True, **kwargs)
     assert os.listdir(tmp_path) == []
 
 
@@ -213,7 +222,6 @@ def test_draw_scene_checks_its_arguments():
 
 def test_aspect_groups_read_each_images_orientation_also_through_a_resized_set(tmp_path):
     from stepsnet.data.coco import aspect_groups
-    from stepsnet.data.layouts import write_coco
     from stepsnet.utils.dryrun import Resized
     root = write_coco(str(tmp_path / 'coco'), train_images=6, val_images=1, size=(64, 48))
     ds = CocoInstances(*coco_split_paths(root, 'train2017'), train=True)

@@ -6,7 +6,7 @@ import torch
 
 import stepsnet  # noqa: F401  (registers the Steps models)
 from stepsnet.data.coco import CocoInstances, coco_split_paths, collate_detection
-from stepsnet.data.synthetic import make_synthetic_coco
+from stepsnet.data.layouts import write_coco
 from stepsnet.models.dense import FeatureBackbone
 from stepsnet.models.factory import create_detector
 from stepsnet.tasks.detection import evaluate_detector
@@ -38,7 +38,7 @@ SMALL_RCNN = dict(rpn_batch_size_per_image=32, box_batch_size_per_image=32, rpn_
 @pytest.fixture(scope='module')
 def coco(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('coco'))
-    make_synthetic_coco(root, num_train=2, num_val=2, size=(96, 128), seed=1)
+    write_coco(root, train_images=2, val_images=2, size=(128, 96), seed=1, shape_classes=True)
     return CocoInstances(*coco_split_paths(root, 'val2017'), train=True)
 
 

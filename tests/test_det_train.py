@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from stepsnet.cli import main
-from stepsnet.data.synthetic import make_synthetic_coco
+from stepsnet.data.layouts import write_coco
 from stepsnet.engine import RunError
 from stepsnet.models.factory import detector_from_checkpoint
 from stepsnet.tasks.detection import DetectionConfig, load_config, train_detection
@@ -25,7 +25,7 @@ TINY = dict(backbone='test_steps_resnet', min_size=64, max_size=96, fpn_channels
 @pytest.fixture(scope='module')
 def coco(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('coco'))
-    make_synthetic_coco(root, num_train=2, num_val=1, size=(64, 80), seed=5)
+    write_coco(root, train_images=2, val_images=1, size=(80, 64), seed=5, shape_classes=True)
     return root
 
 

@@ -8,6 +8,7 @@ import pytest
 import torch
 from conftest import ground_truth_metrics
 from PIL import Image
+from snapshots import snapshot
 from timm.data import create_transform
 
 from stepsnet.cli import main
@@ -176,6 +177,17 @@ def test_same_seed_same_bytes(layouts, tmp_path):
     with open(os.path.join(a, ann)) as f:
         name = json.load(f)['images'][0]['file_name']
     assert filecmp.cmp(os.path.join(a, 'val2017', name), os.path.join(b, 'val2017', name), shallow=False)
+
+
+@pytest.mark.parametrize('command, task', [('synth-coco', 'det'), ('synth-ade', 'seg')])
+def test_the_shapes_commands_write_through_the_task_tables_writer(command, task, tmp_path):
+    """One generator per layout: ``stepsnet data synth-*`` writes the bytes of the task table's writer."""
+    cli, table = str(tmp_path / 'cli'), str(tmp_path / 'table')
+    assert main(['data', command, '--out', cli, '--num-train', '1', '--num-val', '1', '--size', '64,48',
+                 '--max-shapes', '2', '--seed', '2']) == 0
+    write_layout(task, table, seed=2, shape_classes=True, train_images=1, val_images=1, size=(64, 48), max_shapes=2)
+    files = {k: v[0] for k, v in snapshot(cli).items()}
+    assert len(files) >= 4 and files == {k: v[0] for k, v in snapshot(table).items()}
 
 
 def test_dispatcher_and_argument_errors(layouts, tmp_path):

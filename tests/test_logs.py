@@ -12,13 +12,13 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = r'''
 import sys
 from stepsnet.cli import main
-from stepsnet.data.synthetic import make_synthetic_ade, make_synthetic_coco
+from stepsnet.data.layouts import write_ade20k, write_coco
 from stepsnet.data.text import prepare_text
 
 tmp, recipe = sys.argv[1], sys.argv[2]
 prepare_text(f'{tmp}/text', max_bytes=60_000)
-make_synthetic_coco(f'{tmp}/coco', num_train=2, num_val=1, size=(64, 80), seed=5)
-make_synthetic_ade(f'{tmp}/ade', num_train=2, num_val=1, size=(64, 80), seed=6)
+write_coco(f'{tmp}/coco', train_images=2, val_images=1, size=(80, 64), seed=5, shape_classes=True)
+write_ade20k(f'{tmp}/ade', train_images=2, val_images=1, size=(80, 64), seed=6, shape_classes=True)
 lm = ['--data-dir', f'{tmp}/text', '--model', 'gpt_tiny', '--batch-size', '2', '--max-iters', '4', '--eval-interval',
       '2', '--eval-iters', '1', '--final-eval-windows', '2', '--log-interval', '1', '--warmup-iters', '1',
       '--no-tensorboard', '--device', 'cpu', '--threads', '1']

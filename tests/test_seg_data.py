@@ -13,14 +13,15 @@ from torchvision import tv_tensors
 
 from stepsnet.cli import main
 from stepsnet.data.ade import IGNORE_INDEX, ADE20KSegmentation, photometric_distortion
-from stepsnet.data.synthetic import ADE_SYNTH_CLASSES, make_synthetic_ade
+from stepsnet.data.layouts import write_ade20k
+from stepsnet.data.synthetic import ADE_SYNTH_CLASSES
 from stepsnet.tasks.segmentation import confusion_matrix, predict_logits, segmentation_metrics
 
 
 @pytest.fixture()
 def ade_root(tmp_path):
     root = str(tmp_path / 'ade')
-    make_synthetic_ade(root, num_train=2, num_val=2, size=(64, 80), seed=4)
+    write_ade20k(root, train_images=2, val_images=2, size=(80, 64), seed=4, shape_classes=True)
     return root
 
 
@@ -186,16 +187,16 @@ def test_synth_ade_command(tmp_path, capsys):
 def test_synthetic_ade_does_not_overwrite_an_existing_data_set(ade_root, tmp_path):
     before = snapshot(ade_root)
     with pytest.raises(FileExistsError, match=r"ade/classes\.txt' already exists \(and 8 more of its files\); "
-                                              r"refusing to overwrite it with synthetic ADE20K data.*force"):
-        make_synthetic_ade(ade_root, num_train=2, num_val=2, size=(64, 80), seed=5)
-    with pytest.raises(ValueError, match='outline must be None or an integer >= 0, got -1'):
-        make_synthetic_ade(ade_root, outline=-1)
+                                              r"refusing to overwrite it with an ADE20K-layout data set.*force"):
+        write_ade20k(ade_root, train_images=2, val_images=2, size=(80, 64), seed=5, shape_classes=True)
+    with pytest.raises(ValueError, match=r'size must be two integers \(width, height\), each >= 32, got \(80, 8\)'):
+        write_ade20k(ade_root, size=(80, 8), shape_classes=True)
     with pytest.raises(ValueError, match='max_shapes must be an integer >= 1, got 0'):
-        make_synthetic_ade(ade_root, max_shapes=0)
+        write_ade20k(ade_root, max_shapes=0, shape_classes=True)
     assert snapshot(ade_root) == before and os.listdir(tmp_path) == ['ade']
     # force: one image per split now; the second one of the old set stays, with a warning
     with pytest.warns(UserWarning) as caught:
-        make_synthetic_ade(ade_root, num_train=1, num_val=1, size=(64, 80), seed=5, force=True)
+        write_ade20k(ade_root, train_images=1, val_images=1, size=(80, 64), seed=5, shape_classes=True, force=True)
     found = [re.search(r'images/(\w+) holds 2 files, 1 more than the images written now', str(w.message))
              for w in caught]
     assert [m.group(1) for m in found if m] == ['training', 'validation']

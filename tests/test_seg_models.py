@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 import stepsnet  # noqa: F401  (registers the Steps models)
 from stepsnet.data.ade import IGNORE_INDEX, ADE20KSegmentation
-from stepsnet.data.synthetic import make_synthetic_ade
+from stepsnet.data.layouts import write_ade20k
 from stepsnet.models.factory import create_segmenter
 from stepsnet.tasks.segmentation import evaluate_segmenter
 
@@ -29,7 +29,7 @@ IDS = [n + ('-1step' if kw else '') for n, kw in FAMILIES]
 @pytest.fixture(scope='module')
 def ade(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('ade'))
-    make_synthetic_ade(root, num_train=2, num_val=2, size=(96, 128), seed=2)
+    write_ade20k(root, train_images=2, val_images=2, size=(128, 96), seed=2, shape_classes=True)
     return root
 
 

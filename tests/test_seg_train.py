@@ -5,8 +5,8 @@ import os
 import pytest
 
 from stepsnet.cli import main
+from stepsnet.data.layouts import write_ade20k
 from stepsnet.data.sampler import epoch_batches
-from stepsnet.data.synthetic import make_synthetic_ade
 from stepsnet.models.factory import segmenter_from_checkpoint
 from stepsnet.tasks.segmentation import SegmentationConfig, load_config, train_segmentation
 
@@ -18,7 +18,7 @@ TINY = dict(num_classes=4, backbone='test_steps_resnet', channels=16, aux_channe
 @pytest.fixture(scope='module')
 def ade(tmp_path_factory):
     root = str(tmp_path_factory.mktemp('ade'))
-    make_synthetic_ade(root, num_train=3, num_val=1, size=(64, 80), seed=6)
+    write_ade20k(root, train_images=3, val_images=1, size=(80, 64), seed=6, shape_classes=True)
     return root
 
 

@@ -19,18 +19,33 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from stepsnet.data.synthetic import make_synthetic_ade, make_synthetic_coco
-    make = make_synthetic_coco if args.data_command == 'synth-coco' else make_synthetic_ade
-    s = make(args.out, num_train=args.num_train, num_val=args.num_val, size=tuple(args.size),
-             max_shapes=args.max_shapes, seed=args.seed, force=args.force)
-    for split, v in s['splits'].items():
-        where = v['ann_file'] if 'ann_file' in v else f'{v["image_dir"]}, {v["ann_dir"]}'
-        extra = f', {plural(v["annotations"], "instance")}' if 'annotations' in v else ''
-        print(f'{split}: {plural(v["images"], "image")}{extra} -> {where}')
-    if 'categories' in s:
-        print(f'categories: {", ".join(s["categories"])}')
+    """Write the shapes data set through the task table's writer of the layout (COCO 2017 or ADE20K) and say
+    what it holds."""
+    import json
+    import os
+
+    from stepsnet.data.layouts import write_layout
+    from stepsnet.data.synthetic import ADE_SYNTH_CLASSES
+    coco = args.data_command == 'synth-coco'
+    if len(args.size) != 2:
+        raise ValueError(f'--size must be two whole numbers H,W (height, width), got {args.size}')
+    height, width = args.size  # the flag keeps its H,W order; the layout writers take (width, height)
+    root = write_layout('det' if coco else 'seg', args.out, seed=args.seed, force=args.force, shape_classes=True,
+                        train_images=args.num_train, val_images=args.num_val, size=(width, height),
+                        max_shapes=args.max_shapes)
+    if coco:
+        for split in ('train2017', 'val2017'):
+            ann_file = os.path.join(root, 'annotations', f'instances_{split}.json')
+            with open(ann_file, encoding='utf-8') as f:
+                data = json.load(f)
+            print(f'{split}: {plural(len(data["images"]), "image")}, '
+                  f'{plural(len(data["annotations"]), "instance")} -> {ann_file}')
+        print(f'categories: {", ".join(c["name"] for c in data["categories"])}')
     else:
-        print(f'num_classes {s["num_classes"]} ({", ".join(s["classes"])}; label 0 is ignored)')
+        for split, count in (('training', args.num_train), ('validation', args.num_val)):
+            print(f'{split}: {plural(count, "image")} -> {os.path.join(root, "images", split)}, '
+                  f'{os.path.join(root, "annotations", split)}')
+        print(f'num_classes {len(ADE_SYNTH_CLASSES)} ({", ".join(ADE_SYNTH_CLASSES)}; label 0 is ignored)')
     return 0
 
 
@@ -39,7 +54,8 @@ def _add_synth_options(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument('--num-train', type=positive_int, default=16, help='training images (default 16)')
     p.add_argument('--num-val', type=positive_int, default=8, help='validation images (default 8)')
     p.add_argument('--size', type=int_list, default=[96, 128], metavar='H,W',
-                   help='nominal image height,width (each image varies by 15%%; default 96,128)')
+                   help='nominal image height,width, each >= 32 (the short side varies, every third image is '
+                        'turned; default 96,128)')
     p.add_argument('--max-shapes', type=positive_int, default=3, help='most shapes per image (default 3)')
     p.add_argument('--seed', type=non_negative_int, default=0)
     p.add_argument('--force', action=argparse.BooleanOptionalAction, default=False,
@@ -107,13 +123,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = group.add_parser(
         'synth-coco', help='write a small synthetic COCO instance data set (shapes with masks)',
-        description='Coloured shapes with exact polygon masks in the COCO layout: <out>/{train2017,val2017}/ and '
-                    '<out>/annotations/instances_{train2017,val2017}.json. Runs detection end to end offline.')
+        description='Coloured shapes with exact polygon masks in the COCO 2017 layout that dry runs read (the '
+                    'same writer): <out>/{train2017,val2017}/ and <out>/annotations/instances_{train2017,val2017}'
+                    '.json, with the categories rectangle, ellipse, triangle. Runs detection end to end offline.')
     _add_synth_options(p, 'runs/data/synth-coco')
     p = group.add_parser(
         'synth-ade', help='write a small synthetic ADE20K-format segmentation data set',
-        description='Coloured shapes in the ADE20K layout: <out>/images/{training,validation}/*.jpg and '
-                    '<out>/annotations/{training,validation}/*.png; 4 classes (background + 3 shapes), label 0 '
-                    '(shape outlines) ignored. Runs segmentation end to end offline (num_classes: 4).')
+        description='Coloured shapes in the ADE20K layout that dry runs read (the same writer): '
+                    '<out>/images/{training,validation}/*.jpg and <out>/annotations/{training,validation}/*.png; '
+                    '4 classes (background + 3 shapes), label 0 (shape outlines, a few stray pixels) ignored. Runs '
+                    'segmentation end to end offline (num_classes: 4).')
     _add_synth_options(p, 'runs/data/synth-ade')
     _add_mnist1d(group)

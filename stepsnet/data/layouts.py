@@ -4,7 +4,11 @@ They exist for dry runs and tests of the full-size recipes (``configs/cls/*_imag
 ``configs/cls/resnet50_rsb_a2.yaml``, ``configs/det/mask_rcnn_*.yaml``, ``configs/seg/upernet_*.yaml``,
 ``configs/lm/{small,medium,large}.yaml``): the recipe's own loaders read the files exactly as they read the real
 data sets, at the recipe's model and input sizes, without downloading anything. The content is generated (smooth
-backgrounds with shapes, and made-up encyclopaedic text), so nothing trained on it means anything.
+backgrounds with shapes, :mod:`stepsnet.data.synthetic`, and made-up encyclopaedic text), so nothing trained on it
+means anything. With ``shape_classes=True`` the COCO and ADE20K writers label each shape with its own class
+(rectangle, ellipse, triangle) instead of one of the data set's classes drawn at random: that is the data of
+``stepsnet data synth-coco`` and ``synth-ade``, which a small model learns in minutes on a CPU
+(``configs/det/synthetic.yaml``, ``configs/seg/synthetic.yaml``).
 
 * ImageNet-1K (:func:`write_imagenet`): ``<root>/train/<wnid>/<wnid>_<n>.JPEG`` and
   ``<root>/val/<wnid>/ILSVRC2012_val_<n>.JPEG`` (the validation images sorted into class folders, as most
@@ -14,11 +18,13 @@ backgrounds with shapes, and made-up encyclopaedic text), so nothing trained on 
 * COCO 2017 (:func:`write_coco`): ``<root>/train2017/<12-digit id>.jpg``, ``<root>/val2017/...`` and
   ``<root>/annotations/instances_{train2017,val2017}.json`` listing COCO's 80 categories (ids 1..90 with COCO's
   gaps, names and supercategories), polygon instances and, in the first image of each split, a crowd region
-  (``iscrowd`` 1) stored as an uncompressed RLE as COCO stores them. Images around 640x480, some portrait.
+  (``iscrowd`` 1) stored as an uncompressed RLE as COCO stores them. Images around 640x480, some portrait. With
+  ``shape_classes=True``: categories 1..3, the shape classes, and no crowd.
 * ADE20K (:func:`write_ade20k`): the ``ADEChallengeData2016`` folder: ``<root>/images/{training,validation}/
   ADE_{train,val}_<8 digits>.jpg`` and ``<root>/annotations/{training,validation}/<same stem>.png``, 8-bit label
   maps with values 0..150 (0 = "other", unlabelled, ignored in training and scoring; here the boundary of each
-  object and a few stray pixels).
+  object and a few stray pixels). With ``shape_classes=True``: 1 = background, 2..4 = the shape classes, and
+  ``<root>/classes.txt`` naming them.
 * WikiText-103 (:func:`write_wikitext103`): the raw release's ``wiki.train.raw``, ``wiki.valid.raw`` and
   ``wiki.test.raw`` (`` = Title = `` / `` = = Section = = `` headings between blank lines, one paragraph a line,
   tokens separated by spaces, ``@-@``, ``@,@`` and ``@.@`` inside words and numbers), beside GPT-2 style
@@ -38,6 +44,7 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -47,7 +54,7 @@ from stepsnet.utils.dryrun import Resized
 from stepsnet.utils.tasks import TASK_NAMES, TASKS, resolve
 
 from .outputs import refuse_existing, staged_output
-from .synthetic import draw_scene
+from .synthetic import ADE_SYNTH_CLASSES, SHAPE_CLASSES, draw_scene
 
 __all__ = [
     'FULL_SIZES', 'dry_run_data_dir', 'dry_run_sets',
@@ -213,6 +220,7 @@ def _crowd(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
 
 def _coco_split(
         img_dir: str, image_ids: Sequence[int], ann_id: int, size: Tuple[int, int], rng: np.random.Generator,
+        shape_classes: bool, max_shapes: int,
 ) -> Tuple[List[Dict[str, Any]], List[Dict[str, Any]]]:
     """Draw and save the images of a split; their COCO ``images`` and ``annotations`` (numbered from ``ann_id``)."""
     from pycocotools import mask as mask_utils
@@ -221,7 +229,7 @@ def _coco_split(
     cat_ids = [c[0] for c in COCO_CATEGORIES]
     for index, image_id in enumerate(image_ids):
         w, h = _vary(size, index, rng, 0.12)
-        img, shapes = draw_scene(h, w, rng, max_shapes=5)
+        img, shapes = draw_scene(h, w, rng, max_shapes=max_shapes)
         for s in shapes:
             poly = s['polygon']
             rle = mask_utils.merge(mask_utils.frPyObjects([poly], h, w))
@@ -230,8 +238,9 @@ def _coco_split(
                 'segmentation': [poly], 'area': float(mask_utils.area(rle)), 'iscrowd': 0, 'image_id': image_id,
                 'bbox': [round(min(xs), 2), round(min(ys), 2), round(max(xs) - min(xs), 2),
                          round(max(ys) - min(ys), 2)],
-                'category_id': int(rng.choice(cat_ids)), 'id': ann_id + len(annotations)})
-        if index == 0:  # a crowd of people, drawn over the scene as COCO's crowds overlap other objects
+                'category_id': s['class'] + 1 if shape_classes else int(rng.choice(cat_ids)),
+                'id': ann_id + len(annotations)})
+        if index == 0 and not shape_classes:  # a crowd of people over the scene (COCO's crowds overlap objects)
             crowd = _crowd(h, w, rng)
             img[crowd] = np.clip(rng.normal(70, 25, size=(int(crowd.sum()), 3)), 0, 255).astype(np.uint8)
             rle = mask_utils.encode(np.asfortranarray(crowd.astype(np.uint8)))
@@ -253,12 +262,16 @@ def write_coco(
         size: Tuple[int, int] = (640, 480),
         seed: int = 0,
         force: bool = False,
+        *,
+        shape_classes: bool = False,
+        max_shapes: int = 5,
 ) -> str:
     """Write a small COCO 2017 layout: ``train2017/``, ``val2017/`` and ``annotations/instances_*.json``.
 
     Both annotation files list COCO's 80 categories (:data:`COCO_CATEGORIES`); instances are polygons with
     categories drawn at random, and the first image of each split also holds a crowd (``person``, ``iscrowd`` 1,
-    uncompressed RLE), which training leaves out and evaluation counts as COCO does.
+    uncompressed RLE), which training leaves out and evaluation counts as COCO does. Image ids are drawn at random
+    below COCO 2017's largest, as COCO's are sparse; file names are the 12-digit ids.
 
     Args:
         root: Data set root (created); the ``data_dir`` of the detection recipes.
@@ -267,13 +280,16 @@ def write_coco(
         size: Nominal (width, height); the short side varies by up to 12% and every third image is turned.
         seed: Random seed (the same seed writes the same bytes).
         force: Overwrite the files of an earlier data set of the same names.
+        shape_classes: List the shape classes (:data:`~stepsnet.data.synthetic.SHAPE_CLASSES`, ids 1..3) as the
+            categories, an instance's category being its shape, and no crowd: a data set a small model learns.
+        max_shapes: Most instances per image (at least 1).
 
     Returns:
         ``root``.
     """
     counts = {'train2017': _check_count('train_images', train_images),
               'val2017': _check_count('val_images', val_images)}
-    size = _check_size(size)
+    size, max_shapes = _check_size(size), _check_count('max_shapes', max_shapes)
     rng = np.random.default_rng(seed)
     ids = [int(i) + 1 for i in rng.choice(COCO_MAX_IMAGE_ID, sum(counts.values()), replace=False)]
     split_ids = {'train2017': sorted(ids[:counts['train2017']]), 'val2017': sorted(ids[counts['train2017']:])}
@@ -281,12 +297,15 @@ def write_coco(
     files += [os.path.join(split, f'{i:012d}.jpg') for split, group in split_ids.items() for i in group]
     refuse_existing(root, files, force, 'a COCO-layout data set')
     categories = [{'supercategory': s, 'id': i, 'name': n} for i, n, s in COCO_CATEGORIES]
+    if shape_classes:
+        categories = [{'supercategory': 'shape', 'id': i + 1, 'name': n} for i, n in enumerate(SHAPE_CLASSES)]
     ann_id = int(rng.integers(1, 10 ** 6))
     with staged_output(root) as stage:
         os.makedirs(os.path.join(stage, 'annotations'))
         for split, group in split_ids.items():
             os.makedirs(os.path.join(stage, split))
-            images, annotations = _coco_split(os.path.join(stage, split), group, ann_id, size, rng)
+            images, annotations = _coco_split(os.path.join(stage, split), group, ann_id, size, rng, shape_classes,
+                                              max_shapes)
             ann_id += len(annotations)
             data = {
                 'info': {'description': f'COCO 2017 layout ({split}), generated for dry runs: not COCO images',
@@ -306,12 +325,17 @@ def write_ade20k(
         size: Tuple[int, int] = (683, 512),
         seed: int = 0,
         force: bool = False,
+        *,
+        shape_classes: bool = False,
+        max_shapes: int = 4,
 ) -> str:
     """Write a small ADEChallengeData2016 layout: ``images/`` and ``annotations/``, ``training`` and ``validation``.
 
     Each label map splits the image into an upper and a lower scene class (such as sky over road, or wall over
     floor) with objects of random classes 1..150 on it; the one-pixel boundary of each object and a few scattered
-    pixels are 0 ("other"), which ADE20K training and scoring ignore.
+    pixels are 0 ("other"), which ADE20K training and scoring ignore. A split folder that then holds more images
+    than were written (from an earlier data set, kept by ``force``) is named in a warning, as the loader reads
+    every image of a split folder.
 
     Args:
         root: The ``ADEChallengeData2016`` folder (created); the ``data_dir`` of the segmentation recipes.
@@ -320,14 +344,18 @@ def write_ade20k(
         size: Nominal (width, height); the short side varies by up to 25% and every third image is turned.
         seed: Random seed (the same seed writes the same bytes).
         force: Overwrite the files of an earlier data set of the same names.
+        shape_classes: Label the background 1 and each object 2..4 by its shape
+            (:data:`~stepsnet.data.synthetic.ADE_SYNTH_CLASSES`, written to ``classes.txt``; ``num_classes: 4``):
+            a data set a small model learns.
+        max_shapes: Most objects per image (at least 1).
 
     Returns:
         ``root``.
     """
     layout = (('training', 'ADE_train', _check_count('train_images', train_images)),
               ('validation', 'ADE_val', _check_count('val_images', val_images)))
-    size = _check_size(size)
-    files = []
+    size, max_shapes = _check_size(size), _check_count('max_shapes', max_shapes)
+    files = ['classes.txt'] if shape_classes else []
     for split, prefix, count in layout:
         for i in range(count):
             files += [os.path.join('images', split, f'{prefix}_{i + 1:08d}.jpg'),
@@ -341,10 +369,11 @@ def write_ade20k(
             os.makedirs(ann_dir)
             for i in range(count):
                 w, h = _vary(size, i, rng, 0.25)
-                img, shapes = draw_scene(h, w, rng, max_shapes=4)
+                img, shapes = draw_scene(h, w, rng, max_shapes=max_shapes)
                 horizon = int(rng.uniform(0.35, 0.65) * h)
-                label = np.full((h, w), int(rng.choice(_ADE_LOWER)), dtype=np.uint8)
-                label[:horizon] = int(rng.choice(_ADE_UPPER))
+                lower, upper_class = int(rng.choice(_ADE_LOWER)), int(rng.choice(_ADE_UPPER))
+                label = np.full((h, w), 1 if shape_classes else lower, dtype=np.uint8)
+                label[:horizon] = 1 if shape_classes else upper_class
                 upper = np.zeros((h, w), dtype=bool)
                 upper[:horizon] = True
                 for s in shapes:
@@ -354,7 +383,8 @@ def write_ade20k(
                 draw = ImageDraw.Draw(canvas)
                 for s in shapes:
                     pts = list(zip(s['polygon'][0::2], s['polygon'][1::2]))
-                    draw.polygon(pts, fill=int(rng.integers(1, ADE_NUM_CLASSES + 1)))
+                    random_class = int(rng.integers(1, ADE_NUM_CLASSES + 1))
+                    draw.polygon(pts, fill=s['class'] + 2 if shape_classes else random_class)
                     draw.line(pts + pts[:1], fill=0, width=1)
                 label = np.array(canvas)
                 stray = rng.random((h, w)) < 0.002
@@ -362,6 +392,15 @@ def write_ade20k(
                 name = f'{prefix}_{i + 1:08d}'
                 _jpeg(img, os.path.join(img_dir, name + '.jpg'))
                 Image.fromarray(label, mode='L').save(os.path.join(ann_dir, name + '.png'))
+        if shape_classes:
+            with open(os.path.join(stage, 'classes.txt'), 'w', encoding='utf-8') as f:
+                f.write('\n'.join(ADE_SYNTH_CLASSES) + '\n')
+    for split, _, count in layout:
+        img_dir = os.path.join(root, 'images', split)
+        held = len(os.listdir(img_dir))
+        if held > count:
+            warnings.warn(f'{img_dir} holds {held} files, {held - count} more than the images written now: they are '
+                          'from before; remove the folder for a data set of only the new images', stacklevel=2)
     return root
 
 

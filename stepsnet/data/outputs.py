@@ -21,7 +21,7 @@ def refuse_existing(out: str, files: Iterable[str], force: bool, what: str) -> N
         out: Output folder.
         files: Paths, relative to ``out``, that the generator writes.
         force: Overwrite such files instead.
-        what: The generator's output, for the message (e.g. ``'synthetic COCO data'``).
+        what: The generator's output, for the message (e.g. ``'a COCO-layout data set'``).
     """
     if os.path.exists(out) and not os.path.isdir(out):
         raise FileExistsError(f'output {out!r} exists and is not a folder; expected a folder or a new path for {what}')
