@@ -1,7 +1,9 @@
-"""benchmarks/lm_sweep.py on a tiny sweep: runs shared between cells train once, the sanity cell is exactly 0, the
-report and CSV are written, and a second call trains nothing. The sweep's statistics (stepsnet.reports.lm_sweep):
-one family, a shared difference tested once, the best-rate comparison in it, the sanity cell outside, the same
-adjusted p in the sweep's own report and in the docs' tables (scripts/render_results.py)."""
+"""The LM sweep (stepsnet.compare.lm_sweep, its report stepsnet.reports.lm_sweep_report, its command line
+benchmarks/lm_sweep.py) on a tiny sweep: runs shared between cells train once, the sanity cell is exactly 0, the
+report and CSV are written, and a second call trains nothing; the committed reports are what the command line writes
+from their CSVs, from any folder. The sweep's statistics (stepsnet.reports.lm_sweep): one family, a shared difference
+tested once, the best-rate comparison in it, the sanity cell outside, the same adjusted p in the sweep's own report
+and in the docs' tables (scripts/render_results.py)."""
 import csv
 import importlib.util
 import json
@@ -14,16 +16,20 @@ import yaml
 from scipy import stats as st
 
 from stepsnet import stats
+from stepsnet.compare import lm_sweep as sweep_lib
+from stepsnet.compare import results_docs
 from stepsnet.reports import lm_sweep as report
+from stepsnet.reports import lm_sweep_report
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SWEEP_CSV = ROOT / 'docs' / 'figures' / 'lm' / 'sweep.csv'
+SCRIPT = ROOT / 'benchmarks' / 'lm_sweep.py'
 
 
-def _sweep_module():
-    spec = importlib.util.spec_from_file_location('lm_sweep', ROOT / 'benchmarks' / 'lm_sweep.py')
+def _script():
+    """benchmarks/lm_sweep.py as a module (its ``main``)."""
+    spec = importlib.util.spec_from_file_location('lm_sweep_script', SCRIPT)
     mod = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = mod  # dataclasses look their module up
     spec.loader.exec_module(mod)
     return mod
 
@@ -55,7 +61,7 @@ cells:
 def test_tiny_sweep(tmp_path, capsys):
     from stepsnet.data.text import prepare_text
 
-    sweep = _sweep_module()
+    script = _script()
     data = tmp_path / 'data'
     prepare_text(str(data), max_bytes=100_000)
     config = tmp_path / 'c.yaml'
@@ -63,11 +69,11 @@ def test_tiny_sweep(tmp_path, capsys):
                       'eval_interval: 4\neval_iters: 1\nfinal_eval_windows: 8\nlog_interval: 2\n')
     (tmp_path / 's.yaml').write_text(TINY.format(config=config))
     out = tmp_path / 'out'
-    loaded = sweep.load_sweep(str(tmp_path / 's.yaml'))
-    runs = sweep.planned_runs(loaded)
+    loaded = sweep_lib.load_sweep(str(tmp_path / 's.yaml'))
+    runs = sweep_lib.planned_runs(loaded)
     assert len(runs) == 2 * (4 + 2)  # res, steps, one_step, ctrl at lr 2e-3 and res, steps at 1e-3, for 2 seeds
     assert [r.seed for r in runs[:6]] == [0] * 6  # the first seed of every main cell comes first
-    assert sweep.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(out), '--jobs', '1']) == 0
+    assert script.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(out), '--jobs', '1']) == 0
     report = (out / 'sweep.md').read_text()
     assert '| sanity | 0.002 | 4 |' in report and '+0.000000 ± 0.000000 (n=2)' in report
     assert 'each model at its own best rate' in report and 'steps at its best − baseline at its best' in report
@@ -97,36 +103,30 @@ def test_tiny_sweep(tmp_path, capsys):
     assert len(saved['machines']) == 1 and saved['runs_without_machine'] == 0
     out_text = capsys.readouterr().out
     assert '12 runs: 0 done before (reused), 12 to train' in out_text and 'val loss (nats/token)' in out_text
-    assert sweep.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(out), '--list']) == 0
+    assert script.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(out), '--list']) == 0
     assert capsys.readouterr().out.count('done') == len(runs)
     # the report again from the CSV alone: the same files
     again = tmp_path / 'again'
-    assert sweep.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(again), '--from-csv',
+    assert script.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(again), '--from-csv',
                        str(out / 'sweep.csv')]) == 0
     for name in ('sweep.md', 'sweep.csv', 'sweep.json'):
         assert (again / name).read_bytes() == (out / name).read_bytes(), name
     # a second call trains nothing
-    assert sweep.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(out)]) == 0
+    assert script.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(out)]) == 0
     assert 'all 12 runs done before (reused); nothing to train' in capsys.readouterr().out
 
 
-def _render_module():
-    spec = importlib.util.spec_from_file_location('render_results', ROOT / 'scripts' / 'render_results.py')
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
 def _docs_sweep() -> report.Sweep:
-    return _render_module().sweep_tests()
+    return results_docs.sweep_tests(ROOT)
 
 
 def test_script_and_docs_agree_on_every_adjusted_p(tmp_path):
-    """The sweep's own report, written from the committed CSV by the script run as a user runs it, and the docs'
-    table carry the same tests: every difference, both adjusted p, the verdict."""
+    """The sweep's own report, written from the committed CSV by the script run as a user runs it (here from a folder
+    outside the repository), and the docs' table carry the same tests: every difference, both adjusted p, the
+    verdict."""
     out = tmp_path / 'out'
-    run = subprocess.run([sys.executable, 'benchmarks/lm_sweep.py', '--from-csv', str(SWEEP_CSV), '--out', str(out)],
-                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    run = subprocess.run([sys.executable, str(SCRIPT), '--from-csv', str(SWEEP_CSV), '--out', 'out'],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr
     saved = json.loads((out / 'sweep.json').read_text())
     sw = _docs_sweep()
@@ -137,7 +137,7 @@ def test_script_and_docs_agree_on_every_adjusted_p(tmp_path):
         assert r['p'] == d.test.p and r['sign_flip']['p'] == d.sign_flip.p and r['outcome'] == d.outcome, place
     assert saved['statistics']['differences'] == sw.tested == 14
     # the rendered docs table prints those numbers: t-test p, adjusted, sign-flip p, adjusted, in report order
-    table = _render_module().render_lm_sweep().split('| cell | lr | difference |', 1)[1].splitlines()[2:]
+    table = results_docs.render_lm_sweep(ROOT).split('| cell | lr | difference |', 1)[1].splitlines()[2:]
     rows = [line.split(' | ') for line in table if line.startswith('| ')]
     assert len(rows) == len(saved['differences'])
     for cells, r in zip(rows, saved['differences']):
@@ -146,6 +146,41 @@ def test_script_and_docs_agree_on_every_adjusted_p(tmp_path):
     # and the committed files are what the script writes now
     for name in ('sweep.md', 'sweep.json'):
         assert (out / name).read_text() == (ROOT / 'docs' / 'figures' / 'lm' / name).read_text(), name
+
+
+def test_llama_report_is_what_the_script_writes(tmp_path):
+    """The Llama pair's committed report is the script's, from the repository root, on the committed per-run CSV."""
+    out = tmp_path / 'llama'
+    run = subprocess.run([sys.executable, 'benchmarks/lm_sweep.py', '--sweep', 'benchmarks/llama_compare.yaml',
+                          '--from-csv', 'docs/figures/lm/llama/runs.csv', '--out', str(out)],
+                         cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    committed = (ROOT / 'docs' / 'figures' / 'lm' / 'llama' / 'report.md').read_text()
+    assert (out / 'sweep.md').read_text() == committed and run.stdout == committed + '\n'
+    assert (out / 'sweep.csv').read_bytes() == (ROOT / 'docs' / 'figures' / 'lm' / 'llama' / 'runs.csv').read_bytes()
+
+
+def test_read_csv_keeps_the_planned_runs_and_names_a_wrong_file(tmp_path):
+    sweep = sweep_lib.load_sweep(str(ROOT / 'benchmarks' / 'lm_sweep.yaml'))
+    runs = sweep_lib.planned_runs(sweep)
+    rows = lm_sweep_report.read_csv(str(SWEEP_CSV), runs[:3])
+    assert set(rows) == set(runs[:3])  # the first runs of the main cells have all finished; no other run
+    assert all(isinstance(r['val_loss'], float) and isinstance(r['seed'], int) for r in rows.values())
+    assert not any(r.get('machine') for r in rows.values())  # the committed sweep.json beside it records none
+    # a sweep.json beside the CSV that names one machine for every run gives each row that machine
+    (tmp_path / 'sweep.csv').write_bytes(SWEEP_CSV.read_bytes())
+    (tmp_path / 'sweep.json').write_text(json.dumps({'machines': [{'cpu': 'x'}], 'runs_without_machine': 0}))
+    rows = lm_sweep_report.read_csv(str(tmp_path / 'sweep.csv'), runs[:3])
+    assert [r['machine'] for r in rows.values()] == [{'cpu': 'x'}] * 3
+    wrong = tmp_path / 'other.csv'
+    wrong.write_text('model,loss\na,1.0\n')
+    with pytest.raises(ValueError, match='no "run" column'):
+        lm_sweep_report.read_csv(str(wrong), runs)
+    bad = tmp_path / 'bad.csv'
+    bad.write_text(','.join(lm_sweep_report.CSV_KEYS) + '\n' + runs[0].name + ',res,gpt,0,300,0.002' + ',' * 5
+                   + 'lower,,,,,\n')
+    with pytest.raises(ValueError, match='not a number'):
+        lm_sweep_report.read_csv(str(bad), runs)
 
 
 def test_shared_difference_is_one_test():
@@ -218,7 +253,7 @@ def test_rule_both_tests_and_a_best_rate_that_is_a_grid_cell():
 
 
 def test_reports_load_no_torch():
-    code = 'import sys, stepsnet.reports.lm_sweep; print("torch" in sys.modules)'
+    code = 'import sys, stepsnet.reports.lm_sweep, stepsnet.reports.lm_sweep_report; print("torch" in sys.modules)'
     run = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, timeout=120)
     assert run.returncode == 0 and run.stdout.strip() == 'False', run.stderr
 
@@ -226,5 +261,5 @@ def test_reports_load_no_torch():
 def test_protocol_file_is_read_as_the_script_reads_it():
     """The docs read the protocol's config rate the way the script does (a cell without lr trains at it)."""
     protocol = yaml.safe_load((ROOT / 'benchmarks' / 'lm_sweep.yaml').read_text())
-    sweep = _sweep_module().load_sweep(str(ROOT / 'benchmarks' / 'lm_sweep.yaml'))
+    sweep = sweep_lib.load_sweep(str(ROOT / 'benchmarks' / 'lm_sweep.yaml'))
     assert [report.cell_rates(c, sweep['config_lr']) for c in protocol['cells']] == [c['lrs'] for c in sweep['cells']]

@@ -1,21 +1,33 @@
-"""The result tables of docs/ are what scripts/render_results.py renders from the committed files, with
-the statistics of stepsnet.compare.judge and stepsnet.reports.lm_sweep (none of its own)."""
+"""The result tables of docs/ are what stepsnet.compare.results_docs renders from the committed files (the command
+line: scripts/render_results.py), with the statistics of stepsnet.compare.judge and stepsnet.reports.lm_sweep (none of
+its own)."""
 import copy
-import importlib.util
 import json
 import pathlib
+import re
+import shutil
+import subprocess
+import sys
 
 import pytest
 
+from stepsnet.compare import results_docs as render
+from stepsnet.stats import format_p
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location('render_results', ROOT / 'scripts' / 'render_results.py')
-render = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(render)
 
 
 def test_result_blocks_are_current():
-    stale = render.stale_blocks()
+    stale = render.stale_blocks(ROOT)
     assert not stale, 'stale result tables, run `python scripts/render_results.py`: ' + ', '.join(stale)
+
+
+def test_script_checks_from_any_folder(tmp_path):
+    """The command line as a user runs it, from another folder: --check finds nothing stale."""
+    script = str(ROOT / 'scripts' / 'render_results.py')
+    run = subprocess.run([sys.executable, script, '--check'], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0 and run.stdout == '', run.stdout + run.stderr
 
 
 def test_every_block_has_markers_once():
@@ -88,22 +100,36 @@ def test_comparison_read_as_stored_or_judged_again(tmp_path):
     d = judged['points'][0]['diffs']['steps_train']  # training top-1 at 4 blocks: t-test below 0.05, sign-flip not
     assert d['p_adj'] < 0.05 < d['sign_flip']['p_adj'] and d['outcome'] == 'not distinguishable'
     row = next(line for line in table.splitlines() if line.startswith('| 4 | '))
-    assert f'| {render.format_p(d["p_adj"])} | {render.format_p(d["sign_flip"]["p_adj"])} | not distinguishable' in row
+    assert f'| {format_p(d["p_adj"])} | {format_p(d["sign_flip"]["p_adj"])} | not distinguishable' in row
 
 
-def test_summary_evidence_and_a_pre_registered_replication(tmp_path, monkeypatch):
+def _repository(root: pathlib.Path, *paths: str) -> pathlib.Path:
+    """A repository root at ``root`` holding copies of ``paths`` (relative to the real one)."""
+    for rel in paths:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / rel, root / rel)
+    return root
+
+
+LM_FILES = ('docs/figures/lm/sweep.csv', 'docs/figures/lm/llama/runs.csv', 'benchmarks/lm_sweep.yaml',
+            'benchmarks/llama_compare.yaml', 'configs/lm/cpu.yaml')
+
+
+def test_summary_evidence_and_a_pre_registered_replication(tmp_path):
     """Rows from results without a protocol are exploratory; a replication's results with its protocol give its
-    primary rows (the steps validation differences) as confirmatory, decided by the protocol's test."""
+    primary rows (the steps validation differences) as confirmatory, decided by the protocol's test. Everything is
+    read from the root the caller names (here a folder holding only these files), nothing from the package's own."""
     from stepsnet.compare import judge
 
-    analyses = tmp_path / 'analyses'
-    (analyses / 'replication').mkdir(parents=True)
+    root = _repository(tmp_path, *LM_FILES)
     r = json.loads((ROOT / 'docs' / 'figures' / 'analyses' / 'pilot_8seeds' / 'results.json').read_text())
     r['protocol'] = dict(commit='0123456789abcdef0123', date='2026-12-06', path='x.yaml', blob='f' * 40,
                          primary=dict(differences=['steps'], test='sign-flip', alpha=0.05))
-    (analyses / 'replication' / 'results.json').write_text(json.dumps(judge(r)))  # as stepsnet compare writes it
-    monkeypatch.setattr(render, 'FIG', tmp_path)  # the summary reads every comparison under docs/figures
-    summary = render.render_summary()
+    replication = root / 'docs' / 'figures' / 'analyses' / 'replication' / 'results.json'
+    replication.parent.mkdir(parents=True)
+    replication.write_text(json.dumps(judge(r)))  # as stepsnet compare writes it
+    summary = render.render_summary(root)
+    assert summary == render.render_block(root, 'summary')
     rows = [line for line in summary.splitlines() if 'pre-registered replication' in line]
     assert len(rows) == 3 and all('val top-1' in row for row in rows)  # the primary family only, no training rows
     assert all('| confirmatory (pre-registered at 0123456789ab) |' in row for row in rows)
@@ -112,3 +138,35 @@ def test_summary_evidence_and_a_pre_registered_replication(tmp_path, monkeypatch
     llama = [line for line in summary.splitlines() if line.startswith('| Llama pair')]
     assert llama and all('| pre-registered (`benchmarks/llama_compare.yaml`)' in row for row in llama)
     assert 'pilot' not in summary  # the other folders are not in tmp_path: skipped while they do not exist
+
+
+def test_missing_files_are_named(tmp_path):
+    """A root without docs/ is refused; a result file a block needs is named in the error, with its block."""
+    with pytest.raises(FileNotFoundError, match='has no docs/ folder'):
+        render.stale_blocks(tmp_path)
+    root = _repository(tmp_path, 'docs/analyses.md', *LM_FILES[2:])
+    csv_path = root / 'docs' / 'figures' / 'analyses' / 'depth_benchmark.csv'
+    expected = f'block depth-benchmark of docs/analyses.md: {csv_path}: no such file'
+    with pytest.raises(FileNotFoundError, match=re.escape(expected)):
+        render.stale_blocks(root, ['depth-benchmark'])
+    with pytest.raises(FileNotFoundError, match=re.escape(str(root / 'docs' / 'figures' / 'analyses' / 'pilot'))):
+        render.render_block(root, 'pilot')
+    # the LM sweep without runs is a sweep that has not run; its protocol is needed
+    assert '| depth 8 |' in render.render_block(root, 'lm-sweep')
+    (root / 'benchmarks' / 'lm_sweep.yaml').unlink()
+    with pytest.raises(FileNotFoundError, match=re.escape(str(root / 'benchmarks' / 'lm_sweep.yaml'))):
+        render.render_block(root, 'lm-sweep')
+    with pytest.raises(ValueError, match='unknown block.*no-such-block; expected some of summary, '):
+        render.stale_blocks(root, ['no-such-block'])
+
+
+def test_stale_block_is_found_and_rewritten(tmp_path, capsys):
+    """A block whose text differs from what its file renders is stale; writing it back gives the committed text."""
+    root = _repository(tmp_path, 'docs/analyses.md', 'docs/figures/analyses/depth_benchmark.csv')
+    doc = root / 'docs' / 'analyses.md'
+    committed = doc.read_text()
+    doc.write_text(render.render_text(committed, 'depth-benchmark', '| an old table |\n'))
+    assert render.stale_blocks(root, ['depth-benchmark']) == ['docs/analyses.md: depth-benchmark']
+    assert render.write_blocks(root, ['depth-benchmark']) == ['docs/analyses.md: depth-benchmark']
+    assert 'depth-benchmark updated' in capsys.readouterr().out
+    assert doc.read_text() == committed and render.stale_blocks(root, ['depth-benchmark']) == []

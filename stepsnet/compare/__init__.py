@@ -24,7 +24,8 @@ in ``OUT``:
 Each task enters through a :class:`TaskAdapter` (runner, metric and direction, curve axis, recipe, config loader,
 model check), defined in the task's own module (:mod:`~stepsnet.compare.task_cls`,
 :mod:`~stepsnet.compare.task_lm`) and named by its row of the task table; :data:`ADAPTERS` collects them.
-:func:`train_runs` (resumable runs, side by side, with logs) also runs the LM sweep of ``benchmarks/lm_sweep.py``.
+:func:`train_runs` (resumable runs, side by side, with logs) also runs the LM sweep (:mod:`stepsnet.compare.lm_sweep`,
+imported on its own; its command line is ``benchmarks/lm_sweep.py``).
 :func:`render_report` writes a report again from its ``results.json`` alone.
 
 The package is split by job: :mod:`~stepsnet.compare.harness` (what a comparison is, training runs and reading
@@ -32,7 +33,9 @@ them back), :mod:`~stepsnet.compare.adapter` and the ``task_*`` modules (how eac
 :mod:`~stepsnet.compare.run` (running a comparison: train, collect, judge, report), :mod:`~stepsnet.compare.report`
 (the tests' verdicts, the markdown and the plots), :mod:`~stepsnet.compare.builtin` (the comparisons of
 ``stepsnet compare``) and :mod:`~stepsnet.compare.protocols` (pre-registered comparisons and
-power plans). Everything public is importable from ``stepsnet.compare``.
+power plans). Everything public is importable from ``stepsnet.compare``, except the result tables of the docs,
+rendered from the committed result files by the subpackage :mod:`stepsnet.compare.results_docs` (imported on its own:
+``scripts/render_results.py``).
 
 Four comparisons are built in (``stepsnet compare TASK``): :func:`mnist1d_comparison` (the main job: 1-D ResNets
 with the layouts of ResNet-18 and ResNet-34 against their Steps twins on MNIST-1D), :func:`depth_comparison` (the

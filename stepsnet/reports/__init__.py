@@ -6,6 +6,8 @@ per-run results, so that those places show the same tests, adjusted the same way
 
 * :mod:`stepsnet.reports.lm_sweep`: the language-model sweep (``benchmarks/lm_sweep.yaml``) and the Llama pair
   (``benchmarks/llama_compare.yaml``, same format).
+* :mod:`stepsnet.reports.lm_sweep_report`: that sweep's own report (``sweep.md``, ``sweep.csv``, ``sweep.json``,
+  ``sweep.png``) from its per-run rows, the tests from :mod:`stepsnet.reports.lm_sweep`.
 
 The modules import :mod:`stepsnet.stats` and :mod:`stepsnet.utils` only, and load no torch: a report is rendered
 from stored numbers, without the models that produced them.

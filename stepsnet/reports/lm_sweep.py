@@ -1,10 +1,11 @@
 """The LM sweep's statistics, once: every cell's losses, its paired differences and one family of tests.
 
-The sweep (``benchmarks/lm_sweep.yaml``, run by ``benchmarks/lm_sweep.py``; the Llama pair's
-``benchmarks/llama_compare.yaml`` has the same format) trains a few models per *cell* (a step count, a learning rate
-or a grid of them, a set of seeds) in *roles*: ``baseline`` (the residual model), ``steps`` (its Steps twin) and,
-in some cells, ``control`` (a plain residual model as deep as the twin). Two programs report it: the sweep's own
-report (``sweep.md``, ``sweep.json``) and the result tables of the docs (``scripts/render_results.py``). Both take
+The sweep (``benchmarks/lm_sweep.yaml``, run by :mod:`stepsnet.compare.lm_sweep`, whose command line is
+``benchmarks/lm_sweep.py``; the Llama pair's ``benchmarks/llama_compare.yaml`` has the same format) trains a few models
+per *cell* (a step count, a learning rate or a grid of them, a set of seeds) in *roles*: ``baseline`` (the residual
+model), ``steps`` (its Steps twin) and, in some cells, ``control`` (a plain residual model as deep as the twin). Two
+programs report it: the sweep's own report (``sweep.md``, ``sweep.json``, written by
+:mod:`stepsnet.reports.lm_sweep_report`) and the result tables of the docs (``scripts/render_results.py``). Both take
 every number from :func:`analyse`, so that they test the same differences and adjust them the same way; when they
 computed this each on its own, they disagreed on what the family was.
 
