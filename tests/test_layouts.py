@@ -183,8 +183,8 @@ def test_same_seed_same_bytes(layouts, tmp_path):
 def test_the_shapes_commands_write_through_the_task_tables_writer(command, task, tmp_path):
     """One generator per layout: ``stepsnet data synth-*`` writes the bytes of the task table's writer."""
     cli, table = str(tmp_path / 'cli'), str(tmp_path / 'table')
-    assert main(['data', command, '--out', cli, '--num-train', '1', '--num-val', '1', '--size', '64,48',
-                 '--max-shapes', '2', '--seed', '2']) == 0
+    assert main(['data', command, '--out', cli, '--num-train', '1', '--num-val', '1', '--size', '48,64',
+                 '--max-shapes', '2', '--seed', '2']) == 0  # --size is H,W; the writers take (width, height)
     write_layout(task, table, seed=2, shape_classes=True, train_images=1, val_images=1, size=(64, 48), max_shapes=2)
     files = {k: v[0] for k, v in snapshot(cli).items()}
     assert len(files) >= 4 and files == {k: v[0] for k, v in snapshot(table).items()}
