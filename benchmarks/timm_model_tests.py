@@ -19,7 +19,7 @@ selects each Steps model where timm selects the model it converts (:class:`AsTim
 
 The summary (passed / failed / skipped / expected failures per test function and per model, with the timm version
 and the command) is written to ``benchmarks/results/timm_model_tests.{md,json}`` (``timm_model_tests_family.*``
-with ``--as-timm-family``); the exit status is pytest's.
+with ``--as-timm-family``; ``--out DIR`` writes them to another folder); the exit status is pytest's.
 """
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ from collections import Counter, defaultdict
 from typing import Any, Dict, List, Optional, Sequence
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, 'benchmarks', 'results', 'timm_model_tests')
+RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
 DEFAULT_MODELS = ('steps_*', 'test_steps_*')
 DOWNLOAD = 'pip download timm==VERSION --no-deps --no-binary :all: -d DIR'
 
@@ -290,6 +290,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                    help="select each Steps model where timm's filters select the timm model it converts (by name "
                         'without steps_, and by its family\'s timm module), which also runs the forward_intermediates, '
                         'pruning and non-standard config tests on them; results go to timm_model_tests_family.*')
+    p.add_argument('--out', default=RESULTS, metavar='DIR',
+                   help='folder of the result files timm_model_tests{,_family}.{md,json} (default: %(default)s)')
     p.add_argument('--no-write', action='store_true', help='print the summary, write no result files')
     p.add_argument('pytest_args', nargs='*', help='extra pytest arguments, after --')
     args = p.parse_args(argv)
@@ -305,8 +307,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         root = _source_root(args.timm_src, tmp)
         version = _source_version(root)
         if version != timm.__version__:
-            raise SystemExit(f'--timm-src is timm {version} but timm {timm.__version__} is installed; expected the '
-                             f'tests of the installed version ({DOWNLOAD.replace("VERSION", timm.__version__)})')
+            found = f'timm {version}' if version else 'of no known version (no PKG-INFO or timm/version.py)'
+            raise SystemExit(f'--timm-src {args.timm_src} is {found} but timm {timm.__version__} is installed; '
+                             'expected the tests of the installed version '
+                             f'({DOWNLOAD.replace("VERSION", timm.__version__)})')
         plugin = StepsOnly(args.models, args.only, KNOWN_EXCLUSIONS)
         real_list_models = timm.list_models
         if args.as_timm_family:  # the test file reads it (``from timm import list_models``) when it is imported
@@ -331,8 +335,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     text = _markdown(data)
     print(text)
     if not args.no_write:
-        out = OUT + ('_family' if args.as_timm_family else '')
-        os.makedirs(os.path.dirname(out), exist_ok=True)
+        out = os.path.join(args.out, 'timm_model_tests' + ('_family' if args.as_timm_family else ''))
+        os.makedirs(args.out, exist_ok=True)
         with open(out + '.json', 'w', encoding='utf-8') as f:
             json.dump(data, f, indent=2)
             f.write('\n')
