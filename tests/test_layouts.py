@@ -203,3 +203,23 @@ def test_dispatcher_and_argument_errors(layouts, tmp_path):
     with pytest.raises(ValueError, match='vocab_size'):
         write_wikitext103(str(tmp_path / 'w'), vocab_size=100)
     assert not any(os.path.exists(tmp_path / n) for n in 'iaw')
+
+
+@pytest.mark.parametrize('old, task', [('make_synthetic_coco', 'det'), ('make_synthetic_ade', 'seg')])
+def test_the_earlier_shapes_functions_warn_and_write_through_the_layout_writer(old, task, tmp_path):
+    """make_synthetic_coco / _ade (size as (height, width)) still work, deprecated: the same bytes as the writer."""
+    from stepsnet.data import synthetic
+    with pytest.warns(DeprecationWarning, match='write_layout'):
+        summary = getattr(synthetic, old)(str(tmp_path / 'old'), num_train=2, num_val=1, size=(48, 64), seed=3)
+    write_layout(task, str(tmp_path / 'new'), seed=3, shape_classes=True, train_images=2, val_images=1,
+                 size=(64, 48), max_shapes=3)
+    files = {k: v[0] for k, v in snapshot(str(tmp_path / 'old')).items()}
+    assert len(files) >= 4 and files == {k: v[0] for k, v in snapshot(str(tmp_path / 'new')).items()}
+    assert [v['images'] for v in summary['splits'].values()] == [2, 1]
+
+
+def test_the_shapes_size_error_speaks_the_flags_order(tmp_path, capsys):
+    assert main(['data', 'synth-coco', '--out', str(tmp_path / 'c'), '--size', '20,128']) == 2
+    err = capsys.readouterr().err
+    assert '--size must be two whole numbers H,W (height, width), each >= 32, got 20,128' in err
+    assert not os.path.exists(tmp_path / 'c')

@@ -21,31 +21,26 @@ def _run_prepare(args: argparse.Namespace) -> int:
 def _run_synth(args: argparse.Namespace) -> int:
     """Write the shapes data set through the task table's writer of the layout (COCO 2017 or ADE20K) and say
     what it holds."""
-    import json
-    import os
-
-    from stepsnet.data.layouts import write_layout
-    from stepsnet.data.synthetic import ADE_SYNTH_CLASSES
+    from stepsnet.data.layouts import MIN_SIDE, write_layout
+    from stepsnet.data.synthetic import shapes_summary
     coco = args.data_command == 'synth-coco'
-    if len(args.size) != 2:
-        raise ValueError(f'--size must be two whole numbers H,W (height, width), got {args.size}')
+    if len(args.size) != 2 or min(args.size) < MIN_SIDE:
+        raise ValueError(f'--size must be two whole numbers H,W (height, width), each >= {MIN_SIDE}, got '
+                         f'{",".join(map(str, args.size))}')
     height, width = args.size  # the flag keeps its H,W order; the layout writers take (width, height)
-    root = write_layout('det' if coco else 'seg', args.out, seed=args.seed, force=args.force, shape_classes=True,
+    task = 'det' if coco else 'seg'
+    root = write_layout(task, args.out, seed=args.seed, force=args.force, shape_classes=True,
                         train_images=args.num_train, val_images=args.num_val, size=(width, height),
                         max_shapes=args.max_shapes)
-    if coco:
-        for split in ('train2017', 'val2017'):
-            ann_file = os.path.join(root, 'annotations', f'instances_{split}.json')
-            with open(ann_file, encoding='utf-8') as f:
-                data = json.load(f)
-            print(f'{split}: {plural(len(data["images"]), "image")}, '
-                  f'{plural(len(data["annotations"]), "instance")} -> {ann_file}')
-        print(f'categories: {", ".join(c["name"] for c in data["categories"])}')
+    s = shapes_summary(task, root)
+    for split, v in s['splits'].items():
+        where = v['ann_file'] if 'ann_file' in v else f'{v["image_dir"]}, {v["ann_dir"]}'
+        extra = f', {plural(v["annotations"], "instance")}' if 'annotations' in v else ''
+        print(f'{split}: {plural(v["images"], "image")}{extra} -> {where}')
+    if 'categories' in s:
+        print(f'categories: {", ".join(s["categories"])}')
     else:
-        for split, count in (('training', args.num_train), ('validation', args.num_val)):
-            print(f'{split}: {plural(count, "image")} -> {os.path.join(root, "images", split)}, '
-                  f'{os.path.join(root, "annotations", split)}')
-        print(f'num_classes {len(ADE_SYNTH_CLASSES)} ({", ".join(ADE_SYNTH_CLASSES)}; label 0 is ignored)')
+        print(f'num_classes {s["num_classes"]} ({", ".join(s["classes"])}; label 0 is ignored)')
     return 0
 
 

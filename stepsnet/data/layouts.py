@@ -4,7 +4,7 @@ They exist for dry runs and tests of the full-size recipes (``configs/cls/*_imag
 ``configs/cls/resnet50_rsb_a2.yaml``, ``configs/det/mask_rcnn_*.yaml``, ``configs/seg/upernet_*.yaml``,
 ``configs/lm/{small,medium,large}.yaml``): the recipe's own loaders read the files exactly as they read the real
 data sets, at the recipe's model and input sizes, without downloading anything. The content is generated (smooth
-backgrounds with shapes, :mod:`stepsnet.data.synthetic`, and made-up encyclopaedic text), so nothing trained on it
+backgrounds with shapes, :mod:`stepsnet.data.scenes`, and made-up encyclopaedic text), so nothing trained on it
 means anything. With ``shape_classes=True`` the COCO and ADE20K writers label each shape with its own class
 (rectangle, ellipse, triangle) instead of one of the data set's classes drawn at random: that is the data of
 ``stepsnet data synth-coco`` and ``synth-ade``, which a small model learns in minutes on a CPU
@@ -54,7 +54,7 @@ from stepsnet.utils.dryrun import Resized
 from stepsnet.utils.tasks import TASK_NAMES, TASKS, resolve
 
 from .outputs import refuse_existing, staged_output
-from .synthetic import ADE_SYNTH_CLASSES, SHAPE_CLASSES, draw_scene
+from .scenes import ADE_SYNTH_CLASSES, SHAPE_CLASSES, draw_scene
 
 __all__ = [
     'FULL_SIZES', 'dry_run_data_dir', 'dry_run_sets',
@@ -280,7 +280,7 @@ def write_coco(
         size: Nominal (width, height); the short side varies by up to 12% and every third image is turned.
         seed: Random seed (the same seed writes the same bytes).
         force: Overwrite the files of an earlier data set of the same names.
-        shape_classes: List the shape classes (:data:`~stepsnet.data.synthetic.SHAPE_CLASSES`, ids 1..3) as the
+        shape_classes: List the shape classes (:data:`~stepsnet.data.scenes.SHAPE_CLASSES`, ids 1..3) as the
             categories, an instance's category being its shape, and no crowd: a data set a small model learns.
         max_shapes: Most instances per image (at least 1).
 
@@ -345,7 +345,7 @@ def write_ade20k(
         seed: Random seed (the same seed writes the same bytes).
         force: Overwrite the files of an earlier data set of the same names.
         shape_classes: Label the background 1 and each object 2..4 by its shape
-            (:data:`~stepsnet.data.synthetic.ADE_SYNTH_CLASSES`, written to ``classes.txt``; ``num_classes: 4``):
+            (:data:`~stepsnet.data.scenes.ADE_SYNTH_CLASSES`, written to ``classes.txt``; ``num_classes: 4``):
             a data set a small model learns.
         max_shapes: Most objects per image (at least 1).
 
