@@ -28,6 +28,7 @@ from typing import List, Optional
 from stepsnet.compare.lm_sweep import parse_overrides, run_sweep
 
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)  # the repository: a sweep's relative config path is read from it
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -57,7 +58,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         p.error(str(e))
     return run_sweep(args.sweep, args.out, jobs=args.jobs, threads=args.threads, data_dir=args.data_dir,
                      skip_optional=args.skip_optional, rule=args.rule, report_only=args.report_only,
-                     from_csv=args.from_csv, list_runs=args.list, overrides=overrides)
+                     from_csv=args.from_csv, list_runs=args.list, overrides=overrides, root=ROOT)
 
 
 if __name__ == '__main__':

@@ -88,7 +88,10 @@ def _source_root(path: str, tmp: str) -> str:
     path = os.path.abspath(path)
     if os.path.isfile(path) and path.endswith(('.tar.gz', '.tgz')):
         with tarfile.open(path) as tar:
-            tar.extractall(tmp, filter='data')
+            if hasattr(tarfile, 'data_filter'):  # Python 3.10.12+ / 3.11.4+: refuse links and paths out of tmp
+                tar.extractall(tmp, filter='data')
+            else:
+                tar.extractall(tmp)  # an sdist the user downloaded from the package index
         entries = [os.path.join(tmp, e) for e in os.listdir(tmp)]
         path = entries[0] if len(entries) == 1 and os.path.isdir(entries[0]) else tmp
     elif not os.path.isdir(path):
@@ -337,11 +340,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.no_write:
         out = os.path.join(args.out, 'timm_model_tests' + ('_family' if args.as_timm_family else ''))
         os.makedirs(args.out, exist_ok=True)
-        with open(out + '.json', 'w', encoding='utf-8') as f:
-            json.dump(data, f, indent=2)
-            f.write('\n')
-        with open(out + '.md', 'w', encoding='utf-8') as f:
-            f.write(text)
+        from stepsnet.utils.checkpoint import atomic_write_text
+        atomic_write_text(out + '.json', json.dumps(data, indent=2) + '\n')
+        atomic_write_text(out + '.md', text)
     return int(code)
 
 

@@ -71,6 +71,9 @@ def test_tiny_sweep(tmp_path, capsys):
     out = tmp_path / 'out'
     loaded = sweep_lib.load_sweep(str(tmp_path / 's.yaml'))
     runs = sweep_lib.planned_runs(loaded)
+    # a relative config path is read from the repository given as root, not from where the package is installed
+    (tmp_path / 'rel.yaml').write_text(TINY.format(config='c.yaml'))
+    assert sweep_lib.load_sweep(str(tmp_path / 'rel.yaml'), root=str(tmp_path))['config'] == str(config)
     assert len(runs) == 2 * (4 + 2)  # res, steps, one_step, ctrl at lr 2e-3 and res, steps at 1e-3, for 2 seeds
     assert [r.seed for r in runs[:6]] == [0] * 6  # the first seed of every main cell comes first
     assert script.main(['--sweep', str(tmp_path / 's.yaml'), '--out', str(out), '--jobs', '1']) == 0

@@ -51,9 +51,10 @@ __all__ = ['Run', 'CSV_KEYS', 'TESTS_HEAD', 'load_sweep', 'planned_runs', 'run_s
            'analyse', 'report_markdown', 'write_csv', 'plot', 'write_report', 'parse_overrides', 'run_sweep']
 
 
-def load_sweep(path: str) -> Dict[str, Any]:
+def load_sweep(path: str, root: Optional[str] = None) -> Dict[str, Any]:
     """Read and check the sweep file; every cell gets ``seeds``, ``lrs``, ``lr_varies`` and ``optional`` filled in,
-    the sweep ``config_lr`` (the rate of its config). A relative ``config`` is relative to the repository root.
+    the sweep ``config_lr`` (the rate of its config). A relative ``config`` is relative to ``root``, the repository
+    the sweep belongs to (default: the checkout this package runs from, as an editable install has it).
 
     A cell without ``lr`` trains at the config's rate, so a run it shares with a learning-rate cell trains once.
     """
@@ -67,7 +68,7 @@ def load_sweep(path: str) -> Dict[str, Any]:
         if key not in sweep:
             raise ValueError(f'sweep file {path!r} lacks {key!r}')
     if not os.path.isabs(sweep['config']):
-        sweep['config'] = os.path.join(REPO, sweep['config'])
+        sweep['config'] = os.path.join(root or REPO, sweep['config'])
     config_lr = sweep['config_lr'] = float(load_config(sweep['config']).lr)
     for cell in sweep['cells']:
         for role, model_key in cell['roles'].items():
@@ -168,7 +169,7 @@ def parse_overrides(items: Iterable[str]) -> Dict[str, Any]:
 def run_sweep(sweep_path: str, out: str, *, jobs: int = 1, threads: int = 1, data_dir: Optional[str] = None,
               skip_optional: bool = False, rule: Optional[str] = None, report_only: bool = False,
               from_csv: Optional[str] = None, list_runs: bool = False,
-              overrides: Optional[Mapping[str, Any]] = None) -> int:
+              overrides: Optional[Mapping[str, Any]] = None, root: Optional[str] = None) -> int:
     """The sweep of ``sweep_path`` into ``out``, as ``benchmarks/lm_sweep.py`` runs it; returns the exit status.
 
     By default, trains the planned runs that have not finished (``jobs`` side by side, ``threads`` torch threads
@@ -176,11 +177,12 @@ def run_sweep(sweep_path: str, out: str, *, jobs: int = 1, threads: int = 1, dat
     and writes the report from the rows of that earlier ``sweep.csv`` into ``out``; ``list_runs``: prints the planned
     runs and whether each has finished; ``report_only``: the report of what has finished. ``rule`` decides the
     verdicts (:data:`stepsnet.stats.RULES`; None: both tests), ``skip_optional`` leaves out the optional cells,
-    ``data_dir`` replaces the config's prepared data and ``overrides`` sets training fields of every run.
+    ``data_dir`` replaces the config's prepared data and ``overrides`` sets training fields of every run; ``root`` is
+    the repository a relative config path is read from (:func:`load_sweep`).
     """
     if jobs < 1 or threads < 1:
         raise ValueError(f'jobs and threads must be >= 1, got jobs={jobs}, threads={threads}')
-    sweep = load_sweep(sweep_path)
+    sweep = load_sweep(sweep_path, root)
     sweep['rule'] = rule
     include_optional = not skip_optional
     runs = planned_runs(sweep, include_optional)

@@ -9,6 +9,7 @@ per-run results, so that those places show the same tests, adjusted the same way
 * :mod:`stepsnet.reports.lm_sweep_report`: that sweep's own report (``sweep.md``, ``sweep.csv``, ``sweep.json``,
   ``sweep.png``) from its per-run rows, the tests from :mod:`stepsnet.reports.lm_sweep`.
 
-The modules import :mod:`stepsnet.stats` and :mod:`stepsnet.utils` only, and load no torch: a report is rendered
-from stored numbers, without the models that produced them.
+The modules import :mod:`stepsnet.stats` and :mod:`stepsnet.utils` only, and importing them loads no torch: a report
+is rendered from stored numbers, without the models that produced them. Writing a report's files goes through the
+atomic writers of :mod:`stepsnet.utils.checkpoint`, which do load torch, imported only then.
 """

@@ -14,7 +14,8 @@ of its tests from :func:`stepsnet.reports.lm_sweep.analyse` (the same tests as t
 * :func:`write_files`: all four into a folder.
 
 Like every module of :mod:`stepsnet.reports` it computes from stored numbers and imports no torch; writing the files
-goes through the atomic writers of :mod:`stepsnet.utils`, imported when a file is written.
+goes through the atomic writers of :mod:`stepsnet.utils.checkpoint` (which load torch), imported when a file is
+written.
 
 Example::
 
