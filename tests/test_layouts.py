@@ -223,3 +223,9 @@ def test_the_shapes_size_error_speaks_the_flags_order(tmp_path, capsys):
     err = capsys.readouterr().err
     assert '--size must be two whole numbers H,W (height, width), each >= 32, got 20,128' in err
     assert not os.path.exists(tmp_path / 'c')
+
+
+def test_a_shapes_summary_names_a_folder_with_neither_layout(tmp_path):
+    from stepsnet.data.synthetic import shapes_summary
+    with pytest.raises(FileNotFoundError, match='neither a COCO 2017 layout'):
+        shapes_summary(str(tmp_path))

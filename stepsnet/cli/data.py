@@ -32,7 +32,7 @@ def _run_synth(args: argparse.Namespace) -> int:
     root = write_layout(task, args.out, seed=args.seed, force=args.force, shape_classes=True,
                         train_images=args.num_train, val_images=args.num_val, size=(width, height),
                         max_shapes=args.max_shapes)
-    s = shapes_summary(task, root)
+    s = shapes_summary(root)
     for split, v in s['splits'].items():
         where = v['ann_file'] if 'ann_file' in v else f'{v["image_dir"]}, {v["ann_dir"]}'
         extra = f', {plural(v["annotations"], "instance")}' if 'annotations' in v else ''

@@ -17,15 +17,20 @@ __all__ = ['SHAPE_CLASSES', 'ADE_SYNTH_CLASSES', 'draw_scene', 'shapes_summary',
            'make_synthetic_ade']
 
 
-def shapes_summary(task: str, root: str) -> Dict[str, Any]:
+def shapes_summary(root: str) -> Dict[str, Any]:
     """What a shapes data set written with ``shape_classes=True`` holds, read from its files: ``root``, per split
-    the image count and folders (and for ``det`` the instance count and annotation file), and the class names.
+    the image count and folders (and in the COCO 2017 layout the instance count and annotation file), and the class
+    names.
 
     Args:
-        task: ``det`` (the COCO 2017 layout) or ``seg`` (the ADE20K layout).
-        root: The folder the writer returned.
+        root: The folder the writer returned: a COCO 2017 layout (``annotations/instances_*.json``) or an ADE20K one
+            (``images/`` and ``annotations/`` by split).
+
+    Raises:
+        FileNotFoundError: ``root`` holds neither layout.
     """
-    if task == 'det':
+    coco = os.path.join(root, 'annotations', 'instances_train2017.json')
+    if os.path.isfile(coco):
         splits, names = {}, []
         for split in ('train2017', 'val2017'):
             ann_file = os.path.join(root, 'annotations', f'instances_{split}.json')
@@ -35,15 +40,16 @@ def shapes_summary(task: str, root: str) -> Dict[str, Any]:
             splits[split] = {'images': len(data['images']), 'annotations': len(data['annotations']),
                              'image_dir': os.path.join(root, split), 'ann_file': ann_file}
         return {'root': root, 'categories': names, 'splits': splits}
-    if task == 'seg':
-        splits = {}
-        for split in ('training', 'validation'):
-            image_dir = os.path.join(root, 'images', split)
-            splits[split] = {'images': sum(n.endswith('.jpg') for n in os.listdir(image_dir)),
-                             'image_dir': image_dir, 'ann_dir': os.path.join(root, 'annotations', split)}
-        return {'root': root, 'num_classes': len(ADE_SYNTH_CLASSES), 'classes': list(ADE_SYNTH_CLASSES),
-                'splits': splits}
-    raise ValueError(f"the shapes data sets are 'det' (COCO 2017 layout) or 'seg' (ADE20K layout), got {task!r}")
+    if not os.path.isdir(os.path.join(root, 'images', 'training')):
+        raise FileNotFoundError(f'{root!r} holds neither a COCO 2017 layout ({coco!r}) nor an ADE20K one '
+                                f'({os.path.join(root, "images", "training")!r})')
+    splits = {}
+    for split in ('training', 'validation'):
+        image_dir = os.path.join(root, 'images', split)
+        splits[split] = {'images': sum(n.endswith('.jpg') for n in os.listdir(image_dir)),
+                         'image_dir': image_dir, 'ann_dir': os.path.join(root, 'annotations', split)}
+    return {'root': root, 'num_classes': len(ADE_SYNTH_CLASSES), 'classes': list(ADE_SYNTH_CLASSES),
+            'splits': splits}
 
 
 def _deprecated_writer(task: str, old: str, out: str, num_train: int, num_val: int, size: Sequence[int],
@@ -56,7 +62,7 @@ def _deprecated_writer(task: str, old: str, out: str, num_train: int, num_val: i
     height, width = size
     root = write_layout(task, out, seed=seed, force=force, shape_classes=True, train_images=num_train,
                         val_images=num_val, size=(width, height), max_shapes=max_shapes)
-    return shapes_summary(task, root)
+    return shapes_summary(root)
 
 
 def make_synthetic_coco(out: str, num_train: int = 16, num_val: int = 8, size: Sequence[int] = (96, 128),
