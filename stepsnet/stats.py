@@ -31,7 +31,7 @@ __all__ = ['ALPHA', 'CONFIDENCE', 'POWER', 'TIE_TOLERANCE', 'EXACT_MAX', 'MONTE_
            'adjust_p', 'outcome', 'verdict', 'detectable_difference', 'Detectable', 'detectable', 'power_t',
            'detectable_at_power', 'seeds_for_power', 'sign_flip_power', 'format_test', 'format_p', 'table_cells',
            'TABLE_HEAD', 'TABLE_HEAD_BOTH', 'table_cells_both', 'machine_sentence', 'drop_ties', 'RULES',
-           'test_family', 'deciding_p', 'p_name']
+           'test_family', 'deciding_p', 'p_name', 'mean_sd']
 
 ALPHA = 0.05  # family-wise error of one report (Holm)
 CONFIDENCE = 0.95  # the confidence level of the intervals
@@ -87,6 +87,13 @@ class PairedTest:
         kw = {k: v for k, v in d.items() if k in names}
         kw['values'] = tuple(kw.get('values') or ())
         return cls(**kw)
+
+
+def mean_sd(values: Sequence[Optional[float]]) -> Tuple[Optional[float], Optional[float], int]:
+    """Mean, sample standard deviation (ddof 1) and count of ``values`` (None entries, runs not done, skipped): the
+    mean is None without values and the deviation None with fewer than two (numpy's sums, as the tests use)."""
+    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
+    return (float(arr.mean()) if arr.size else None, float(arr.std(ddof=1)) if arr.size > 1 else None, int(arr.size))
 
 
 def paired_test(differences: Sequence[Optional[float]]) -> PairedTest:

@@ -18,6 +18,7 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence
 import numpy as np
 import torch
 
+from stepsnet import stats
 from stepsnet.compare.adapter import TaskAdapter
 from stepsnet.engine import RESULTS
 from stepsnet.utils.checkpoint import atomic_write_text
@@ -284,9 +285,8 @@ def train_runs(task: str, specs: Sequence[RunSpec], jobs: int = 1, threads: Opti
 
 def spread(values: Sequence[Optional[float]]) -> Dict[str, Any]:
     """Mean, sample standard deviation (ddof 1; None for one value) and the values of one arm's metric."""
-    arr = np.asarray([v for v in values if v is not None], dtype=np.float64)
-    return dict(mean=float(arr.mean()) if arr.size else None,
-                std=float(arr.std(ddof=1)) if arr.size > 1 else None, n=int(arr.size), values=arr.tolist())
+    mean, std, n = stats.mean_sd(values)
+    return dict(mean=mean, std=std, n=n, values=[float(v) for v in values if v is not None])
 
 
 def _run_dir(comp: Comparison, point: Point, arm: Arm, seed: int) -> str:

@@ -35,20 +35,10 @@ import yaml
 
 from stepsnet.compare.harness import REPO, RunSpec, read_result, train_runs
 from stepsnet.reports import lm_sweep as tests
-from stepsnet.reports.lm_sweep_report import (
-    CSV_KEYS,
-    TESTS_HEAD,
-    Run,
-    analyse_rows,
-    plot,
-    read_csv,
-    report_markdown,
-    write_csv,
-    write_files,
-)
+from stepsnet.reports.lm_sweep_report import Run, read_csv, write_files
 
-__all__ = ['Run', 'CSV_KEYS', 'TESTS_HEAD', 'load_sweep', 'planned_runs', 'run_spec', 'read_results', 'read_csv',
-           'analyse', 'report_markdown', 'write_csv', 'plot', 'write_report', 'parse_overrides', 'run_sweep']
+__all__ = ['Run', 'load_sweep', 'planned_runs', 'run_spec', 'read_results', 'read_csv', 'write_report',
+           'parse_overrides', 'run_sweep']
 
 
 def load_sweep(path: str, root: Optional[str] = None) -> Dict[str, Any]:
@@ -137,11 +127,6 @@ def read_results(out: str, runs: Sequence[Run], sweep: Mapping[str, Any]) -> Dic
         if r is not None:
             found[run] = _row(run, sweep, r)
     return found
-
-
-def analyse(sweep: Mapping[str, Any], results: Mapping[Run, Mapping[str, Any]]) -> tests.Sweep:
-    """The sweep's cells, differences and tests (:func:`stepsnet.reports.lm_sweep.analyse`) from the finished runs."""
-    return analyse_rows(sweep, results)
 
 
 def write_report(sweep: Mapping[str, Any], out: str, include_optional: bool = True,

@@ -33,8 +33,6 @@ import os
 from dataclasses import dataclass
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
-import numpy as np
-
 from stepsnet import stats
 from stepsnet.reports import lm_sweep as tests
 
@@ -140,12 +138,6 @@ def analyse_rows(sweep: Mapping[str, Any], rows: Rows) -> tests.Sweep:
     return tests.analyse(sweep, losses, sweep['config_lr'], sweep.get('rule'))
 
 
-def _mean_std(values: Sequence[float]) -> Tuple[float, Optional[float]]:
-    """Mean and sample standard deviation (ddof 1; None for one value); the mean is NaN without values."""
-    arr = np.asarray(values, dtype=np.float64)
-    return (float(arr.mean()) if arr.size else float('nan'), float(arr.std(ddof=1)) if arr.size > 1 else None)
-
-
 def _fmt(mean: Optional[float], std: Optional[float], n: int, digits: int = 4, sign: bool = False) -> str:
     if mean is None or math.isnan(mean):
         return 'pending'
@@ -155,7 +147,7 @@ def _fmt(mean: Optional[float], std: Optional[float], n: int, digits: int = 4, s
 
 def _losses(losses: Mapping[int, float]) -> str:
     values = list(losses.values())
-    return _fmt(*_mean_std(values), len(values))
+    return _fmt(*stats.mean_sd(values))
 
 
 def _loss_cell(cell: tests.Cell, role: str) -> str:

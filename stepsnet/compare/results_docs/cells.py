@@ -12,8 +12,6 @@ import pathlib
 from collections import defaultdict
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Union
 
-import numpy as np
-
 from stepsnet import stats
 from stepsnet.stats import PairedTest, SignFlipTest, format_p
 
@@ -83,12 +81,10 @@ def signed(x: float, digits: int) -> str:
 
 def mean_std(values: Sequence[float], digits: int = 2) -> str:
     """mean ± sample std (the std left out for a single value)."""
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.size == 0:
+    mean, std, _ = stats.mean_sd(values)
+    if mean is None:
         return 'not run'
-    if arr.size == 1:
-        return f'{arr[0]:.{digits}f}'
-    return f'{arr.mean():.{digits}f} ± {arr.std(ddof=1):.{digits}f}'
+    return f'{mean:.{digits}f}' if std is None else f'{mean:.{digits}f} ± {std:.{digits}f}'
 
 
 def diff_cell(t: PairedTest, digits: int = 2) -> str:
