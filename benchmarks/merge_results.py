@@ -7,7 +7,7 @@ Missing parts are reported and left out (a run stopped early keeps what it finis
 import argparse
 import os
 
-from stepsnet.analysis.speed import format_ratios, plot_ratios, read_csv, write_csv
+from stepsnet.analysis.speed_tables import format_ratios, plot_ratios, read_csv, write_csv
 from stepsnet.utils.checkpoint import atomic_write_text
 
 

@@ -48,3 +48,15 @@ def test_gpu_script_without_time_left_writes_nothing(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'no time left for lm, compile off' in proc.stdout and 'gpu_tiny_cls_on.csv (not measured)' in proc.stdout
     assert not (tmp_path / 'out' / 'gpu_tiny_cls.csv').exists()
+
+
+def test_merging_loads_no_torch(tmp_path):
+    """The merge step reads and writes tables only: it starts in a fraction of a second, without torch or timm."""
+    code = ('import runpy, sys; sys.argv = ["merge_results.py", sys.argv[1], sys.argv[2]]; '
+            'runpy.run_path("benchmarks/merge_results.py", run_name="__main__"); '
+            'print(sorted(m for m in ("torch", "timm") if m in sys.modules))')
+    proc = subprocess.run([sys.executable, '-c', code, str(tmp_path / 'merged'), str(tmp_path / 'missing.csv')],
+                          cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines() == [f'no results in {tmp_path / "missing.csv"} (not measured)',
+                                        f'nothing to merge into {tmp_path / "merged"}', '[]']

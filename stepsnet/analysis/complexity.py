@@ -28,6 +28,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from stepsnet.models.steps_1d import BasicBlock1d
 from stepsnet.models.twins import TWIN_BASELINES, build_twin, step_plans, twin_args, twin_name
 from stepsnet.steps import Steps
+from stepsnet.utils.meta import skip_meta_init
 
 __all__ = [
     'BLOCK_TYPES', 'PAPER_TABLE1', 'MODEL_PAIRS', 'ComplexityRow', 'count_params', 'count_macs', 'count_flops',
@@ -172,7 +173,8 @@ class ComplexityRow:
 
 def complexity_row(name: str, baseline: str = '', input_size: Sequence[int] = (3, 224, 224)) -> ComplexityRow:
     """Measure one registered model (built on the meta device: shapes only, no memory, no arithmetic)."""
-    model = timm.create_model(name, pretrained=False, device='meta')
+    with skip_meta_init():
+        model = timm.create_model(name, pretrained=False, device='meta')
     params = count_params(model)
     macs = count_macs(model, input_size)
     paper = PAPER_TABLE1.get(name)
@@ -295,8 +297,9 @@ def twin_row(name: str) -> TwinRow:
     """Count a baseline and its twin, both built on the meta device (no memory, no weights): parameters from the
     modules, multiply-adds of one forward pass at the baseline's input size, attention matmuls included."""
     family, _ = twin_args(name)
-    base = timm.create_model(name, device='meta')
-    twin = build_twin(name, device='meta')
+    with skip_meta_init():
+        base = timm.create_model(name, device='meta')
+        twin = build_twin(name, device='meta')
     size = tuple(base.pretrained_cfg['input_size'])
     return TwinRow(
         baseline=name, family=family.name, plans={k: str(p) for k, p in step_plans(twin).items()},

@@ -40,6 +40,7 @@ from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 
 from stepsnet.steps import StepPlan
+from stepsnet.utils.meta import skip_meta_init
 
 from .generic_families import GENERIC_FAMILIES
 from .generic_twins import _stage_rule
@@ -220,4 +221,6 @@ def step_plans(model: nn.Module) -> Dict[str, StepPlan]:
 def twin_plans(name: str, **overrides: Any) -> Dict[str, StepPlan]:
     """The step plan of every converted stage of the twin (``'blocks'`` for a ViT trunk), built on the meta device."""
     family, args = twin_args(name, **overrides)
-    return step_plans(family.create(twin_name(name), False, pretrained_cfg=_twin_cfg(name), device='meta', **args))
+    with skip_meta_init():
+        return step_plans(family.create(twin_name(name), False, pretrained_cfg=_twin_cfg(name), device='meta',
+                                        **args))

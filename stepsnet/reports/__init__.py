@@ -11,5 +11,5 @@ per-run results, so that those places show the same tests, adjusted the same way
 
 The modules import :mod:`stepsnet.stats` and :mod:`stepsnet.utils` only, and importing them loads no torch: a report
 is rendered from stored numbers, without the models that produced them. Writing a report's files goes through the
-atomic writers of :mod:`stepsnet.utils.checkpoint`, which do load torch, imported only then.
+atomic writers of :mod:`stepsnet.utils.checkpoint`, which load torch only to save or load a checkpoint.
 """

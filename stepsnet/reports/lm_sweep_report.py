@@ -14,8 +14,7 @@ of its tests from :func:`stepsnet.reports.lm_sweep.analyse` (the same tests as t
 * :func:`write_files`: all four into a folder.
 
 Like every module of :mod:`stepsnet.reports` it computes from stored numbers and imports no torch; writing the files
-goes through the atomic writers of :mod:`stepsnet.utils.checkpoint` (which load torch), imported when a file is
-written.
+goes through the atomic writers of :mod:`stepsnet.utils.checkpoint`.
 
 Example::
 
@@ -35,6 +34,7 @@ from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from stepsnet import stats
 from stepsnet.reports import lm_sweep as tests
+from stepsnet.utils.checkpoint import atomic_write_text
 
 __all__ = ['Run', 'Rows', 'CSV_KEYS', 'TESTS_HEAD', 'read_csv', 'csv_text', 'write_csv', 'analyse_rows',
            'report_markdown', 'summary', 'plot', 'write_files']
@@ -119,8 +119,6 @@ def csv_text(rows: Rows) -> str:
 
 def write_csv(rows: Rows, path: str) -> None:
     """Write :func:`csv_text` to ``path`` (through a temporary file and a rename)."""
-    from stepsnet.utils.checkpoint import atomic_write_text
-
     atomic_write_text(path, csv_text(rows))
 
 
@@ -286,8 +284,6 @@ def write_files(sweep: Mapping[str, Any], out: str, planned: int, rows: Rows) ->
     """Write ``sweep.csv``, ``sweep.md``, ``sweep.json`` and (with at least one finished run) ``sweep.png`` into
     ``out`` from the rows of the finished runs, ``planned`` being the number of runs the sweep plans; returns the
     markdown."""
-    from stepsnet.utils.checkpoint import atomic_write_text
-
     sw = analyse_rows(sweep, rows)
     os.makedirs(out, exist_ok=True)
     write_csv(rows, os.path.join(out, 'sweep.csv'))

@@ -12,9 +12,10 @@ import os
 import re
 import tempfile
 import warnings
-from typing import Any, Dict, Iterable, Iterator, Optional, Union
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, Optional, Union
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ['CheckpointError', 'StorageError', 'storage_error', 'atomic_write_bytes', 'atomic_write_text',
            'save_checkpoint', 'load_checkpoint', 'load_failure', 'quiet_safe_load', 'new_file_mode',
@@ -133,6 +134,7 @@ def save_checkpoint(state: Dict[str, Any], path: PathLike, kind: str) -> None:
     """Atomically save ``state`` (tensors, containers, primitives) tagged with ``kind`` (e.g. ``'stepsnet-lm'``)."""
     payload = dict(state)
     payload['format'] = kind
+    import torch  # here, so the atomic writers and storage errors load no torch
     _atomic_write(path, lambda f: torch.save(payload, f))
 
 
@@ -171,7 +173,7 @@ def load_checkpoint(
         path: PathLike,
         kind: str,
         required: Iterable[str] = (),
-        map_location: Optional[Union[str, torch.device]] = 'cpu',
+        map_location: Optional[Union[str, 'torch.device']] = 'cpu',
 ) -> Dict[str, Any]:
     """Load a checkpoint saved by :func:`save_checkpoint` and check it.
 
@@ -192,6 +194,7 @@ def load_checkpoint(
                                 f'{os.path.join(path, "last.pth")!r} or {os.path.join(path, "best.pth")!r}')
     if not os.path.isfile(path):
         raise FileNotFoundError(f'checkpoint {path!r} does not exist')
+    import torch
     try:
         with quiet_safe_load():
             state = torch.load(path, map_location=map_location, weights_only=True)
