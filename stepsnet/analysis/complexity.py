@@ -26,9 +26,9 @@ from timm.models.vision_transformer import Block as ViTBlock
 from torch.utils.flop_counter import FlopCounterMode
 
 from stepsnet.models.steps_1d import BasicBlock1d
-from stepsnet.models.twins import TWIN_BASELINES, build_twin, step_plans, twin_args, twin_name
+from stepsnet.models.twins import TWIN_BASELINES, meta_pair, step_plans, twin_args, twin_name
 from stepsnet.steps import Steps
-from stepsnet.utils.meta import skip_meta_init
+from stepsnet.utils.meta import on_meta
 
 __all__ = [
     'BLOCK_TYPES', 'PAPER_TABLE1', 'MODEL_PAIRS', 'ComplexityRow', 'count_params', 'count_macs', 'count_flops',
@@ -173,8 +173,8 @@ class ComplexityRow:
 
 def complexity_row(name: str, baseline: str = '', input_size: Sequence[int] = (3, 224, 224)) -> ComplexityRow:
     """Measure one registered model (built on the meta device: shapes only, no memory, no arithmetic)."""
-    with skip_meta_init():
-        model = timm.create_model(name, pretrained=False, device='meta')
+    with on_meta():
+        model = timm.create_model(name, pretrained=False)
     params = count_params(model)
     macs = count_macs(model, input_size)
     paper = PAPER_TABLE1.get(name)
@@ -297,9 +297,7 @@ def twin_row(name: str) -> TwinRow:
     """Count a baseline and its twin, both built on the meta device (no memory, no weights): parameters from the
     modules, multiply-adds of one forward pass at the baseline's input size, attention matmuls included."""
     family, _ = twin_args(name)
-    with skip_meta_init():
-        base = timm.create_model(name, device='meta')
-        twin = build_twin(name, device='meta')
+    base, twin = meta_pair(name)
     size = tuple(base.pretrained_cfg['input_size'])
     return TwinRow(
         baseline=name, family=family.name, plans={k: str(p) for k, p in step_plans(twin).items()},

@@ -50,6 +50,7 @@ from stepsnet.analysis.speed_tables import EAGER, UNITS, format_ratios, plot_rat
 from stepsnet.models.factory import create_classifier, create_lm
 from stepsnet.steps import Steps, set_step_checkpointing
 from stepsnet.utils.logging import interactive
+from stepsnet.utils.meta import on_meta
 
 __all__ = ['MODEL_KINDS', 'parse_pair', 'check_pair', 'benchmark_pair', 'benchmark_pairs', 'format_ratios', 'write_csv',
            'read_csv', 'plot_ratios', 'environment', 'format_profile', 'peak_memory_mb']
@@ -95,7 +96,7 @@ def check_pair(
             parameter counts differ by more than ``tolerance`` (models of different sizes).
     """
     _check_task(task)
-    with torch.device('meta'):
+    with on_meta():
         models = {n: _create(task, n, 1000, None, model_kwargs) for n in (baseline, steps)}
     has = {n: any(isinstance(m, Steps) and m.plan.num_steps > 1 for m in net.modules()) for n, net in models.items()}
     if has[baseline] and not has[steps]:

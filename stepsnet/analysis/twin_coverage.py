@@ -10,12 +10,9 @@ import sys
 from dataclasses import dataclass
 from typing import List, Optional, Sequence
 
-import timm
-
 from stepsnet.analysis.complexity import count_macs, count_params
 from stepsnet.models.generic_families import GENERIC_FAMILIES, family_configs
-from stepsnet.models.twins import build_twin
-from stepsnet.utils.meta import skip_meta_init
+from stepsnet.models.twins import meta_pair
 
 __all__ = ['CoverageRow', 'coverage_row', 'coverage', 'render_coverage', 'row_markdown', 'PARAMS_TOL', 'FLOPS_TOL']
 
@@ -48,12 +45,9 @@ class CoverageRow:
 def coverage_row(family: str, name: str) -> CoverageRow:
     """Twin ``name`` on the meta device and count it beside its baseline (a ValueError is a refusal)."""
     try:
-        with skip_meta_init():
-            twin = build_twin(name, device='meta')
+        base, twin = meta_pair(name)
     except ValueError as e:
         return CoverageRow(family, name, reason=str(e).split('\n')[0])
-    with skip_meta_init():
-        base = timm.create_model(name, device='meta')
     for m in (base, twin):  # CaiT's class token enters blocks as an input: FlopCounterMode would hook its gradient
         m.requires_grad_(False)
     size = tuple(base.pretrained_cfg['input_size'])

@@ -22,6 +22,7 @@ from stepsnet import stats
 from stepsnet.compare.adapter import TaskAdapter
 from stepsnet.engine import RESULTS
 from stepsnet.utils.checkpoint import atomic_write_text
+from stepsnet.utils.meta import on_meta
 from stepsnet.utils.provenance import machine_info
 from stepsnet.utils.tasks import TASKS, resolve
 
@@ -103,7 +104,7 @@ ADAPTERS: Dict[str, TaskAdapter] = {t.name: resolve(t.compare) for t in TASKS.va
 
 def _check_arm(task: str, cfg: Any) -> None:
     """Build the arm's model on the meta device (no memory, no compute): a bad setting fails before any training."""
-    with torch.device('meta'):
+    with on_meta():
         ADAPTERS[task].check(cfg)
 
 

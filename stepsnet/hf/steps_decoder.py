@@ -60,7 +60,7 @@ from stepsnet.hf.decoder_families import (
 )
 from stepsnet.models.steps_llama import step_kv_heads
 from stepsnet.steps import StepPlan, Steps
-from stepsnet.utils.meta import skip_meta_init
+from stepsnet.utils.meta import on_meta
 
 __all__ = [
     'DecoderFamily', 'DECODERS', 'NOT_COVERED', 'TwinClasses', 'twin_classes', 'steps_twin_config', 'twin_plan',
@@ -576,7 +576,7 @@ def steps_twin_config(config: PretrainedConfig, num_steps: int = 3, steps_move: 
 
 
 def _layer_params(layer_class: type, config: PretrainedConfig, index: int) -> int:
-    with torch.device('meta'), skip_meta_init(), warnings.catch_warnings():
+    with on_meta(), warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='Initializing zero-element tensors')  # the empty feed-forward
         return sum(p.numel() for p in layer_class(config, index).parameters())
 

@@ -21,7 +21,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM
 
 from stepsnet.hf.steps_decoder import steps_twin_config
-from stepsnet.utils.meta import skip_meta_init
+from stepsnet.utils.meta import on_meta
 
 __all__ = ['REAL_SHAPES', 'parity_table', 'format_parity_table', 'rounding_note', 'PARITY_TOLERANCE',
            'TABLE_MARKERS']
@@ -169,7 +169,7 @@ def parity_table(names: Optional[List[str]] = None, num_steps: int = 3) -> List[
         config = AutoConfig.for_model(fields.pop('model_type'), **fields)
         twin = steps_twin_config(config, num_steps=num_steps, feedforward='scaled')
         matched = steps_twin_config(config, num_steps=num_steps, feedforward='matched')
-        with torch.device('meta'), skip_meta_init():
+        with on_meta():
             original = _count(AutoModelForCausalLM.from_config(config))
             steps = _count(AutoModelForCausalLM.from_config(twin))
             steps_matched = _count(AutoModelForCausalLM.from_config(matched))

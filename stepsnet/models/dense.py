@@ -29,6 +29,8 @@ from timm.layers import LayerNorm2d
 from torchvision.ops import Conv2dNormActivation, FeaturePyramidNetwork
 from torchvision.ops.feature_pyramid_network import LastLevelMaxPool, LastLevelP6P7
 
+from stepsnet.utils.meta import on_meta
+
 __all__ = [
     'PYRAMID_STRIDES', 'backbone_defaults', 'FeatureBackbone', 'SimpleFeaturePyramid', 'FPNBackbone',
     'UperNetHead', 'FCNHead', 'UperNet', 'create_backbone',
@@ -179,7 +181,7 @@ def _check_backbone_weights(name: str, path: str, model_kwargs: Mapping[str, Any
     except Exception as e:  # noqa: BLE001 - any unreadable file becomes one clear message
         raise ValueError(f'cannot read backbone weights {path!r} ({type(e).__name__}); expected a state dict '
                          '(.pth) or a .safetensors file') from e
-    with torch.device('meta'):
+    with on_meta():
         full = timm.create_model(name, num_classes=0, **model_kwargs)
     expected = {k: tuple(v.shape) for k, v in full.state_dict().items()}
     missing = [k for k in expected if k not in state]

@@ -49,7 +49,7 @@ from timm.models import beit, cait, eva, inception_next, mambaout, metaformer, m
 from stepsnet.models._builder import _no_weights_error, _weight_source
 from stepsnet.models.timm_trunk import LeadTimmSteps, TimmSteps, _block_names
 from stepsnet.steps import StepPlan, plan_steps, step_width, step_width_options
-from stepsnet.utils.meta import skip_meta_init
+from stepsnet.utils.meta import on_meta
 
 __all__ = ['TimmSteps', 'LeadTimmSteps', 'TrunkFamily', 'BASE_FAMILIES', 'PARAMS_TOLERANCE']
 
@@ -327,7 +327,7 @@ def _trunk_params(family: TrunkFamily, model: nn.Module, site: _Site, plan: Step
         # in the trunk, e.g. a norm every k blocks, make their own key)
         key = (src.cls, tuple(sorted((k, repr(v)) for k, v in kw.items())))
         if key not in cache:
-            with torch.device('meta'), skip_meta_init():
+            with on_meta():
                 cache[key] = sum(p.numel() for p in src.cls(**kw).parameters())
         total += cache[key]
     return total

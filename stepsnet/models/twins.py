@@ -40,7 +40,7 @@ from timm.models.swin_transformer import SwinTransformer
 from timm.models.vision_transformer import VisionTransformer
 
 from stepsnet.steps import StepPlan
-from stepsnet.utils.meta import skip_meta_init
+from stepsnet.utils.meta import on_meta
 
 from .generic_families import GENERIC_FAMILIES
 from .generic_twins import _stage_rule
@@ -220,7 +220,14 @@ def step_plans(model: nn.Module) -> Dict[str, StepPlan]:
 
 def twin_plans(name: str, **overrides: Any) -> Dict[str, StepPlan]:
     """The step plan of every converted stage of the twin (``'blocks'`` for a ViT trunk), built on the meta device."""
-    family, args = twin_args(name, **overrides)
-    with skip_meta_init():
-        return step_plans(family.create(twin_name(name), False, pretrained_cfg=_twin_cfg(name), device='meta',
-                                        **args))
+    with on_meta():
+        return step_plans(build_twin(name, **overrides))
+
+
+def meta_pair(name: str) -> Tuple[nn.Module, nn.Module]:
+    """timm's ``name`` and its twin, both built on the meta device (:func:`stepsnet.utils.meta.on_meta`): shapes and
+    parameters, no memory. The twin is built first, so a ValueError (a configuration the rule cannot twin) comes
+    before any work on the baseline."""
+    with on_meta():
+        twin = build_twin(name)
+        return timm.create_model(name), twin
