@@ -329,10 +329,9 @@ def aggregate(tables: Sequence[Sequence[Mapping[str, Any]]], key: str,
     for i, row in enumerate(tables[0]):
         merged = dict(row, models=len(tables))
         for v in values:
-            xs = np.asarray([t[i][v] for t in tables], dtype=np.float64)
-            merged[v] = float(xs.mean())
-            merged[f'{v}_std'] = float(xs.std(ddof=1)) if len(xs) > 1 else None
-            merged[f'{v}_all'] = xs.tolist()
+            xs = [float(t[i][v]) for t in tables]
+            merged[v], merged[f'{v}_std'], _ = stats.mean_sd(xs)
+            merged[f'{v}_all'] = xs
         out.append(merged)
     return out
 

@@ -33,8 +33,9 @@ them back), :mod:`~stepsnet.compare.adapter` and the ``task_*`` modules (how eac
 :mod:`~stepsnet.compare.run` (running a comparison: train, collect, judge, report), :mod:`~stepsnet.compare.report`
 (the tests' verdicts, the markdown and the plots), :mod:`~stepsnet.compare.builtin` (the comparisons of
 ``stepsnet compare``) and :mod:`~stepsnet.compare.protocols` (pre-registered comparisons and
-power plans). Everything public is importable from ``stepsnet.compare``, except the result tables of the docs,
-rendered from the committed result files by the subpackage :mod:`stepsnet.compare.results_docs` (imported on its own:
+power plans). Everything public is importable from ``stepsnet.compare``, except the LM sweep
+(:mod:`stepsnet.compare.lm_sweep`) and the result tables of the docs, rendered from the committed result files by the
+subpackage :mod:`stepsnet.compare.results_docs`, each imported on its own (``benchmarks/lm_sweep.py``,
 ``scripts/render_results.py``).
 
 Four comparisons are built in (``stepsnet compare TASK``): :func:`mnist1d_comparison` (the main job: 1-D ResNets

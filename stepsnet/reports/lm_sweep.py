@@ -279,6 +279,10 @@ class Sweep:
             out += [(c.label, c, d) for d in c.differences.values()]
         return out + [(b.label, b, b.difference) for b in self.best_rates]
 
+    def also_in(self, place: str, d: Difference) -> List[str]:
+        """The other places that show the difference ``d`` shown at ``place`` (one test, counted once)."""
+        return [p for p in self.places[d.key] if p != place]
+
     def rows(self) -> List[Dict[str, Any]]:
         """:meth:`shown` as plain JSON rows: the cell, its rate (None where each model is at its own best rate, whose
         ``rates`` are given), the difference (:meth:`Difference.to_dict`), whether it is exploratory, and where else
@@ -289,7 +293,7 @@ class Sweep:
             extra = dict(rates=dict(owner.rates)) if best else {}
             rows.append(dict(cell=owner.cell if best else owner.name, lr=None if best else owner.lr, place=place,
                              **extra, **d.to_dict(), exploratory=best,
-                             also_in=[p for p in self.places[d.key] if p != place]))
+                             also_in=self.also_in(place, d)))
         return rows
 
 

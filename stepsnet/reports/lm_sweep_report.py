@@ -20,7 +20,7 @@ Example::
 
     runs = planned_runs(sweep)                       # stepsnet.compare.lm_sweep
     rows = read_csv('docs/figures/lm/sweep.csv', runs)
-    text = report_markdown(analyse_rows(sweep, rows), len(runs), len(rows), rows)
+    text = report_markdown(analyse_rows(sweep, rows), len(runs), rows)
 """
 from __future__ import annotations
 
@@ -130,10 +130,7 @@ def analyse_rows(sweep: Mapping[str, Any], rows: Rows) -> tests.Sweep:
     """The sweep's cells, differences and tests (:func:`stepsnet.reports.lm_sweep.analyse`) from the rows of the
     finished runs; ``sweep`` is the sweep file as :func:`stepsnet.compare.lm_sweep.load_sweep` reads it (its
     ``config_lr``, and its ``rule`` where one is set)."""
-    losses: Dict[Tuple[str, int, float], Dict[int, float]] = {}
-    for run, r in rows.items():
-        losses.setdefault((run.model_key, run.max_iters, run.lr), {})[run.seed] = float(r['val_loss'])
-    return tests.analyse(sweep, losses, sweep['config_lr'], sweep.get('rule'))
+    return tests.analyse(sweep, tests.losses_from_rows(rows.values()), sweep['config_lr'], sweep.get('rule'))
 
 
 def _fmt(mean: Optional[float], std: Optional[float], n: int, digits: int = 4, sign: bool = False) -> str:
@@ -179,7 +176,7 @@ def _tests_markdown(sw: tests.Sweep, rows: Rows) -> List[str]:
             what = f'{d.what}, each at its own best rate (exploratory)'
         else:
             cell, lr, what = owner.name, f'{owner.lr:g}', d.what
-            others = [p for p in sw.places[d.key] if p != owner.label]
+            others = sw.also_in(owner.label, d)
             if others:
                 what += f' (one test with {"; ".join(others)})'
         cells = [cell, lr, what, mean, ci, str(t.n), stats.format_p(t.p), stats.format_p(t.p_adj),
@@ -190,16 +187,16 @@ def _tests_markdown(sw: tests.Sweep, rows: Rows) -> List[str]:
     return lines + ['', stats.machine_sentence(machines, missing)]
 
 
-def report_markdown(sw: tests.Sweep, planned: int, finished: int, rows: Optional[Rows] = None) -> str:
-    """``sweep.md``: how many of the ``planned`` runs have finished; per cell each model's loss and the paired
-    differences; each model best at its own rate, where a cell has a grid; the models (plan, blocks, parameters, from
-    ``rows``); then every difference with both tests (:func:`stepsnet.reports.lm_sweep.method_note`) and the
-    machine."""
+def report_markdown(sw: tests.Sweep, planned: int, rows: Optional[Rows] = None) -> str:
+    """``sweep.md``: how many of the ``planned`` runs have finished (``rows``, one per finished run); per cell
+    each model's loss and the paired differences; each model best at its own rate, where a cell has a grid; the
+    models (plan, blocks, parameters, from ``rows``); then every difference with both tests
+    (:func:`stepsnet.reports.lm_sweep.method_note`) and the machine."""
     rows = rows or {}
     lines = [
         '# LM sweep: residual LM against its Steps twin',
         '',
-        f'Runs finished: {finished} of {planned} planned. Validation loss in nats per byte (final evaluation, 512 '
+        f'Runs finished: {len(rows)} of {planned} planned. Validation loss in nats per byte (final evaluation, 512 '
         'fixed windows); mean ± std over seeds (n = seeds finished). Differences are paired by seed (same '
         'initialisation seed and batches): negative means lower loss than the baseline.',
         '',
@@ -264,8 +261,7 @@ def plot(sw: tests.Sweep, path: str) -> None:
                 continue
             x = i + (j - 0.5) * 0.25
             ax.errorbar([x], [d.test.mean], yerr=[d.test.std or 0], fmt='o', color=colour, capsize=4, ms=7,
-                        label=f'{role} − baseline' if i == 0 or role not in ax.get_legend_handles_labels()[1]
-                        else None)
+                        label=f'{role} − baseline')
             ax.scatter([x] * len(d.values), d.values, color=colour, s=12, alpha=0.5, marker='x')
     handles, names = ax.get_legend_handles_labels()
     unique = dict(zip(names, handles))
@@ -287,7 +283,7 @@ def write_files(sweep: Mapping[str, Any], out: str, planned: int, rows: Rows) ->
     sw = analyse_rows(sweep, rows)
     os.makedirs(out, exist_ok=True)
     write_csv(rows, os.path.join(out, 'sweep.csv'))
-    text = report_markdown(sw, planned, len(rows), rows)
+    text = report_markdown(sw, planned, rows)
     atomic_write_text(os.path.join(out, 'sweep.md'), text)
     atomic_write_text(os.path.join(out, 'sweep.json'), json.dumps(summary(sw, planned, rows), indent=2))
     if rows:

@@ -14,8 +14,9 @@ below 0.05 (rule ``both`` of :data:`stepsnet.stats.RULES`), so that none rests o
 pre-registered comparison is decided by the test its protocol names. Anything else is "not distinguishable" with
 the number of seeds it had.
 
-Every function takes the repository root (the folder holding ``docs/``, ``benchmarks/`` and ``configs/``): an
-installed package holds no result files. ``scripts/render_results.py`` is the command line::
+The functions take the repository root (the folder holding ``docs/``, ``benchmarks/`` and ``configs/``; an
+installed package holds no result files), those of one comparison its ``results.json``.
+``scripts/render_results.py`` is the command line::
 
     from stepsnet.compare.results_docs import stale_blocks, write_blocks
 

@@ -94,7 +94,7 @@ def render_lm_sweep(root: PathLike) -> str:
             what = f'{_what(d)} (exploratory)'
         else:
             cell, lr, what = ('sanity' if owner.sanity else owner.name), f'{owner.lr:g}', _what(d)
-            others = [p for p in sw.places[d.key] if p != place]
+            others = sw.also_in(place, d)
             if others:
                 what += f' (one test with {"; ".join(others)})'
         lines.append(f'| {cell} | {lr} | {what} | ' + ' | '.join(sweep_row(d, 6 if d.family == 'sanity' else 3))
