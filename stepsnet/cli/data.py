@@ -21,18 +21,9 @@ def _run_prepare(args: argparse.Namespace) -> int:
 def _run_synth(args: argparse.Namespace) -> int:
     """Write the shapes data set through the task table's writer of the layout (COCO 2017 or ADE20K) and say
     what it holds."""
-    from stepsnet.data.layouts import MIN_SIDE, write_layout
-    from stepsnet.data.synthetic import shapes_summary
-    coco = args.data_command == 'synth-coco'
-    if len(args.size) != 2 or min(args.size) < MIN_SIDE:
-        raise ValueError(f'--size must be two whole numbers H,W (height, width), each >= {MIN_SIDE}, got '
-                         f'{",".join(map(str, args.size))}')
-    height, width = args.size  # the flag keeps its H,W order; the layout writers take (width, height)
-    task = 'det' if coco else 'seg'
-    root = write_layout(task, args.out, seed=args.seed, force=args.force, shape_classes=True,
-                        train_images=args.num_train, val_images=args.num_val, size=(width, height),
-                        max_shapes=args.max_shapes)
-    s = shapes_summary(root)
+    from stepsnet.data.synthetic import write_shapes
+    s = write_shapes(args.task, args.out, args.size, args.num_train, args.num_val, args.max_shapes, args.seed,
+                     args.force, size_name='--size')
     for split, v in s['splits'].items():
         where = v['ann_file'] if 'ann_file' in v else f'{v["image_dir"]}, {v["ann_dir"]}'
         extra = f', {plural(v["annotations"], "instance")}' if 'annotations' in v else ''
@@ -44,7 +35,7 @@ def _run_synth(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_synth_options(p: argparse.ArgumentParser, default_out: str) -> None:
+def _add_synth_options(p: argparse.ArgumentParser, default_out: str, task: str) -> None:
     p.add_argument('--out', default=default_out, help=f'output folder (default {default_out})')
     p.add_argument('--num-train', type=positive_int, default=16, help='training images (default 16)')
     p.add_argument('--num-val', type=positive_int, default=8, help='validation images (default 8)')
@@ -55,7 +46,7 @@ def _add_synth_options(p: argparse.ArgumentParser, default_out: str) -> None:
     p.add_argument('--seed', type=non_negative_int, default=0)
     p.add_argument('--force', action=argparse.BooleanOptionalAction, default=False,
                    help='replace the files of an existing data set in --out (default: refuse)')
-    p.set_defaults(func=_run_synth)
+    p.set_defaults(func=_run_synth, task=task)
 
 
 def _add_mnist1d(group: argparse._SubParsersAction) -> None:
@@ -121,12 +112,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description='Coloured shapes with exact polygon masks in the COCO 2017 layout that dry runs read (the '
                     'same writer): <out>/{train2017,val2017}/ and <out>/annotations/instances_{train2017,val2017}'
                     '.json, with the categories rectangle, ellipse, triangle. Runs detection end to end offline.')
-    _add_synth_options(p, 'runs/data/synth-coco')
+    _add_synth_options(p, 'runs/data/synth-coco', 'det')
     p = group.add_parser(
         'synth-ade', help='write a small synthetic ADE20K-format segmentation data set',
         description='Coloured shapes in the ADE20K layout that dry runs read (the same writer): '
                     '<out>/images/{training,validation}/*.jpg and <out>/annotations/{training,validation}/*.png; '
                     '4 classes (background + 3 shapes), label 0 (shape outlines, a few stray pixels) ignored. Runs '
                     'segmentation end to end offline (num_classes: 4).')
-    _add_synth_options(p, 'runs/data/synth-ade')
+    _add_synth_options(p, 'runs/data/synth-ade', 'seg')
     _add_mnist1d(group)
