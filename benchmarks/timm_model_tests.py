@@ -42,6 +42,14 @@ RESULTS = os.path.join(ROOT, 'benchmarks', 'results')
 DEFAULT_MODELS = ('steps_*', 'test_steps_*')
 DOWNLOAD = 'pip download timm==VERSION --no-deps --no-binary :all: -d DIR'
 
+
+def _download_hint() -> str:
+    """:data:`DOWNLOAD` for the installed timm (its placeholder left where timm is not installed)."""
+    try:
+        return DOWNLOAD.replace('VERSION', importlib.metadata.version('timm'))
+    except importlib.metadata.PackageNotFoundError:
+        return DOWNLOAD
+
 # test functions of timm's file that run on every model their filters select, and why those filters select no Steps
 # model (the other functions test a fixed list of timm's own models or layers)
 _BY_MODULE = ("selects models by the timm module their entrypoint lives in (`FEAT_INTER_FILTERS`: 'resnet', "
@@ -96,10 +104,10 @@ def _source_root(path: str, tmp: str) -> str:
         path = entries[0] if len(entries) == 1 and os.path.isdir(entries[0]) else tmp
     elif not os.path.isdir(path):
         raise SystemExit(f'--timm-src {path}: not a folder or a .tar.gz; expected timm\'s source tree or sdist '
-                         f'({DOWNLOAD})')
+                         f'({_download_hint()})')
     if not os.path.isfile(os.path.join(path, 'tests', 'test_models.py')):
         raise SystemExit(f'--timm-src {path}: no tests/test_models.py; expected timm\'s source tree or sdist, which '
-                         f'holds the tests ({DOWNLOAD})')
+                         f'holds the tests ({_download_hint()})')
     return path
 
 
@@ -277,10 +285,7 @@ def _markdown(data: Dict[str, Any]) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    try:
-        download = DOWNLOAD.replace('VERSION', importlib.metadata.version('timm'))
-    except importlib.metadata.PackageNotFoundError:
-        download = DOWNLOAD
+    download = _download_hint()
     p = argparse.ArgumentParser(
         description=__doc__.split('\n\n')[0],
         epilog=f'Get the source of the installed timm once with: {download}')
@@ -313,7 +318,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             found = f'timm {version}' if version else 'of no known version (no PKG-INFO or timm/version.py)'
             raise SystemExit(f'--timm-src {args.timm_src} is {found} but timm {timm.__version__} is installed; '
                              'expected the tests of the installed version '
-                             f'({DOWNLOAD.replace("VERSION", timm.__version__)})')
+                             f'({_download_hint()})')
         plugin = StepsOnly(args.models, args.only, KNOWN_EXCLUSIONS)
         real_list_models = timm.list_models
         if args.as_timm_family:  # the test file reads it (``from timm import list_models``) when it is imported
@@ -330,7 +335,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             timm.list_models = real_list_models
         wall = time.perf_counter() - start
     command = 'python benchmarks/timm_model_tests.py ' + shlex.join(argv if argv is not None else sys.argv[1:])
-    data = dict(timm=timm.__version__, timm_path=os.path.dirname(timm.__file__), torchvision=torchvision.__version__,
+    data = dict(timm=timm.__version__, timm_path=os.path.dirname(timm.__file__),
+                torchvision=torchvision.__version__,
                 command=command, models=args.models, only=args.only, as_timm_family=args.as_timm_family,
                 pytest_exit=int(code),
                 wall_seconds=round(wall, 1), github_actions='GITHUB_ACTIONS' in os.environ,
